@@ -559,7 +559,9 @@ fn ao_repair_round_trip(af: Af) -> TestResult {
     c.set_ao_repair(&changed)?;
     ensure!(c.ao_repair()? == changed, "TCP_AO_REPAIR read back {:?}", c.ao_repair()?);
     let info = repair::tcp_info(&c)?;
-    ensure!(info.state == 1 && info.timestamps(), "{info:?}");
+    ensure!(info.state == 1 && info.sack() && info.wscale(), "{info:?}");
+    let opts = info.repair_options(repair::mss(&c)? as u16);
+    ensure!(opts.len() >= 3, "repair options from TCP_INFO: {opts:?}");
     Ok(())
 }
 
