@@ -152,7 +152,8 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
         return Err(format!(
             "{what} failed ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            // The last lines carry the reason (the script's own message comes last).
+            String::from_utf8_lossy(&out.stderr).trim().lines().rev().take(3).collect::<Vec<_>>().join(" | ")
         ));
     }
     String::from_utf8(out.stdout).map_err(|e| format!("{what}: non-UTF-8 output: {e}"))
