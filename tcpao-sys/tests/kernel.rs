@@ -481,9 +481,11 @@ fn ao_rotation_while_data_flows(af: Af) -> TestResult {
     let (_l, c, s, addr) = ao_pair(af, b"generation-one")?;
     exchange(&c, &s, 2000, 1)?;
     let old = KeySelector::new(host(af), 1, 1);
-    let next = |who: &str| ao_key(af, 2, 2, if who == "c" { b"generation-two" } else { b"generation-two" });
-    let mut rc = Rotation::start(&c, old, &next("c"))?;
-    let mut rs = Rotation::start(&s, old, &next("s"))?;
+    // The successor also changes the algorithm: AES-128-CMAC with a 14-byte password (folded
+    // with the RFC 5926 KDF by the kernel and by the reference implementation).
+    let next = || AoKey::new(host(af), 2, 2, Algorithm::AesCmac128, mk(b"generation-two"));
+    let mut rc = Rotation::start(&c, old, &next())?;
+    let mut rs = Rotation::start(&s, old, &next())?;
     let deadline = Instant::now() + LONG;
     let mut rounds = 0u32;
     loop {
@@ -527,7 +529,48 @@ fn ao_rotation_while_data_flows(af: Af) -> TestResult {
         let switches = ids.windows(2).filter(|w| w[0] != w[1]).count();
         ensure!(switches == 1, "KeyID switched {switches} times in one direction");
     }
-    eprintln!("rotation: {rounds} rounds, {} captured segments, all signed", segs.len());
+    // Verify every captured MAC with the reference implementation (RFC 5925 §7.6).
+    let syn = segs.iter().find(|g| g.flags & 0x12 == 0x02).ok_or("no SYN captured")?;
+    let synack = segs.iter().find(|g| g.flags & 0x12 == 0x12).ok_or("no SYN-ACK captured")?;
+    let client = SocketAddr::new(af.loopback(), syn.src_port);
+    let conn = tcpao_refimpl::Connection::new(client, addr, syn.seq, synack.seq);
+    let mkts = [
+        tcpao_refimpl::Mkt::new(1, 1, tcpao_refimpl::Algorithm::HmacSha1, tcpao_refimpl::MasterKey::new(b"generation-one".to_vec())),
+        tcpao_refimpl::Mkt::new(2, 2, tcpao_refimpl::Algorithm::AesCmac128, tcpao_refimpl::MasterKey::new(b"generation-two".to_vec())),
+    ];
+    let mut v = tcpao_refimpl::FlowValidator::new(conn, mkts)?;
+    let mut good = [0usize; 2];
+    for g in &segs {
+        match v.validate_packet(&g.packet)? {
+            tcpao_refimpl::Verdict::Good { key_id, .. } => good[usize::from(key_id == 2)] += 1,
+            other => return Err(format!("reference implementation: {other:?} for seq {} flags {:#x}", g.seq, g.flags).into()),
+        }
+    }
+    ensure!(good[0] > 0 && good[1] > 0, "verified per key: {good:?}");
+    eprintln!(
+        "rotation: {rounds} rounds, {} captured segments all signed and verified by tcpao-refimpl ({} with KeyID 1, {} with KeyID 2)",
+        segs.len(),
+        good[0],
+        good[1]
+    );
+    Ok(())
+}
+
+fn ao_rotation_times_out_without_peer_successor(af: Af) -> TestResult {
+    let (_l, c, s, _) = ao_pair(af, b"only-generation")?;
+    let old = KeySelector::new(host(af), 1, 1);
+    let mut rc = Rotation::start(&c, old, &ao_key(af, 2, 2, b"peer-never-gets-this"))?;
+    exchange(&c, &s, 500, 1)?;
+    let t0 = Instant::now();
+    let r = rc.wait(t0 + Duration::from_millis(300), Duration::from_millis(10));
+    ensure!(matches!(r, Err(Error::RotationTimedOut { successor }) if successor.send_id == 2), "{r:?}");
+    ensure!(t0.elapsed() >= Duration::from_millis(300), "wait returned before its deadline");
+    // Nothing was deleted: the old key is still current and data still flows.
+    let keys = c.ao_keys(&KeyFilter::All)?;
+    ensure!(keys.len() == 2, "{keys:?}");
+    ensure!(keys.iter().any(|k| k.selector.send_id == 1 && k.is_current), "{keys:?}");
+    ensure!(matches!(rc.poll()?, RotationStatus::Pending { current_key: Some(1), .. }), "rotation finished without the peer");
+    exchange(&c, &s, 500, 2)?;
     Ok(())
 }
 
@@ -618,7 +661,7 @@ fn main() -> std::process::ExitCode {
     trials.push(Trial::test("ao::probe", wrap(Box::new(ao_probe))).with_ignored_flag(ao_ignored));
     for af in [Af::V4, Af::V6] {
         let n = af.name();
-        let cases: [(&str, fn(Af) -> TestResult); 8] = [
+        let cases: [(&str, fn(Af) -> TestResult); 9] = [
             ("add_and_list_round_trip", ao_add_and_list_round_trip),
             ("key_list_grows_past_first_buffer", ao_more_keys_than_the_first_buffer),
             ("info_flags_do_not_clobber", ao_info_flags_do_not_clobber),
@@ -626,6 +669,7 @@ fn main() -> std::process::ExitCode {
             ("connect_data_counters_accept_check", ao_connect_data_counters_accept_check),
             ("mismatched_key_times_out", ao_mismatched_key_times_out),
             ("rotation_while_data_flows", ao_rotation_while_data_flows),
+            ("rotation_times_out_without_peer_successor", ao_rotation_times_out_without_peer_successor),
             ("repair_round_trip", ao_repair_round_trip),
         ];
         for (name, f) in cases {
