@@ -84,8 +84,14 @@ fn rust_facts() -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     macro_rules! sz {
         ($t:ident) => {
-            m.insert(format!("size {}", stringify!($t)), size_of::<$t>().to_string());
-            m.insert(format!("align {}", stringify!($t)), align_of::<$t>().to_string());
+            m.insert(
+                format!("size {}", stringify!($t)),
+                size_of::<$t>().to_string(),
+            );
+            m.insert(
+                format!("align {}", stringify!($t)),
+                align_of::<$t>().to_string(),
+            );
         };
     }
     macro_rules! off {
@@ -98,62 +104,206 @@ fn rust_facts() -> BTreeMap<String, String> {
     }
     // A bitfield constant as "byte offset within the struct : byte value" (native endian).
     let mut bit = |name: &str, word_off: usize, word: &[u8]| {
-        let (i, b) = word.iter().enumerate().find(|(_, b)| **b != 0).expect("non-zero mask");
+        let (i, b) = word
+            .iter()
+            .enumerate()
+            .find(|(_, b)| **b != 0)
+            .expect("non-zero mask");
         m.insert(format!("bit {name}"), format!("{}:{}", word_off + i, b));
     };
-    bit("tcp_ao_add.set_current", offset_of!(tcp_ao_add, bitfield), &tcp_ao_add::SET_CURRENT.to_ne_bytes());
-    bit("tcp_ao_add.set_rnext", offset_of!(tcp_ao_add, bitfield), &tcp_ao_add::SET_RNEXT.to_ne_bytes());
-    bit("tcp_ao_del.set_current", offset_of!(tcp_ao_del, bitfield), &tcp_ao_del::SET_CURRENT.to_ne_bytes());
-    bit("tcp_ao_del.set_rnext", offset_of!(tcp_ao_del, bitfield), &tcp_ao_del::SET_RNEXT.to_ne_bytes());
-    bit("tcp_ao_del.del_async", offset_of!(tcp_ao_del, bitfield), &tcp_ao_del::DEL_ASYNC.to_ne_bytes());
+    bit(
+        "tcp_ao_add.set_current",
+        offset_of!(tcp_ao_add, bitfield),
+        &tcp_ao_add::SET_CURRENT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_add.set_rnext",
+        offset_of!(tcp_ao_add, bitfield),
+        &tcp_ao_add::SET_RNEXT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_del.set_current",
+        offset_of!(tcp_ao_del, bitfield),
+        &tcp_ao_del::SET_CURRENT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_del.set_rnext",
+        offset_of!(tcp_ao_del, bitfield),
+        &tcp_ao_del::SET_RNEXT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_del.del_async",
+        offset_of!(tcp_ao_del, bitfield),
+        &tcp_ao_del::DEL_ASYNC.to_ne_bytes(),
+    );
     let io = offset_of!(tcp_ao_info_opt, bitfield);
-    bit("tcp_ao_info_opt.set_current", io, &tcp_ao_info_opt::SET_CURRENT.to_ne_bytes());
-    bit("tcp_ao_info_opt.set_rnext", io, &tcp_ao_info_opt::SET_RNEXT.to_ne_bytes());
-    bit("tcp_ao_info_opt.ao_required", io, &tcp_ao_info_opt::AO_REQUIRED.to_ne_bytes());
-    bit("tcp_ao_info_opt.set_counters", io, &tcp_ao_info_opt::SET_COUNTERS.to_ne_bytes());
-    bit("tcp_ao_info_opt.accept_icmps", io, &tcp_ao_info_opt::ACCEPT_ICMPS.to_ne_bytes());
+    bit(
+        "tcp_ao_info_opt.set_current",
+        io,
+        &tcp_ao_info_opt::SET_CURRENT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_info_opt.set_rnext",
+        io,
+        &tcp_ao_info_opt::SET_RNEXT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_info_opt.ao_required",
+        io,
+        &tcp_ao_info_opt::AO_REQUIRED.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_info_opt.set_counters",
+        io,
+        &tcp_ao_info_opt::SET_COUNTERS.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_info_opt.accept_icmps",
+        io,
+        &tcp_ao_info_opt::ACCEPT_ICMPS.to_ne_bytes(),
+    );
     let go = offset_of!(tcp_ao_getsockopt, bitfield);
-    bit("tcp_ao_getsockopt.is_current", go, &tcp_ao_getsockopt::IS_CURRENT.to_ne_bytes());
-    bit("tcp_ao_getsockopt.is_rnext", go, &tcp_ao_getsockopt::IS_RNEXT.to_ne_bytes());
-    bit("tcp_ao_getsockopt.get_all", go, &tcp_ao_getsockopt::GET_ALL.to_ne_bytes());
+    bit(
+        "tcp_ao_getsockopt.is_current",
+        go,
+        &tcp_ao_getsockopt::IS_CURRENT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_getsockopt.is_rnext",
+        go,
+        &tcp_ao_getsockopt::IS_RNEXT.to_ne_bytes(),
+    );
+    bit(
+        "tcp_ao_getsockopt.get_all",
+        go,
+        &tcp_ao_getsockopt::GET_ALL.to_ne_bytes(),
+    );
 
     sz!(__kernel_sockaddr_storage);
     off!(__kernel_sockaddr_storage, ss_family);
     sz!(tcp_ao_add);
-    off!(tcp_ao_add, addr, alg_name, ifindex, reserved2, prefix, sndid, rcvid, maclen, keyflags, keylen, key);
+    off!(
+        tcp_ao_add, addr, alg_name, ifindex, reserved2, prefix, sndid, rcvid, maclen, keyflags,
+        keylen, key
+    );
     sz!(tcp_ao_del);
-    off!(tcp_ao_del, addr, ifindex, reserved2, prefix, sndid, rcvid, current_key, rnext, keyflags);
+    off!(
+        tcp_ao_del,
+        addr,
+        ifindex,
+        reserved2,
+        prefix,
+        sndid,
+        rcvid,
+        current_key,
+        rnext,
+        keyflags
+    );
     sz!(tcp_ao_info_opt);
-    off!(tcp_ao_info_opt, reserved2, current_key, rnext, pkt_good, pkt_bad, pkt_key_not_found, pkt_ao_required, pkt_dropped_icmp);
+    off!(
+        tcp_ao_info_opt,
+        reserved2,
+        current_key,
+        rnext,
+        pkt_good,
+        pkt_bad,
+        pkt_key_not_found,
+        pkt_ao_required,
+        pkt_dropped_icmp
+    );
     sz!(tcp_ao_getsockopt);
-    off!(tcp_ao_getsockopt, addr, alg_name, key, nkeys, sndid, rcvid, prefix, maclen, keyflags, keylen, ifindex, pkt_good, pkt_bad);
+    off!(
+        tcp_ao_getsockopt,
+        addr,
+        alg_name,
+        key,
+        nkeys,
+        sndid,
+        rcvid,
+        prefix,
+        maclen,
+        keyflags,
+        keylen,
+        ifindex,
+        pkt_good,
+        pkt_bad
+    );
     sz!(tcp_ao_repair);
     off!(tcp_ao_repair, snt_isn, rcv_isn, snd_sne, rcv_sne);
     sz!(tcp_md5sig);
-    off!(tcp_md5sig, tcpm_addr, tcpm_flags, tcpm_prefixlen, tcpm_keylen, tcpm_ifindex, tcpm_key);
+    off!(
+        tcp_md5sig,
+        tcpm_addr,
+        tcpm_flags,
+        tcpm_prefixlen,
+        tcpm_keylen,
+        tcpm_ifindex,
+        tcpm_key
+    );
     sz!(tcp_repair_opt);
     off!(tcp_repair_opt, opt_code, opt_val);
     sz!(tcp_repair_window);
-    off!(tcp_repair_window, snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup);
+    off!(
+        tcp_repair_window,
+        snd_wl1,
+        snd_wnd,
+        max_window,
+        rcv_wnd,
+        rcv_wup
+    );
     konst!(
-        TCP_MAXSEG, TCP_INFO, TCP_MD5SIG, TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_REPAIR_OPTIONS,
-        TCP_TIMESTAMP, TCP_REPAIR_WINDOW, TCP_MD5SIG_EXT, TCP_AO_ADD_KEY, TCP_AO_DEL_KEY, TCP_AO_INFO,
-        TCP_AO_GET_KEYS, TCP_AO_REPAIR, TCP_REPAIR_ON, TCP_REPAIR_OFF, TCP_REPAIR_OFF_NO_WP, TCP_NO_QUEUE,
-        TCP_RECV_QUEUE, TCP_SEND_QUEUE, TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE, TCPI_OPT_ECN,
-        TCP_MD5SIG_MAXKEYLEN, TCP_MD5SIG_FLAG_PREFIX, TCP_MD5SIG_FLAG_IFINDEX, TCP_AO_MAXKEYLEN,
-        TCP_AO_KEYF_IFINDEX, TCP_AO_KEYF_EXCLUDE_OPT, _K_SS_MAXSIZE
+        TCP_MAXSEG,
+        TCP_INFO,
+        TCP_MD5SIG,
+        TCP_REPAIR,
+        TCP_REPAIR_QUEUE,
+        TCP_QUEUE_SEQ,
+        TCP_REPAIR_OPTIONS,
+        TCP_TIMESTAMP,
+        TCP_REPAIR_WINDOW,
+        TCP_MD5SIG_EXT,
+        TCP_AO_ADD_KEY,
+        TCP_AO_DEL_KEY,
+        TCP_AO_INFO,
+        TCP_AO_GET_KEYS,
+        TCP_AO_REPAIR,
+        TCP_REPAIR_ON,
+        TCP_REPAIR_OFF,
+        TCP_REPAIR_OFF_NO_WP,
+        TCP_NO_QUEUE,
+        TCP_RECV_QUEUE,
+        TCP_SEND_QUEUE,
+        TCPI_OPT_TIMESTAMPS,
+        TCPI_OPT_SACK,
+        TCPI_OPT_WSCALE,
+        TCPI_OPT_ECN,
+        TCP_MD5SIG_MAXKEYLEN,
+        TCP_MD5SIG_FLAG_PREFIX,
+        TCP_MD5SIG_FLAG_IFINDEX,
+        TCP_AO_MAXKEYLEN,
+        TCP_AO_KEYF_IFINDEX,
+        TCP_AO_KEYF_EXCLUDE_OPT,
+        _K_SS_MAXSIZE
     );
     m
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "{what} failed ({}): {}",
             out.status,
             // The last lines carry the reason (the script's own message comes last).
-            String::from_utf8_lossy(&out.stderr).trim().lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
         ));
     }
     String::from_utf8(out.stdout).map_err(|e| format!("{what}: non-UTF-8 output: {e}"))
@@ -163,32 +313,49 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
 fn c_facts() -> Result<(BTreeMap<String, String>, PathBuf), String> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = manifest.join("../scripts/fetch-linux-libc-dev.sh");
-    let inc = run(Command::new("sh").arg(&script), "scripts/fetch-linux-libc-dev.sh")?;
+    let inc = run(
+        Command::new("sh").arg(&script),
+        "scripts/fetch-linux-libc-dev.sh",
+    )?;
     let inc = PathBuf::from(inc.lines().last().unwrap_or("").trim());
     if !inc.join("linux/tcp.h").is_file() {
         return Err(format!("{} has no linux/tcp.h", inc.display()));
     }
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-    let multiarch = run(Command::new(&cc).arg("-print-multiarch"), "cc -print-multiarch").unwrap_or_default();
+    let multiarch = run(
+        Command::new(&cc).arg("-print-multiarch"),
+        "cc -print-multiarch",
+    )
+    .unwrap_or_default();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("layout");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let src = dir.join("layout.c");
     let exe = dir.join("layout");
     std::fs::write(&src, C_PROGRAM).map_err(|e| format!("{}: {e}", src.display()))?;
     let mut c = Command::new(&cc);
-    c.arg("-std=c11").arg("-Wall").arg("-Werror").arg(format!("-I{}", inc.display()));
+    c.arg("-std=c11")
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg(format!("-I{}", inc.display()));
     let ma = multiarch.trim();
     if !ma.is_empty() {
         c.arg(format!("-I{}", inc.join(ma).display()));
     }
     c.arg(&src).arg("-o").arg(&exe);
-    run(&mut c, "compiling the layout probe against the kernel header")?;
+    run(
+        &mut c,
+        "compiling the layout probe against the kernel header",
+    )?;
     let out = run(&mut Command::new(&exe), "running the layout probe")?;
     let mut m = BTreeMap::new();
     for line in out.lines() {
-        let (k, v) = line.rsplit_once(' ').ok_or_else(|| format!("bad probe line {line:?}"))?;
+        let (k, v) = line
+            .rsplit_once(' ')
+            .ok_or_else(|| format!("bad probe line {line:?}"))?;
         if let Some(old) = m.insert(k.to_owned(), v.to_owned()) {
-            return Err(format!("{k}: reported twice ({old}, {v}): a bitfield spans several bytes?"));
+            return Err(format!(
+                "{k}: reported twice ({old}, {v}): a bitfield spans several bytes?"
+            ));
         }
     }
     Ok((m, inc))
@@ -198,11 +365,17 @@ fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
     let skip = std::env::var("TCPAO_SKIP_HEADER_CHECK").is_ok_and(|v| v == "1");
     let rust = rust_facts();
-    let c = if skip { Err("TCPAO_SKIP_HEADER_CHECK=1".to_owned()) } else { c_facts() };
+    let c = if skip {
+        Err("TCPAO_SKIP_HEADER_CHECK=1".to_owned())
+    } else {
+        c_facts()
+    };
     match (&c, skip) {
         (_, true) => eprintln!("note: layout::* trials ignored: TCPAO_SKIP_HEADER_CHECK=1"),
         (Err(why), false) => eprintln!("error: kernel header check cannot run: {why}"),
-        (Ok((m, inc)), false) => eprintln!("note: comparing {} facts with {}", m.len(), inc.display()),
+        (Ok((m, inc)), false) => {
+            eprintln!("note: comparing {} facts with {}", m.len(), inc.display())
+        }
     }
     // One trial per struct/constant group, so a mismatch names what differs.
     let groups = [
@@ -222,7 +395,15 @@ fn main() -> std::process::ExitCode {
         let c = c.clone();
         let rust: BTreeMap<String, String> = rust
             .iter()
-            .filter(|(k, _)| if g == "const" { k.starts_with("const ") } else { k.split(' ').nth(1).is_some_and(|n| n == g || n.starts_with(&format!("{g}."))) })
+            .filter(|(k, _)| {
+                if g == "const" {
+                    k.starts_with("const ")
+                } else {
+                    k.split(' ')
+                        .nth(1)
+                        .is_some_and(|n| n == g || n.starts_with(&format!("{g}.")))
+                }
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         trials.push(
@@ -241,13 +422,25 @@ fn main() -> std::process::ExitCode {
                 }
                 let c_only: Vec<_> = cm
                     .keys()
-                    .filter(|k| k.split(' ').nth(1).is_some_and(|n| if g == "const" { k.starts_with("const ") } else { n == g || n.starts_with(&format!("{g}.")) }))
+                    .filter(|k| {
+                        k.split(' ').nth(1).is_some_and(|n| {
+                            if g == "const" {
+                                k.starts_with("const ")
+                            } else {
+                                n == g || n.starts_with(&format!("{g}."))
+                            }
+                        })
+                    })
                     .filter(|k| !rust.contains_key(*k))
                     .collect();
                 for k in c_only {
                     bad.push(format!("{k}: not checked on the Rust side"));
                 }
-                if bad.is_empty() { Ok(()) } else { Err(bad.join("\n").into()) }
+                if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err(bad.join("\n").into())
+                }
             })
             .with_ignored_flag(skip),
         );
