@@ -643,7 +643,7 @@ pub fn guest_script(
         let q = sh_quote(&b.display().to_string());
         s.push_str(&format!("echo '# vm: cargo-test {i}:' {q}\n"));
         s.push_str(&format!(
-            "{{ TCPAO_REQUIRE_TCP_AO=1 {q} --test-threads=1 2>&1; echo $? > \"$R/cargo-{i}.rc\"; }} | tee \"$R/cargo-{i}.log\"\n"
+            "{{ TCPAO_REQUIRE_TCP_AO=1 {q} 2>&1; echo $? > \"$R/cargo-{i}.rc\"; }} | tee \"$R/cargo-{i}.log\"\n"
         ));
     }
     match exec_script {
@@ -714,11 +714,6 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         .iter()
         .map(|p| fs::canonicalize(p).map_err(io_err(p.display())))
         .collect::<Result<_, _>>()?;
-    for p in std::iter::once(&selftests).chain(&cargo_tests).chain(exec_script.iter()) {
-        if p.starts_with("/tmp") {
-            eprintln!("# vm: warning: {} is under /tmp, which the guest does not share", p.display());
-        }
-    }
     let script = guest_script(&results, &selftests, &args.args, exec_script.as_deref(), &cargo_tests, !kvm);
     let script_path = results.join("guest.sh");
     fs::write(&script_path, script).map_err(io_err("guest script"))?;
@@ -736,6 +731,9 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
     if !kvm {
         cmd.arg("--disable-kvm");
     }
+    // The C virtiofsd shipped with Debian's qemu fails here and vng waits for it before
+    // falling back to 9p; go to 9p directly (measured: saves several seconds of boot).
+    cmd.arg("--force-9p");
     cmd.arg("--rwdir").arg(&results);
     cmd.arg("--exec").arg(format!("sh {}", script_path.display()));
     // vng needs stdin open: /dev/null, never closed.
