@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Network-namespace selftests for Linux TCP-AO and TCP-MD5, with KTAP output.
 #[derive(Debug, Parser)]
-#[command(name = "tcpao-selftests", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "tcpao-selftests",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// `run` (the default) or `vm`.
     #[command(subcommand)]
@@ -130,10 +134,15 @@ mod tests {
     #[test]
     fn vm_takes_suite_args_after_dashes() {
         let c = parse(&["vm", "--cpus", "4", "--", "harness", "--jobs", "2"]);
-        let Some(Command::Vm(v)) = c.command else { panic!("not vm") };
+        let Some(Command::Vm(v)) = c.command else {
+            panic!("not vm")
+        };
         assert_eq!(v.cpus, 4);
         assert_eq!(v.memory, "2G");
         assert_eq!(v.args, ["harness", "--jobs", "2"]);
-        assert!(Cli::try_parse_from(["x", "vm", "--modules", "/m"]).is_err(), "needs --kernel");
+        assert!(
+            Cli::try_parse_from(["x", "vm", "--modules", "/m"]).is_err(),
+            "needs --kernel"
+        );
     }
 }

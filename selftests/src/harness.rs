@@ -66,9 +66,18 @@ impl TimeoutPolicy {
 
     /// The policy for the given variable values.
     pub fn from_vars(slow: Option<&str>, override_timeout: Option<&str>) -> Self {
-        let slow = if slow.is_some_and(|v| v.eq_ignore_ascii_case("yes")) { SLOW_FACTOR } else { 1 };
-        let override_secs = override_timeout.and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0);
-        TimeoutPolicy { slow, override_secs }
+        let slow = if slow.is_some_and(|v| v.eq_ignore_ascii_case("yes")) {
+            SLOW_FACTOR
+        } else {
+            1
+        };
+        let override_secs = override_timeout
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0);
+        TimeoutPolicy {
+            slow,
+            override_secs,
+        }
     }
 
     /// The timeout a test runs under: `--timeout` wins, then the kselftest override, then
@@ -160,9 +169,14 @@ fn install_panic_hook() {
     ONCE.call_once(|| {
         let default = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            let in_test = std::thread::current().name().is_some_and(|n| n.starts_with("test:"));
+            let in_test = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("test:"));
             if in_test {
-                let loc = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+                let loc = info
+                    .location()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
                 PANIC_AT.with(|p| *p.borrow_mut() = Some(loc));
             } else {
                 default(info);
@@ -254,7 +268,11 @@ pub fn run<W: Write>(
     for (i, t) in tests.iter().enumerate() {
         match precheck(t, features, require_ao) {
             Some(status) => {
-                done[i] = Some(Finished { status, elapsed: Duration::ZERO, diags: Vec::new() })
+                done[i] = Some(Finished {
+                    status,
+                    elapsed: Duration::ZERO,
+                    diags: Vec::new(),
+                })
             }
             None => queue.push_back(i),
         }
@@ -284,10 +302,18 @@ pub fn run<W: Write>(
                 .name(format!("test:{}", t.name()))
                 .spawn(move || {
                     let status = run_body(&test, &ctx);
-                    let _ = txc.send(Done { index: i, status, elapsed: started.elapsed() });
+                    let _ = txc.send(Done {
+                        index: i,
+                        status,
+                        elapsed: started.elapsed(),
+                    });
                 });
             match spawned {
-                Ok(_) => running.push(Running { index: i, started, timeout }),
+                Ok(_) => running.push(Running {
+                    index: i,
+                    started,
+                    timeout,
+                }),
                 Err(e) => {
                     done[i] = Some(Finished {
                         status: Status::Error(format!("cannot spawn test thread: {e}")),
@@ -311,8 +337,15 @@ pub fn run<W: Write>(
             Ok(d) => {
                 if let Some(pos) = running.iter().position(|r| r.index == d.index) {
                     running.swap_remove(pos);
-                    let diags = ctxs[d.index].take().map(|c| c.take_diags()).unwrap_or_default();
-                    done[d.index] = Some(Finished { status: d.status, elapsed: d.elapsed, diags });
+                    let diags = ctxs[d.index]
+                        .take()
+                        .map(|c| c.take_diags())
+                        .unwrap_or_default();
+                    done[d.index] = Some(Finished {
+                        status: d.status,
+                        elapsed: d.elapsed,
+                        diags,
+                    });
                 }
                 // A result from an abandoned (timed-out) thread is dropped.
             }
@@ -323,9 +356,16 @@ pub fn run<W: Write>(
                     if elapsed < r.timeout {
                         return true;
                     }
-                    let diags = ctxs[r.index].take().map(|c| c.take_diags()).unwrap_or_default();
+                    let diags = ctxs[r.index]
+                        .take()
+                        .map(|c| c.take_diags())
+                        .unwrap_or_default();
                     let secs = r.timeout.as_secs() + u64::from(r.timeout.subsec_nanos() > 0);
-                    done[r.index] = Some(Finished { status: Status::Timeout(secs), elapsed, diags });
+                    done[r.index] = Some(Finished {
+                        status: Status::Timeout(secs),
+                        elapsed,
+                        diags,
+                    });
                     false
                 });
             }
@@ -367,12 +407,20 @@ mod tests {
     #[test]
     fn glob_and_substring() {
         assert!(matches("connect", "connect/ipv4/connect-good", false));
-        assert!(matches("connect/*/connect-good", "connect/ipv6/connect-good", false));
+        assert!(matches(
+            "connect/*/connect-good",
+            "connect/ipv6/connect-good",
+            false
+        ));
         assert!(matches("*ipv6*", "rst/ipv6/x", false));
         assert!(!matches("*ipv6", "rst/ipv6/x", false));
         assert!(matches("rst/ipv?/x", "rst/ipv4/x", false));
         assert!(!matches("connect/ipv4", "connect/ipv4/connect-good", true));
-        assert!(matches("connect/ipv4/connect-good", "connect/ipv4/connect-good", true));
+        assert!(matches(
+            "connect/ipv4/connect-good",
+            "connect/ipv4/connect-good",
+            true
+        ));
     }
 
     #[test]
@@ -380,38 +428,76 @@ mod tests {
         let all = || vec![t("a/ipv4/x"), t("selftest-self/any/hang").hidden()];
         let names = |v: Vec<Test>| v.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>();
         assert_eq!(names(select(all(), &[], false)), ["a/ipv4/x"]);
-        assert_eq!(names(select(all(), &["any".into()], false)), Vec::<String>::new());
+        assert_eq!(
+            names(select(all(), &["any".into()], false)),
+            Vec::<String>::new()
+        );
         assert_eq!(names(select(all(), &["*".into()], false)), ["a/ipv4/x"]);
         assert_eq!(
             names(select(all(), &["selftest-self/any/hang".into()], true)),
             ["selftest-self/any/hang"]
         );
-        assert_eq!(names(select(all(), &["selftest-self/".into()], false)), ["selftest-self/any/hang"]);
+        assert_eq!(
+            names(select(all(), &["selftest-self/".into()], false)),
+            ["selftest-self/any/hang"]
+        );
     }
 
     #[test]
     fn timeout_policy() {
         let p = TimeoutPolicy::from_vars(Some("yes"), None);
-        assert_eq!(p.effective(Some(Duration::from_secs(10)), None), Duration::from_secs(30));
+        assert_eq!(
+            p.effective(Some(Duration::from_secs(10)), None),
+            Duration::from_secs(30)
+        );
         assert_eq!(p.effective(None, None), DEFAULT_TIMEOUT * SLOW_FACTOR);
-        assert_eq!(p.effective(None, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(
+            p.effective(None, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
         let o = TimeoutPolicy::from_vars(Some("no"), Some("90"));
         assert_eq!(o.slow, 1);
-        assert_eq!(o.effective(Some(Duration::from_secs(10)), None), Duration::from_secs(90));
-        assert_eq!(TimeoutPolicy::from_vars(None, Some("junk")).override_secs, None);
+        assert_eq!(
+            o.effective(Some(Duration::from_secs(10)), None),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            TimeoutPolicy::from_vars(None, Some("junk")).override_secs,
+            None
+        );
     }
 
     fn features(ao: bool) -> Arc<Features> {
         let mut m = BTreeMap::new();
         m.insert(Feature::Netns, Ok(()));
-        m.insert(Feature::TcpAo, if ao { Ok(()) } else { Err("ENOPROTOOPT".into()) });
+        m.insert(
+            Feature::TcpAo,
+            if ao {
+                Ok(())
+            } else {
+                Err("ENOPROTOOPT".into())
+            },
+        );
         Arc::new(Features::from_map(m))
     }
 
     fn run_text(tests: &[Test], f: &Arc<Features>, jobs: usize) -> String {
         let mut out = Vec::new();
-        let opts = RunOptions { jobs, ..RunOptions::default() };
-        run(tests, f, &opts, TimeoutPolicy { slow: 1, override_secs: None }, &mut out).unwrap();
+        let opts = RunOptions {
+            jobs,
+            ..RunOptions::default()
+        };
+        run(
+            tests,
+            f,
+            &opts,
+            TimeoutPolicy {
+                slow: 1,
+                override_secs: None,
+            },
+            &mut out,
+        )
+        .unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -427,8 +513,10 @@ mod tests {
             Test::new("h/any/xfail", |_| Ok(Outcome::xfail("known bug"))),
             Test::new("h/any/panic", |_| panic!("boom {}", 42)),
             Test::new("h/any/error", |_| Err("socket: EPERM".into())),
-            Test::new("h/any/hang", |_| loop {
-                std::thread::sleep(Duration::from_secs(3600));
+            Test::new("h/any/hang", |_| {
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
             })
             .timeout(Duration::from_millis(300)),
             Test::new("h/any/ao", |_| Ok(Outcome::Pass)).requires(&[Feature::TcpAo]),
@@ -441,19 +529,43 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "TAP version 13");
         assert_eq!(lines[1], "1..9");
-        assert!(out.contains("# h/any/pass: hello\nok 1 h/any/pass # time="), "{out}");
-        assert!(out.contains("# h/any/fail: counter stayed 0\nnot ok 2 h/any/fail"), "{out}");
-        assert!(out.contains("ok 3 h/any/skip # SKIP no tool time="), "{out}");
-        assert!(out.contains("ok 4 h/any/xfail # XFAIL known bug time="), "{out}");
-        assert!(out.contains("# h/any/panic: panicked: boom 42 at "), "{out}");
+        assert!(
+            out.contains("# h/any/pass: hello\nok 1 h/any/pass # time="),
+            "{out}"
+        );
+        assert!(
+            out.contains("# h/any/fail: counter stayed 0\nnot ok 2 h/any/fail"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ok 3 h/any/skip # SKIP no tool time="),
+            "{out}"
+        );
+        assert!(
+            out.contains("ok 4 h/any/xfail # XFAIL known bug time="),
+            "{out}"
+        );
+        assert!(
+            out.contains("# h/any/panic: panicked: boom 42 at "),
+            "{out}"
+        );
         assert!(out.contains("not ok 5 h/any/panic"), "{out}");
-        assert!(out.contains("# h/any/error: socket: EPERM\nnot ok 6 h/any/error"), "{out}");
-        assert!(out.contains("not ok 7 h/any/hang # TIMEOUT 1s time="), "{out}");
+        assert!(
+            out.contains("# h/any/error: socket: EPERM\nnot ok 6 h/any/error"),
+            "{out}"
+        );
+        assert!(
+            out.contains("not ok 7 h/any/hang # TIMEOUT 1s time="),
+            "{out}"
+        );
         assert!(
             out.contains("ok 8 h/any/ao # SKIP Tests require TCP-AO support (CONFIG_TCP_AO)"),
             "{out}"
         );
-        assert!(out.contains("# h/any/macro: arithmetic is broken\nnot ok 9"), "{out}");
+        assert!(
+            out.contains("# h/any/macro: arithmetic is broken\nnot ok 9"),
+            "{out}"
+        );
         assert!(
             out.ends_with("# Totals: pass:1 fail:5 xfail:1 xpass:0 skip:2 error:0\n"),
             "{out}"

@@ -111,7 +111,10 @@ pub struct Writer<W: Write> {
 impl<W: Write> Writer<W> {
     /// A writer over `out`.
     pub fn new(out: W) -> Self {
-        Writer { out, totals: Totals::default() }
+        Writer {
+            out,
+            totals: Totals::default(),
+        }
     }
 
     /// `TAP version 13` and the plan `1..n`.
@@ -158,7 +161,10 @@ impl<W: Write> Writer<W> {
     pub fn finish(mut self, planned: usize) -> io::Result<Totals> {
         let run = self.totals.total();
         if run != planned {
-            writeln!(self.out, "# Planned tests != run tests ({planned} != {run})")?;
+            writeln!(
+                self.out,
+                "# Planned tests != run tests ({planned} != {run})"
+            )?;
         }
         writeln!(self.out, "# Totals: {}", self.totals)?;
         self.out.flush()?;
@@ -181,7 +187,11 @@ pub fn format_result(n: usize, name: &str, status: &Status, ms: u128) -> String 
 
 fn one_line(s: &str) -> String {
     let s = s.lines().next().unwrap_or_default().trim();
-    if s.is_empty() { "(no reason given)".into() } else { s.replace('#', "%") }
+    if s.is_empty() {
+        "(no reason given)".into()
+    } else {
+        s.replace('#', "%")
+    }
 }
 
 /// One classified line of a result stream.
@@ -256,7 +266,10 @@ pub fn parse_line(raw: &str) -> Line {
             } else {
                 return Line::Other;
             };
-            return Line::Libtest { name: name.trim().to_owned(), status };
+            return Line::Libtest {
+                name: name.trim().to_owned(),
+                status,
+            };
         }
     }
     Line::Other
@@ -271,8 +284,15 @@ fn parse_result(ok: bool, rest: &str) -> Line {
     let number = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
     let name = parts.next().unwrap_or_default().trim().to_owned();
     let d = directive.unwrap_or_default();
-    let word = d.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
-    let after = d.split_once(char::is_whitespace).map(|x| x.1.trim()).unwrap_or_default();
+    let word = d
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let after = d
+        .split_once(char::is_whitespace)
+        .map(|x| x.1.trim())
+        .unwrap_or_default();
     let reason = strip_time(after);
     let status = match (ok, word.as_str()) {
         (_, "SKIP") => Status::Skip(reason),
@@ -290,7 +310,11 @@ fn parse_result(ok: bool, rest: &str) -> Line {
         (true, _) => Status::Pass,
         (false, _) => Status::Fail(strip_time(d)),
     };
-    Line::Result { number, name, status }
+    Line::Result {
+        number,
+        name,
+        status,
+    }
 }
 
 /// Drops a trailing `time=<n>ms` from a reason.
@@ -361,10 +385,21 @@ impl Summary {
                 self.doc_totals = Totals::default();
             }
             Line::Plan(n) => self.planned += n,
-            Line::Result { number, name, status } => {
+            Line::Result {
+                number,
+                name,
+                status,
+            } => {
                 self.ktap_results += 1;
                 self.doc_totals.add(&status);
-                self.record(if name.is_empty() { format!("#{number}") } else { name }, status);
+                self.record(
+                    if name.is_empty() {
+                        format!("#{number}")
+                    } else {
+                        name
+                    },
+                    status,
+                );
             }
             Line::Libtest { name, status } => {
                 self.libtest_results += 1;
@@ -372,8 +407,10 @@ impl Summary {
             }
             Line::Totals(t) => {
                 if t != self.doc_totals {
-                    self.totals_mismatch
-                        .push(format!("stream says {t}, results counted {}", self.doc_totals));
+                    self.totals_mismatch.push(format!(
+                        "stream says {t}, results counted {}",
+                        self.doc_totals
+                    ));
                 }
             }
             Line::Other => {}
@@ -382,7 +419,10 @@ impl Summary {
 
     fn record(&mut self, name: String, status: Status) {
         self.totals.add(&status);
-        if matches!(status, Status::Fail(_) | Status::Timeout(_) | Status::Error(_)) {
+        if matches!(
+            status,
+            Status::Fail(_) | Status::Timeout(_) | Status::Error(_)
+        ) {
             self.failures.push((name, status));
         }
     }
@@ -421,7 +461,11 @@ mod tests {
 
     fn res(l: &str) -> (usize, String, Status) {
         match parse_line(l) {
-            Line::Result { number, name, status } => (number, name, status),
+            Line::Result {
+                number,
+                name,
+                status,
+            } => (number, name, status),
             other => panic!("{l:?} parsed as {other:?}"),
         }
     }
@@ -433,11 +477,26 @@ mod tests {
         w.header(6).unwrap();
         w.diag("feature tcp-ao: yes").unwrap();
         w.result(1, "a/ipv4/x", &Status::Pass, 12).unwrap();
-        w.result(2, "a/ipv4/y", &Status::Fail("counter did not grow\nsecond".into()), 3).unwrap();
-        w.result(3, "a/ipv6/x", &Status::Skip("Tests require VRF # x".into()), 0).unwrap();
-        w.result(4, "a/ipv6/y", &Status::XFail("known".into()), 1).unwrap();
-        w.result(5, "a/ipv6/z", &Status::Timeout(60), 60001).unwrap();
-        w.result(6, "a/ipv6/w", &Status::Error("spawn".into()), 0).unwrap();
+        w.result(
+            2,
+            "a/ipv4/y",
+            &Status::Fail("counter did not grow\nsecond".into()),
+            3,
+        )
+        .unwrap();
+        w.result(
+            3,
+            "a/ipv6/x",
+            &Status::Skip("Tests require VRF # x".into()),
+            0,
+        )
+        .unwrap();
+        w.result(4, "a/ipv6/y", &Status::XFail("known".into()), 1)
+            .unwrap();
+        w.result(5, "a/ipv6/z", &Status::Timeout(60), 60001)
+            .unwrap();
+        w.result(6, "a/ipv6/w", &Status::Error("spawn".into()), 0)
+            .unwrap();
         let t = w.finish(6).unwrap();
         let out = String::from_utf8(buf).unwrap();
         let want = "TAP version 13\n1..6\n# feature tcp-ao: yes\nok 1 a/ipv4/x # time=12ms\n\
@@ -470,25 +529,59 @@ mod tests {
 
     #[test]
     fn parses_result_lines() {
-        assert_eq!(res("ok 1 a/b/c # time=5ms"), (1, "a/b/c".into(), Status::Pass));
+        assert_eq!(
+            res("ok 1 a/b/c # time=5ms"),
+            (1, "a/b/c".into(), Status::Pass)
+        );
         assert_eq!(res("ok 1 a/b/c"), (1, "a/b/c".into(), Status::Pass));
-        assert_eq!(res("not ok 2 a/b/c"), (2, "a/b/c".into(), Status::Fail(String::new())));
+        assert_eq!(
+            res("not ok 2 a/b/c"),
+            (2, "a/b/c".into(), Status::Fail(String::new()))
+        );
         assert_eq!(
             res("ok 3 a/b/c # SKIP Tests require TCP-AO support (CONFIG_TCP_AO) time=0ms"),
-            (3, "a/b/c".into(), Status::Skip("Tests require TCP-AO support (CONFIG_TCP_AO)".into()))
+            (
+                3,
+                "a/b/c".into(),
+                Status::Skip("Tests require TCP-AO support (CONFIG_TCP_AO)".into())
+            )
         );
         // kselftest.h's own skip form has no description.
-        assert_eq!(res("ok 4 # SKIP no vrf"), (4, String::new(), Status::Skip("no vrf".into())));
-        assert_eq!(res("ok 5 x # XFAIL known"), (5, "x".into(), Status::XFail("known".into())));
-        assert_eq!(res("not ok 6 x # TIMEOUT 45 seconds"), (6, "x".into(), Status::Timeout(45)));
-        assert_eq!(res("not ok 7 x # TIMEOUT 60s time=60000ms"), (7, "x".into(), Status::Timeout(60)));
-        assert_eq!(res("not ok 8 x # ERROR boom"), (8, "x".into(), Status::Error("boom".into())));
-        assert_eq!(res("not ok 9 x # exit=1"), (9, "x".into(), Status::Fail("exit=1".into())));
+        assert_eq!(
+            res("ok 4 # SKIP no vrf"),
+            (4, String::new(), Status::Skip("no vrf".into()))
+        );
+        assert_eq!(
+            res("ok 5 x # XFAIL known"),
+            (5, "x".into(), Status::XFail("known".into()))
+        );
+        assert_eq!(
+            res("not ok 6 x # TIMEOUT 45 seconds"),
+            (6, "x".into(), Status::Timeout(45))
+        );
+        assert_eq!(
+            res("not ok 7 x # TIMEOUT 60s time=60000ms"),
+            (7, "x".into(), Status::Timeout(60))
+        );
+        assert_eq!(
+            res("not ok 8 x # ERROR boom"),
+            (8, "x".into(), Status::Error("boom".into()))
+        );
+        assert_eq!(
+            res("not ok 9 x # exit=1"),
+            (9, "x".into(), Status::Fail("exit=1".into()))
+        );
         // An XFAIL directive on `not ok` is still a failure; unknown directives fall back.
-        assert_eq!(res("not ok 10 x # XFAIL y"), (10, "x".into(), Status::Fail("XFAIL y".into())));
+        assert_eq!(
+            res("not ok 10 x # XFAIL y"),
+            (10, "x".into(), Status::Fail("XFAIL y".into()))
+        );
         assert_eq!(res("ok 11 x # TODO later"), (11, "x".into(), Status::Pass));
         // Console noise.
-        assert_eq!(res("\rok 12 x # time=1ms\r"), (12, "x".into(), Status::Pass));
+        assert_eq!(
+            res("\rok 12 x # time=1ms\r"),
+            (12, "x".into(), Status::Pass)
+        );
     }
 
     #[test]
@@ -502,7 +595,14 @@ mod tests {
         assert_eq!(parse_line("# Totals: pass:1 fail:0"), Line::Other);
         assert_eq!(
             parse_line("# Totals: pass:1 fail:2 xfail:3 xpass:0 skip:4 error:5"),
-            Line::Totals(Totals { pass: 1, fail: 2, xfail: 3, xpass: 0, skip: 4, error: 5 })
+            Line::Totals(Totals {
+                pass: 1,
+                fail: 2,
+                xfail: 3,
+                xpass: 0,
+                skip: 4,
+                error: 5
+            })
         );
     }
 
@@ -510,17 +610,29 @@ mod tests {
     fn parses_libtest_lines() {
         assert_eq!(
             parse_line("test sockopt::roundtrip ... ok"),
-            Line::Libtest { name: "sockopt::roundtrip".into(), status: Status::Pass }
+            Line::Libtest {
+                name: "sockopt::roundtrip".into(),
+                status: Status::Pass
+            }
         );
         assert!(matches!(
             parse_line("test a ... FAILED"),
-            Line::Libtest { status: Status::Fail(_), .. }
+            Line::Libtest {
+                status: Status::Fail(_),
+                ..
+            }
         ));
         assert!(matches!(
             parse_line("test a ... ignored, needs root"),
-            Line::Libtest { status: Status::Skip(_), .. }
+            Line::Libtest {
+                status: Status::Skip(_),
+                ..
+            }
         ));
-        assert_eq!(parse_line("test result: ok. 3 passed; 0 failed"), Line::Other);
+        assert_eq!(
+            parse_line("test result: ok. 3 passed; 0 failed"),
+            Line::Other
+        );
     }
 
     #[test]

@@ -40,7 +40,13 @@ fn run(args: &RunArgs) -> i32 {
         bench: args.bench,
         require_tcp_ao: std::env::var("TCPAO_REQUIRE_TCP_AO").is_ok_and(|v| v == "1"),
     };
-    match harness::run(&tests, &features, &opts, TimeoutPolicy::from_env(), std::io::stdout().lock()) {
+    match harness::run(
+        &tests,
+        &features,
+        &opts,
+        TimeoutPolicy::from_env(),
+        std::io::stdout().lock(),
+    ) {
         Ok(totals) => totals.exit_code(),
         Err(e) => {
             eprintln!("tcpao-selftests: writing results: {e}");

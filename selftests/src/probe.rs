@@ -31,8 +31,14 @@ pub enum Feature {
 
 impl Feature {
     /// Every feature, in probe order.
-    pub const ALL: [Feature; 6] =
-        [Feature::Netns, Feature::Veth, Feature::Vrf, Feature::Ipv6, Feature::TcpMd5, Feature::TcpAo];
+    pub const ALL: [Feature; 6] = [
+        Feature::Netns,
+        Feature::Veth,
+        Feature::Vrf,
+        Feature::Ipv6,
+        Feature::TcpMd5,
+        Feature::TcpAo,
+    ];
 
     /// The skip reason used when this feature is missing.
     pub fn requirement(self) -> &'static str {
@@ -98,8 +104,14 @@ impl Features {
     }
 
     /// The probe's answer for a feature.
+    ///
+    /// # Errors
+    /// Why the feature is missing (or "not probed").
     pub fn get(&self, f: Feature) -> Support {
-        self.map.get(&f).cloned().unwrap_or_else(|| Err("not probed".into()))
+        self.map
+            .get(&f)
+            .cloned()
+            .unwrap_or_else(|| Err("not probed".into()))
     }
 
     /// The first missing feature among `required`, if any.
@@ -154,7 +166,12 @@ fn probe_link_kind(kind: &str) -> Support {
             "vrf" => cmd.args(["table", "10"]),
             _ => &mut cmd,
         };
-        match cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+        match cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+        {
             Ok(o) if o.status.success() => Ok(()),
             Ok(o) => Err(format!(
                 "ip link add type {kind}: {}",
@@ -233,7 +250,10 @@ mod tests {
         assert!(f.has(Feature::Netns));
         assert!(!f.has(Feature::TcpAo));
         assert!(!f.has(Feature::Vrf), "unprobed is missing");
-        assert_eq!(f.first_missing(&[Feature::Netns, Feature::TcpAo]), Some(Feature::TcpAo));
+        assert_eq!(
+            f.first_missing(&[Feature::Netns, Feature::TcpAo]),
+            Some(Feature::TcpAo)
+        );
         assert_eq!(f.first_missing(&[Feature::Netns]), None);
         assert_eq!(
             Feature::TcpAo.requirement(),

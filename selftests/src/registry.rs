@@ -87,7 +87,13 @@ impl Test {
         if let Err(e) = validate_name(&name) {
             panic!("bad test name {name:?}: {e}");
         }
-        Test { name, timeout: None, requires: Vec::new(), hidden: false, body: Arc::new(body) }
+        Test {
+            name,
+            timeout: None,
+            requires: Vec::new(),
+            hidden: false,
+            body: Arc::new(body),
+        }
     }
 
     /// Kernel features the test needs; when one is missing the test is skipped with the

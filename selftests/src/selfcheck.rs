@@ -29,6 +29,9 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 
 /// The harness's own tests (visible and hidden).
+///
+/// # Panics
+/// Never while registering; the hidden `selftest-self/any/panic` body panics when run.
 pub fn tests() -> Vec<Test> {
     vec![
         Test::new("harness/any/netns-isolation", netns_isolation)
@@ -40,14 +43,19 @@ pub fn tests() -> Vec<Test> {
         Test::new("harness/ipv6/veth-tcp", |c| veth_tcp(c, true))
             .requires(&[Feature::Netns, Feature::Veth, Feature::Ipv6])
             .timeout(Duration::from_secs(30)),
-        Test::new("selftest-self/any/fail", |_| Ok(Outcome::fail("deliberate failure"))).hidden(),
+        Test::new("selftest-self/any/fail", |_| {
+            Ok(Outcome::fail("deliberate failure"))
+        })
+        .hidden(),
         Test::new("selftest-self/any/panic", |_| -> TestResult {
             let v: Vec<u8> = Vec::new();
             panic!("deliberate panic: index {} of an empty vector", v.len() + 3)
         })
         .hidden(),
-        Test::new("selftest-self/any/hang", |_| loop {
-            std::thread::sleep(Duration::from_secs(3600));
+        Test::new("selftest-self/any/hang", |_| {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
         })
         .timeout(Duration::from_secs(2))
         .hidden(),
@@ -66,7 +74,11 @@ fn ip(args: &[&str]) -> Result<(), String> {
     if o.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
     }
 }
 
@@ -79,7 +91,10 @@ fn netdev() -> Result<Vec<(String, u64, u64)>, String> {
         .skip(2)
         .filter_map(|l| {
             let (name, rest) = l.split_once(':')?;
-            let v: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
             Some((name.trim().to_owned(), *v.first()?, *v.get(8)?))
         })
         .collect())
@@ -90,8 +105,14 @@ fn netns_isolation(ctx: &Ctx) -> TestResult {
     unshare(CloneFlags::CLONE_NEWNET)?;
     let after = netdev()?;
     let names: Vec<&str> = after.iter().map(|(n, _, _)| n.as_str()).collect();
-    crate::ensure!(names == ["lo"], "fresh namespace should hold only lo, holds {names:?}");
-    ctx.diag(format!("host namespace had {} interfaces, the new one has {names:?}", before.len()));
+    crate::ensure!(
+        names == ["lo"],
+        "fresh namespace should hold only lo, holds {names:?}"
+    );
+    ctx.diag(format!(
+        "host namespace had {} interfaces, the new one has {names:?}",
+        before.len()
+    ));
     ip(&["link", "set", "lo", "up"])?;
     // A listener on loopback in this namespace serves a connection from this namespace.
     let l = TcpListener::bind("127.0.0.1:0")?;
@@ -133,7 +154,11 @@ fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
                 let _ = ns_tx.send(Err(format!("peer unshare: {e}")));
                 return Err(e.to_string());
             }
-            let path = format!("/proc/{}/task/{}/ns/net", std::process::id(), nix::unistd::gettid());
+            let path = format!(
+                "/proc/{}/task/{}/ns/net",
+                std::process::id(),
+                nix::unistd::gettid()
+            );
             let _ = ns_tx.send(Ok(path));
             go_rx.recv().map_err(|e| e.to_string())?;
             let setup = || -> Result<TcpListener, String> {
@@ -173,13 +198,16 @@ fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
                 }
                 n += k as u64;
             }
-            s.write_all(format!("{n} {sum}\n").as_bytes()).map_err(|e| e.to_string())?;
+            s.write_all(format!("{n} {sum}\n").as_bytes())
+                .map_err(|e| e.to_string())?;
             Ok((n, sum))
         },
     )?;
 
     let peer_ns = ns_rx.recv_timeout(ctx.timeout())??;
-    ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &peer_ns])?;
+    ip(&[
+        "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &peer_ns,
+    ])?;
     let cidr = format!("{a}/{plen}");
     let mut add: Vec<&str> = fam.to_vec();
     add.extend(["addr", "add", cidr.as_str(), "dev", "va"]);
@@ -190,7 +218,10 @@ fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
     ip(&["link", "set", "va", "up"])?;
     ip(&["link", "set", "lo", "up"])?;
     let local: Vec<String> = netdev()?.into_iter().map(|(n, _, _)| n).collect();
-    crate::ensure!(!local.iter().any(|n| n == "vb"), "vb should live in the peer namespace");
+    crate::ensure!(
+        !local.iter().any(|n| n == "vb"),
+        "vb should live in the peer namespace"
+    );
     go_tx.send(())?;
     ready_rx.recv_timeout(ctx.timeout())??;
 
@@ -218,9 +249,18 @@ fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
         reply.trim()
     );
     crate::ensure!(peer == (PAYLOAD as u64, sum), "peer thread result {peer:?}");
-    let tx = netdev()?.into_iter().find(|(n, _, _)| n == "va").map(|x| x.2).unwrap_or(0);
-    crate::ensure!(tx >= PAYLOAD as u64, "va sent only {tx} bytes: traffic did not cross the veth");
-    ctx.diag(format!("{PAYLOAD} bytes over veth {a} -> {b}, va tx_bytes {tx}"));
+    let tx = netdev()?
+        .into_iter()
+        .find(|(n, _, _)| n == "va")
+        .map(|x| x.2)
+        .unwrap_or(0);
+    crate::ensure!(
+        tx >= PAYLOAD as u64,
+        "va sent only {tx} bytes: traffic did not cross the veth"
+    );
+    ctx.diag(format!(
+        "{PAYLOAD} bytes over veth {a} -> {b}, va tx_bytes {tx}"
+    ));
     Ok(Outcome::Pass)
 }
 

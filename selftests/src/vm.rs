@@ -82,7 +82,9 @@ pub fn which(prog: &str) -> Option<PathBuf> {
 fn need(prog: &str, package: &str) -> Result<PathBuf, VmError> {
     which(prog).ok_or_else(|| VmError::MissingTool {
         tool: prog.into(),
-        hint: format!("install the `{package}` package (apt-get install {package}), or run scripts/setup.sh"),
+        hint: format!(
+            "install the `{package}` package (apt-get install {package}), or run scripts/setup.sh"
+        ),
     })
 }
 
@@ -103,7 +105,9 @@ pub fn find_tools() -> Result<Tools, VmError> {
     // Without udev the guest's exit code does not come back (vng returns 255).
     need("udevadm", "udev")?;
     let file = need("file", "file")?;
-    let bb = which("busybox-static").or_else(|| which("busybox.static")).or_else(|| which("busybox"));
+    let bb = which("busybox-static")
+        .or_else(|| which("busybox.static"))
+        .or_else(|| which("busybox"));
     let static_bb = bb.as_ref().is_some_and(|b| {
         Command::new(&file)
             .arg("-L")
@@ -118,7 +122,8 @@ pub fn find_tools() -> Result<Tools, VmError> {
     if !static_bb {
         return Err(VmError::MissingTool {
             tool: "a statically linked busybox".into(),
-            hint: "install the `busybox-static` package (virtme-ng builds its initramfs with it)".into(),
+            hint: "install the `busybox-static` package (virtme-ng builds its initramfs with it)"
+                .into(),
         });
     }
     let venv_vng = cache_dir().join("venv/bin/vng");
@@ -176,8 +181,11 @@ impl Apt {
     fn new(dir: PathBuf) -> Result<Self, VmError> {
         fs::create_dir_all(dir.join("lists/partial")).map_err(io_err("apt lists dir"))?;
         fs::create_dir_all(dir.join("cache/archives/partial")).map_err(io_err("apt cache dir"))?;
-        fs::write(dir.join("sources.list"), "deb http://deb.debian.org/debian sid main\n")
-            .map_err(io_err("apt sources.list"))?;
+        fs::write(
+            dir.join("sources.list"),
+            "deb http://deb.debian.org/debian sid main\n",
+        )
+        .map_err(io_err("apt sources.list"))?;
         Ok(Apt { dir })
     }
 
@@ -215,7 +223,11 @@ impl Apt {
     }
 
     fn lists_age(&self) -> Option<Duration> {
-        let m = fs::metadata(self.dir.join("lists/deb.debian.org_debian_dists_sid_InRelease")).ok()?;
+        let m = fs::metadata(
+            self.dir
+                .join("lists/deb.debian.org_debian_dists_sid_InRelease"),
+        )
+        .ok()?;
         SystemTime::now().duration_since(m.modified().ok()?).ok()
     }
 }
@@ -238,11 +250,16 @@ pub fn fetch_default_kernel() -> Result<Kernel, VmError> {
     let apt = Apt::new(cache_dir().join("apt"))?;
     need("apt-get", "apt")?;
     need("dpkg-deb", "dpkg")?;
-    let fresh = apt.lists_age().is_some_and(|a| a < Duration::from_secs(12 * 3600));
+    let fresh = apt
+        .lists_age()
+        .is_some_and(|a| a < Duration::from_secs(12 * 3600));
     if !fresh {
         if let Err(e) = apt.run("apt-get", &["-q", "update"], None) {
             if let Some(k) = newest_cached(&root) {
-                eprintln!("# vm: apt-get update failed ({e}); using cached kernel {}", k.origin);
+                eprintln!(
+                    "# vm: apt-get update failed ({e}); using cached kernel {}",
+                    k.origin
+                );
                 return Ok(k);
             }
             return Err(e);
@@ -259,14 +276,20 @@ pub fn fetch_default_kernel() -> Result<Kernel, VmError> {
     let image = dir.join(format!("root/usr/lib/modules/{rel}/vmlinuz"));
     let origin = format!("Debian sid linux-image-amd64 -> {rel}");
     if dir.join("ready").is_file() && image.is_file() {
-        return Ok(Kernel { image, release: Some(rel), origin });
+        return Ok(Kernel {
+            image,
+            release: Some(rel),
+            origin,
+        });
     }
     eprintln!("# vm: fetching {origin} into {}", dir.display());
     let _ = fs::remove_dir_all(&dir);
     let debs = dir.join("debs");
     fs::create_dir_all(&debs).map_err(io_err("kernel cache dir"))?;
-    let pkgs: Vec<String> =
-        ["linux-binary", "linux-modules", "linux-base"].iter().map(|p| format!("{p}-{rel}")).collect();
+    let pkgs: Vec<String> = ["linux-binary", "linux-modules", "linux-base"]
+        .iter()
+        .map(|p| format!("{p}-{rel}"))
+        .collect();
     let mut args = vec!["-q", "download"];
     args.extend(pkgs.iter().map(String::as_str));
     apt.run("apt-get", &args, Some(&debs))?;
@@ -301,11 +324,18 @@ pub fn fetch_default_kernel() -> Result<Kernel, VmError> {
         .output()
         .map_err(io_err("depmod"))?;
     if !o.status.success() {
-        return Err(VmError::Fetch(format!("depmod: {}", String::from_utf8_lossy(&o.stderr).trim())));
+        return Err(VmError::Fetch(format!(
+            "depmod: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
     }
     let _ = fs::remove_dir_all(&debs);
     fs::write(dir.join("ready"), &origin).map_err(io_err("ready marker"))?;
-    Ok(Kernel { image, release: Some(rel), origin })
+    Ok(Kernel {
+        image,
+        release: Some(rel),
+        origin,
+    })
 }
 
 fn newest_cached(root: &Path) -> Option<Kernel> {
@@ -313,11 +343,20 @@ fn newest_cached(root: &Path) -> Option<Kernel> {
     for e in fs::read_dir(root).ok()?.flatten() {
         let rel = e.file_name().to_string_lossy().into_owned();
         let image = e.path().join(format!("root/usr/lib/modules/{rel}/vmlinuz"));
-        let Ok(m) = fs::metadata(e.path().join("ready")) else { continue };
+        let Ok(m) = fs::metadata(e.path().join("ready")) else {
+            continue;
+        };
         let t = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         if image.is_file() && best.as_ref().is_none_or(|(bt, _)| t > *bt) {
             let origin = format!("cached {rel}");
-            best = Some((t, Kernel { image, release: Some(rel), origin }));
+            best = Some((
+                t,
+                Kernel {
+                    image,
+                    release: Some(rel),
+                    origin,
+                },
+            ));
         }
     }
     best.map(|b| b.1)
@@ -334,21 +373,33 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         .map_err(|e| VmError::Kernel(format!("{}: {e}", image.display())))?;
     let release = image_release(&image);
     let Some(mods) = modules else {
-        return Ok(Kernel { origin: format!("{}", image.display()), image, release });
+        return Ok(Kernel {
+            origin: format!("{}", image.display()),
+            image,
+            release,
+        });
     };
     let rel = release.clone().ok_or_else(|| {
-        VmError::Kernel(format!("cannot read the release from {} (not a bzImage?)", image.display()))
+        VmError::Kernel(format!(
+            "cannot read the release from {} (not a bzImage?)",
+            image.display()
+        ))
     })?;
-    let mods = fs::canonicalize(mods).map_err(|e| VmError::Kernel(format!("{}: {e}", mods.display())))?;
-    let src = [mods.join("lib/modules").join(&rel), mods.join("usr/lib/modules").join(&rel), mods.clone()]
-        .into_iter()
-        .find(|d| d.join("modules.order").is_file() || d.join("kernel").is_dir())
-        .ok_or_else(|| {
-            VmError::Kernel(format!(
-                "no modules for {rel} under {} (want lib/modules/{rel}/ or a dir with modules.order)",
-                mods.display()
-            ))
-        })?;
+    let mods =
+        fs::canonicalize(mods).map_err(|e| VmError::Kernel(format!("{}: {e}", mods.display())))?;
+    let src = [
+        mods.join("lib/modules").join(&rel),
+        mods.join("usr/lib/modules").join(&rel),
+        mods.clone(),
+    ]
+    .into_iter()
+    .find(|d| d.join("modules.order").is_file() || d.join("kernel").is_dir())
+    .ok_or_else(|| {
+        VmError::Kernel(format!(
+            "no modules for {rel} under {} (want lib/modules/{rel}/ or a dir with modules.order)",
+            mods.display()
+        ))
+    })?;
     let stage_root = cache_dir().join("custom").join(&rel);
     let stage = stage_root.join("usr/lib/modules").join(&rel);
     let _ = fs::remove_dir_all(&stage_root);
@@ -357,7 +408,12 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         let name = e.file_name();
         // depmod output is regenerated in the staging tree; keep the rest as links.
         let n = name.to_string_lossy();
-        if n.starts_with("modules.") && !matches!(&*n, "modules.order" | "modules.builtin" | "modules.builtin.modinfo") {
+        if n.starts_with("modules.")
+            && !matches!(
+                &*n,
+                "modules.order" | "modules.builtin" | "modules.builtin.modinfo"
+            )
+        {
             continue;
         }
         if n == "build" || n == "source" {
@@ -374,7 +430,10 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         .output()
         .map_err(io_err("depmod"))?;
     if !o.status.success() || !stage.join("modules.dep").is_file() {
-        return Err(VmError::Kernel(format!("depmod: {}", String::from_utf8_lossy(&o.stderr).trim())));
+        return Err(VmError::Kernel(format!(
+            "depmod: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
     }
     Ok(Kernel {
         image: stage.join("vmlinuz"),
@@ -391,7 +450,11 @@ pub fn kvm_works(image: &Path) -> bool {
     if let Ok(s) = fs::read_to_string(&stamp) {
         return s.trim() == "yes";
     }
-    let ok = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    let ok = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
         && tiny_boot(image, Duration::from_secs(20));
     let _ = fs::create_dir_all(cache_dir());
     let _ = fs::write(&stamp, if ok { "yes\n" } else { "no\n" });
@@ -400,7 +463,16 @@ pub fn kvm_works(image: &Path) -> bool {
 
 fn tiny_boot(image: &Path, limit: Duration) -> bool {
     let child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-cpu", "host", "-m", "256", "-nographic", "-no-reboot"])
+        .args([
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+        ])
         .args(["-nodefaults", "-serial", "stdio", "-kernel"])
         .arg(image)
         .args(["-append", "console=ttyS0 panic=-1 root=/dev/nonexistent"])
@@ -441,7 +513,8 @@ fn wait_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 
 fn kill_group(child: &Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
     }
 }
 
@@ -463,8 +536,12 @@ pub const CRASH_MARKERS: [&str; 11] = [
 /// Whether a line is kernel log output (`[    1.234567] …`, possibly after console noise).
 pub fn is_kernel_line(line: &str) -> bool {
     let t = line.trim_start_matches(['\r', ' ']);
-    let Some(rest) = t.strip_prefix('[') else { return false };
-    let Some((ts, _)) = rest.split_once(']') else { return false };
+    let Some(rest) = t.strip_prefix('[') else {
+        return false;
+    };
+    let Some((ts, _)) = rest.split_once(']') else {
+        return false;
+    };
     let ts = ts.trim();
     !ts.is_empty() && ts.chars().all(|c| c.is_ascii_digit() || c == '.') && ts.contains('.')
 }
@@ -536,7 +613,11 @@ pub fn classify(run: &GuestRun) -> Verdict {
         cargo_totals.pass += s.totals.pass;
         cargo_totals.fail += s.totals.fail;
         cargo_totals.skip += s.totals.skip;
-        failures.extend(s.failures.iter().map(|(n, st)| (format!("{name}: {n}"), st.clone())));
+        failures.extend(
+            s.failures
+                .iter()
+                .map(|(n, st)| (format!("{name}: {n}"), st.clone())),
+        );
         match rc {
             Some(0) => {
                 if s.totals.total() == 0 {
@@ -553,19 +634,21 @@ pub fn classify(run: &GuestRun) -> Verdict {
     }
     // The guest's own KTAP file is authoritative; fall back to the console when missing.
     let ktap_text = run.ktap.clone().unwrap_or_else(|| {
-        run.console.lines().filter(|l| !is_kernel_line(l)).collect::<Vec<_>>().join("\n")
+        run.console
+            .lines()
+            .filter(|l| !is_kernel_line(l))
+            .collect::<Vec<_>>()
+            .join("\n")
     });
     let suite = Summary::parse(&ktap_text);
     problems.extend(suite.problems());
     failures.extend(suite.failures.iter().cloned());
     match run.suite_rc {
         Some(rc) if rc != suite.totals.exit_code() && suite.documents > 0 => {
-            if !(rc == KSFT_FAIL && suite.totals.exit_code() == KSFT_FAIL) {
-                problems.push(format!(
-                    "suite exit code {rc} disagrees with its results ({})",
-                    suite.totals
-                ));
-            }
+            problems.push(format!(
+                "suite exit code {rc} disagrees with its results ({})",
+                suite.totals
+            ));
         }
         Some(rc) if suite.documents == 0 && rc != KSFT_PASS && rc != KSFT_SKIP => {
             problems.push(format!("guest command exited {rc}"));
@@ -582,7 +665,10 @@ pub fn classify(run: &GuestRun) -> Verdict {
         }
     }
     if !crash.is_empty() {
-        problems.push(format!("the guest kernel reported a crash/oops: {}", crash[0].trim()));
+        problems.push(format!(
+            "the guest kernel reported a crash/oops: {}",
+            crash[0].trim()
+        ));
     }
     if run.timed_out {
         problems.push("host timeout: the guest hung (killed)".into());
@@ -610,7 +696,14 @@ pub fn classify(run: &GuestRun) -> Verdict {
     } else {
         totals.exit_code()
     };
-    Verdict { exit, totals, cargo_totals, problems, crash, failures }
+    Verdict {
+        exit,
+        totals,
+        cargo_totals,
+        problems,
+        crash,
+        failures,
+    }
 }
 
 fn sh_quote(s: &str) -> String {
@@ -649,7 +742,9 @@ pub fn guest_script(
     match exec_script {
         Some(p) => {
             let q = sh_quote(&p.display().to_string());
-            s.push_str(&format!("{{ sh {q} 2>&1; echo $? > \"$R/suite.rc\"; }} | tee \"$R/ktap.txt\"\n"));
+            s.push_str(&format!(
+                "{{ sh {q} 2>&1; echo $? > \"$R/suite.rc\"; }} | tee \"$R/ktap.txt\"\n"
+            ));
         }
         None => {
             let mut cmd = sh_quote(&selftests.display().to_string());
@@ -696,12 +791,16 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         Accel::Auto => {
             let ok = kvm_works(&kernel.image);
             if !ok {
-                eprintln!("# vm: KVM does not work here (nested KVM hangs or -cpu host fails); using TCG");
+                eprintln!(
+                    "# vm: KVM does not work here (nested KVM hangs or -cpu host fails); using TCG"
+                );
             }
             ok
         }
     };
-    let results = cache_dir().join("run").join(format!("{}", std::process::id()));
+    let results = cache_dir()
+        .join("run")
+        .join(format!("{}", std::process::id()));
     let _ = fs::remove_dir_all(&results);
     fs::create_dir_all(&results).map_err(io_err("results dir"))?;
     let selftests = std::env::current_exe().map_err(io_err("current_exe"))?;
@@ -714,7 +813,14 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         .iter()
         .map(|p| fs::canonicalize(p).map_err(io_err(p.display())))
         .collect::<Result<_, _>>()?;
-    let script = guest_script(&results, &selftests, &args.args, exec_script.as_deref(), &cargo_tests, !kvm);
+    let script = guest_script(
+        &results,
+        &selftests,
+        &args.args,
+        exec_script.as_deref(),
+        &cargo_tests,
+        !kvm,
+    );
     let script_path = results.join("guest.sh");
     fs::write(&script_path, script).map_err(io_err("guest script"))?;
 
@@ -722,12 +828,22 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
     if let Some(bin) = tools.vng.parent() {
         // vng runs virtme-run from PATH.
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let joined = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path)))
-            .unwrap_or(path);
+        let joined = std::env::join_paths(
+            std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path)),
+        )
+        .unwrap_or(path);
         cmd.env("PATH", joined);
     }
     cmd.arg("-r").arg(&kernel.image);
-    cmd.args(["--user", "root", "--verbose", "--memory", &args.memory, "--cpus", &args.cpus.to_string()]);
+    cmd.args([
+        "--user",
+        "root",
+        "--verbose",
+        "--memory",
+        &args.memory,
+        "--cpus",
+        &args.cpus.to_string(),
+    ]);
     if !kvm {
         cmd.arg("--disable-kvm");
     }
@@ -735,9 +851,13 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
     // falling back to 9p; go to 9p directly (measured: saves several seconds of boot).
     cmd.arg("--force-9p");
     cmd.arg("--rwdir").arg(&results);
-    cmd.arg("--exec").arg(format!("sh {}", script_path.display()));
+    cmd.arg("--exec")
+        .arg(format!("sh {}", script_path.display()));
     // vng needs stdin open: /dev/null, never closed.
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     eprintln!(
         "# vm: booting {} ({}) with {}, {} CPUs, {} memory, timeout {}s",
         kernel.origin,
@@ -748,12 +868,26 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         args.timeout
     );
     let boot_start = Instant::now();
-    let mut child = cmd.spawn().map_err(io_err(format!("starting {}", tools.vng.display())))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(io_err(format!("starting {}", tools.vng.display())))?;
     let (tx, rx) = mpsc::channel::<(bool, String)>();
     let mut readers = Vec::new();
     for (is_err, pipe) in [
-        (false, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
-        (true, child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+        (
+            false,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            true,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
     ] {
         let Some(pipe) = pipe else { continue };
         let tx = tx.clone();
@@ -761,7 +895,9 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
             let mut r = BufReader::new(pipe);
             let mut buf = Vec::new();
             while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned();
                 if tx.send((is_err, line)).is_err() {
                     break;
                 }
@@ -814,7 +950,10 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         Some(s) => s.code(),
         None => {
             timed_out = true;
-            eprintln!("# vm: host timeout after {}s: killing the guest", args.timeout);
+            eprintln!(
+                "# vm: host timeout after {}s: killing the guest",
+                args.timeout
+            );
             kill_group(&child);
             let _ = child.wait();
             None
@@ -838,8 +977,15 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let name = b.file_name().map_or_else(|| b.display().to_string(), |n| n.to_string_lossy().into_owned());
-                (name, read(&format!("cargo-{i}.log")).unwrap_or_default(), rc(&format!("cargo-{i}.rc")))
+                let name = b.file_name().map_or_else(
+                    || b.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                (
+                    name,
+                    read(&format!("cargo-{i}.log")).unwrap_or_default(),
+                    rc(&format!("cargo-{i}.rc")),
+                )
             })
             .collect(),
         dmesg: read("dmesg.txt"),
@@ -865,7 +1011,10 @@ fn report(
     recent: &VecDeque<String>,
 ) {
     let mut o = io::stdout().lock();
-    let boot = boot.map_or_else(|| "never came up".into(), |b| format!("{:.1}s", b.as_secs_f64()));
+    let boot = boot.map_or_else(
+        || "never came up".into(),
+        |b| format!("{:.1}s", b.as_secs_f64()),
+    );
     let _ = writeln!(
         o,
         "# vm: kernel {} ({}), {}, guest up after {boot}, total {:.1}s",
@@ -905,11 +1054,16 @@ fn report(
         v.cargo_totals.fail,
         v.cargo_totals.skip
     );
-    let _ = writeln!(o, "# vm: result: {} (exit {})", match v.exit {
-        KSFT_PASS => "PASS",
-        KSFT_SKIP => "SKIP",
-        _ => "FAIL",
-    }, v.exit);
+    let _ = writeln!(
+        o,
+        "# vm: result: {} (exit {})",
+        match v.exit {
+            KSFT_PASS => "PASS",
+            KSFT_SKIP => "SKIP",
+            _ => "FAIL",
+        },
+        v.exit
+    );
     let _ = o.flush();
 }
 
@@ -947,14 +1101,19 @@ mod tests {
         r.vng_exit = Some(255);
         let v = classify(&r);
         assert_eq!(v.exit, 1);
-        assert!(v.crash.iter().any(|l| l.contains("Kernel panic")), "{:?}", v.crash);
+        assert!(
+            v.crash.iter().any(|l| l.contains("Kernel panic")),
+            "{:?}",
+            v.crash
+        );
         assert!(v.problems.iter().any(|p| p.contains("vng exit 255")));
     }
 
     #[test]
     fn crash_words_in_test_output_are_not_crashes() {
         let mut r = ok_run();
-        r.console.push_str("# a/b/c: expected BUG: none, Call Trace: none\n");
+        r.console
+            .push_str("# a/b/c: expected BUG: none, Call Trace: none\n");
         assert_eq!(classify(&r).exit, 0);
         let mut r = ok_run();
         r.dmesg = Some("[    3.0] WARNING: CPU: 0 PID: 1 at net/ipv4/tcp_ao.c:1\n".into());
@@ -983,7 +1142,11 @@ mod tests {
         r.suite_rc = Some(134);
         let v = classify(&r);
         assert_eq!(v.exit, 1);
-        assert!(v.problems.iter().any(|p| p.contains("exit code 134")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|p| p.contains("exit code 134")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -1024,7 +1187,11 @@ mod tests {
     fn libtest_binaries_count_and_fail() {
         let mut r = ok_run();
         r.cargo = vec![
-            ("sockopt".into(), "running 2 tests\ntest x ... ok\ntest y ... ok\n".into(), Some(0)),
+            (
+                "sockopt".into(),
+                "running 2 tests\ntest x ... ok\ntest y ... ok\n".into(),
+                Some(0),
+            ),
             ("keys".into(), "test z ... FAILED\n".into(), Some(101)),
         ];
         let v = classify(&r);
@@ -1033,17 +1200,35 @@ mod tests {
         assert_eq!(v.totals.pass, 3);
         assert_eq!(v.exit, 1);
         r.cargo = vec![("sockopt".into(), "test x ... ok\n".into(), None)];
-        assert!(classify(&r).problems.iter().any(|p| p.contains("did not finish")));
+        assert!(
+            classify(&r)
+                .problems
+                .iter()
+                .any(|p| p.contains("did not finish"))
+        );
         r.cargo = vec![("sockopt".into(), "running 0 tests\n".into(), Some(0))];
-        assert!(classify(&r).problems.iter().any(|p| p.contains("ran no test")));
+        assert!(
+            classify(&r)
+                .problems
+                .iter()
+                .any(|p| p.contains("ran no test"))
+        );
         r.cargo = vec![("sockopt".into(), "test x ... ok\n".into(), Some(139))];
-        assert!(classify(&r).problems.iter().any(|p| p.contains("exited 139")));
+        assert!(
+            classify(&r)
+                .problems
+                .iter()
+                .any(|p| p.contains("exited 139"))
+        );
     }
 
     #[test]
     fn release_from_metapackage() {
         let t = "linux-image-amd64\n  Depends: linux-base-amd64\n  Depends: linux-image-7.2.13+deb14-amd64\n";
-        assert_eq!(release_from_depends(t).as_deref(), Some("7.2.13+deb14-amd64"));
+        assert_eq!(
+            release_from_depends(t).as_deref(),
+            Some("7.2.13+deb14-amd64")
+        );
         assert_eq!(release_from_depends("linux-image-amd64\n"), None);
     }
 
@@ -1079,10 +1264,16 @@ mod tests {
             true,
         );
         assert!(s.contains("R='/c/run/1'"));
-        assert!(s.contains("'/w/target/debug/tcpao-selftests' run 'it'\\''s' '-j' '2'"), "{s}");
+        assert!(
+            s.contains("'/w/target/debug/tcpao-selftests' run 'it'\\''s' '-j' '2'"),
+            "{s}"
+        );
         assert!(s.contains("KSFT_MACHINE_SLOW=yes"));
         assert!(s.contains("cargo-0.rc"));
         assert!(s.contains("ip link set lo up"));
-        assert!(s.len() < 2000, "the script itself is a file; keep it small anyway");
+        assert!(
+            s.len() < 2000,
+            "the script itself is a file; keep it small anyway"
+        );
     }
 }
