@@ -596,6 +596,8 @@ pub struct Verdict {
     pub cargo_totals: Totals,
     /// Why the run failed, if it did (besides failed tests).
     pub problems: Vec<String>,
+    /// Remarks that do not fail the run (a libtest binary that printed no results).
+    pub notes: Vec<String>,
     /// Kernel crash lines found.
     pub crash: Vec<String>,
     /// Failed tests.
@@ -606,6 +608,7 @@ pub struct Verdict {
 /// kernel crash lines, the host timeout and vng's exit status.
 pub fn classify(run: &GuestRun) -> Verdict {
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
     let mut failures = Vec::new();
     let mut cargo_totals = Totals::default();
     for (name, out, rc) in &run.cargo {
@@ -621,7 +624,7 @@ pub fn classify(run: &GuestRun) -> Verdict {
         match rc {
             Some(0) => {
                 if s.totals.total() == 0 {
-                    problems.push(format!("{name}: ran no test"));
+                    notes.push(format!("{name}: exited 0 without printing a test result"));
                 }
             }
             Some(c) => {
@@ -1025,6 +1028,9 @@ fn report(
     );
     for (name, st) in &v.failures {
         let _ = writeln!(o, "# vm: failed: {name} ({st:?})");
+    }
+    for n in &v.notes {
+        let _ = writeln!(o, "# vm: note: {n}");
     }
     for p in &v.problems {
         let _ = writeln!(o, "# vm: FAILURE: {p}");
