@@ -704,6 +704,7 @@ pub fn classify(run: &GuestRun) -> Verdict {
         totals,
         cargo_totals,
         problems,
+        notes,
         crash,
         failures,
     }
@@ -1212,12 +1213,15 @@ mod tests {
                 .iter()
                 .any(|p| p.contains("did not finish"))
         );
-        r.cargo = vec![("sockopt".into(), "running 0 tests\n".into(), Some(0))];
+        r.cargo = vec![("layout".into(), "".into(), Some(0))];
+        let v = classify(&r);
         assert!(
-            classify(&r)
-                .problems
-                .iter()
-                .any(|p| p.contains("ran no test"))
+            v.notes.iter().any(|p| p.contains("without printing")),
+            "{v:?}"
+        );
+        assert_eq!(
+            v.exit, 0,
+            "a harness=false binary that prints nothing is a note"
         );
         r.cargo = vec![("sockopt".into(), "test x ... ok\n".into(), Some(139))];
         assert!(
