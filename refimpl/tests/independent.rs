@@ -88,7 +88,11 @@ fn independent() {
             c.id
         );
         if c.src.is_ipv4() {
-            assert!(Ipv4Packet::new_checked(&packet[..]).unwrap().verify_checksum());
+            assert!(
+                Ipv4Packet::new_checked(&packet[..])
+                    .unwrap()
+                    .verify_checksum()
+            );
         }
         let key = hex(&c.master_key_hex);
         if c.auth == "md5" {
@@ -122,8 +126,8 @@ fn independent() {
             c.dst_isn.unwrap(),
         );
         let keys = TrafficKeys::derive(&mkt, &conn).unwrap();
-        let syn_only = TcpFlags(c.flags).contains(TcpFlags::SYN)
-            && !TcpFlags(c.flags).contains(TcpFlags::ACK);
+        let syn_only =
+            TcpFlags(c.flags).contains(TcpFlags::SYN) && !TcpFlags(c.flags).contains(TcpFlags::ACK);
         let tk = keys.for_send(syn_only);
         assert_eq!(
             tk.as_bytes(),

@@ -151,7 +151,10 @@ fn check_ao_vector(v: &AoVector) {
     );
     let mut sender = sender_view;
     assert!(
-        matches!(sender.validate_packet(&packet).unwrap(), Verdict::Good { .. }),
+        matches!(
+            sender.validate_packet(&packet).unwrap(),
+            Verdict::Good { .. }
+        ),
         "{}",
         ctx("sender-side verdict")
     );
