@@ -40,7 +40,10 @@ read -r host_pass host_fail host_skip < <(awk '/^test result:/ {
 
 step "VM: build the kernel-facing test binaries"
 cargo build -q -p tcpao-selftests || failed_steps+=(build)
+# The integration-test binaries (target kind "test") are the kernel-facing ones; the lib's
+# unit tests are pure and already ran on the host.
 mapfile -t sys_bins < <(cargo test -q -p tcpao-sys --no-run --message-format=json 2>/dev/null \
+    | grep '"executable":"/' | grep '"kind":\["test"\]' \
     | grep -o '"executable":"[^"]*"' | cut -d'"' -f4)
 echo "tcpao-sys test binaries: ${#sys_bins[@]}"
 [ "${#sys_bins[@]}" -gt 0 ] || failed_steps+=(no-sys-test-binaries)

@@ -283,6 +283,9 @@ pub fn run<W: Write>(
     let mut running: Vec<Running> = Vec::new();
     let mut next_print = 0;
     loop {
+        // Print finished results before starting more tests: a test that takes the whole
+        // process down (abort) must not swallow results that were already in.
+        flush(&mut w, tests, &mut done, &mut next_print)?;
         while running.len() < jobs {
             let Some(i) = queue.pop_front() else { break };
             let t = &tests[i];
@@ -323,7 +326,6 @@ pub fn run<W: Write>(
                 }
             }
         }
-        flush(&mut w, tests, &mut done, &mut next_print)?;
         if running.is_empty() {
             break;
         }

@@ -45,6 +45,20 @@ pub enum Status {
     Error(String),
 }
 
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Pass => f.write_str("pass"),
+            Status::Fail(r) if r.is_empty() => f.write_str("fail"),
+            Status::Fail(r) => write!(f, "fail: {r}"),
+            Status::Skip(r) => write!(f, "skip: {r}"),
+            Status::XFail(r) => write!(f, "xfail: {r}"),
+            Status::Timeout(s) => write!(f, "timeout after {s}s"),
+            Status::Error(r) => write!(f, "error: {r}"),
+        }
+    }
+}
+
 /// Counts in kselftest's `# Totals:` order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -365,6 +379,7 @@ pub struct Summary {
     /// libtest results counted.
     pub libtest_results: usize,
     doc_totals: Totals,
+    last_diag: Option<String>,
 }
 
 impl Summary {
@@ -388,10 +403,18 @@ impl Summary {
             Line::Result {
                 number,
                 name,
-                status,
+                mut status,
             } => {
                 self.ktap_results += 1;
                 self.doc_totals.add(&status);
+                // The writer puts a failure's reason on `# name: reason` lines just before.
+                if let (Status::Fail(r), Some(d)) = (&mut status, self.last_diag.take()) {
+                    if r.is_empty() {
+                        if let Some(why) = d.strip_prefix(&format!("{name}: ")) {
+                            *r = why.to_owned();
+                        }
+                    }
+                }
                 self.record(
                     if name.is_empty() {
                         format!("#{number}")
@@ -413,7 +436,14 @@ impl Summary {
                     ));
                 }
             }
-            Line::Other => {}
+            Line::Other => {
+                let t = line.trim();
+                if let Some(d) = t.strip_prefix("# ") {
+                    self.last_diag = Some(d.to_owned());
+                } else if !t.is_empty() {
+                    self.last_diag = None;
+                }
+            }
         }
     }
 
@@ -513,6 +543,10 @@ mod tests {
         assert_eq!(s.totals, t);
         assert!(s.problems().is_empty(), "{:?}", s.problems());
         assert_eq!(s.failures.len(), 3);
+        assert_eq!(
+            s.failures[0],
+            ("a/ipv4/y".to_owned(), Status::Fail("second".into()))
+        );
     }
 
     #[test]

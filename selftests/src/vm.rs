@@ -363,8 +363,9 @@ fn newest_cached(root: &Path) -> Option<Kernel> {
 }
 
 /// Prepares a developer's kernel: with `--modules`, a staging tree
-/// `<cache>/custom/<V>/usr/lib/modules/<V>/` holding `vmlinuz` and the modules as symlinks,
-/// `depmod`-ed there, so vng finds the modules next to the image (see docs/running.md).
+/// `<cache>/custom/<V>/usr/lib/modules/<V>/` holding a `vmlinuz` symlink and the modules
+/// (hard links or copies), `depmod`-ed there, so vng finds the modules next to the image
+/// (see docs/running.md).
 ///
 /// # Errors
 /// [`VmError::Kernel`] when the image or modules are unusable.
@@ -406,7 +407,7 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
     fs::create_dir_all(&stage).map_err(io_err("staging dir"))?;
     for e in fs::read_dir(&src).map_err(io_err("modules dir"))?.flatten() {
         let name = e.file_name();
-        // depmod output is regenerated in the staging tree; keep the rest as links.
+        // depmod output is regenerated in the staging tree; `build`/`source` point at trees.
         let n = name.to_string_lossy();
         if n.starts_with("modules.")
             && !matches!(
@@ -419,7 +420,7 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         if n == "build" || n == "source" {
             continue;
         }
-        std::os::unix::fs::symlink(e.path(), stage.join(&name)).map_err(io_err("symlink"))?;
+        link_tree(&e.path(), &stage.join(&name))?;
     }
     std::os::unix::fs::symlink(&image, stage.join("vmlinuz")).map_err(io_err("symlink"))?;
     let depmod = need("depmod", "kmod")?;
@@ -440,6 +441,24 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         release: Some(rel),
         origin: format!("{} with modules {}", image.display(), src.display()),
     })
+}
+
+/// Hard-links (or copies, across file systems) a file tree: real files, not symlinks, so
+/// the guest can read them even when the source lives where it cannot see (/tmp, /var/tmp).
+fn link_tree(src: &Path, dst: &Path) -> Result<(), VmError> {
+    let meta = fs::metadata(src).map_err(io_err(src.display()))?;
+    if meta.is_dir() {
+        fs::create_dir_all(dst).map_err(io_err(dst.display()))?;
+        for e in fs::read_dir(src).map_err(io_err(src.display()))? {
+            let e = e.map_err(io_err(src.display()))?;
+            link_tree(&e.path(), &dst.join(e.file_name()))?;
+        }
+        Ok(())
+    } else {
+        fs::hard_link(src, dst)
+            .or_else(|_| fs::copy(src, dst).map(|_| ()))
+            .map_err(io_err(format!("staging {}", src.display())))
+    }
 }
 
 /// Whether KVM works here: `/dev/kvm` opens and a tiny boot of `image` (with `-cpu host`,
@@ -807,9 +826,27 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         .join(format!("{}", std::process::id()));
     let _ = fs::remove_dir_all(&results);
     fs::create_dir_all(&results).map_err(io_err("results dir"))?;
+    // The guest sees the host's files through a read-only share of `/`, but vng mounts
+    // fresh file systems on /tmp and /var/tmp (measured, see docs/running.md). Everything
+    // the guest must run is therefore copied into the shared results directory.
+    let bin_dir = results.join("bin");
+    fs::create_dir_all(&bin_dir).map_err(io_err("results bin dir"))?;
+    let stage = |src: &Path, name: String| -> Result<PathBuf, VmError> {
+        let dst = bin_dir.join(name);
+        fs::copy(src, &dst).map_err(io_err(format!(
+            "copying {} into the guest's share",
+            src.display()
+        )))?;
+        Ok(dst)
+    };
+    let file_name = |p: &Path| {
+        p.file_name()
+            .map_or_else(|| "x".into(), |n| n.to_string_lossy().into_owned())
+    };
     let selftests = std::env::current_exe().map_err(io_err("current_exe"))?;
+    let selftests_g = stage(&selftests, "tcpao-selftests".into())?;
     let exec_script = match &args.exec_script {
-        Some(p) => Some(fs::canonicalize(p).map_err(io_err(p.display()))?),
+        Some(p) => Some(stage(p, "script.sh".into())?),
         None => None,
     };
     let cargo_tests: Vec<PathBuf> = args
@@ -817,12 +854,17 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         .iter()
         .map(|p| fs::canonicalize(p).map_err(io_err(p.display())))
         .collect::<Result<_, _>>()?;
+    let cargo_tests_g: Vec<PathBuf> = cargo_tests
+        .iter()
+        .enumerate()
+        .map(|(i, p)| stage(p, format!("{i}-{}", file_name(p))))
+        .collect::<Result<_, _>>()?;
     let script = guest_script(
         &results,
-        &selftests,
+        &selftests_g,
         &args.args,
         exec_script.as_deref(),
-        &cargo_tests,
+        &cargo_tests_g,
         !kvm,
     );
     let script_path = results.join("guest.sh");
@@ -1028,7 +1070,7 @@ fn report(
         total.as_secs_f64()
     );
     for (name, st) in &v.failures {
-        let _ = writeln!(o, "# vm: failed: {name} ({st:?})");
+        let _ = writeln!(o, "# vm: failed: {name} ({st})");
     }
     for n in &v.notes {
         let _ = writeln!(o, "# vm: note: {n}");
