@@ -16,8 +16,8 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 
-use crate::fail;
-use crate::peers::{Failure, TestResult};
+use crate::failure;
+use crate::peers::{Failure, PeerResult};
 
 /// Names of the TcpExt counters a snapshot keeps (`/proc/net/netstat`).
 pub const TCPEXT_COUNTERS: [&str; 8] = [
@@ -246,8 +246,8 @@ impl Counters {
     ///
     /// # Errors
     /// When procfs cannot be read.
-    pub fn netns() -> TestResult<Self> {
-        let netns = NetnsMib::read().map_err(|e| fail!("reading the netns MIB counters failed: {e}"))?;
+    pub fn netns() -> PeerResult<Self> {
+        let netns = NetnsMib::read().map_err(|e| failure!("reading the netns MIB counters failed: {e}"))?;
         Ok(Self { netns, sock: None, keys: Vec::new() })
     }
 
@@ -256,7 +256,7 @@ impl Counters {
     ///
     /// # Errors
     /// When procfs or the socket options cannot be read.
-    pub fn of(sk: &impl AsFd) -> TestResult<Self> {
+    pub fn of(sk: &impl AsFd) -> PeerResult<Self> {
         let mut c = Self::netns()?;
         let (sock, keys) = crate::sockets::ao_counters(sk)?;
         c.sock = sock;
@@ -287,7 +287,7 @@ impl Counters {
     ///
     /// # Errors
     /// A [`Failure::Fail`] naming every offending counter with both values.
-    pub fn assert_grew_exactly(&self, before: &Counters, expected: Grew) -> TestResult {
+    pub fn assert_grew_exactly(&self, before: &Counters, expected: Grew) -> PeerResult {
         let mut problems = Vec::new();
         let b = before.named();
         let a = self.named();
@@ -308,7 +308,7 @@ impl Counters {
             problems.push("socket/key counters were expected to grow, but the snapshots have no TCP-AO socket".into());
         }
         if before.keys.len() != self.keys.len() {
-            return Err(fail!(
+            return Err(failure!(
                 "the number of keys changed between counter snapshots: {} => {}",
                 before.keys.len(),
                 self.keys.len()
@@ -317,7 +317,7 @@ impl Counters {
         let (mut good_grew, mut bad_grew) = (false, false);
         for (kb, ka) in before.keys.iter().zip(&self.keys) {
             if (kb.send_id, kb.recv_id) != (ka.send_id, ka.recv_id) {
-                return Err(fail!(
+                return Err(failure!(
                     "the key set changed between counter snapshots: key {}:{} became {}:{}",
                     kb.send_id,
                     kb.recv_id,

@@ -1,4 +1,50 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! TCP-AO selftests.
+//! `tcpao-selftests`: run the TCP-AO selftests on this kernel, or boot one that has TCP-AO.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tcpao_selftests::cli::{Cli, Command, RunArgs};
+use tcpao_selftests::harness::{self, RunOptions, TimeoutPolicy};
+use tcpao_selftests::{Features, all_tests, vm};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Vm(args)) => vm::main(&args),
+        Some(Command::Run(args)) => run(&args),
+        None => run(&cli.run),
+    };
+    // Exiting here also ends any abandoned (timed-out) test threads.
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run(args: &RunArgs) -> i32 {
+    let tests = harness::select(all_tests(), &args.filters, args.exact);
+    if args.list {
+        for t in &tests {
+            println!("{}", t.name());
+        }
+        return 0;
+    }
+    let features = Arc::new(Features::probe());
+    let opts = RunOptions {
+        filters: args.filters.clone(),
+        exact: args.exact,
+        jobs: args.jobs,
+        timeout: args.timeout.map(Duration::from_secs),
+        save_pcaps: args.save_pcaps.clone(),
+        bench: args.bench,
+        require_tcp_ao: std::env::var("TCPAO_REQUIRE_TCP_AO").is_ok_and(|v| v == "1"),
+    };
+    match harness::run(&tests, &features, &opts, TimeoutPolicy::from_env(), std::io::stdout().lock()) {
+        Ok(totals) => totals.exit_code(),
+        Err(e) => {
+            eprintln!("tcpao-selftests: writing results: {e}");
+            1
+        }
+    }
+}

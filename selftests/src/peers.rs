@@ -101,38 +101,27 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// Result of a peer function.
-pub type TestResult<T = ()> = Result<T, Failure>;
+pub type PeerResult<T = ()> = Result<T, Failure>;
 
-/// Build a [`Failure::Fail`] from a format string: `return Err(fail!("counter {} did not grow", x))`.
+/// Build a [`Failure::Fail`] from a format string: `return Err(failure!("counter {} did not grow", x))`.
 #[macro_export]
-macro_rules! fail {
+macro_rules! failure {
     ($($arg:tt)*) => { $crate::peers::Failure::Fail(format!($($arg)*)) };
 }
 
 /// Attach a sentence to an I/O error: `sk.listen(1).or_fail("server: listen() failed")?`.
 pub trait OrFail<T> {
     /// Map the error to [`Failure::Fail`] with `what` and the error text.
-    fn or_fail(self, what: &str) -> TestResult<T>;
+    fn or_fail(self, what: &str) -> PeerResult<T>;
 }
 
 impl<T, E: fmt::Display> OrFail<T> for Result<T, E> {
-    fn or_fail(self, what: &str) -> TestResult<T> {
+    fn or_fail(self, what: &str) -> PeerResult<T> {
         self.map_err(|e| Failure::Fail(format!("{what}: {e}")))
     }
 }
 
-/// Final result of one test.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Both peers passed and the cross-check found nothing wrong.
-    Pass,
-    /// A failure, as a full sentence.
-    Fail(String),
-    /// Skipped, with the reason.
-    Skip(String),
-    /// Expected failure (known kernel issue), with the reason.
-    XFail(String),
-}
+pub use crate::registry::Outcome;
 
 /// What [`run_pair`] reports.
 #[derive(Debug, Clone)]
@@ -304,7 +293,7 @@ impl Peer<'_> {
     ///
     /// # Errors
     /// [`Failure::PeerFailed`] when the other side failed, a failure at the test's deadline.
-    pub fn sync(&self) -> TestResult {
+    pub fn sync(&self) -> PeerResult {
         let mut st = self.shared.lock();
         if st.failed.is_some() {
             return Err(Failure::PeerFailed);
@@ -325,7 +314,7 @@ impl Peer<'_> {
                 return Err(Failure::PeerFailed);
             }
             if st.done[self.side.other().index()] {
-                return Err(fail!(
+                return Err(failure!(
                     "{}: the {} finished without reaching the barrier",
                     self.side.name(),
                     self.side.other().name()
@@ -333,7 +322,7 @@ impl Peer<'_> {
             }
             let now = Instant::now();
             if now >= self.shared.deadline {
-                return Err(fail!("{}: the other peer did not reach the barrier in time", self.side.name()));
+                return Err(failure!("{}: the other peer did not reach the barrier in time", self.side.name()));
             }
             let (g, _) = self
                 .shared
@@ -362,7 +351,7 @@ impl Peer<'_> {
     ///
     /// # Errors
     /// [`Failure::PeerFailed`], or whatever `f` returns.
-    pub fn wait_for<T>(&self, deadline: Instant, mut f: impl FnMut() -> TestResult<Option<T>>) -> TestResult<Option<T>> {
+    pub fn wait_for<T>(&self, deadline: Instant, mut f: impl FnMut() -> PeerResult<Option<T>>) -> PeerResult<Option<T>> {
         let mut interval = Duration::from_micros(200);
         loop {
             if let Some(v) = f()? {
@@ -395,8 +384,8 @@ impl Peer<'_> {
 /// both, cross-check the captured traffic, and tear everything down.
 pub fn run_pair<S, C>(cfg: &PairConfig, server: S, client: C) -> PairReport
 where
-    S: FnOnce(&Peer<'_>) -> TestResult + Send,
-    C: FnOnce(&Peer<'_>) -> TestResult + Send,
+    S: FnOnce(&Peer<'_>) -> PeerResult + Send,
+    C: FnOnce(&Peer<'_>) -> PeerResult + Send,
 {
     let start = Instant::now();
     let shared = Shared::new(start + cfg.timeout);
@@ -404,7 +393,7 @@ where
     let (ns_tx, ns_rx) = mpsc::channel::<NetnsFd>();
     let (moved_tx, moved_rx) = mpsc::channel::<()>();
     let setup_done = Mutex::new(None::<Instant>);
-    let mut results: [TestResult; 2] = [Ok(()), Ok(())];
+    let mut results: [PeerResult; 2] = [Ok(()), Ok(())];
     let mut mibs: [Option<(NetnsMib, NetnsMib)>; 2] = [None, None];
 
     std::thread::scope(|s| {
@@ -412,7 +401,7 @@ where
         let capture = capture.as_ref();
         let setup_done = &setup_done;
         let client = s.spawn(move || {
-            let setup = || -> TestResult<Link> {
+            let setup = || -> PeerResult<Link> {
                 netns::enter_new_netns().or_fail("unshare(CLONE_NEWNET)")?;
                 ns_tx.send(NetnsFd::current().or_fail("open client netns")?).ok();
                 drop(ns_tx);
@@ -426,7 +415,7 @@ where
             run_side(Side::Client, cfg, shared, capture, setup, client, setup_done)
         });
         let server = s.spawn(move || {
-            let setup = || -> TestResult<Link> {
+            let setup = || -> PeerResult<Link> {
                 netns::enter_new_netns().or_fail("unshare(CLONE_NEWNET)")?;
                 let client_ns = ns_rx
                     .recv_timeout(cfg.timeout)
@@ -443,8 +432,8 @@ where
             };
             run_side(Side::Server, cfg, shared, capture, setup, server, setup_done)
         });
-        let (r0, m0) = server.join().unwrap_or_else(|_| (Err(fail!("server: runner panicked")), None));
-        let (r1, m1) = client.join().unwrap_or_else(|_| (Err(fail!("client: runner panicked")), None));
+        let (r0, m0) = server.join().unwrap_or_else(|_| (Err(failure!("server: runner panicked")), None));
+        let (r1, m1) = client.join().unwrap_or_else(|_| (Err(failure!("client: runner panicked")), None));
         results = [r0, r1];
         mibs = [m0, m1];
     });
@@ -470,19 +459,19 @@ where
     PairReport { outcome, diagnostics, setup_time, total_time: start.elapsed(), xcheck }
 }
 
-type SideResult = (TestResult, Option<(NetnsMib, NetnsMib)>);
+type SideResult = (PeerResult, Option<(NetnsMib, NetnsMib)>);
 
 fn run_side<F>(
     side: Side,
     cfg: &PairConfig,
     shared: &Shared,
     capture: Option<&Capture>,
-    setup: impl FnOnce() -> TestResult<Link>,
+    setup: impl FnOnce() -> PeerResult<Link>,
     f: F,
     setup_done: &Mutex<Option<Instant>>,
 ) -> SideResult
 where
-    F: FnOnce(&Peer<'_>) -> TestResult,
+    F: FnOnce(&Peer<'_>) -> PeerResult,
 {
     let link = match catch_unwind(AssertUnwindSafe(setup)) {
         Ok(Ok(link)) => link,
@@ -509,7 +498,7 @@ where
     }
     let result = match catch_unwind(AssertUnwindSafe(|| f(&peer))) {
         Ok(r) => r,
-        Err(p) => Err(fail!("{} panicked: {}", side.name(), panic_text(&p))),
+        Err(p) => Err(failure!("{} panicked: {}", side.name(), panic_text(&p))),
     };
     if result.is_err() {
         shared.set_failed(side);
@@ -537,7 +526,7 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-fn combine(results: &[TestResult; 2]) -> Outcome {
+fn combine(results: &[PeerResult; 2]) -> Outcome {
     let mut fails = Vec::new();
     let mut skip = None;
     let mut xfail = None;

@@ -15,8 +15,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::counters::{KeyCounters, SockCounters};
-use crate::fail;
-use crate::peers::{Failure, OrFail, Peer, TestResult};
+use crate::failure;
+use crate::peers::{Failure, OrFail, Peer, PeerResult};
 use crate::topology::{Family, VETH_NAME};
 
 const SLICE: Duration = Duration::from_millis(10);
@@ -25,7 +25,7 @@ const SLICE: Duration = Duration::from_millis(10);
 ///
 /// # Errors
 /// When the socket cannot be created.
-pub fn tcp_socket(family: Family) -> TestResult<Socket> {
+pub fn tcp_socket(family: Family) -> PeerResult<Socket> {
     let domain = match family {
         Family::Ipv4 => Domain::IPV4,
         Family::Ipv6 => Domain::IPV6,
@@ -40,7 +40,7 @@ pub fn tcp_socket(family: Family) -> TestResult<Socket> {
 ///
 /// # Errors
 /// When the socket cannot be created or bound to the device.
-pub fn client_socket(peer: &Peer<'_>) -> TestResult<Socket> {
+pub fn client_socket(peer: &Peer<'_>) -> PeerResult<Socket> {
     let sk = tcp_socket(peer.family())?;
     sk.bind_device(Some(VETH_NAME.as_bytes())).or_fail("SO_BINDTODEVICE failed")?;
     Ok(sk)
@@ -51,7 +51,7 @@ pub fn client_socket(peer: &Peer<'_>) -> TestResult<Socket> {
 ///
 /// # Errors
 /// When bind or listen fails.
-pub fn listen(peer: &Peer<'_>, port: u16, backlog: i32) -> TestResult<Socket> {
+pub fn listen(peer: &Peer<'_>, port: u16, backlog: i32) -> PeerResult<Socket> {
     listen_on(peer, peer.local_addr(), port, backlog)
 }
 
@@ -59,7 +59,7 @@ pub fn listen(peer: &Peer<'_>, port: u16, backlog: i32) -> TestResult<Socket> {
 ///
 /// # Errors
 /// When bind or listen fails.
-pub fn listen_on(peer: &Peer<'_>, addr: IpAddr, port: u16, backlog: i32) -> TestResult<Socket> {
+pub fn listen_on(peer: &Peer<'_>, addr: IpAddr, port: u16, backlog: i32) -> PeerResult<Socket> {
     let sk = tcp_socket(peer.family())?;
     sk.set_reuse_address(true).or_fail("SO_REUSEADDR failed")?;
     sk.bind_device(Some(VETH_NAME.as_bytes())).or_fail("SO_BINDTODEVICE failed")?;
@@ -80,7 +80,7 @@ pub fn wait_fd(
     events: PollFlags,
     deadline: Instant,
     mut stop: impl FnMut() -> bool,
-) -> TestResult<bool> {
+) -> PeerResult<bool> {
     loop {
         if peer.peer_failed() {
             return Err(Failure::PeerFailed);
@@ -98,7 +98,7 @@ pub fn wait_fd(
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => {}
             Ok(_) => return Ok(true),
-            Err(e) => return Err(fail!("poll() failed: {e}")),
+            Err(e) => return Err(failure!("poll() failed: {e}")),
         }
     }
 }
@@ -112,7 +112,7 @@ pub fn accept(
     lsk: &Socket,
     deadline: Instant,
     mut stop: impl FnMut() -> bool,
-) -> TestResult<Option<Socket>> {
+) -> PeerResult<Option<Socket>> {
     loop {
         match lsk.accept() {
             Ok((sk, _)) => {
@@ -120,7 +120,7 @@ pub fn accept(
                 return Ok(Some(sk));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(fail!("accept() failed: {e}")),
+            Err(e) => return Err(failure!("accept() failed: {e}")),
         }
         if !wait_fd(peer, lsk, PollFlags::POLLIN, deadline, &mut stop)? {
             return Ok(None);
@@ -151,7 +151,7 @@ pub fn connect(
     port: u16,
     deadline: Instant,
     stop: impl FnMut() -> bool,
-) -> TestResult<Connect> {
+) -> PeerResult<Connect> {
     match sk.connect(&SockAddr::from(SocketAddr::new(addr, port))) {
         Ok(()) => return Ok(Connect::Established),
         Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
@@ -170,43 +170,43 @@ pub fn connect(
 ///
 /// # Errors
 /// A failure sentence when the connection was not established.
-pub fn connect_ok(peer: &Peer<'_>, sk: &Socket, addr: IpAddr, port: u16) -> TestResult {
+pub fn connect_ok(peer: &Peer<'_>, sk: &Socket, addr: IpAddr, port: u16) -> PeerResult {
     match connect(peer, sk, addr, port, peer.deadline_in(crate::peers::TEST_TIMEOUT), || false)? {
         Connect::Established => Ok(()),
-        Connect::Failed(e) => Err(fail!("connect() to {addr} port {port} failed: {e}")),
-        Connect::TimedOut => Err(fail!("connect() to {addr} port {port} timed out")),
+        Connect::Failed(e) => Err(failure!("connect() to {addr} port {port} failed: {e}")),
+        Connect::TimedOut => Err(failure!("connect() to {addr} port {port} timed out")),
     }
 }
 
-fn write_all(peer: &Peer<'_>, mut sk: &Socket, mut buf: &[u8], deadline: Instant) -> TestResult {
+fn write_all(peer: &Peer<'_>, mut sk: &Socket, mut buf: &[u8], deadline: Instant) -> PeerResult {
     while !buf.is_empty() {
         match sk.write(buf) {
-            Ok(0) => return Err(fail!("write() returned 0")),
+            Ok(0) => return Err(failure!("write() returned 0")),
             Ok(n) => buf = &buf[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !wait_fd(peer, sk, PollFlags::POLLOUT, deadline, || false)? {
-                    return Err(fail!("write() timed out with {} bytes left", buf.len()));
+                    return Err(failure!("write() timed out with {} bytes left", buf.len()));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(fail!("write() failed: {e}")),
+            Err(e) => return Err(failure!("write() failed: {e}")),
         }
     }
     Ok(())
 }
 
 /// Read up to `buf.len()` bytes; `Ok(0)` at EOF.
-fn read_some(peer: &Peer<'_>, mut sk: &Socket, buf: &mut [u8], deadline: Instant) -> TestResult<usize> {
+fn read_some(peer: &Peer<'_>, mut sk: &Socket, buf: &mut [u8], deadline: Instant) -> PeerResult<usize> {
     loop {
         match sk.read(buf) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !wait_fd(peer, sk, PollFlags::POLLIN, deadline, || false)? {
-                    return Err(fail!("read() timed out"));
+                    return Err(failure!("read() timed out"));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(fail!("read() failed: {e}")),
+            Err(e) => return Err(failure!("read() failed: {e}")),
         }
     }
 }
@@ -216,7 +216,7 @@ fn read_some(peer: &Peer<'_>, mut sk: &Socket, buf: &mut [u8], deadline: Instant
 ///
 /// # Errors
 /// A read/write failure or the deadline.
-pub fn echo_server(peer: &Peer<'_>, sk: &Socket, deadline: Instant) -> TestResult<u64> {
+pub fn echo_server(peer: &Peer<'_>, sk: &Socket, deadline: Instant) -> PeerResult<u64> {
     let mut buf = vec![0u8; 65536];
     let mut served = 0u64;
     loop {
@@ -234,7 +234,7 @@ pub fn echo_server(peer: &Peer<'_>, sk: &Socket, deadline: Instant) -> TestResul
 ///
 /// # Errors
 /// A read/write failure, the deadline, or an echo that differs from what was sent.
-pub fn echo_verify(peer: &Peer<'_>, sk: &Socket, count: usize, len: usize, deadline: Instant) -> TestResult {
+pub fn echo_verify(peer: &Peer<'_>, sk: &Socket, count: usize, len: usize, deadline: Instant) -> PeerResult {
     sk.set_tcp_nodelay(true).or_fail("TCP_NODELAY failed")?;
     let mut rng = XorShift::seeded();
     let mut out = vec![0u8; len];
@@ -246,12 +246,12 @@ pub fn echo_verify(peer: &Peer<'_>, sk: &Socket, count: usize, len: usize, deadl
         while got < len {
             let n = read_some(peer, sk, &mut back[got..], deadline)?;
             if n == 0 {
-                return Err(fail!("the connection closed after {i} of {count} echoed messages"));
+                return Err(failure!("the connection closed after {i} of {count} echoed messages"));
             }
             got += n;
         }
         if out != back {
-            return Err(fail!("echoed message {i} differs from the one sent"));
+            return Err(failure!("echoed message {i} differs from the one sent"));
         }
     }
     Ok(())
@@ -292,7 +292,7 @@ impl XorShift {
 ///
 /// # Errors
 /// When a socket option fails for another reason than "no TCP-AO on this socket".
-pub fn ao_counters(sk: &impl AsFd) -> TestResult<(Option<SockCounters>, Vec<KeyCounters>)> {
+pub fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCounters>)> {
     let _ = sk;
     Ok((None, Vec::new()))
 }

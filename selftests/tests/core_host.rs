@@ -11,7 +11,7 @@ use tcpao_selftests::netns::NetnsHolds;
 use tcpao_selftests::peers::{Failure, Outcome, PairConfig, TEST_TIMEOUT, run_pair};
 use tcpao_selftests::sockets::{self, Connect};
 use tcpao_selftests::topology::{Family, Netlink};
-use tcpao_selftests::fail;
+use tcpao_selftests::failure;
 
 /// The leak check counts this process's sockets: run the tests of this file one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -40,13 +40,13 @@ fn plain_tcp_echo_across_the_veth_both_families() {
                 let lsk = sockets::listen(p, p.port(), 1)?;
                 p.sync()?;
                 let sk = sockets::accept(p, &lsk, p.deadline_in(TEST_TIMEOUT), || false)?
-                    .ok_or_else(|| fail!("server: no connection within the timeout"))?;
+                    .ok_or_else(|| failure!("server: no connection within the timeout"))?;
                 let before = Counters::netns()?;
                 let served = sockets::echo_server(p, &sk, p.deadline_in(TEST_TIMEOUT))?;
                 let after = Counters::netns()?;
                 *server_mib.lock().unwrap() = Some((before, after));
                 if served != 2000 {
-                    return Err(fail!("server served {served} bytes, expected 2000"));
+                    return Err(failure!("server served {served} bytes, expected 2000"));
                 }
                 Ok(())
             },
@@ -56,7 +56,7 @@ fn plain_tcp_echo_across_the_veth_both_families() {
                 sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
                 let est = Counters::netns()?;
                 if est.netns.curr_estab() != 1 {
-                    return Err(fail!("client: CurrEstab is {} with one connection", est.netns.curr_estab()));
+                    return Err(failure!("client: CurrEstab is {} with one connection", est.netns.curr_estab()));
                 }
                 sockets::echo_verify(p, &sk, 20, 100, p.deadline_in(TEST_TIMEOUT))?;
                 Ok(())
@@ -88,7 +88,7 @@ fn failure_of_one_side_releases_the_other_at_once() {
         &cfg,
         |p| {
             p.sync()?;
-            Err(fail!("server gives up on purpose"))
+            Err(failure!("server gives up on purpose"))
         },
         |p| {
             p.sync()?;
@@ -101,7 +101,7 @@ fn failure_of_one_side_releases_the_other_at_once() {
                     // No route to the wrong address: wait on the barrier instead.
                     p.sync()
                 }
-                other => Err(fail!("client: unexpected {other:?}")),
+                other => Err(failure!("client: unexpected {other:?}")),
             }
         },
     );

@@ -1,2 +1,22 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Safe Linux bindings for TCP-AO (RFC 5925) and TCP-MD5 (RFC 2385) socket options.
+#![doc = include_str!("../README.md")]
+#![cfg(target_os = "linux")]
+#![deny(missing_docs, rust_2018_idioms)]
+#![warn(missing_debug_implementations)]
+
+mod addr;
+mod error;
+mod ext;
+mod info;
+mod key;
+mod probe;
+pub mod raw;
+mod sys;
+pub mod uapi;
+
+pub use addr::PeerPrefix;
+pub use error::{Error, Op, Result};
+pub use ext::{Md5Ext, Md5Key, TcpAoExt};
+pub use info::{AoCounters, AoInfo, AoKeyInfo, AoRepair, KeyFilter};
+pub use key::{AoKey, Algorithm, KeySelector, MasterKey};
+pub use probe::{Capabilities, probe, probe_algorithm, probe_md5};

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Command line: `tcpao-selftests [run] [--list] [FILTER…] …` and `tcpao-selftests vm …`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Network-namespace selftests for Linux TCP-AO and TCP-MD5, with KTAP output.
+#[derive(Debug, Parser)]
+#[command(name = "tcpao-selftests", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// `run` (the default) or `vm`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the default `run` command.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tests on the running kernel (the default).
+    Run(RunArgs),
+    /// Boot a TCP-AO kernel under virtme-ng and run the suite (or a script) inside it.
+    Vm(VmArgs),
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RunArgs {
+    /// List the selected test names instead of running them.
+    #[arg(long)]
+    pub list: bool,
+    /// Select tests whose stable name (`program/family/case`) contains a FILTER, or matches
+    /// it as a glob when it has `*` or `?`. Hidden `selftest-self/` tests need their program
+    /// named.
+    pub filters: Vec<String>,
+    /// FILTERs must match whole names.
+    #[arg(long)]
+    pub exact: bool,
+    /// Tests in flight at once, each in its own thread.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    pub jobs: usize,
+    /// Per-test timeout in seconds for every test (overrides tests' own timeouts and
+    /// `kselftest_override_timeout`).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Keep the packet captures tests make in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub save_pcaps: Option<PathBuf>,
+    /// Benchmark mode: tests that measure do more rounds and print ratios.
+    #[arg(long)]
+    pub bench: bool,
+}
+
+/// Hardware acceleration choice for the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Accel {
+    /// Probe KVM with a tiny boot; fall back to TCG when it does not work.
+    #[default]
+    Auto,
+    /// Use KVM (fail if it does not work).
+    Kvm,
+    /// Use TCG emulation (`vng --disable-kvm`).
+    Tcg,
+}
+
+/// Options of `vm`.
+#[derive(Debug, Clone, Args)]
+pub struct VmArgs {
+    /// A kernel image to boot (a bzImage or vmlinuz) instead of Debian sid's
+    /// `linux-image-amd64`.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Modules for `--kernel`: an `INSTALL_MOD_PATH` root (holding `lib/modules/<V>`) or the
+    /// `<V>` directory itself. Without it a `--kernel` boots with built-in drivers only.
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    pub modules: Option<PathBuf>,
+    /// Host-side hard timeout for the whole guest run, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub timeout: u64,
+    /// Guest memory (`vng --memory`).
+    #[arg(long, value_name = "M", default_value = "2G")]
+    pub memory: String,
+    /// Guest CPUs.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub cpus: u32,
+    /// Run this shell script in the guest instead of the suite; its output is streamed and
+    /// its KTAP (if any) parsed.
+    #[arg(long, value_name = "FILE", conflicts_with = "args")]
+    pub exec_script: Option<PathBuf>,
+    /// Also run these libtest binaries in the guest before the suite, with
+    /// `TCPAO_REQUIRE_TCP_AO=1` (a missing TCP-AO is a failure there).
+    #[arg(long = "cargo-test", value_name = "BIN")]
+    pub cargo_tests: Vec<PathBuf>,
+    /// Only download and unpack the default kernel (and print where it is), do not boot.
+    #[arg(long)]
+    pub fetch_only: bool,
+    /// KVM or TCG.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Keep the guest's results directory (KTAP, console log, dmesg) and print its path.
+    #[arg(long)]
+    pub keep: bool,
+    /// Arguments for the suite inside the guest (filters, `--jobs`, …).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(a: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("tcpao-selftests").chain(a.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn default_command_is_run_with_filters() {
+        let c = parse(&["connect/ipv4", "--exact", "-j", "2"]);
+        assert!(c.command.is_none());
+        assert_eq!(c.run.filters, ["connect/ipv4"]);
+        assert!(c.run.exact);
+        assert_eq!(c.run.jobs, 2);
+        let c = parse(&["run", "--list", "rst"]);
+        assert!(matches!(c.command, Some(Command::Run(ref r)) if r.list && r.filters == ["rst"]));
+    }
+
+    #[test]
+    fn vm_takes_suite_args_after_dashes() {
+        let c = parse(&["vm", "--cpus", "4", "--", "harness", "--jobs", "2"]);
+        let Some(Command::Vm(v)) = c.command else { panic!("not vm") };
+        assert_eq!(v.cpus, 4);
+        assert_eq!(v.memory, "2G");
+        assert_eq!(v.args, ["harness", "--jobs", "2"]);
+        assert!(Cli::try_parse_from(["x", "vm", "--modules", "/m"]).is_err(), "needs --kernel");
+    }
+}

@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The runner: selects tests, applies feature skips, runs each test in its own thread
+//! (`--jobs` at a time) under a timeout, and prints KTAP in test-number order.
+//!
+//! Threads are the isolation unit: a test that moves into a network namespace does so for
+//! its own thread only (`unshare(CLONE_NEWNET)` acts on the calling thread). A test that
+//! overruns its timeout is reported `not ok … # TIMEOUT` and its thread is abandoned; the
+//! process exit at the end of the run takes it down. A panicking body is a failure with the
+//! panic message, never a crash of the run.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Once, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::ktap::{Status, Totals, Writer};
+use crate::probe::{Feature, Features};
+use crate::registry::{Ctx, Outcome, Test};
+
+/// Per-test timeout when a test sets none (before slow-machine scaling).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Factor applied to timeouts when `KSFT_MACHINE_SLOW=yes`.
+pub const SLOW_FACTOR: u32 = 3;
+
+/// How to run a selection of tests.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Substring or glob filters over the stable names; empty selects every visible test.
+    pub filters: Vec<String>,
+    /// Filters must match whole names.
+    pub exact: bool,
+    /// Worker threads (tests in flight at once); 0 or 1 runs one at a time.
+    pub jobs: usize,
+    /// A timeout for every test, overriding the tests' own (`--timeout`).
+    pub timeout: Option<Duration>,
+    /// Keep packet captures here (`--save-pcaps`).
+    pub save_pcaps: Option<PathBuf>,
+    /// Benchmark mode (`--bench`).
+    pub bench: bool,
+    /// A missing TCP-AO fails the tests that need it instead of skipping them
+    /// (`TCPAO_REQUIRE_TCP_AO=1`, set where TCP-AO must be there, as in the VM).
+    pub require_tcp_ao: bool,
+}
+
+/// Timeout policy taken from the environment (kselftest conventions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutPolicy {
+    /// Multiplier for tests' own timeouts (`KSFT_MACHINE_SLOW=yes` ⇒ [`SLOW_FACTOR`]).
+    pub slow: u32,
+    /// `kselftest_override_timeout=N`: every test gets N seconds, unscaled.
+    pub override_secs: Option<u64>,
+}
+
+impl TimeoutPolicy {
+    /// Reads `KSFT_MACHINE_SLOW` and `kselftest_override_timeout`.
+    pub fn from_env() -> Self {
+        Self::from_vars(
+            std::env::var("KSFT_MACHINE_SLOW").ok().as_deref(),
+            std::env::var("kselftest_override_timeout").ok().as_deref(),
+        )
+    }
+
+    /// The policy for the given variable values.
+    pub fn from_vars(slow: Option<&str>, override_timeout: Option<&str>) -> Self {
+        let slow = if slow.is_some_and(|v| v.eq_ignore_ascii_case("yes")) { SLOW_FACTOR } else { 1 };
+        let override_secs = override_timeout.and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0);
+        TimeoutPolicy { slow, override_secs }
+    }
+
+    /// The timeout a test runs under: `--timeout` wins, then the kselftest override, then
+    /// the test's own (or the default) times the slow factor.
+    pub fn effective(&self, test: Option<Duration>, cli: Option<Duration>) -> Duration {
+        if let Some(t) = cli {
+            return t;
+        }
+        if let Some(s) = self.override_secs {
+            return Duration::from_secs(s);
+        }
+        test.unwrap_or(DEFAULT_TIMEOUT) * self.slow
+    }
+}
+
+/// Matches `pattern` against `name`: glob (`*`, `?`) when it has wildcards, otherwise a
+/// substring (or the whole name with `exact`).
+pub fn matches(pattern: &str, name: &str, exact: bool) -> bool {
+    if pattern.contains(['*', '?']) {
+        glob(pattern.as_bytes(), name.as_bytes())
+    } else if exact {
+        pattern == name
+    } else {
+        name.contains(pattern)
+    }
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// The tests a run selects, in registry order. Hidden tests need a filter that matches them
+/// and spells out their program name.
+pub fn select(tests: Vec<Test>, filters: &[String], exact: bool) -> Vec<Test> {
+    tests
+        .into_iter()
+        .filter(|t| {
+            if filters.is_empty() {
+                return !t.is_hidden();
+            }
+            filters.iter().any(|f| {
+                matches(f, t.name(), exact)
+                    && (!t.is_hidden() || f.starts_with(&format!("{}/", t.program())))
+            })
+        })
+        .collect()
+}
+
+/// Whether missing features make the test a skip (or, when `TCPAO_REQUIRE_TCP_AO=1` and
+/// TCP-AO is the missing one, a failure).
+fn precheck(test: &Test, features: &Features, require_ao: bool) -> Option<Status> {
+    let f = features.first_missing(test.required_features())?;
+    let why = features.get(f).err().unwrap_or_default();
+    if f == Feature::TcpAo && require_ao {
+        return Some(Status::Fail(format!(
+            "TCPAO_REQUIRE_TCP_AO=1 but: {} ({why})",
+            f.requirement()
+        )));
+    }
+    Some(Status::Skip(f.requirement().to_owned()))
+}
+
+thread_local! {
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that records where a test thread panicked and keeps the
+/// default report for every other thread.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let in_test = std::thread::current().name().is_some_and(|n| n.starts_with("test:"));
+            if in_test {
+                let loc = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+                PANIC_AT.with(|p| *p.borrow_mut() = Some(loc));
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn payload_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Runs a test body in the current thread, turning panics and errors into a status.
+pub fn run_body(test: &Test, ctx: &Ctx) -> Status {
+    install_panic_hook();
+    let body = test.body();
+    match panic::catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+        Ok(Ok(Outcome::Pass)) => Status::Pass,
+        Ok(Ok(Outcome::Fail(r))) => Status::Fail(r),
+        Ok(Ok(Outcome::Skip(r))) => Status::Skip(r),
+        Ok(Ok(Outcome::XFail(r))) => Status::XFail(r),
+        Ok(Err(e)) => Status::Fail(error_chain(e.as_ref())),
+        Err(payload) => {
+            let at = PANIC_AT.with(|p| p.borrow_mut().take()).unwrap_or_default();
+            Status::Fail(format!("panicked: {}{at}", payload_text(payload.as_ref())))
+        }
+    }
+}
+
+struct Done {
+    index: usize,
+    status: Status,
+    elapsed: Duration,
+}
+
+struct Running {
+    index: usize,
+    started: Instant,
+    timeout: Duration,
+}
+
+struct Finished {
+    status: Status,
+    elapsed: Duration,
+    diags: Vec<String>,
+}
+
+/// Runs `tests` (already selected) and writes KTAP to `out`; returns the totals.
+///
+/// # Errors
+/// I/O errors writing the output.
+pub fn run<W: Write>(
+    tests: &[Test],
+    features: &Arc<Features>,
+    opts: &RunOptions,
+    policy: TimeoutPolicy,
+    out: W,
+) -> std::io::Result<Totals> {
+    let require_ao = opts.require_tcp_ao;
+    let mut w = Writer::new(out);
+    w.header(tests.len())?;
+    for d in features.describe() {
+        w.diag(&d)?;
+    }
+    if policy.slow > 1 {
+        w.diag(&format!("KSFT_MACHINE_SLOW=yes: timeouts x{}", policy.slow))?;
+    }
+
+    let mut done: Vec<Option<Finished>> = (0..tests.len()).map(|_| None).collect();
+    let mut ctxs: Vec<Option<Ctx>> = (0..tests.len()).map(|_| None).collect();
+    let mut queue = VecDeque::new();
+    for (i, t) in tests.iter().enumerate() {
+        match precheck(t, features, require_ao) {
+            Some(status) => {
+                done[i] = Some(Finished { status, elapsed: Duration::ZERO, diags: Vec::new() })
+            }
+            None => queue.push_back(i),
+        }
+    }
+
+    let jobs = opts.jobs.max(1);
+    let (tx, rx) = mpsc::channel::<Done>();
+    let mut running: Vec<Running> = Vec::new();
+    let mut next_print = 0;
+    loop {
+        while running.len() < jobs {
+            let Some(i) = queue.pop_front() else { break };
+            let t = &tests[i];
+            let timeout = policy.effective(t.timeout_value(), opts.timeout);
+            let ctx = Ctx::new(
+                t.name(),
+                Arc::clone(features),
+                timeout,
+                policy.slow,
+                opts.save_pcaps.clone(),
+                opts.bench,
+            );
+            ctxs[i] = Some(ctx.clone());
+            let (test, txc) = (t.clone(), tx.clone());
+            let started = Instant::now();
+            let spawned = std::thread::Builder::new()
+                .name(format!("test:{}", t.name()))
+                .spawn(move || {
+                    let status = run_body(&test, &ctx);
+                    let _ = txc.send(Done { index: i, status, elapsed: started.elapsed() });
+                });
+            match spawned {
+                Ok(_) => running.push(Running { index: i, started, timeout }),
+                Err(e) => {
+                    done[i] = Some(Finished {
+                        status: Status::Error(format!("cannot spawn test thread: {e}")),
+                        elapsed: Duration::ZERO,
+                        diags: Vec::new(),
+                    })
+                }
+            }
+        }
+        flush(&mut w, tests, &mut done, &mut next_print)?;
+        if running.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        let wait = running
+            .iter()
+            .map(|r| (r.started + r.timeout).saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::ZERO);
+        match rx.recv_timeout(wait) {
+            Ok(d) => {
+                if let Some(pos) = running.iter().position(|r| r.index == d.index) {
+                    running.swap_remove(pos);
+                    let diags = ctxs[d.index].take().map(|c| c.take_diags()).unwrap_or_default();
+                    done[d.index] = Some(Finished { status: d.status, elapsed: d.elapsed, diags });
+                }
+                // A result from an abandoned (timed-out) thread is dropped.
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                running.retain(|r| {
+                    let elapsed = now.duration_since(r.started);
+                    if elapsed < r.timeout {
+                        return true;
+                    }
+                    let diags = ctxs[r.index].take().map(|c| c.take_diags()).unwrap_or_default();
+                    let secs = r.timeout.as_secs() + u64::from(r.timeout.subsec_nanos() > 0);
+                    done[r.index] = Some(Finished { status: Status::Timeout(secs), elapsed, diags });
+                    false
+                });
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("tx is held here"),
+        }
+    }
+    flush(&mut w, tests, &mut done, &mut next_print)?;
+    w.finish(tests.len())
+}
+
+fn flush<W: Write>(
+    w: &mut Writer<W>,
+    tests: &[Test],
+    done: &mut [Option<Finished>],
+    next: &mut usize,
+) -> std::io::Result<()> {
+    while *next < tests.len() {
+        let Some(f) = done[*next].take() else { break };
+        let name = tests[*next].name();
+        for d in &f.diags {
+            w.diag(&format!("{name}: {d}"))?;
+        }
+        w.result(*next + 1, name, &f.status, f.elapsed.as_millis())?;
+        *next += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ktap::Summary;
+    use std::collections::BTreeMap;
+
+    fn t(name: &str) -> Test {
+        Test::new(name, |_| Ok(Outcome::Pass))
+    }
+
+    #[test]
+    fn glob_and_substring() {
+        assert!(matches("connect", "connect/ipv4/connect-good", false));
+        assert!(matches("connect/*/connect-good", "connect/ipv6/connect-good", false));
+        assert!(matches("*ipv6*", "rst/ipv6/x", false));
+        assert!(!matches("*ipv6", "rst/ipv6/x", false));
+        assert!(matches("rst/ipv?/x", "rst/ipv4/x", false));
+        assert!(!matches("connect/ipv4", "connect/ipv4/connect-good", true));
+        assert!(matches("connect/ipv4/connect-good", "connect/ipv4/connect-good", true));
+    }
+
+    #[test]
+    fn hidden_tests_need_their_program_named() {
+        let all = || vec![t("a/ipv4/x"), t("selftest-self/any/hang").hidden()];
+        let names = |v: Vec<Test>| v.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(select(all(), &[], false)), ["a/ipv4/x"]);
+        assert_eq!(names(select(all(), &["any".into()], false)), Vec::<String>::new());
+        assert_eq!(names(select(all(), &["*".into()], false)), ["a/ipv4/x"]);
+        assert_eq!(
+            names(select(all(), &["selftest-self/any/hang".into()], true)),
+            ["selftest-self/any/hang"]
+        );
+        assert_eq!(names(select(all(), &["selftest-self/".into()], false)), ["selftest-self/any/hang"]);
+    }
+
+    #[test]
+    fn timeout_policy() {
+        let p = TimeoutPolicy::from_vars(Some("yes"), None);
+        assert_eq!(p.effective(Some(Duration::from_secs(10)), None), Duration::from_secs(30));
+        assert_eq!(p.effective(None, None), DEFAULT_TIMEOUT * SLOW_FACTOR);
+        assert_eq!(p.effective(None, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        let o = TimeoutPolicy::from_vars(Some("no"), Some("90"));
+        assert_eq!(o.slow, 1);
+        assert_eq!(o.effective(Some(Duration::from_secs(10)), None), Duration::from_secs(90));
+        assert_eq!(TimeoutPolicy::from_vars(None, Some("junk")).override_secs, None);
+    }
+
+    fn features(ao: bool) -> Arc<Features> {
+        let mut m = BTreeMap::new();
+        m.insert(Feature::Netns, Ok(()));
+        m.insert(Feature::TcpAo, if ao { Ok(()) } else { Err("ENOPROTOOPT".into()) });
+        Arc::new(Features::from_map(m))
+    }
+
+    fn run_text(tests: &[Test], f: &Arc<Features>, jobs: usize) -> String {
+        let mut out = Vec::new();
+        let opts = RunOptions { jobs, ..RunOptions::default() };
+        run(tests, f, &opts, TimeoutPolicy { slow: 1, override_secs: None }, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_outcome_panic_error_and_timeout_is_classified() {
+        let tests = vec![
+            Test::new("h/any/pass", |c| {
+                c.diag("hello");
+                Ok(Outcome::Pass)
+            }),
+            Test::new("h/any/fail", |_| Ok(Outcome::fail("counter stayed 0"))),
+            Test::new("h/any/skip", |_| Ok(Outcome::skip("no tool"))),
+            Test::new("h/any/xfail", |_| Ok(Outcome::xfail("known bug"))),
+            Test::new("h/any/panic", |_| panic!("boom {}", 42)),
+            Test::new("h/any/error", |_| Err("socket: EPERM".into())),
+            Test::new("h/any/hang", |_| loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            })
+            .timeout(Duration::from_millis(300)),
+            Test::new("h/any/ao", |_| Ok(Outcome::Pass)).requires(&[Feature::TcpAo]),
+            Test::new("h/any/macro", |_| {
+                crate::ensure!(1 + 1 == 3, "arithmetic is {}", "broken");
+                Ok(Outcome::Pass)
+            }),
+        ];
+        let out = run_text(&tests, &features(false), 4);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "TAP version 13");
+        assert_eq!(lines[1], "1..9");
+        assert!(out.contains("# h/any/pass: hello\nok 1 h/any/pass # time="), "{out}");
+        assert!(out.contains("# h/any/fail: counter stayed 0\nnot ok 2 h/any/fail"), "{out}");
+        assert!(out.contains("ok 3 h/any/skip # SKIP no tool time="), "{out}");
+        assert!(out.contains("ok 4 h/any/xfail # XFAIL known bug time="), "{out}");
+        assert!(out.contains("# h/any/panic: panicked: boom 42 at "), "{out}");
+        assert!(out.contains("not ok 5 h/any/panic"), "{out}");
+        assert!(out.contains("# h/any/error: socket: EPERM\nnot ok 6 h/any/error"), "{out}");
+        assert!(out.contains("not ok 7 h/any/hang # TIMEOUT 1s time="), "{out}");
+        assert!(
+            out.contains("ok 8 h/any/ao # SKIP Tests require TCP-AO support (CONFIG_TCP_AO)"),
+            "{out}"
+        );
+        assert!(out.contains("# h/any/macro: arithmetic is broken\nnot ok 9"), "{out}");
+        assert!(
+            out.ends_with("# Totals: pass:1 fail:5 xfail:1 xpass:0 skip:2 error:0\n"),
+            "{out}"
+        );
+        assert_eq!(Summary::parse(&out).exit_code(), 1);
+    }
+
+    #[test]
+    fn results_stay_in_order_with_parallel_jobs() {
+        let tests: Vec<Test> = (0..6)
+            .map(|i| {
+                Test::new(format!("h/any/t{i}"), move |_| {
+                    std::thread::sleep(Duration::from_millis(60 - 10 * i));
+                    Ok(Outcome::Pass)
+                })
+            })
+            .collect();
+        let out = run_text(&tests, &features(true), 3);
+        let nums: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("ok "))
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(nums, ["1", "2", "3", "4", "5", "6"]);
+        assert_eq!(Summary::parse(&out).exit_code(), 0);
+    }
+
+    #[test]
+    fn all_skipped_or_empty_is_exit_4() {
+        let tests = vec![t("h/any/ao").requires(&[Feature::TcpAo])];
+        let out = run_text(&tests, &features(false), 1);
+        assert_eq!(Summary::parse(&out).exit_code(), 4);
+        let out = run_text(&[], &features(false), 1);
+        assert!(out.starts_with("TAP version 13\n1..0\n"));
+        assert_eq!(Summary::parse(&out).exit_code(), 4);
+    }
+}

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Tests of the harness itself.
+//!
+//! `harness/…` checks, for real, what every other test relies on: a thread can move into a
+//! fresh network namespace, a veth pair can join two namespaces, and TCP traffic crosses it.
+//!
+//! `selftest-self/…` are hidden, deliberately broken tests that show a broken run is
+//! reported as a failure. They run only when named (for example
+//! `tcpao-selftests selftest-self/any/hang`):
+//!
+//! | name | what it does | expected report |
+//! | --- | --- | --- |
+//! | `selftest-self/any/fail` | returns `Fail` | `not ok` |
+//! | `selftest-self/any/panic` | panics in the body | `not ok` with the panic message |
+//! | `selftest-self/any/hang` | never returns (2 s timeout) | `not ok … # TIMEOUT` |
+//! | `selftest-self/any/abort` | aborts the whole binary | truncated KTAP, exit 134; `vm` reports the missing results |
+//! | `selftest-self/any/kernel-panic` | in a `vm` guest only: `echo c > /proc/sysrq-trigger` | `vm` reports the kernel panic with its console lines |
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, unshare};
+
+use crate::probe::Feature;
+use crate::registry::{Ctx, Outcome, Test, TestResult};
+
+/// The harness's own tests (visible and hidden).
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::new("harness/any/netns-isolation", netns_isolation)
+            .requires(&[Feature::Netns])
+            .timeout(Duration::from_secs(20)),
+        Test::new("harness/ipv4/veth-tcp", |c| veth_tcp(c, false))
+            .requires(&[Feature::Netns, Feature::Veth])
+            .timeout(Duration::from_secs(30)),
+        Test::new("harness/ipv6/veth-tcp", |c| veth_tcp(c, true))
+            .requires(&[Feature::Netns, Feature::Veth, Feature::Ipv6])
+            .timeout(Duration::from_secs(30)),
+        Test::new("selftest-self/any/fail", |_| Ok(Outcome::fail("deliberate failure"))).hidden(),
+        Test::new("selftest-self/any/panic", |_| -> TestResult {
+            let v: Vec<u8> = Vec::new();
+            panic!("deliberate panic: index {} of an empty vector", v.len() + 3)
+        })
+        .hidden(),
+        Test::new("selftest-self/any/hang", |_| loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        })
+        .timeout(Duration::from_secs(2))
+        .hidden(),
+        Test::new("selftest-self/any/abort", |_| std::process::abort()).hidden(),
+        Test::new("selftest-self/any/kernel-panic", crash_guest_kernel).hidden(),
+    ]
+}
+
+/// Runs `ip ARGS` in the calling thread's network namespace.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ip (install iproute2): {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
+    }
+}
+
+/// Interfaces of the calling thread's namespace with (rx bytes, tx bytes).
+fn netdev() -> Result<Vec<(String, u64, u64)>, String> {
+    let text = fs::read_to_string("/proc/thread-self/net/dev")
+        .map_err(|e| format!("/proc/thread-self/net/dev: {e}"))?;
+    Ok(text
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let v: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            Some((name.trim().to_owned(), *v.first()?, *v.get(8)?))
+        })
+        .collect())
+}
+
+fn netns_isolation(ctx: &Ctx) -> TestResult {
+    let before = netdev()?;
+    unshare(CloneFlags::CLONE_NEWNET)?;
+    let after = netdev()?;
+    let names: Vec<&str> = after.iter().map(|(n, _, _)| n.as_str()).collect();
+    crate::ensure!(names == ["lo"], "fresh namespace should hold only lo, holds {names:?}");
+    ctx.diag(format!("host namespace had {} interfaces, the new one has {names:?}", before.len()));
+    ip(&["link", "set", "lo", "up"])?;
+    // A listener on loopback in this namespace serves a connection from this namespace.
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let mut c = TcpStream::connect_timeout(&addr, ctx.timeout())?;
+    let (mut s, _) = l.accept()?;
+    c.write_all(b"ping")?;
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf)?;
+    crate::ensure!(&buf == b"ping", "loopback echo got {buf:?}");
+    Ok(Outcome::Pass)
+}
+
+const PAYLOAD: usize = 256 * 1024;
+
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 8)) as u8
+}
+
+/// Two namespaces joined by a veth pair; 256 KiB go from one to the other and the peer's
+/// count and checksum come back; the veth counters must show the bytes crossed the link.
+fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
+    let (a, b, plen, fam): (IpAddr, IpAddr, &str, &[&str]) = if v6 {
+        ("fd00:77::1".parse()?, "fd00:77::2".parse()?, "64", &["-6"])
+    } else {
+        ("10.77.0.1".parse()?, "10.77.0.2".parse()?, "24", &["-4"])
+    };
+    unshare(CloneFlags::CLONE_NEWNET)?;
+    let deadline = Instant::now() + ctx.timeout();
+
+    let (ns_tx, ns_rx) = mpsc::channel::<Result<String, String>>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let server_addr = SocketAddr::new(b, 7777);
+    let peer_fam: Vec<String> = fam.iter().map(|s| (*s).to_owned()).collect();
+    let server = std::thread::Builder::new().name("test:peer".into()).spawn(
+        move || -> Result<(u64, u64), String> {
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+                let _ = ns_tx.send(Err(format!("peer unshare: {e}")));
+                return Err(e.to_string());
+            }
+            let path = format!("/proc/{}/task/{}/ns/net", std::process::id(), nix::unistd::gettid());
+            let _ = ns_tx.send(Ok(path));
+            go_rx.recv().map_err(|e| e.to_string())?;
+            let setup = || -> Result<TcpListener, String> {
+                let f: Vec<&str> = peer_fam.iter().map(String::as_str).collect();
+                let cidr = format!("{b}/{plen}");
+                let mut add = f.clone();
+                add.extend(["addr", "add", cidr.as_str(), "dev", "vb"]);
+                if v6 {
+                    add.push("nodad");
+                }
+                ip(&add)?;
+                ip(&["link", "set", "vb", "up"])?;
+                ip(&["link", "set", "lo", "up"])?;
+                TcpListener::bind(server_addr).map_err(|e| format!("bind {server_addr}: {e}"))
+            };
+            let l = match setup() {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.clone()));
+                    return Err(e);
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            let (mut s, _) = l.accept().map_err(|e| e.to_string())?;
+            let (mut n, mut sum) = (0u64, 0u64);
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let k = s.read(&mut buf).map_err(|e| e.to_string())?;
+                if k == 0 {
+                    break;
+                }
+                for (j, byte) in buf[..k].iter().enumerate() {
+                    if *byte != pattern(n as usize + j) {
+                        return Err(format!("byte {} corrupted", n as usize + j));
+                    }
+                    sum = sum.wrapping_add(u64::from(*byte));
+                }
+                n += k as u64;
+            }
+            s.write_all(format!("{n} {sum}\n").as_bytes()).map_err(|e| e.to_string())?;
+            Ok((n, sum))
+        },
+    )?;
+
+    let peer_ns = ns_rx.recv_timeout(ctx.timeout())??;
+    ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &peer_ns])?;
+    let cidr = format!("{a}/{plen}");
+    let mut add: Vec<&str> = fam.to_vec();
+    add.extend(["addr", "add", cidr.as_str(), "dev", "va"]);
+    if v6 {
+        add.push("nodad");
+    }
+    ip(&add)?;
+    ip(&["link", "set", "va", "up"])?;
+    ip(&["link", "set", "lo", "up"])?;
+    let local: Vec<String> = netdev()?.into_iter().map(|(n, _, _)| n).collect();
+    crate::ensure!(!local.iter().any(|n| n == "vb"), "vb should live in the peer namespace");
+    go_tx.send(())?;
+    ready_rx.recv_timeout(ctx.timeout())??;
+
+    // The link may need a moment to come up: retry until the deadline, never a fixed sleep.
+    let mut c = loop {
+        match TcpStream::connect_timeout(&server_addr, Duration::from_secs(2)) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                ctx.diag(format!("connect {server_addr}: {e}; retrying"));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => crate::fail!("connect {server_addr}: {e}"),
+        }
+    };
+    let data: Vec<u8> = (0..PAYLOAD).map(pattern).collect();
+    let sum: u64 = data.iter().map(|&x| u64::from(x)).sum();
+    c.write_all(&data)?;
+    c.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    c.read_to_string(&mut reply)?;
+    let peer = server.join().map_err(|_| "peer thread panicked")??;
+    crate::ensure!(
+        reply.trim() == format!("{PAYLOAD} {sum}"),
+        "peer saw {:?}, sent {PAYLOAD} bytes with sum {sum}",
+        reply.trim()
+    );
+    crate::ensure!(peer == (PAYLOAD as u64, sum), "peer thread result {peer:?}");
+    let tx = netdev()?.into_iter().find(|(n, _, _)| n == "va").map(|x| x.2).unwrap_or(0);
+    crate::ensure!(tx >= PAYLOAD as u64, "va sent only {tx} bytes: traffic did not cross the veth");
+    ctx.diag(format!("{PAYLOAD} bytes over veth {a} -> {b}, va tx_bytes {tx}"));
+    Ok(Outcome::Pass)
+}
+
+/// Crashes the guest kernel on purpose, but only inside a `tcpao-selftests vm` guest.
+fn crash_guest_kernel(_: &Ctx) -> TestResult {
+    let in_vm = std::env::var("TCPAO_IN_VM").is_ok_and(|v| v == "1");
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if !in_vm || !cmdline.contains("virtme") {
+        crate::skip!("only inside a `tcpao-selftests vm` guest (TCPAO_IN_VM=1, virtme cmdline)");
+    }
+    fs::write("/proc/sysrq-trigger", "c")?;
+    crate::fail!("the kernel did not crash")
+}
