@@ -207,6 +207,10 @@ pub struct RestoredFlow {
     pub server_isn: u32,
     /// ISN the client sent.
     pub client_isn: u32,
+    /// Next sequence number the server sends after the restore.
+    pub server_next_seq: u32,
+    /// Next sequence number the client sends after the restore.
+    pub client_next_seq: u32,
     /// Server's send SNE at restore time.
     pub server_sne: u32,
     /// Client's send SNE at restore time.

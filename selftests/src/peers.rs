@@ -149,6 +149,8 @@ pub struct PairConfig {
     pub timeout: Duration,
     /// Capture and cross-check the traffic (on by default).
     pub capture: Option<CaptureConfig>,
+    /// Multiplier for [`TEST_TIMEOUT`] (the harness's `KSFT_MACHINE_SLOW` factor).
+    pub slow_factor: u32,
 }
 
 impl PairConfig {
@@ -159,6 +161,7 @@ impl PairConfig {
             topology: TopologyConfig::default(),
             timeout: Duration::from_secs(30),
             capture: Some(CaptureConfig::default()),
+            slow_factor: 1,
         }
     }
 }
@@ -217,6 +220,7 @@ pub struct Peer<'a> {
     capture: Option<&'a Capture>,
     port: Cell<u16>,
     netns_inode: u64,
+    slow_factor: u32,
 }
 
 impl Peer<'_> {
@@ -259,6 +263,16 @@ impl Peer<'_> {
     /// The test's hard deadline.
     pub fn test_deadline(&self) -> Instant {
         self.shared.deadline
+    }
+
+    /// [`TEST_TIMEOUT`] scaled for slow machines: how long to wait for things that should work.
+    pub fn timeout(&self) -> Duration {
+        TEST_TIMEOUT * self.slow_factor.max(1)
+    }
+
+    /// `now + timeout()`, capped by the test's deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline_in(self.timeout())
     }
 
     /// `now + d`, but never past the test's deadline.
@@ -485,7 +499,7 @@ where
         }
     };
     let netns_inode = netns::current_netns_inode().unwrap_or(0);
-    let peer = Peer { side, family: cfg.family, link, shared, capture, port: Cell::new(FIRST_PORT), netns_inode };
+    let peer = Peer { side, family: cfg.family, link, shared, capture, port: Cell::new(FIRST_PORT), netns_inode, slow_factor: cfg.slow_factor };
     let before = NetnsMib::read();
     // Both namespaces are ready once both sides pass this barrier.
     if let Err(e) = peer.sync() {

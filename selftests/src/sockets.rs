@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use tcpao_sys::{Algorithm, AoKey, KeyFilter, MasterKey, Md5Ext, Md5Key, PeerPrefix, TcpAoExt};
+
+use crate::capture::{KeyAlgorithm, RegisteredKey};
+
 use crate::counters::{KeyCounters, SockCounters};
 use crate::failure;
-use crate::peers::{Failure, OrFail, Peer, PeerResult};
+use crate::peers::{Failure, OrFail, Peer, PeerResult, Side};
 use crate::topology::{Family, VETH_NAME};
 
 const SLICE: Duration = Duration::from_millis(10);
@@ -166,12 +170,12 @@ pub fn connect(
     }
 }
 
-/// Connect and require success within [`crate::peers::TEST_TIMEOUT`].
+/// Connect and require success within [`Peer::timeout`].
 ///
 /// # Errors
 /// A failure sentence when the connection was not established.
 pub fn connect_ok(peer: &Peer<'_>, sk: &Socket, addr: IpAddr, port: u16) -> PeerResult {
-    match connect(peer, sk, addr, port, peer.deadline_in(crate::peers::TEST_TIMEOUT), || false)? {
+    match connect(peer, sk, addr, port, peer.deadline(), || false)? {
         Connect::Established => Ok(()),
         Connect::Failed(e) => Err(failure!("connect() to {addr} port {port} failed: {e}")),
         Connect::TimedOut => Err(failure!("connect() to {addr} port {port} timed out")),
@@ -288,17 +292,238 @@ impl XorShift {
 }
 
 /// The TCP-AO socket and key counters of `sk` (`TCP_AO_INFO`, `TCP_AO_GET_KEYS`); `(None, [])`
-/// for a socket without TCP-AO.
+/// for a socket without TCP-AO state, or on a kernel without TCP-AO.
 ///
 /// # Errors
 /// When a socket option fails for another reason than "no TCP-AO on this socket".
 pub fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCounters>)> {
-    let _ = sk;
-    Ok((None, Vec::new()))
+    let info = match sk.ao_info() {
+        Ok(Some(i)) => i,
+        Ok(None) => return Ok((None, Vec::new())),
+        Err(e) if e.is_unsupported() => return Ok((None, Vec::new())),
+        Err(e) => return Err(failure!("getsockopt(TCP_AO_INFO) failed: {e}")),
+    };
+    let c = info.counters;
+    let sock = SockCounters {
+        good: c.good,
+        bad: c.bad,
+        key_not_found: c.key_not_found,
+        ao_required: c.ao_required,
+        dropped_icmp: c.dropped_icmp,
+    };
+    let keys = match sk.ao_keys(&KeyFilter::All) {
+        Ok(k) => k,
+        // A socket whose keys were all deleted still has TCP-AO state but no keys.
+        Err(tcpao_sys::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(failure!("getsockopt(TCP_AO_GET_KEYS) failed: {e}")),
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| KeyCounters {
+            send_id: k.selector.send_id,
+            recv_id: k.selector.recv_id,
+            peer: k.selector.peer.to_string(),
+            good: k.good,
+            bad: k.bad,
+        })
+        .collect();
+    Ok((Some(sock), keys))
 }
 
-/// Frames the packet socket `sk` dropped (`PACKET_STATISTICS`), when it can be read.
+/// `SOL_PACKET` (`<linux/socket.h>`).
+const SOL_PACKET: i32 = 263;
+/// `PACKET_STATISTICS` (`<linux/if_packet.h>`): `struct tpacket_stats { u32 packets, drops }`.
+const PACKET_STATISTICS: i32 = 6;
+
+/// Frames the packet socket `sk` dropped (`PACKET_STATISTICS`; reading resets the counters).
 pub fn packet_drops(sk: &impl AsFd) -> Option<u32> {
-    let _ = sk;
-    None
+    let mut buf = [0u8; 8];
+    match tcpao_sys::raw::getsockopt_bytes(sk, SOL_PACKET, PACKET_STATISTICS, Some(&mut buf), tcpao_sys::raw::OptLen::Buffer) {
+        Ok(Some(8)) => Some(u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])),
+        _ => None,
+    }
+}
+
+/// The password of the default test key (our own sentence; 59 bytes, so AES-128-CMAC keys go
+/// through the RFC 5926 §3.1.1.2 fold like the kernel suite's long default password does).
+pub const DEFAULT_TEST_PASSWORD: &str = "Two peers in two namespaces agree on one secret, or do not.";
+/// The default algorithm (kernel `DEFAULT_TEST_ALGO`): AES-128-CMAC-96.
+pub const DEFAULT_TEST_ALGORITHM: Algorithm = Algorithm::AesCmac128;
+
+/// A TCP-AO key as a test describes it (kernel `test_add_key()` arguments), with the kernel
+/// suite's defaults: peer host prefix, [`DEFAULT_TEST_PASSWORD`], [`DEFAULT_TEST_ALGORITHM`],
+/// MAC length 12.
+#[derive(Clone)]
+pub struct TestKey {
+    /// Peer address.
+    pub peer: IpAddr,
+    /// Peer prefix length; `None` = host (/32, /128).
+    pub prefix: Option<u8>,
+    /// SendID.
+    pub send_id: u8,
+    /// RecvID.
+    pub recv_id: u8,
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Password (zeroed on drop).
+    pub password: zeroize::Zeroizing<Vec<u8>>,
+    /// MAC length; `None` = kernel default (12).
+    pub maclen: Option<u8>,
+    /// `false` sets `TCP_AO_KEYF_EXCLUDE_OPT`.
+    pub include_options: bool,
+    /// Bind to a VRF ifindex (`TCP_AO_KEYF_IFINDEX`).
+    pub vrf: Option<u32>,
+}
+
+impl std::fmt::Debug for TestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TestKey({}:{} for {}/{:?} {} maclen {:?})",
+            self.send_id,
+            self.recv_id,
+            self.peer,
+            self.prefix,
+            self.algorithm.kernel_name(),
+            self.maclen
+        )
+    }
+}
+
+impl TestKey {
+    /// Key `send_id:recv_id` for host `peer`, with the defaults.
+    pub fn new(peer: IpAddr, send_id: u8, recv_id: u8) -> Self {
+        Self {
+            peer,
+            prefix: None,
+            send_id,
+            recv_id,
+            algorithm: DEFAULT_TEST_ALGORITHM,
+            password: zeroize::Zeroizing::new(DEFAULT_TEST_PASSWORD.as_bytes().to_vec()),
+            maclen: None,
+            include_options: true,
+            vrf: None,
+        }
+    }
+
+    /// Another password.
+    pub fn password(mut self, pw: &[u8]) -> Self {
+        self.password = zeroize::Zeroizing::new(pw.to_vec());
+        self
+    }
+
+    /// A network key `peer/prefix`.
+    pub fn prefix(mut self, peer: IpAddr, prefix: u8) -> Self {
+        self.peer = peer;
+        self.prefix = Some(prefix);
+        self
+    }
+
+    /// Another MAC length.
+    pub fn maclen(mut self, maclen: u8) -> Self {
+        self.maclen = Some(maclen);
+        self
+    }
+
+    /// Another algorithm.
+    pub fn algorithm(mut self, a: Algorithm) -> Self {
+        self.algorithm = a;
+        self
+    }
+
+    fn prefix_len(&self) -> u8 {
+        self.prefix.unwrap_or(Family::of(self.peer).host_prefix())
+    }
+
+    /// The tcpao-sys key.
+    ///
+    /// # Errors
+    /// When the values are invalid (bad prefix, MAC length).
+    pub fn to_ao_key(&self) -> PeerResult<AoKey> {
+        let peer = PeerPrefix::new(self.peer, self.prefix_len()).or_fail("invalid test key prefix")?;
+        let mkt = MasterKey::new(&self.password).or_fail("invalid test key password")?;
+        let mut k = AoKey::new(peer, self.send_id, self.recv_id, self.algorithm.clone(), mkt)
+            .include_options(self.include_options);
+        if let Some(m) = self.maclen {
+            k = k.mac_len(m).or_fail("invalid test key MAC length")?;
+        }
+        if let Some(v) = self.vrf {
+            k = k.vrf(v);
+        }
+        Ok(k)
+    }
+
+    /// The capture registration of this key, owned by `owner`.
+    pub fn registered(&self, owner: Side) -> RegisteredKey {
+        let alg = KeyAlgorithm::from_kernel_name(self.algorithm.kernel_name());
+        let mut r = RegisteredKey::ao(
+            owner,
+            alg.unwrap_or(KeyAlgorithm::HmacSha1),
+            &self.password,
+            self.send_id,
+            self.recv_id,
+            self.peer,
+            self.prefix_len(),
+        );
+        r.maclen = self.maclen.filter(|m| *m != 0).unwrap_or(12);
+        r.include_options = self.include_options;
+        r
+    }
+}
+
+/// Add a TCP-AO key to `sk` (kernel `test_add_key()`): register it with the test's capture,
+/// then read it back with `TCP_AO_GET_KEYS` and compare IDs, MAC length and algorithm.
+///
+/// # Errors
+/// A failure sentence when the kernel rejects the key or reports it differently.
+pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
+    let ao = key.to_ao_key()?;
+    sk.add_ao_key(&ao).map_err(|e| match e {
+        tcpao_sys::Error::Unsupported { .. } => Failure::Skip("Tests require TCP-AO support (CONFIG_TCP_AO)".into()),
+        e => failure!("setsockopt(TCP_AO_ADD_KEY) of key {key:?} failed: {e}"),
+    })?;
+    if let Some(c) = peer.capture() {
+        c.register(key.registered(peer.side()));
+    }
+    let got = sk
+        .ao_keys(&KeyFilter::Key(ao.selector()))
+        .map_err(|e| failure!("reading back key {}:{} failed: {e}", key.send_id, key.recv_id))?;
+    let [k] = got.as_slice() else {
+        return Err(failure!("reading back key {}:{} returned {} keys", key.send_id, key.recv_id, got.len()));
+    };
+    let want_mac = key.maclen.filter(|m| *m != 0).unwrap_or(12);
+    if k.mac_len != want_mac || k.algorithm != key.algorithm || k.include_options != key.include_options {
+        return Err(failure!(
+            "the kernel reports key {}:{} as {} maclen {} (options {}), it was added as {} maclen {want_mac} (options {})",
+            key.send_id,
+            key.recv_id,
+            k.algorithm.kernel_name(),
+            k.mac_len,
+            k.include_options,
+            key.algorithm.kernel_name(),
+            key.include_options
+        ));
+    }
+    Ok(())
+}
+
+/// Add a TCP-MD5 key for `peer_addr/prefix` to `sk` (`TCP_MD5SIG_EXT`) and register it with
+/// the capture.
+///
+/// # Errors
+/// A failure sentence when the kernel rejects it; a skip without `CONFIG_TCP_MD5SIG`.
+pub fn add_md5_key(peer: &Peer<'_>, sk: &Socket, peer_addr: IpAddr, prefix: u8, password: &[u8]) -> PeerResult {
+    let key = Md5Key {
+        peer: PeerPrefix::new(peer_addr, prefix).or_fail("invalid MD5 key prefix")?,
+        vrf: None,
+        key: MasterKey::new(password).or_fail("invalid MD5 key")?,
+    };
+    sk.add_md5_key(&key).map_err(|e| match e {
+        tcpao_sys::Error::Unsupported { .. } => Failure::Skip("Tests require TCP-MD5 support (CONFIG_TCP_MD5SIG)".into()),
+        e => failure!("setsockopt(TCP_MD5SIG_EXT) for {peer_addr}/{prefix} failed: {e}"),
+    })?;
+    if let Some(c) = peer.capture() {
+        c.register(RegisteredKey::md5(peer.side(), password, peer_addr, prefix));
+    }
+    Ok(())
 }

@@ -1,22 +1,30 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Cross-check of captured segments against tcpao-refimpl.
 //!
-//! Rules (a test fails when one is broken):
-//! 1. A TCP-AO or TCP-MD5 segment **signed by a peer's kernel** (sent by the side that holds a
+//! Every frame is decoded with tcpao-refimpl's wire views ([`SegmentRef`]). Per TCP flow, each
+//! peer gets a [`FlowValidator`] seen from its end, holding the TCP-AO keys that peer
+//! registered for the other end's address; TCP-MD5 segments are checked with
+//! [`tcpao_refimpl::verify_md5`]. Rules (a test fails when one is broken):
+//!
+//! 1. A TCP-AO or TCP-MD5 segment **signed by a peer's kernel** (its sender holds a registered
 //!    key for the destination with SendID = the segment's KeyID) must verify with that key in
-//!    the reference. Otherwise the kernel and the reference disagree on the MAC.
+//!    the reference. Otherwise kernel and reference disagree on the MAC.
 //! 2. When a receiving peer's `TCPAOBad` (or `TCPMD5Failure`) grew during the test, the reference
-//!    must also reject at least one segment sent to it, verified with the **receiver's** keys.
+//!    must also reject at least one segment sent to it, checked with the **receiver's** keys.
 //!    A kernel that counts bad MACs on segments the reference accepts is wrong (or the
 //!    reference is).
 //!
-//! Traffic keys need the ISNs: they are learnt from the SYN and SYN-ACK of each flow, or given
-//! with [`super::Capture::register_restored`] for sockets restored with `TCP_REPAIR`.
+//! Traffic keys need the ISNs: they are learnt from each flow's SYN and SYN-ACK (the whole
+//! capture is read first), or registered with [`super::Capture::register_restored`] for
+//! sockets restored with `TCP_REPAIR`. A flow whose SYN-ACK never came (the expected-timeout
+//! cases) still has its SYNs verified: SYN traffic keys need only the sender's ISN.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
-use super::{Frame, RegisteredKey, RestoredFlow};
+use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
+
+use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow};
 use crate::counters::NetnsMib;
 use crate::peers::Side;
 use crate::topology::Family;
@@ -32,7 +40,7 @@ pub struct XcheckReport {
     pub ao_segments: usize,
     /// Segments with a TCP-MD5 option.
     pub md5_segments: usize,
-    /// Signed segments the reference verified (accepted or rejected with a known key).
+    /// Kernel-signed segments the reference checked with the sender's key (rule 1).
     pub verified: usize,
     /// Of those, how many the reference rejected.
     pub rejected: usize,
@@ -48,169 +56,139 @@ impl XcheckReport {
         Self { failure: Some(format!("capture: {e}")), ..Self::default() }
     }
 
-    /// Record a broken rule (the first one wins the headline; all are noted).
+    /// Record a broken rule (the first one is the headline; later ones become notes).
     pub fn fail(&mut self, why: String) {
         if self.failure.is_none() {
-            self.failure = Some(why.clone());
+            self.failure = Some(why);
         } else {
             self.notes.push(format!("xcheck: also: {why}"));
         }
     }
 }
 
-/// The signature option of a segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Signature {
-    /// TCP-AO (kind 29).
-    Ao {
-        /// KeyID.
-        key_id: u8,
-        /// RNextKeyID.
-        rnext_key_id: u8,
-        /// MAC length.
-        maclen: usize,
-    },
-    /// TCP-MD5 (kind 19).
-    Md5,
-    /// No signature option.
-    None,
+fn side_index(s: Side) -> usize {
+    match s {
+        Side::Server => 0,
+        Side::Client => 1,
+    }
 }
 
-/// A decoded TCP segment with where it sits in its frame.
-#[derive(Debug, Clone)]
-pub struct Segment<'a> {
-    /// Who sent it.
-    pub from: Side,
-    /// Source address and port.
-    pub src: (IpAddr, u16),
-    /// Destination address and port.
-    pub dst: (IpAddr, u16),
-    /// Sequence number.
-    pub seq: u32,
-    /// SYN flag.
-    pub syn: bool,
-    /// ACK flag.
-    pub ack: bool,
-    /// Acknowledgment number.
-    pub ack_seq: u32,
-    /// Signature option.
-    pub signature: Signature,
-    /// The IP packet (header and TCP segment).
-    pub ip_packet: &'a [u8],
+/// A decoded frame: who sent it and its TCP segment.
+struct Decoded<'a> {
+    from: Side,
+    seg: SegmentRef<'a>,
 }
 
-/// Decode an Ethernet frame into a TCP segment; `Ok(None)` for non-TCP frames.
+/// Decode an Ethernet frame into a TCP segment; `Ok(None)` for frames that are not TCP over
+/// IPv4/IPv6 (ARP, ICMP, neighbour discovery).
 ///
 /// # Errors
-/// A sentence describing the malformation.
-pub fn decode(frame: &Frame) -> Result<Option<Segment<'_>>, String> {
+/// The wire error of a malformed IP/TCP packet.
+pub fn decode(frame: &Frame) -> Result<Option<SegmentRef<'_>>, String> {
     let d = &frame.data;
     if d.len() < 14 {
         return Err(format!("frame of {} bytes is shorter than an Ethernet header", d.len()));
     }
-    let ethertype = u16::from_be_bytes([d[12], d[13]]);
-    let ip = &d[14..];
-    let (src, dst, proto, l4, ip_len) = match ethertype {
-        0x0800 => {
-            if ip.len() < 20 {
-                return Err("truncated IPv4 header".into());
-            }
-            let ihl = usize::from(ip[0] & 0xf) * 4;
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            if ihl < 20 || total < ihl || total > ip.len() {
-                return Err(format!("bad IPv4 lengths: ihl {ihl} total {total} captured {}", ip.len()));
-            }
-            let s = IpAddr::from(<[u8; 4]>::try_from(&ip[12..16]).unwrap_or_default());
-            let t = IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).unwrap_or_default());
-            (s, t, ip[9], &ip[ihl..total], total)
-        }
-        0x86dd => {
-            if ip.len() < 40 {
-                return Err("truncated IPv6 header".into());
-            }
-            let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-            if 40 + plen > ip.len() {
-                return Err(format!("IPv6 payload length {plen} exceeds the {} captured bytes", ip.len() - 40));
-            }
-            let s = IpAddr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap_or_default());
-            let t = IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap_or_default());
-            // Our peers send no extension headers; anything else is not a plain TCP segment.
-            (s, t, ip[6], &ip[40..40 + plen], 40 + plen)
-        }
+    match u16::from_be_bytes([d[12], d[13]]) {
+        0x0800 | 0x86dd => {}
         _ => return Ok(None),
+    }
+    match SegmentRef::parse(&d[14..]) {
+        Ok(s) => Ok(Some(s)),
+        Err(tcpao_refimpl::wire::Error::NotTcp(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+type FlowKey = (SocketAddr, SocketAddr);
+
+fn endpoints(seg: &SegmentRef<'_>) -> (SocketAddr, SocketAddr) {
+    let t = seg.tcp_packet();
+    (SocketAddr::new(seg.src, t.src_port()), SocketAddr::new(seg.dst, t.dst_port()))
+}
+
+/// The flow key: (server endpoint, client endpoint).
+fn flow_of(from: Side, seg: &SegmentRef<'_>) -> FlowKey {
+    let (src, dst) = endpoints(seg);
+    match from {
+        Side::Server => (src, dst),
+        Side::Client => (dst, src),
+    }
+}
+
+#[derive(Default)]
+struct FlowInfo {
+    /// ISN sent by [server, client].
+    isn: [Option<u32>; 2],
+    /// SNE state at restore time of [server, client] send directions.
+    restored: Option<RestoredFlow>,
+}
+
+/// The validators of one flow: one per side, seen from that side.
+struct FlowCheck {
+    validators: [Option<FlowValidator>; 2],
+    md5: [Vec<RegisteredKey>; 2],
+}
+
+fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
+    let alg = match k.algorithm {
+        KeyAlgorithm::HmacSha1 => tcpao_refimpl::Algorithm::HmacSha1,
+        KeyAlgorithm::AesCmac128 => tcpao_refimpl::Algorithm::AesCmac128,
+        KeyAlgorithm::HmacSha256 => tcpao_refimpl::Algorithm::HmacSha256,
+        KeyAlgorithm::Md5 => return None,
     };
-    if proto != 6 {
-        return Ok(None);
-    }
-    if l4.len() < 20 {
-        return Err("truncated TCP header".into());
-    }
-    let doff = usize::from(l4[12] >> 4) * 4;
-    if doff < 20 || doff > l4.len() {
-        return Err(format!("bad TCP data offset {doff}"));
-    }
-    let mut signature = Signature::None;
-    let mut opts = &l4[20..doff];
-    while let Some(&kind) = opts.first() {
-        match kind {
-            0 => break,
-            1 => opts = &opts[1..],
-            _ => {
-                let len = usize::from(*opts.get(1).ok_or("truncated TCP option")?);
-                if len < 2 || len > opts.len() {
-                    return Err(format!("TCP option {kind} has bad length {len}"));
-                }
-                match kind {
-                    29 if len >= 4 => {
-                        signature = Signature::Ao { key_id: opts[2], rnext_key_id: opts[3], maclen: len - 4 };
-                    }
-                    19 if len == 18 => signature = Signature::Md5,
-                    _ => {}
-                }
-                opts = &opts[len..];
-            }
+    Mkt::new(k.send_id, k.recv_id, alg, tcpao_refimpl::MasterKey::new(k.secret.to_vec()))
+        .with_mac_len(usize::from(k.maclen))
+        .ok()
+        .map(|m| m.with_include_options(k.include_options))
+}
+
+fn build_flow(flow: &FlowKey, info: &FlowInfo, keys: &[RegisteredKey]) -> Result<FlowCheck, String> {
+    let (server, client) = *flow;
+    let mut check = FlowCheck { validators: [None, None], md5: [Vec::new(), Vec::new()] };
+    for side in [Side::Server, Side::Client] {
+        let (local, remote) = match side {
+            Side::Server => (server, client),
+            Side::Client => (client, server),
+        };
+        let i = side_index(side);
+        let mine: Vec<&RegisteredKey> =
+            keys.iter().filter(|k| k.owner == side && k.matches_peer(remote.ip())).collect();
+        check.md5[i] = mine.iter().filter(|k| k.algorithm == KeyAlgorithm::Md5).map(|k| (*k).clone()).collect();
+        // TCP-MD5 lookup is longest-prefix: the most specific key first.
+        check.md5[i].sort_by_key(|k| std::cmp::Reverse(k.prefix));
+        let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
+        if mkts.is_empty() {
+            continue;
         }
+        let local_isn = info.isn[i].unwrap_or(0);
+        let remote_isn = info.isn[1 - i].unwrap_or(0);
+        let conn = Connection::new(local, remote, local_isn, remote_isn);
+        let mut v = FlowValidator::new(conn, mkts).map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
+        if let Some(r) = &info.restored {
+            let (my_sne, peer_sne) = match side {
+                Side::Server => (r.server_sne, r.client_sne),
+                Side::Client => (r.client_sne, r.server_sne),
+            };
+            let (my_next, peer_next) = match side {
+                Side::Server => (r.server_next_seq, r.client_next_seq),
+                Side::Client => (r.client_next_seq, r.server_next_seq),
+            };
+            v.set_sne_tracker(Direction::LocalToRemote, SneTracker::with_state(my_next, my_sne));
+            v.set_sne_tracker(Direction::RemoteToLocal, SneTracker::with_state(peer_next, peer_sne));
+        }
+        check.validators[i] = Some(v);
     }
-    let flags = l4[13];
-    Ok(Some(Segment {
-        from: frame.from,
-        src: (src, u16::from_be_bytes([l4[0], l4[1]])),
-        dst: (dst, u16::from_be_bytes([l4[2], l4[3]])),
-        seq: u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]),
-        ack_seq: u32::from_be_bytes([l4[8], l4[9], l4[10], l4[11]]),
-        syn: flags & 0x02 != 0,
-        ack: flags & 0x10 != 0,
-        signature,
-        ip_packet: &ip[..ip_len],
-    }))
+    Ok(check)
 }
 
-/// The reference's opinion of one signed segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefVerdict {
-    /// The MAC verifies.
-    Good,
-    /// The MAC does not verify (or the MAC length differs from the key's).
-    Bad,
-    /// The reference cannot judge it (missing ISN, unsupported algorithm).
-    Unknown,
+fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
+    let (s, d) = endpoints(seg);
+    format!("{} segment {s} -> {d} seq {}", from.name(), seg.tcp_packet().seq_number())
 }
 
-/// Per-flow state: ISNs learnt from the handshake (or a restore).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FlowIsns {
-    /// ISN of the endpoint that sent the SYN, per direction key.
-    pub isn: [Option<u32>; 2],
-}
-
-type FlowKey = ((IpAddr, u16), (IpAddr, u16));
-
-fn flow_key(seg: &Segment<'_>) -> (FlowKey, usize) {
-    // Index 0: the lower endpoint sends; 1: the higher endpoint sends.
-    if seg.src <= seg.dst { ((seg.src, seg.dst), 0) } else { ((seg.dst, seg.src), 1) }
-}
-
-/// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and client.
+/// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and
+/// client.
 pub fn analyze(
     _family: Family,
     frames: &[Frame],
@@ -219,102 +197,103 @@ pub fn analyze(
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
 ) -> XcheckReport {
     let mut r = XcheckReport { frames: frames.len(), ..XcheckReport::default() };
-    let mut flows: HashMap<FlowKey, FlowIsns> = HashMap::new();
-    for f in restored {
-        let s = Segment {
-            from: Side::Server,
-            src: f.server,
-            dst: f.client,
-            seq: 0,
-            ack_seq: 0,
-            syn: false,
-            ack: false,
-            signature: Signature::None,
-            ip_packet: &[],
-        };
-        let (k, dir) = flow_key(&s);
-        let e = flows.entry(k).or_default();
-        e.isn[dir] = Some(f.server_isn);
-        e.isn[1 - dir] = Some(f.client_isn);
+    // Pass 1: decode, learn ISNs.
+    let mut decoded = Vec::new();
+    let mut flows: HashMap<FlowKey, FlowInfo> = HashMap::new();
+    for rf in restored {
+        let key = (SocketAddr::new(rf.server.0, rf.server.1), SocketAddr::new(rf.client.0, rf.client.1));
+        let f = flows.entry(key).or_default();
+        f.isn = [Some(rf.server_isn), Some(rf.client_isn)];
+        f.restored = Some(*rf);
     }
-    // Receiver-side rejections per receiving side (index: Side::Server = 0).
+    for frame in frames {
+        match decode(frame) {
+            Ok(Some(seg)) => {
+                let t = seg.tcp_packet();
+                if t.syn() {
+                    let f = flows.entry(flow_of(frame.from, &seg)).or_default();
+                    f.isn[side_index(frame.from)].get_or_insert(t.seq_number());
+                }
+                decoded.push(Decoded { from: frame.from, seg });
+            }
+            Ok(None) => {}
+            Err(e) => r.fail(format!("a captured frame is malformed: {e}")),
+        }
+    }
+    r.tcp_segments = decoded.len();
+    // Pass 2: validate in capture order.
+    let mut checks: HashMap<FlowKey, FlowCheck> = HashMap::new();
     let mut rejected_for = [0usize; 2];
     let mut md5_rejected_for = [0usize; 2];
-    for frame in frames {
-        let seg = match decode(frame) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
+    for d in &decoded {
+        let auth = match d.seg.tcp_packet().auth_options() {
+            Ok(a) => a,
             Err(e) => {
-                r.fail(format!("a captured frame is malformed: {e}"));
+                r.fail(format!("the {} has malformed options: {e}", describe(d.from, &d.seg)));
                 continue;
             }
         };
-        r.tcp_segments += 1;
-        let (fk, dir) = flow_key(&seg);
-        if seg.syn {
-            flows.entry(fk).or_default().isn[dir] = Some(seg.seq);
+        if auth.ao.is_none() && auth.md5.is_none() {
+            continue;
         }
-        let isns = flows.get(&fk).copied().unwrap_or_default();
-        let receiver = seg.from.other();
-        match seg.signature {
-            Signature::None => {}
-            Signature::Ao { key_id, maclen, .. } => {
-                r.ao_segments += 1;
-                // Rule 1: the sender's own key.
-                if let Some(k) = find_ao_key(keys, seg.from, seg.dst.0, |k| k.send_id == key_id) {
-                    match verify_ao(&seg, k, &isns, dir) {
-                        RefVerdict::Good => r.verified += 1,
-                        RefVerdict::Bad => {
-                            r.verified += 1;
-                            r.rejected += 1;
-                            r.fail(format!(
-                                "a segment the {} kernel signed ({}:{} -> {}:{}, seq {}, key {}:{}, maclen {maclen}) \
-                                 is rejected by tcpao-refimpl",
-                                seg.from.name(),
-                                seg.src.0,
-                                seg.src.1,
-                                seg.dst.0,
-                                seg.dst.1,
-                                seg.seq,
-                                k.send_id,
-                                k.recv_id
-                            ));
-                        }
-                        RefVerdict::Unknown => {}
-                    }
+        let key = flow_of(d.from, &d.seg);
+        if !checks.contains_key(&key) {
+            let info = flows.remove(&key).unwrap_or_default();
+            match build_flow(&key, &info, keys) {
+                Ok(c) => {
+                    checks.insert(key, c);
                 }
-                // Rule 2 input: the receiver's key.
-                if let Some(k) = find_ao_key(keys, receiver, seg.src.0, |k| k.recv_id == key_id) {
-                    if verify_ao(&seg, k, &isns, dir) == RefVerdict::Bad {
-                        rejected_for[side_index(receiver)] += 1;
-                    }
+                Err(e) => {
+                    r.fail(e);
+                    continue;
                 }
             }
-            Signature::Md5 => {
-                r.md5_segments += 1;
-                if let Some(k) = find_md5_key(keys, seg.from, seg.dst.0) {
-                    match verify_md5(&seg, k) {
-                        RefVerdict::Good => r.verified += 1,
-                        RefVerdict::Bad => {
-                            r.verified += 1;
-                            r.rejected += 1;
-                            r.fail(format!(
-                                "a TCP-MD5 segment the {} kernel signed ({}:{} -> {}:{}, seq {}) is rejected by tcpao-refimpl",
-                                seg.from.name(),
-                                seg.src.0,
-                                seg.src.1,
-                                seg.dst.0,
-                                seg.dst.1,
-                                seg.seq
-                            ));
-                        }
-                        RefVerdict::Unknown => {}
+        }
+        let Some(check) = checks.get_mut(&key) else { continue };
+        let (si, ri) = (side_index(d.from), side_index(d.from.other()));
+        if auth.ao.is_some() {
+            r.ao_segments += 1;
+            // Rule 1: the sender's view (LocalToRemote).
+            if let Some(v) = check.validators[si].as_mut() {
+                match v.validate(Direction::LocalToRemote, &d.seg) {
+                    Verdict::Good { .. } => r.verified += 1,
+                    Verdict::Bad { key_id, sne, reason } => {
+                        r.verified += 1;
+                        r.rejected += 1;
+                        r.fail(format!(
+                            "a {} signed by the kernel with key {key_id} is rejected by tcpao-refimpl ({reason}, SNE {sne})",
+                            describe(d.from, &d.seg)
+                        ));
                     }
+                    // Not signed with a registered key: nothing to compare.
+                    _ => {}
                 }
-                if let Some(k) = find_md5_key(keys, receiver, seg.src.0) {
-                    if verify_md5(&seg, k) == RefVerdict::Bad {
-                        md5_rejected_for[side_index(receiver)] += 1;
+            }
+            // Rule 2 input: the receiver's view (RemoteToLocal).
+            if let Some(v) = check.validators[ri].as_mut() {
+                if let Verdict::Bad { .. } = v.validate(Direction::RemoteToLocal, &d.seg) {
+                    rejected_for[ri] += 1;
+                }
+            }
+        } else {
+            r.md5_segments += 1;
+            if let Some(k) = check.md5[si].first() {
+                match tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                    Ok(true) => r.verified += 1,
+                    Ok(false) => {
+                        r.verified += 1;
+                        r.rejected += 1;
+                        r.fail(format!(
+                            "a TCP-MD5 {} signed by the kernel is rejected by tcpao-refimpl",
+                            describe(d.from, &d.seg)
+                        ));
                     }
+                    Err(e) => r.fail(format!("tcpao-refimpl cannot check the {}: {e}", describe(d.from, &d.seg))),
+                }
+            }
+            if let Some(k) = check.md5[ri].first() {
+                if let Ok(false) = tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                    md5_rejected_for[ri] += 1;
                 }
             }
         }
@@ -327,50 +306,17 @@ pub fn analyze(
             let grew = after.get(counter).saturating_sub(before.get(counter));
             if grew > 0 && rejected == 0 && r.verified > 0 {
                 r.fail(format!(
-                    "the {} kernel counted {grew} bad segments ({counter}), but tcpao-refimpl verified every \
-                     signed segment sent to it as good",
+                    "the {} kernel counted {grew} bad segments ({counter}), but tcpao-refimpl found every \
+                     signed segment sent to it valid",
                     side.name()
                 ));
             } else if grew > 0 || rejected > 0 {
                 r.notes.push(format!(
-                    "xcheck: {}: kernel {counter} +{grew}, reference rejected {rejected} segments to it",
+                    "xcheck: {}: kernel {counter} +{grew}, tcpao-refimpl rejected {rejected} segments sent to it",
                     side.name()
                 ));
             }
         }
     }
     r
-}
-
-fn side_index(s: Side) -> usize {
-    match s {
-        Side::Server => 0,
-        Side::Client => 1,
-    }
-}
-
-fn find_ao_key<'k>(
-    keys: &'k [RegisteredKey],
-    owner: Side,
-    peer: IpAddr,
-    id: impl Fn(&RegisteredKey) -> bool,
-) -> Option<&'k RegisteredKey> {
-    keys.iter().find(|k| {
-        k.owner == owner && k.algorithm != super::KeyAlgorithm::Md5 && k.matches_peer(peer) && id(k)
-    })
-}
-
-fn find_md5_key(keys: &[RegisteredKey], owner: Side, peer: IpAddr) -> Option<&RegisteredKey> {
-    // TCP-MD5 lookup is longest-prefix.
-    keys.iter()
-        .filter(|k| k.owner == owner && k.algorithm == super::KeyAlgorithm::Md5 && k.matches_peer(peer))
-        .max_by_key(|k| k.prefix)
-}
-
-fn verify_ao(_seg: &Segment<'_>, _key: &RegisteredKey, _isns: &FlowIsns, _dir: usize) -> RefVerdict {
-    RefVerdict::Unknown
-}
-
-fn verify_md5(_seg: &Segment<'_>, _key: &RegisteredKey) -> RefVerdict {
-    RefVerdict::Unknown
 }
