@@ -115,6 +115,10 @@ impl Features {
                 Ok(()) => format!("feature {f}: yes"),
                 Err(e) => format!("feature {f}: no ({e})"),
             })
+            .chain(
+                self.has(Feature::TcpAo)
+                    .then(|| format!("tcp-ao algorithms: {}", sockopt::algorithms().join(", "))),
+            )
             .collect()
     }
 }
@@ -179,26 +183,39 @@ fn probe_tcp_ao() -> Support {
     sockopt::tcp_ao()
 }
 
-/// The socket-option probes; `tcpao_sys` owns the one `setsockopt` this crate may not call.
+/// The socket-option probes, through `tcpao_sys` (this crate may not call `setsockopt`).
 mod sockopt {
     use super::Support;
+    use std::sync::OnceLock;
 
+    fn caps() -> &'static Result<tcpao_sys::Capabilities, String> {
+        static CAPS: OnceLock<Result<tcpao_sys::Capabilities, String>> = OnceLock::new();
+        CAPS.get_or_init(|| tcpao_sys::probe(&[]).map_err(|e| format!("probe failed: {e}")))
+    }
+
+    /// `TCP_AO_ADD_KEY` on a throwaway socket; `ENOPROTOOPT` means no `CONFIG_TCP_AO`.
     pub(super) fn tcp_ao() -> Support {
-        kallsyms_has("tcp_ao_add_cmd", "tcp_ao_")
+        match caps() {
+            Ok(c) if c.tcp_ao => Ok(()),
+            Ok(_) => Err("TCP_AO_ADD_KEY: ENOPROTOOPT".into()),
+            Err(e) => Err(e.clone()),
+        }
     }
 
+    /// `TCP_MD5SIG_EXT` on a throwaway socket.
     pub(super) fn tcp_md5() -> Support {
-        kallsyms_has("tcp_md5_do_add", "tcp_md5_")
+        match caps() {
+            Ok(c) if c.tcp_md5 => Ok(()),
+            Ok(_) => Err("TCP_MD5SIG_EXT: ENOPROTOOPT".into()),
+            Err(e) => Err(e.clone()),
+        }
     }
 
-    /// Interim probe until `tcpao_sys::probe()` is merged: the kernel's symbol table.
-    fn kallsyms_has(symbol: &str, what: &str) -> Support {
-        let syms = std::fs::read_to_string("/proc/kallsyms")
-            .map_err(|e| format!("cannot read /proc/kallsyms: {e}"))?;
-        if syms.lines().any(|l| l.split_whitespace().nth(2) == Some(symbol)) {
-            Ok(())
-        } else {
-            Err(format!("no {what}* symbols in this kernel"))
+    /// The algorithms the kernel accepted, for the run's diagnostics.
+    pub(super) fn algorithms() -> Vec<String> {
+        match caps() {
+            Ok(c) => c.algorithms.iter().map(|a| format!("{a:?}")).collect(),
+            Err(_) => Vec::new(),
         }
     }
 }
