@@ -156,3 +156,118 @@ fn panics_are_failures_and_nothing_leaks() {
     assert_eq!(holds_after.sockets, holds_before.sockets, "sockets leaked");
     assert_eq!(nl.link_names().unwrap(), links_before, "interfaces leaked into the host namespace");
 }
+
+const MD5_PW: &[u8] = b"md5 secret shared by both peers";
+
+/// Server and client with TCP-MD5 keys; returns the report. `server_capture_pw` is what the
+/// server *tells the capture* its key is (normally the real one).
+fn md5_pair(family: Family, server_pw: &'static [u8], server_capture_pw: &'static [u8], expect_connect: bool) -> tcpao_selftests::peers::PairReport {
+    use tcpao_selftests::capture::RegisteredKey;
+    use tcpao_sys::{MasterKey, Md5Ext, Md5Key, PeerPrefix};
+    let cfg = PairConfig::new(family);
+    run_pair(
+        &cfg,
+        move |p| {
+            let lsk = sockets::listen(p, p.port(), 1)?;
+            let key = Md5Key {
+                peer: PeerPrefix::host(p.remote_addr()).unwrap(),
+                vrf: None,
+                key: MasterKey::new(server_pw).unwrap(),
+            };
+            lsk.add_md5_key(&key).map_err(|e| failure!("server: TCP_MD5SIG_EXT: {e}"))?;
+            p.capture().unwrap().register(RegisteredKey::md5(p.side(), server_capture_pw, p.remote_addr(), family.host_prefix()));
+            let before = Counters::netns()?;
+            p.sync()?;
+            if expect_connect {
+                let sk = sockets::accept(p, &lsk, p.deadline(), || false)?
+                    .ok_or_else(|| failure!("server: no connection"))?;
+                sockets::echo_server(p, &sk, p.deadline())?;
+            } else {
+                let moved = p.wait_for(p.deadline(), || {
+                    Ok((Counters::netns()?.ns_delta(&before, "TCPMD5Failure") > 0).then_some(()))
+                })?;
+                if moved.is_none() {
+                    return Err(failure!("TCPMD5Failure did not increase"));
+                }
+                p.signal();
+            }
+            Ok(())
+        },
+        move |p| {
+            let sk = sockets::client_socket(p)?;
+            sockets::add_md5_key(p, &sk, p.remote_addr(), family.host_prefix(), MD5_PW)?;
+            p.sync()?;
+            if expect_connect {
+                sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+                sockets::echo_verify(p, &sk, 20, 100, p.deadline())?;
+            } else {
+                match sockets::connect(p, &sk, p.remote_addr(), p.port(), p.deadline(), || p.peer_signals() > 0)? {
+                    Connect::TimedOut => {}
+                    r => return Err(failure!("client: expected a timeout, got {r:?}")),
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+#[test]
+fn md5_traffic_is_captured_and_verified_by_the_reference() {
+    if !root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for family in Family::ALL {
+        let report = md5_pair(family, MD5_PW, MD5_PW, true);
+        assert_eq!(report.outcome, Outcome::Pass, "{family:?}: {:?}", report.diagnostics);
+        let x = report.xcheck.unwrap();
+        assert!(x.md5_segments >= 43, "{family:?}: {} MD5 segments", x.md5_segments);
+        assert_eq!(x.md5_segments, x.tcp_segments, "{family:?}: every segment of the flow is signed");
+        assert_eq!(x.verified, x.md5_segments, "{family:?}: every MD5 segment was checked");
+        assert_eq!(x.rejected, 0);
+        assert!(report.diagnostics.iter().any(|d| d == &format!("xcheck: {} segments verified by tcpao-refimpl", x.verified)));
+    }
+}
+
+#[test]
+fn md5_wrong_key_is_counted_and_the_reference_agrees() {
+    if !root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let report = md5_pair(Family::Ipv4, b"server has another key", b"server has another key", false);
+    assert_eq!(report.outcome, Outcome::Pass, "{:?}", report.diagnostics);
+    let x = report.xcheck.unwrap();
+    assert!(x.verified >= 1, "the client's SYNs were verified with the client's key");
+    assert!(report.diagnostics.iter().any(|d| d.contains("server: kernel TCPMD5Failure +")), "{:?}", report.diagnostics);
+}
+
+#[test]
+fn xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment() {
+    if !root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The server installs the right key but tells the capture another one.
+    let report = md5_pair(Family::Ipv6, MD5_PW, b"not the key the kernel has", true);
+    match &report.outcome {
+        Outcome::Fail(m) => assert!(m.contains("signed by the kernel is rejected by tcpao-refimpl"), "{m}"),
+        o => panic!("the cross-check did not notice: {o:?}"),
+    }
+}
+
+#[test]
+fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts() {
+    if !root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The server's kernel has a different key (so it counts TCPMD5Failure), but the capture is
+    // told the server holds the client's key: the reference then accepts what the kernel
+    // rejected, which is exactly the disagreement rule 2 exists for.
+    let report = md5_pair(Family::Ipv4, b"server has another key", MD5_PW, false);
+    match &report.outcome {
+        Outcome::Fail(m) => assert!(m.contains("the server kernel counted") && m.contains("TCPMD5Failure"), "{m}"),
+        o => panic!("the cross-check did not notice: {o:?}"),
+    }
+}
