@@ -178,7 +178,8 @@ fn addr_bits(addr: IpAddr) -> u128 {
 
 fn mask(len: u8, max: u8) -> u128 {
     let all: u128 = if max == 32 { u128::from(u32::MAX) } else { u128::MAX };
-    if len == 0 { 0 } else { all & !(all >> len) }
+    // `checked_shr` because `u128 >> 128` overflows (a /128 host prefix).
+    all & !all.checked_shr(u32::from(len)).unwrap_or(0)
 }
 
 fn put_v4(ss: &mut __kernel_sockaddr_storage, a: Ipv4Addr) {
@@ -272,6 +273,11 @@ mod tests {
         assert!(m.contains("::ffff:10.9.9.9".parse().unwrap()));
         assert!(!m.contains("11.0.0.1".parse().unwrap()));
         assert!(PeerPrefix::any().contains("2001:db8::1".parse().unwrap()));
+        let h6 = p("2001:db8::1").unwrap();
+        assert_eq!(h6.prefix_len(), 128);
+        assert!(h6.contains("2001:db8::1".parse().unwrap()));
+        assert!(!h6.contains("2001:db8::2".parse().unwrap()));
+        assert!(p("10.0.0.1/32").unwrap().contains("10.0.0.1".parse().unwrap()));
     }
 
     #[test]

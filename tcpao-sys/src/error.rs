@@ -150,6 +150,12 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// A key rotation did not complete before its deadline.
+    #[error("key rotation to SendID {} / RecvID {} did not complete in time", .successor.send_id, .successor.recv_id)]
+    RotationTimedOut {
+        /// The successor key.
+        successor: crate::KeySelector,
+    },
     /// Any other failure; `source` keeps the errno.
     #[error("{op} failed")]
     Os {
@@ -207,7 +213,7 @@ impl Error {
             Error::MacTooLong { .. } => Some(libc::EMSGSIZE),
             Error::WrongState { .. } => Some(libc::EISCONN),
             Error::NotInRepairMode { .. } => Some(libc::EPERM),
-            Error::InvalidArgument { .. } => None,
+            Error::InvalidArgument { .. } | Error::RotationTimedOut { .. } => None,
             Error::Os { source, .. } => source.raw_os_error(),
         }
     }
