@@ -55,7 +55,10 @@ pub struct CaptureConfig {
 impl CaptureConfig {
     /// Capture for test `name` (e.g. `connect/ipv4/basic`), saving to `save_dir` if given.
     pub fn new(name: &str, save_dir: Option<PathBuf>) -> Self {
-        Self { save_dir, name: name.replace('/', "_") }
+        Self {
+            save_dir,
+            name: name.replace('/', "_"),
+        }
     }
 }
 
@@ -145,7 +148,15 @@ impl std::fmt::Debug for RegisteredKey {
 
 impl RegisteredKey {
     /// A TCP-AO key with the kernel defaults (maclen 12, options included).
-    pub fn ao(owner: Side, algorithm: KeyAlgorithm, secret: &[u8], send_id: u8, recv_id: u8, peer: IpAddr, prefix: u8) -> Self {
+    pub fn ao(
+        owner: Side,
+        algorithm: KeyAlgorithm,
+        secret: &[u8],
+        send_id: u8,
+        recv_id: u8,
+        peer: IpAddr,
+        prefix: u8,
+    ) -> Self {
         Self {
             owner,
             algorithm,
@@ -259,7 +270,11 @@ impl Capture {
     /// # Errors
     /// When the socket cannot be opened (needs `CAP_NET_RAW`).
     pub fn start(&self, ifindex: u32) -> io::Result<()> {
-        let sk = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(ETH_P_ALL_BE)))?;
+        let sk = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(ETH_P_ALL_BE)),
+        )?;
         // A large buffer so bursts are not dropped; RCVBUFFORCE ignores rmem_max (root).
         if setsockopt(&sk, sockopt::RcvBufForce, &(16 << 20)).is_err() {
             sk.set_recv_buffer_size(16 << 20)?;
@@ -273,17 +288,25 @@ impl Capture {
     }
 
     fn lock_reader(&self) -> std::sync::MutexGuard<'_, Reader> {
-        self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Register a key a peer installed, for the cross-check and the keys file.
     pub fn register(&self, key: RegisteredKey) {
-        self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(key);
     }
 
     /// Register a flow restored with `TCP_REPAIR` (its ISNs cannot be learnt from a handshake).
     pub fn register_restored(&self, flow: RestoredFlow) {
-        self.restored.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(flow);
+        self.restored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(flow);
     }
 
     /// Stop capturing, save the files if asked, and cross-check every segment. `mibs` are the
@@ -292,20 +315,34 @@ impl Capture {
         self.stop.store(true, Ordering::Release);
         let thread = self.lock_reader().thread.take();
         let read = match thread.map(JoinHandle::join) {
-            None => Err(self.start_error.lock().ok().and_then(|e| e.clone()).unwrap_or_else(|| "capture never started".into())),
+            None => Err(self
+                .start_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_else(|| "capture never started".into())),
             Some(Err(_)) => Err("the capture thread panicked".to_owned()),
             Some(Ok(Err(e))) => Err(format!("reading the capture failed: {e}")),
             Some(Ok(Ok(r))) => Ok(r),
         };
-        let keys = self.keys.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let restored = self.restored.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self
+            .keys
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let restored = self
+            .restored
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let read = match read {
             Ok(r) => r,
             Err(e) => return XcheckReport::error(e),
         };
         let mut report = xcheck::analyze(family, &read.frames, &keys, &restored, mibs);
         if read.truncated > 0 {
-            report.fail(format!("{} captured frames were larger than {FRAME_BUFFER} bytes and truncated", read.truncated));
+            report.fail(format!(
+                "{} captured frames were larger than {FRAME_BUFFER} bytes and truncated",
+                read.truncated
+            ));
         }
         match read.drops {
             Some(0) | None => {}
@@ -313,7 +350,10 @@ impl Capture {
         }
         if let Some(dir) = &self.cfg.save_dir {
             if let Err(e) = save(dir, &self.cfg.name, &read.frames, &keys, family) {
-                report.fail(format!("saving the capture to {} failed: {e}", dir.display()));
+                report.fail(format!(
+                    "saving the capture to {} failed: {e}",
+                    dir.display()
+                ));
             }
         }
         report
@@ -325,9 +365,16 @@ fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadR
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut stopping = false;
     loop {
-        let wait = if stopping { DRAIN_IDLE } else { Duration::from_millis(10) };
+        let wait = if stopping {
+            DRAIN_IDLE
+        } else {
+            Duration::from_millis(10)
+        };
         let mut fds = [PollFd::new(sk.as_fd(), PollFlags::POLLIN)];
-        let ready = match poll(&mut fds, PollTimeout::from(u16::try_from(wait.as_millis()).unwrap_or(10))) {
+        let ready = match poll(
+            &mut fds,
+            PollTimeout::from(u16::try_from(wait.as_millis()).unwrap_or(10)),
+        ) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -340,7 +387,12 @@ fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadR
             continue;
         }
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<LinkAddr>(sk.as_raw_fd(), &mut iov, None, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT);
+        let msg = recvmsg::<LinkAddr>(
+            sk.as_raw_fd(),
+            &mut iov,
+            None,
+            MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+        );
         let (len, addr) = match msg {
             Ok(m) => (m.bytes, m.address),
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
@@ -354,8 +406,16 @@ fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadR
             out.truncated += 1;
             continue;
         }
-        let from = if addr.pkttype() == PACKET_OUTGOING { Side::Server } else { Side::Client };
-        out.frames.push(Frame { ts: SystemTime::now(), from, data: buf[..len].to_vec() });
+        let from = if addr.pkttype() == PACKET_OUTGOING {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        out.frames.push(Frame {
+            ts: SystemTime::now(),
+            from,
+            data: buf[..len].to_vec(),
+        });
         if !stopping {
             stopping = stop.load(Ordering::Acquire);
         }
@@ -379,10 +439,16 @@ pub fn write_pcap(mut w: impl Write, frames: &[Frame]) -> io::Result<()> {
     hdr.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
     w.write_all(&hdr)?;
     for f in frames {
-        let ts = f.ts.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let ts =
+            f.ts.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
         let len = u32::try_from(f.data.len()).map_err(|_| io::Error::other("frame too large"))?;
         let mut rec = Vec::with_capacity(16);
-        rec.extend_from_slice(&u32::try_from(ts.as_secs()).unwrap_or(u32::MAX).to_le_bytes());
+        rec.extend_from_slice(
+            &u32::try_from(ts.as_secs())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
         rec.extend_from_slice(&ts.subsec_micros().to_le_bytes());
         rec.extend_from_slice(&len.to_le_bytes());
         rec.extend_from_slice(&len.to_le_bytes());
@@ -401,7 +467,10 @@ pub fn keys_toml(keys: &[RegisteredKey], family: Family) -> String {
             Side::Client => family.client_addr(),
         };
         s.push_str("\n[[mkt]]\n");
-        s.push_str(&format!("algorithm = \"{}\"\n", k.algorithm.keys_file_name()));
+        s.push_str(&format!(
+            "algorithm = \"{}\"\n",
+            k.algorithm.keys_file_name()
+        ));
         match std::str::from_utf8(&k.secret) {
             Ok(t) if !t.chars().any(|c| c.is_control() || c == '"' || c == '\\') => {
                 s.push_str(&format!("secret = \"{t}\"\n"));
@@ -412,22 +481,37 @@ pub fn keys_toml(keys: &[RegisteredKey], family: Family) -> String {
             }
         }
         if k.algorithm != KeyAlgorithm::Md5 {
-            s.push_str(&format!("send_id = {}\nrecv_id = {}\n", k.send_id, k.recv_id));
+            s.push_str(&format!(
+                "send_id = {}\nrecv_id = {}\n",
+                k.send_id, k.recv_id
+            ));
         }
         s.push_str(&format!("local = \"{local}\"\n"));
         s.push_str(&format!("peer = \"{}/{}\"\n", k.peer, k.prefix));
         if k.algorithm != KeyAlgorithm::Md5 {
-            s.push_str(&format!("include_options = {}\nmaclen = {}\n", k.include_options, k.maclen));
+            s.push_str(&format!(
+                "include_options = {}\nmaclen = {}\n",
+                k.include_options, k.maclen
+            ));
         }
     }
     s
 }
 
-fn save(dir: &std::path::Path, name: &str, frames: &[Frame], keys: &[RegisteredKey], family: Family) -> io::Result<()> {
+fn save(
+    dir: &std::path::Path,
+    name: &str,
+    frames: &[Frame],
+    keys: &[RegisteredKey],
+    family: Family,
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let pcap = std::fs::File::create(dir.join(format!("{name}.pcap")))?;
     write_pcap(io::BufWriter::new(pcap), frames)?;
-    std::fs::write(dir.join(format!("{name}.keys.toml")), keys_toml(keys, family))
+    std::fs::write(
+        dir.join(format!("{name}.keys.toml")),
+        keys_toml(keys, family),
+    )
 }
 
 #[cfg(test)]
@@ -447,17 +531,32 @@ mod tests {
 
     #[test]
     fn keys_file_never_contains_debug_secret() {
-        let k = RegisteredKey::ao(Side::Client, KeyAlgorithm::HmacSha1, b"pw\"x", 100, 101, "10.0.254.1".parse().unwrap(), 32);
+        let k = RegisteredKey::ao(
+            Side::Client,
+            KeyAlgorithm::HmacSha1,
+            b"pw\"x",
+            100,
+            101,
+            "10.0.254.1".parse().unwrap(),
+            32,
+        );
         assert!(!format!("{k:?}").contains("pw"));
         let t = keys_toml(&[k], Family::Ipv4);
         assert!(t.contains("secret_hex = \"70772278\""), "{t}");
-        assert!(t.contains("local = \"10.0.1.1\"") && t.contains("peer = \"10.0.254.1/32\""), "{t}");
+        assert!(
+            t.contains("local = \"10.0.1.1\"") && t.contains("peer = \"10.0.254.1/32\""),
+            "{t}"
+        );
         assert!(t.contains("send_id = 100\nrecv_id = 101"), "{t}");
     }
 
     #[test]
     fn pcap_layout() {
-        let f = Frame { ts: SystemTime::UNIX_EPOCH + Duration::from_micros(1_500_000), from: Side::Server, data: vec![1, 2, 3] };
+        let f = Frame {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_micros(1_500_000),
+            from: Side::Server,
+            data: vec![1, 2, 3],
+        };
         let mut out = Vec::new();
         write_pcap(&mut out, &[f]).unwrap();
         assert_eq!(out.len(), 24 + 16 + 3);

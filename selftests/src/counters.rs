@@ -64,7 +64,11 @@ impl NetnsMib {
                 if names.len() != vals.len() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("{prefix} header has {} names, values line has {}", names.len(), vals.len()),
+                        format!(
+                            "{prefix} header has {} names, values line has {}",
+                            names.len(),
+                            vals.len()
+                        ),
                     ));
                 }
                 for (n, v) in names.into_iter().zip(vals) {
@@ -247,8 +251,13 @@ impl Counters {
     /// # Errors
     /// When procfs cannot be read.
     pub fn netns() -> PeerResult<Self> {
-        let netns = NetnsMib::read().map_err(|e| failure!("reading the netns MIB counters failed: {e}"))?;
-        Ok(Self { netns, sock: None, keys: Vec::new() })
+        let netns =
+            NetnsMib::read().map_err(|e| failure!("reading the netns MIB counters failed: {e}"))?;
+        Ok(Self {
+            netns,
+            sock: None,
+            keys: Vec::new(),
+        })
     }
 
     /// Snapshot of the netns MIBs plus `sk`'s TCP-AO socket and key counters (kernel
@@ -266,15 +275,29 @@ impl Counters {
 
     /// Every counter of the snapshot with its name and [`Grew`] flag, in a fixed order.
     fn named(&self) -> Vec<(Grew, String, u64)> {
-        let mut v: Vec<(Grew, String, u64)> =
-            NS_FLAGS.iter().map(|(f, n)| (*f, (*n).to_owned(), self.netns.get(n))).collect();
+        let mut v: Vec<(Grew, String, u64)> = NS_FLAGS
+            .iter()
+            .map(|(f, n)| (*f, (*n).to_owned(), self.netns.get(n)))
+            .collect();
         if let Some(s) = &self.sock {
             v.extend([
                 (Grew::SOCK_GOOD, "socket pkt_good".to_owned(), s.good),
                 (Grew::SOCK_BAD, "socket pkt_bad".to_owned(), s.bad),
-                (Grew::SOCK_KEY_NOT_FOUND, "socket pkt_key_not_found".to_owned(), s.key_not_found),
-                (Grew::SOCK_AO_REQUIRED, "socket pkt_ao_required".to_owned(), s.ao_required),
-                (Grew::SOCK_DROPPED_ICMP, "socket pkt_dropped_icmp".to_owned(), s.dropped_icmp),
+                (
+                    Grew::SOCK_KEY_NOT_FOUND,
+                    "socket pkt_key_not_found".to_owned(),
+                    s.key_not_found,
+                ),
+                (
+                    Grew::SOCK_AO_REQUIRED,
+                    "socket pkt_ao_required".to_owned(),
+                    s.ao_required,
+                ),
+                (
+                    Grew::SOCK_DROPPED_ICMP,
+                    "socket pkt_dropped_icmp".to_owned(),
+                    s.dropped_icmp,
+                ),
             ]);
         }
         v
@@ -295,7 +318,8 @@ impl Counters {
             describe(&mut problems, name, *old, *new, expected.contains(*flag));
         }
         if before.sock.is_some() != self.sock.is_some() {
-            problems.push("the socket's TCP-AO info appeared or disappeared between snapshots".into());
+            problems
+                .push("the socket's TCP-AO info appeared or disappeared between snapshots".into());
         }
         let sock_flags = Grew::SOCK_GOOD
             | Grew::SOCK_BAD
@@ -335,7 +359,9 @@ impl Counters {
                 } else if new > old {
                     *grew = true;
                     if !expected.contains(flag) {
-                        problems.push(format!("{id} {name} was not expected to change: {old} => {new}"));
+                        problems.push(format!(
+                            "{id} {name} was not expected to change: {old} => {new}"
+                        ));
                     }
                 }
             }
@@ -348,7 +374,11 @@ impl Counters {
                 problems.push("no key's pkt_bad increased".into());
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(Failure::Fail(problems.join("; "))) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::Fail(problems.join("; ")))
+        }
     }
 
     /// How much netns counter `name` grew since `before` (0 if it did not or decreased).
@@ -363,7 +393,9 @@ fn describe(problems: &mut Vec<String>, name: &str, old: u64, new: u64, must_gro
     } else if must_grow && new == old {
         problems.push(format!("counter {name} did not increase: {old} => {new}"));
     } else if !must_grow && new != old {
-        problems.push(format!("counter {name} was not expected to change: {old} => {new}"));
+        problems.push(format!(
+            "counter {name} was not expected to change: {old} => {new}"
+        ));
     }
 }
 
@@ -400,7 +432,10 @@ IpExt: InNoRoutes\nIpExt: 0\n";
     const SNMP6: &str = "Icmp6InMsgs 1\nIcmp6InDestUnreachs 9\n";
 
     fn snap(f: impl FnOnce(&mut BTreeMap<&'static str, u64>)) -> Counters {
-        let mut c = Counters { netns: NetnsMib::parse(NETSTAT, SNMP, SNMP6).unwrap(), ..Default::default() };
+        let mut c = Counters {
+            netns: NetnsMib::parse(NETSTAT, SNMP, SNMP6).unwrap(),
+            ..Default::default()
+        };
         f(&mut c.netns.values);
         c
     }
@@ -421,30 +456,62 @@ IpExt: InNoRoutes\nIpExt: 0\n";
         let before = snap(|_| {});
         let good = snap(|v| *v.get_mut("TCPAOGood").unwrap() += 2);
         assert!(good.assert_grew_exactly(&before, Grew::NS_GOOD).is_ok());
-        let e = before.assert_grew_exactly(&before, Grew::NS_GOOD).unwrap_err();
-        assert_eq!(e, Failure::Fail("counter TCPAOGood did not increase: 7 => 7".into()));
-        let e = good.assert_grew_exactly(&before, Grew::NS_BAD).unwrap_err().to_string();
-        assert!(e.contains("TCPAOGood was not expected to change: 7 => 9"), "{e}");
+        let e = before
+            .assert_grew_exactly(&before, Grew::NS_GOOD)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Failure::Fail("counter TCPAOGood did not increase: 7 => 7".into())
+        );
+        let e = good
+            .assert_grew_exactly(&before, Grew::NS_BAD)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TCPAOGood was not expected to change: 7 => 9"),
+            "{e}"
+        );
         assert!(e.contains("TCPAOBad did not increase"), "{e}");
-        let e = before.assert_grew_exactly(&good, Grew::empty()).unwrap_err().to_string();
+        let e = before
+            .assert_grew_exactly(&good, Grew::empty())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("counter TCPAOGood decreased: 9 => 7"), "{e}");
     }
 
     #[test]
     fn key_rules() {
-        let key = |good, bad| KeyCounters { send_id: 100, recv_id: 100, peer: "x".into(), good, bad };
+        let key = |good, bad| KeyCounters {
+            send_id: 100,
+            recv_id: 100,
+            peer: "x".into(),
+            good,
+            bad,
+        };
         let mut before = snap(|_| {});
         before.sock = Some(SockCounters::default());
         before.keys = vec![key(1, 0)];
         let mut after = snap(|v| *v.get_mut("TCPAOGood").unwrap() += 1);
-        after.sock = Some(SockCounters { good: 1, ..Default::default() });
+        after.sock = Some(SockCounters {
+            good: 1,
+            ..Default::default()
+        });
         after.keys = vec![key(2, 0)];
         assert!(after.assert_grew_exactly(&before, Grew::GOOD).is_ok());
         after.keys[0].bad = 1;
-        let e = after.assert_grew_exactly(&before, Grew::GOOD).unwrap_err().to_string();
-        assert!(e.contains("key 100:100 (x) pkt_bad was not expected to change: 0 => 1"), "{e}");
+        let e = after
+            .assert_grew_exactly(&before, Grew::GOOD)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key 100:100 (x) pkt_bad was not expected to change: 0 => 1"),
+            "{e}"
+        );
         after.keys.push(key(0, 0));
-        let e = after.assert_grew_exactly(&before, Grew::GOOD).unwrap_err().to_string();
+        let e = after
+            .assert_grew_exactly(&before, Grew::GOOD)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("number of keys changed"), "{e}");
     }
 }

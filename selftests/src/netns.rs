@@ -130,9 +130,14 @@ impl NetnsHolds {
         }
         for fd in std::fs::read_dir("/proc/self/fd")? {
             let Ok(fd) = fd else { continue };
-            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
             let target = target.to_string_lossy();
-            if let Some(n) = target.strip_prefix("net:[").and_then(|t| t.strip_suffix(']')) {
+            if let Some(n) = target
+                .strip_prefix("net:[")
+                .and_then(|t| t.strip_suffix(']'))
+            {
                 if let Ok(n) = n.parse() {
                     holds.fds.push(n);
                 }
@@ -157,7 +162,10 @@ impl NetnsHolds {
     pub fn holds(&self, inode: u64) -> bool {
         self.threads.contains(&inode)
             || self.fds.contains(&inode)
-            || self.mounts.iter().any(|m| m.contains(&format!("net:[{inode}]")))
+            || self
+                .mounts
+                .iter()
+                .any(|m| m.contains(&format!("net:[{inode}]")))
     }
 }
 
@@ -182,14 +190,24 @@ mod tests {
             let fd = NetnsFd::current().unwrap();
             assert_eq!(fd.inode(), inner);
             let holds = NetnsHolds::scan().unwrap();
-            assert!(holds.holds(inner), "the thread and the fd hold the namespace");
+            assert!(
+                holds.holds(inner),
+                "the thread and the fd hold the namespace"
+            );
             inner
         })
         .join()
         .unwrap();
         assert_ne!(outer, inner, "unshare gave a new namespace");
-        assert_eq!(current_netns_inode().unwrap(), outer, "the main thread did not move");
+        assert_eq!(
+            current_netns_inode().unwrap(),
+            outer,
+            "the main thread did not move"
+        );
         let holds = NetnsHolds::scan().unwrap();
-        assert!(!holds.holds(inner), "namespace {inner} still held after its thread ended: {holds:?}");
+        assert!(
+            !holds.holds(inner),
+            "namespace {inner} still held after its thread ended: {holds:?}"
+        );
     }
 }

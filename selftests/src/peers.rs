@@ -112,6 +112,9 @@ macro_rules! failure {
 /// Attach a sentence to an I/O error: `sk.listen(1).or_fail("server: listen() failed")?`.
 pub trait OrFail<T> {
     /// Map the error to [`Failure::Fail`] with `what` and the error text.
+    ///
+    /// # Errors
+    /// The mapped failure when `self` is an error.
     fn or_fail(self, what: &str) -> PeerResult<T>;
 }
 
@@ -196,7 +199,9 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock only means a peer panicked while holding it; the state is still valid.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn set_failed(&self, side: Side) {
@@ -206,7 +211,10 @@ impl Shared {
     }
 
     fn diag(&self, line: String) {
-        self.diagnostics.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+        self.diagnostics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(line);
     }
 }
 
@@ -336,7 +344,10 @@ impl Peer<'_> {
             }
             let now = Instant::now();
             if now >= self.shared.deadline {
-                return Err(failure!("{}: the other peer did not reach the barrier in time", self.side.name()));
+                return Err(failure!(
+                    "{}: the other peer did not reach the barrier in time",
+                    self.side.name()
+                ));
             }
             let (g, _) = self
                 .shared
@@ -365,7 +376,11 @@ impl Peer<'_> {
     ///
     /// # Errors
     /// [`Failure::PeerFailed`], or whatever `f` returns.
-    pub fn wait_for<T>(&self, deadline: Instant, mut f: impl FnMut() -> PeerResult<Option<T>>) -> PeerResult<Option<T>> {
+    pub fn wait_for<T>(
+        &self,
+        deadline: Instant,
+        mut f: impl FnMut() -> PeerResult<Option<T>>,
+    ) -> PeerResult<Option<T>> {
         let mut interval = Duration::from_micros(200);
         loop {
             if let Some(v) = f()? {
@@ -417,37 +432,61 @@ where
         let client = s.spawn(move || {
             let setup = || -> PeerResult<Link> {
                 netns::enter_new_netns().or_fail("unshare(CLONE_NEWNET)")?;
-                ns_tx.send(NetnsFd::current().or_fail("open client netns")?).ok();
+                ns_tx
+                    .send(NetnsFd::current().or_fail("open client netns")?)
+                    .ok();
                 drop(ns_tx);
                 // Wait until the server moved our veth end here; it drops the sender on error.
-                moved_rx
-                    .recv_timeout(cfg.timeout)
-                    .map_err(|_| Failure::Setup("the server did not create the veth pair".into()))?;
+                moved_rx.recv_timeout(cfg.timeout).map_err(|_| {
+                    Failure::Setup("the server did not create the veth pair".into())
+                })?;
                 let nl = Netlink::open().map_err(|e| Failure::Setup(e.to_string()))?;
-                topology::setup_client(&nl, &cfg.topology).map_err(|e| Failure::Setup(e.to_string()))
+                topology::setup_client(&nl, &cfg.topology)
+                    .map_err(|e| Failure::Setup(e.to_string()))
             };
-            run_side(Side::Client, cfg, shared, capture, setup, client, setup_done)
+            run_side(
+                Side::Client,
+                cfg,
+                shared,
+                capture,
+                setup,
+                client,
+                setup_done,
+            )
         });
         let server = s.spawn(move || {
             let setup = || -> PeerResult<Link> {
                 netns::enter_new_netns().or_fail("unshare(CLONE_NEWNET)")?;
-                let client_ns = ns_rx
-                    .recv_timeout(cfg.timeout)
-                    .map_err(|_| Failure::Setup("the client thread did not create its netns".into()))?;
+                let client_ns = ns_rx.recv_timeout(cfg.timeout).map_err(|_| {
+                    Failure::Setup("the client thread did not create its netns".into())
+                })?;
                 let nl = Netlink::open().map_err(|e| Failure::Setup(e.to_string()))?;
                 let link = topology::setup_server(&nl, &client_ns, &cfg.topology)
                     .map_err(|e| Failure::Setup(e.to_string()))?;
                 drop(client_ns);
                 moved_tx.send(()).ok();
                 if let Some(c) = capture {
-                    c.start(link.veth_index).map_err(|e| Failure::Setup(format!("capture: {e}")))?;
+                    c.start(link.veth_index)
+                        .map_err(|e| Failure::Setup(format!("capture: {e}")))?;
                 }
                 Ok(link)
             };
-            run_side(Side::Server, cfg, shared, capture, setup, server, setup_done)
+            run_side(
+                Side::Server,
+                cfg,
+                shared,
+                capture,
+                setup,
+                server,
+                setup_done,
+            )
         });
-        let (r0, m0) = server.join().unwrap_or_else(|_| (Err(failure!("server: runner panicked")), None));
-        let (r1, m1) = client.join().unwrap_or_else(|_| (Err(failure!("client: runner panicked")), None));
+        let (r0, m0) = server
+            .join()
+            .unwrap_or_else(|_| (Err(failure!("server: runner panicked")), None));
+        let (r1, m1) = client
+            .join()
+            .unwrap_or_else(|_| (Err(failure!("client: runner panicked")), None));
         results = [r0, r1];
         mibs = [m0, m1];
     });
@@ -457,10 +496,16 @@ where
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .map_or(Duration::ZERO, |t| t - start);
     let mut outcome = combine(&results);
-    let mut diagnostics = shared.diagnostics.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut diagnostics = shared
+        .diagnostics
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let xcheck = capture.map(|c| c.finish(cfg.family, &mibs));
     if let Some(x) = &xcheck {
-        diagnostics.push(format!("xcheck: {} segments verified by tcpao-refimpl", x.verified));
+        diagnostics.push(format!(
+            "xcheck: {} segments verified by tcpao-refimpl",
+            x.verified
+        ));
         diagnostics.extend(x.notes.iter().cloned());
         if let Some(err) = &x.failure {
             outcome = match outcome {
@@ -470,7 +515,13 @@ where
             };
         }
     }
-    PairReport { outcome, diagnostics, setup_time, total_time: start.elapsed(), xcheck }
+    PairReport {
+        outcome,
+        diagnostics,
+        setup_time,
+        total_time: start.elapsed(),
+        xcheck,
+    }
 }
 
 type SideResult = (PeerResult, Option<(NetnsMib, NetnsMib)>);
@@ -495,11 +546,27 @@ where
         }
         Err(p) => {
             shared.set_failed(side);
-            return (Err(Failure::Setup(format!("{} setup panicked: {}", side.name(), panic_text(&p)))), None);
+            return (
+                Err(Failure::Setup(format!(
+                    "{} setup panicked: {}",
+                    side.name(),
+                    panic_text(&p)
+                ))),
+                None,
+            );
         }
     };
     let netns_inode = netns::current_netns_inode().unwrap_or(0);
-    let peer = Peer { side, family: cfg.family, link, shared, capture, port: Cell::new(FIRST_PORT), netns_inode, slow_factor: cfg.slow_factor };
+    let peer = Peer {
+        side,
+        family: cfg.family,
+        link,
+        shared,
+        capture,
+        port: Cell::new(FIRST_PORT),
+        netns_inode,
+        slow_factor: cfg.slow_factor,
+    };
     let before = NetnsMib::read();
     // Both namespaces are ready once both sides pass this barrier.
     if let Err(e) = peer.sync() {
@@ -507,7 +574,9 @@ where
         return (Err(e), None);
     }
     {
-        let mut t = setup_done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = setup_done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         t.get_or_insert_with(Instant::now);
     }
     let result = match catch_unwind(AssertUnwindSafe(|| f(&peer))) {
@@ -562,7 +631,10 @@ fn combine(results: &[PeerResult; 2]) -> Outcome {
     if let Some(x) = xfail {
         return Outcome::XFail(x);
     }
-    if results.iter().all(|r| matches!(r, Err(Failure::PeerFailed))) {
+    if results
+        .iter()
+        .all(|r| matches!(r, Err(Failure::PeerFailed)))
+    {
         return Outcome::Fail("both peers reported the other as failed".into());
     }
     Outcome::Pass

@@ -57,8 +57,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capture::CaptureConfig;
-use crate::peers::{Peer, PeerResult, run_pair};
 pub use crate::peers::{PairConfig, PairReport};
+use crate::peers::{Peer, PeerResult, run_pair};
 use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 use crate::sockets;
@@ -130,14 +130,19 @@ impl PairTest {
         Family::ALL
             .into_iter()
             .map(|family| {
-                let (s, c, topo) = (Arc::clone(&server), Arc::clone(&client), self.topology.clone());
+                let (s, c, topo) = (
+                    Arc::clone(&server),
+                    Arc::clone(&client),
+                    self.topology.clone(),
+                );
                 let mut req = self.requires.clone();
                 if family == Family::Ipv6 {
                     req.push(Feature::Ipv6);
                 }
-                Test::new(format!("{}/{}/{}", self.program, family.name(), self.case), move |ctx: &Ctx| {
-                    run_case(ctx, family, &topo, |p| s(p), |p| c(p))
-                })
+                Test::new(
+                    format!("{}/{}/{}", self.program, family.name(), self.case),
+                    move |ctx: &Ctx| run_case(ctx, family, &topo, |p| s(p), |p| c(p)),
+                )
                 .requires(&req)
                 .timeout(self.timeout)
             })
@@ -147,7 +152,16 @@ impl PairTest {
 
 /// Run one case under the harness: fresh topology, capture (saved with `--save-pcaps`),
 /// diagnostics and the cross-check count printed as KTAP `#` lines.
-pub fn run_case<S, C>(ctx: &Ctx, family: Family, topology: &TopologyConfig, server: S, client: C) -> TestResult
+///
+/// # Errors
+/// Never: every failure is an [`Outcome`]; the `Result` is the harness's signature.
+pub fn run_case<S, C>(
+    ctx: &Ctx,
+    family: Family,
+    topology: &TopologyConfig,
+    server: S,
+    client: C,
+) -> TestResult
 where
     S: FnOnce(&Peer<'_>) -> PeerResult + Send,
     C: FnOnce(&Peer<'_>) -> PeerResult + Send,
@@ -156,8 +170,14 @@ where
     cfg.topology = topology.clone();
     cfg.slow_factor = ctx.slow_factor();
     // Leave the harness a margin to report a hang as a timeout of ours, not its own.
-    cfg.timeout = ctx.timeout().saturating_sub(ctx.timeout() / 10).max(Duration::from_secs(1));
-    cfg.capture = Some(CaptureConfig::new(ctx.name(), ctx.pcap_dir().map(std::path::Path::to_path_buf)));
+    cfg.timeout = ctx
+        .timeout()
+        .saturating_sub(ctx.timeout() / 10)
+        .max(Duration::from_secs(1));
+    cfg.capture = Some(CaptureConfig::new(
+        ctx.name(),
+        ctx.pcap_dir().map(std::path::Path::to_path_buf),
+    ));
     let report = run_pair(&cfg, server, client);
     for d in &report.diagnostics {
         ctx.diag(d);

@@ -34,7 +34,8 @@ pub fn tcp_socket(family: Family) -> PeerResult<Socket> {
         Family::Ipv4 => Domain::IPV4,
         Family::Ipv6 => Domain::IPV6,
     };
-    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).or_fail("socket(SOCK_STREAM) failed")?;
+    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+        .or_fail("socket(SOCK_STREAM) failed")?;
     sk.set_nonblocking(true).or_fail("O_NONBLOCK failed")?;
     Ok(sk)
 }
@@ -46,7 +47,8 @@ pub fn tcp_socket(family: Family) -> PeerResult<Socket> {
 /// When the socket cannot be created or bound to the device.
 pub fn client_socket(peer: &Peer<'_>) -> PeerResult<Socket> {
     let sk = tcp_socket(peer.family())?;
-    sk.bind_device(Some(VETH_NAME.as_bytes())).or_fail("SO_BINDTODEVICE failed")?;
+    sk.bind_device(Some(VETH_NAME.as_bytes()))
+        .or_fail("SO_BINDTODEVICE failed")?;
     Ok(sk)
 }
 
@@ -66,7 +68,8 @@ pub fn listen(peer: &Peer<'_>, port: u16, backlog: i32) -> PeerResult<Socket> {
 pub fn listen_on(peer: &Peer<'_>, addr: IpAddr, port: u16, backlog: i32) -> PeerResult<Socket> {
     let sk = tcp_socket(peer.family())?;
     sk.set_reuse_address(true).or_fail("SO_REUSEADDR failed")?;
-    sk.bind_device(Some(VETH_NAME.as_bytes())).or_fail("SO_BINDTODEVICE failed")?;
+    sk.bind_device(Some(VETH_NAME.as_bytes()))
+        .or_fail("SO_BINDTODEVICE failed")?;
     sk.bind(&SockAddr::from(SocketAddr::new(addr, port)))
         .or_fail(&format!("bind({addr}:{port}) failed"))?;
     sk.listen(backlog).or_fail("listen() failed")?;
@@ -200,7 +203,12 @@ fn write_all(peer: &Peer<'_>, mut sk: &Socket, mut buf: &[u8], deadline: Instant
 }
 
 /// Read up to `buf.len()` bytes; `Ok(0)` at EOF.
-fn read_some(peer: &Peer<'_>, mut sk: &Socket, buf: &mut [u8], deadline: Instant) -> PeerResult<usize> {
+fn read_some(
+    peer: &Peer<'_>,
+    mut sk: &Socket,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> PeerResult<usize> {
     loop {
         match sk.read(buf) {
             Ok(n) => return Ok(n),
@@ -238,7 +246,13 @@ pub fn echo_server(peer: &Peer<'_>, sk: &Socket, deadline: Instant) -> PeerResul
 ///
 /// # Errors
 /// A read/write failure, the deadline, or an echo that differs from what was sent.
-pub fn echo_verify(peer: &Peer<'_>, sk: &Socket, count: usize, len: usize, deadline: Instant) -> PeerResult {
+pub fn echo_verify(
+    peer: &Peer<'_>,
+    sk: &Socket,
+    count: usize,
+    len: usize,
+    deadline: Instant,
+) -> PeerResult {
     sk.set_tcp_nodelay(true).or_fail("TCP_NODELAY failed")?;
     let mut rng = XorShift::seeded();
     let mut out = vec![0u8; len];
@@ -250,7 +264,9 @@ pub fn echo_verify(peer: &Peer<'_>, sk: &Socket, count: usize, len: usize, deadl
         while got < len {
             let n = read_some(peer, sk, &mut back[got..], deadline)?;
             if n == 0 {
-                return Err(failure!("the connection closed after {i} of {count} echoed messages"));
+                return Err(failure!(
+                    "the connection closed after {i} of {count} echoed messages"
+                ));
             }
             got += n;
         }
@@ -338,7 +354,13 @@ const PACKET_STATISTICS: i32 = 6;
 /// Frames the packet socket `sk` dropped (`PACKET_STATISTICS`; reading resets the counters).
 pub fn packet_drops(sk: &impl AsFd) -> Option<u32> {
     let mut buf = [0u8; 8];
-    match tcpao_sys::raw::getsockopt_bytes(sk, SOL_PACKET, PACKET_STATISTICS, Some(&mut buf), tcpao_sys::raw::OptLen::Buffer) {
+    match tcpao_sys::raw::getsockopt_bytes(
+        sk,
+        SOL_PACKET,
+        PACKET_STATISTICS,
+        Some(&mut buf),
+        tcpao_sys::raw::OptLen::Buffer,
+    ) {
         Ok(Some(8)) => Some(u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])),
         _ => None,
     }
@@ -346,7 +368,8 @@ pub fn packet_drops(sk: &impl AsFd) -> Option<u32> {
 
 /// The password of the default test key (our own sentence; 59 bytes, so AES-128-CMAC keys go
 /// through the RFC 5926 §3.1.1.2 fold like the kernel suite's long default password does).
-pub const DEFAULT_TEST_PASSWORD: &str = "Two peers in two namespaces agree on one secret, or do not.";
+pub const DEFAULT_TEST_PASSWORD: &str =
+    "Two peers in two namespaces agree on one secret, or do not.";
 /// The default algorithm (kernel `DEFAULT_TEST_ALGO`): AES-128-CMAC-96.
 pub const DEFAULT_TEST_ALGORITHM: Algorithm = Algorithm::AesCmac128;
 
@@ -440,10 +463,17 @@ impl TestKey {
     /// # Errors
     /// When the values are invalid (bad prefix, MAC length).
     pub fn to_ao_key(&self) -> PeerResult<AoKey> {
-        let peer = PeerPrefix::new(self.peer, self.prefix_len()).or_fail("invalid test key prefix")?;
+        let peer =
+            PeerPrefix::new(self.peer, self.prefix_len()).or_fail("invalid test key prefix")?;
         let mkt = MasterKey::new(&self.password).or_fail("invalid test key password")?;
-        let mut k = AoKey::new(peer, self.send_id, self.recv_id, self.algorithm.clone(), mkt)
-            .include_options(self.include_options);
+        let mut k = AoKey::new(
+            peer,
+            self.send_id,
+            self.recv_id,
+            self.algorithm.clone(),
+            mkt,
+        )
+        .include_options(self.include_options);
         if let Some(m) = self.maclen {
             k = k.mac_len(m).or_fail("invalid test key MAC length")?;
         }
@@ -479,20 +509,34 @@ impl TestKey {
 pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
     let ao = key.to_ao_key()?;
     sk.add_ao_key(&ao).map_err(|e| match e {
-        tcpao_sys::Error::Unsupported { .. } => Failure::Skip("Tests require TCP-AO support (CONFIG_TCP_AO)".into()),
+        tcpao_sys::Error::Unsupported { .. } => {
+            Failure::Skip("Tests require TCP-AO support (CONFIG_TCP_AO)".into())
+        }
         e => failure!("setsockopt(TCP_AO_ADD_KEY) of key {key:?} failed: {e}"),
     })?;
     if let Some(c) = peer.capture() {
         c.register(key.registered(peer.side()));
     }
-    let got = sk
-        .ao_keys(&KeyFilter::Key(ao.selector()))
-        .map_err(|e| failure!("reading back key {}:{} failed: {e}", key.send_id, key.recv_id))?;
+    let got = sk.ao_keys(&KeyFilter::Key(ao.selector())).map_err(|e| {
+        failure!(
+            "reading back key {}:{} failed: {e}",
+            key.send_id,
+            key.recv_id
+        )
+    })?;
     let [k] = got.as_slice() else {
-        return Err(failure!("reading back key {}:{} returned {} keys", key.send_id, key.recv_id, got.len()));
+        return Err(failure!(
+            "reading back key {}:{} returned {} keys",
+            key.send_id,
+            key.recv_id,
+            got.len()
+        ));
     };
     let want_mac = key.maclen.filter(|m| *m != 0).unwrap_or(12);
-    if k.mac_len != want_mac || k.algorithm != key.algorithm || k.include_options != key.include_options {
+    if k.mac_len != want_mac
+        || k.algorithm != key.algorithm
+        || k.include_options != key.include_options
+    {
         return Err(failure!(
             "the kernel reports key {}:{} as {} maclen {} (options {}), it was added as {} maclen {want_mac} (options {})",
             key.send_id,
@@ -512,14 +556,22 @@ pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
 ///
 /// # Errors
 /// A failure sentence when the kernel rejects it; a skip without `CONFIG_TCP_MD5SIG`.
-pub fn add_md5_key(peer: &Peer<'_>, sk: &Socket, peer_addr: IpAddr, prefix: u8, password: &[u8]) -> PeerResult {
+pub fn add_md5_key(
+    peer: &Peer<'_>,
+    sk: &Socket,
+    peer_addr: IpAddr,
+    prefix: u8,
+    password: &[u8],
+) -> PeerResult {
     let key = Md5Key {
         peer: PeerPrefix::new(peer_addr, prefix).or_fail("invalid MD5 key prefix")?,
         vrf: None,
         key: MasterKey::new(password).or_fail("invalid MD5 key")?,
     };
     sk.add_md5_key(&key).map_err(|e| match e {
-        tcpao_sys::Error::Unsupported { .. } => Failure::Skip("Tests require TCP-MD5 support (CONFIG_TCP_MD5SIG)".into()),
+        tcpao_sys::Error::Unsupported { .. } => {
+            Failure::Skip("Tests require TCP-MD5 support (CONFIG_TCP_MD5SIG)".into())
+        }
         e => failure!("setsockopt(TCP_MD5SIG_EXT) for {peer_addr}/{prefix} failed: {e}"),
     })?;
     if let Some(c) = peer.capture() {

@@ -111,7 +111,11 @@ impl Family {
 
     /// The family of `addr`.
     pub fn of(addr: IpAddr) -> Family {
-        if addr.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 }
+        if addr.is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        }
     }
 }
 
@@ -151,15 +155,19 @@ pub enum Error {
 
 impl Error {
     fn io(what: impl Into<String>, source: impl Into<io::Error>) -> Self {
-        Error::Io { what: what.into(), source: source.into() }
+        Error::Io {
+            what: what.into(),
+            source: source.into(),
+        }
     }
 
     /// Whether the kernel said "operation not supported" (e.g. no `CONFIG_NET_VRF`).
     pub fn is_unsupported(&self) -> bool {
         match self {
-            Error::Netlink { source: rtnetlink::Error::NetlinkError(e), .. } => {
-                e.raw_code() == -libc_eopnotsupp()
-            }
+            Error::Netlink {
+                source: rtnetlink::Error::NetlinkError(e),
+                ..
+            } => e.raw_code() == -libc_eopnotsupp(),
             Error::Io { source, .. } => source.raw_os_error() == Some(libc_eopnotsupp()),
             Error::Netlink { .. } => false,
         }
@@ -210,7 +218,10 @@ impl Netlink {
         what: impl FnOnce() -> String,
         f: impl Future<Output = std::result::Result<T, rtnetlink::Error>>,
     ) -> Result<T> {
-        self.rt.block_on(f).map_err(|source| Error::Netlink { what: what(), source })
+        self.rt.block_on(f).map_err(|source| Error::Netlink {
+            what: what(),
+            source,
+        })
     }
 
     /// `ip link set dev INDEX up`.
@@ -219,7 +230,10 @@ impl Netlink {
     /// When the kernel rejects the request.
     pub fn link_up(&self, index: u32) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.run(|| format!("ip link set {index} up"), self.handle.link().set(msg).execute())
+        self.run(
+            || format!("ip link set {index} up"),
+            self.handle.link().set(msg).execute(),
+        )
     }
 
     /// Index of interface `name` (`ip link show NAME`).
@@ -227,7 +241,8 @@ impl Netlink {
     /// # Errors
     /// When there is no such interface.
     pub fn link_index(&self, name: &str) -> Result<u32> {
-        nix::net::if_::if_nametoindex(name).map_err(|e| Error::io(format!("if_nametoindex({name})"), e))
+        nix::net::if_::if_nametoindex(name)
+            .map_err(|e| Error::io(format!("if_nametoindex({name})"), e))
     }
 
     /// Names of every interface in this namespace (`ip link show`).
@@ -235,8 +250,10 @@ impl Netlink {
     /// # Errors
     /// When the dump fails.
     pub fn link_names(&self) -> Result<Vec<String>> {
-        let links: Vec<_> =
-            self.run(|| "ip link show".into(), self.handle.link().get().execute().try_collect())?;
+        let links: Vec<_> = self.run(
+            || "ip link show".into(),
+            self.handle.link().get().execute().try_collect(),
+        )?;
         Ok(links
             .into_iter()
             .filter_map(|l| {
@@ -290,16 +307,26 @@ impl Netlink {
         if addr.is_ipv6() {
             let msg = req.message_mut();
             msg.header.flags |= AddressHeaderFlags::Nodad;
-            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        self.run(|| format!("ip addr add {addr}/{prefix} dev {index} nodad"), req.execute())
+        self.run(
+            || format!("ip addr add {addr}/{prefix} dev {index} nodad"),
+            req.execute(),
+        )
     }
 
     /// `ip route add DST/host dev INDEX src SRC [table TABLE]`.
     ///
     /// # Errors
     /// When the kernel rejects the request.
-    pub fn add_host_route(&self, index: u32, dst: IpAddr, src: IpAddr, table: Option<u32>) -> Result<()> {
+    pub fn add_host_route(
+        &self,
+        index: u32,
+        dst: IpAddr,
+        src: IpAddr,
+        table: Option<u32>,
+    ) -> Result<()> {
         let msg = match (dst, src) {
             (IpAddr::V4(dst), IpAddr::V4(src)) => {
                 let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -330,7 +357,12 @@ impl Netlink {
             }
         };
         self.run(
-            || format!("ip route add {dst} dev {index} src {src} table {}", table.unwrap_or(254)),
+            || {
+                format!(
+                    "ip route add {dst} dev {index} src {src} table {}",
+                    table.unwrap_or(254)
+                )
+            },
             self.handle.route().add(msg).execute(),
         )
     }
@@ -382,8 +414,15 @@ pub fn setup_server(nl: &Netlink, client_ns: &NetnsFd, cfg: &TopologyConfig) -> 
         peers.extend(Family::ALL.iter().map(|f| f.test_addr(*n)));
     }
     configure(nl, veth, &mine, &peers)?;
-    let vrf_index = if cfg.vrf { Some(add_vrf_with_route(nl, veth, &peers, &mine)?) } else { None };
-    Ok(Link { veth_index: veth, vrf_index })
+    let vrf_index = if cfg.vrf {
+        Some(add_vrf_with_route(nl, veth, &peers, &mine)?)
+    } else {
+        None
+    };
+    Ok(Link {
+        veth_index: veth,
+        vrf_index,
+    })
 }
 
 /// Build the client's side, in the calling thread's namespace, after [`setup_server`] moved the
@@ -400,8 +439,15 @@ pub fn setup_client(nl: &Netlink, cfg: &TopologyConfig) -> Result<Link> {
     }
     let peers: Vec<IpAddr> = Family::ALL.iter().map(|f| f.server_addr()).collect();
     configure(nl, veth, &mine, &peers)?;
-    let vrf_index = if cfg.vrf { Some(add_vrf_with_route(nl, veth, &peers, &mine)?) } else { None };
-    Ok(Link { veth_index: veth, vrf_index })
+    let vrf_index = if cfg.vrf {
+        Some(add_vrf_with_route(nl, veth, &peers, &mine)?)
+    } else {
+        None
+    };
+    Ok(Link {
+        veth_index: veth,
+        vrf_index,
+    })
 }
 
 fn configure(nl: &Netlink, veth: u32, mine: &[IpAddr], peers: &[IpAddr]) -> Result<()> {
@@ -411,7 +457,11 @@ fn configure(nl: &Netlink, veth: u32, mine: &[IpAddr], peers: &[IpAddr]) -> Resu
     nl.link_up(veth)?;
     for p in peers {
         // The preferred source is this side's main address of the same family.
-        let src = mine.iter().find(|m| m.is_ipv4() == p.is_ipv4()).copied().unwrap_or(*p);
+        let src = mine
+            .iter()
+            .find(|m| m.is_ipv4() == p.is_ipv4())
+            .copied()
+            .unwrap_or(*p);
         nl.add_host_route(veth, *p, src, None)?;
     }
     Ok(())

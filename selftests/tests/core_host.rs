@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tcpao_selftests::counters::Counters;
+use tcpao_selftests::failure;
 use tcpao_selftests::netns::NetnsHolds;
 use tcpao_selftests::peers::{Failure, Outcome, PairConfig, TEST_TIMEOUT, run_pair};
 use tcpao_selftests::sockets::{self, Connect};
 use tcpao_selftests::topology::{Family, Netlink};
-use tcpao_selftests::failure;
 
 /// The leak check counts this process's sockets: run the tests of this file one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -30,7 +30,9 @@ fn plain_tcp_echo_across_the_veth_both_families() {
     if !root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for family in Family::ALL {
         let cfg = PairConfig::new(family);
         let server_mib = Mutex::new(None);
@@ -56,22 +58,43 @@ fn plain_tcp_echo_across_the_veth_both_families() {
                 sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
                 let est = Counters::netns()?;
                 if est.netns.curr_estab() != 1 {
-                    return Err(failure!("client: CurrEstab is {} with one connection", est.netns.curr_estab()));
+                    return Err(failure!(
+                        "client: CurrEstab is {} with one connection",
+                        est.netns.curr_estab()
+                    ));
                 }
                 sockets::echo_verify(p, &sk, 20, 100, p.deadline_in(TEST_TIMEOUT))?;
                 Ok(())
             },
         );
-        assert_eq!(report.outcome, Outcome::Pass, "{family:?}: {:?}", report.diagnostics);
+        assert_eq!(
+            report.outcome,
+            Outcome::Pass,
+            "{family:?}: {:?}",
+            report.diagnostics
+        );
         let x = report.xcheck.expect("capture was on");
         // 3-way handshake + 20 requests + 20 echoes + FIN/ACK exchanges, each seen exactly once.
-        assert!(x.tcp_segments >= 43, "{family:?}: only {} TCP segments captured", x.tcp_segments);
-        assert!(x.tcp_segments < 200, "{family:?}: {} segments: duplicates?", x.tcp_segments);
+        assert!(
+            x.tcp_segments >= 43,
+            "{family:?}: only {} TCP segments captured",
+            x.tcp_segments
+        );
+        assert!(
+            x.tcp_segments < 200,
+            "{family:?}: {} segments: duplicates?",
+            x.tcp_segments
+        );
         assert_eq!((x.ao_segments, x.md5_segments), (0, 0));
         let (before, after) = server_mib.lock().unwrap().take().unwrap();
         // Unsigned traffic moves no AO/MD5 counter.
-        after.assert_grew_exactly(&before, tcpao_selftests::counters::Grew::empty()).unwrap();
-        eprintln!("{family:?}: setup {:?}, total {:?}", report.setup_time, report.total_time);
+        after
+            .assert_grew_exactly(&before, tcpao_selftests::counters::Grew::empty())
+            .unwrap();
+        eprintln!(
+            "{family:?}: setup {:?}, total {:?}",
+            report.setup_time, report.total_time
+        );
     }
 }
 
@@ -80,7 +103,9 @@ fn failure_of_one_side_releases_the_other_at_once() {
     if !root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cfg = PairConfig::new(Family::Ipv4);
     cfg.capture = None;
     let start = Instant::now();
@@ -94,7 +119,14 @@ fn failure_of_one_side_releases_the_other_at_once() {
             p.sync()?;
             // Would wait 20 s for a connection nobody accepts; must return when the server fails.
             let sk = sockets::client_socket(p)?;
-            let r = sockets::connect(p, &sk, p.family().wrong_addr(), p.port(), p.deadline_in(Duration::from_secs(20)), || false);
+            let r = sockets::connect(
+                p,
+                &sk,
+                p.family().wrong_addr(),
+                p.port(),
+                p.deadline_in(Duration::from_secs(20)),
+                || false,
+            );
             match r {
                 Err(Failure::PeerFailed) => Err(Failure::PeerFailed),
                 Ok(Connect::Failed(_)) => {
@@ -105,8 +137,15 @@ fn failure_of_one_side_releases_the_other_at_once() {
             }
         },
     );
-    assert_eq!(report.outcome, Outcome::Fail("server: server gives up on purpose".into()));
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert_eq!(
+        report.outcome,
+        Outcome::Fail("server: server gives up on purpose".into())
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -114,7 +153,9 @@ fn panics_are_failures_and_nothing_leaks() {
     if !root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let nl = Netlink::open().unwrap();
     let links_before = nl.link_names().unwrap();
     let holds_before = NetnsHolds::scan().unwrap();
@@ -140,7 +181,10 @@ fn panics_are_failures_and_nothing_leaks() {
         );
         if round == 1 {
             match &report.outcome {
-                Outcome::Fail(m) => assert!(m.contains("server panicked: server panics on purpose"), "{m}"),
+                Outcome::Fail(m) => assert!(
+                    m.contains("server panicked: server panics on purpose"),
+                    "{m}"
+                ),
                 o => panic!("panic not reported: {o:?}"),
             }
         } else {
@@ -150,18 +194,34 @@ fn panics_are_failures_and_nothing_leaks() {
     let holds_after = NetnsHolds::scan().unwrap();
     for ino in inodes.lock().unwrap().iter() {
         assert!(*ino != 0);
-        assert!(!holds_after.holds(*ino), "namespace net:[{ino}] is still referenced: {holds_after:?}");
+        assert!(
+            !holds_after.holds(*ino),
+            "namespace net:[{ino}] is still referenced: {holds_after:?}"
+        );
     }
-    assert!(holds_after.mounts.is_empty(), "nsfs mounts: {:?}", holds_after.mounts);
+    assert!(
+        holds_after.mounts.is_empty(),
+        "nsfs mounts: {:?}",
+        holds_after.mounts
+    );
     assert_eq!(holds_after.sockets, holds_before.sockets, "sockets leaked");
-    assert_eq!(nl.link_names().unwrap(), links_before, "interfaces leaked into the host namespace");
+    assert_eq!(
+        nl.link_names().unwrap(),
+        links_before,
+        "interfaces leaked into the host namespace"
+    );
 }
 
 const MD5_PW: &[u8] = b"md5 secret shared by both peers";
 
 /// Server and client with TCP-MD5 keys; returns the report. `server_capture_pw` is what the
 /// server *tells the capture* its key is (normally the real one).
-fn md5_pair(family: Family, server_pw: &'static [u8], server_capture_pw: &'static [u8], expect_connect: bool) -> tcpao_selftests::peers::PairReport {
+fn md5_pair(
+    family: Family,
+    server_pw: &'static [u8],
+    server_capture_pw: &'static [u8],
+    expect_connect: bool,
+) -> tcpao_selftests::peers::PairReport {
     use tcpao_selftests::capture::RegisteredKey;
     use tcpao_sys::{MasterKey, Md5Ext, Md5Key, PeerPrefix};
     let cfg = PairConfig::new(family);
@@ -174,8 +234,14 @@ fn md5_pair(family: Family, server_pw: &'static [u8], server_capture_pw: &'stati
                 vrf: None,
                 key: MasterKey::new(server_pw).unwrap(),
             };
-            lsk.add_md5_key(&key).map_err(|e| failure!("server: TCP_MD5SIG_EXT: {e}"))?;
-            p.capture().unwrap().register(RegisteredKey::md5(p.side(), server_capture_pw, p.remote_addr(), family.host_prefix()));
+            lsk.add_md5_key(&key)
+                .map_err(|e| failure!("server: TCP_MD5SIG_EXT: {e}"))?;
+            p.capture().unwrap().register(RegisteredKey::md5(
+                p.side(),
+                server_capture_pw,
+                p.remote_addr(),
+                family.host_prefix(),
+            ));
             let before = Counters::netns()?;
             p.sync()?;
             if expect_connect {
@@ -201,7 +267,9 @@ fn md5_pair(family: Family, server_pw: &'static [u8], server_capture_pw: &'stati
                 sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
                 sockets::echo_verify(p, &sk, 20, 100, p.deadline())?;
             } else {
-                match sockets::connect(p, &sk, p.remote_addr(), p.port(), p.deadline(), || p.peer_signals() > 0)? {
+                match sockets::connect(p, &sk, p.remote_addr(), p.port(), p.deadline(), || {
+                    p.peer_signals() > 0
+                })? {
                     Connect::TimedOut => {}
                     r => return Err(failure!("client: expected a timeout, got {r:?}")),
                 }
@@ -216,14 +284,31 @@ fn md5_traffic_is_captured_and_verified_by_the_reference() {
     if !root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for family in Family::ALL {
         let report = md5_pair(family, MD5_PW, MD5_PW, true);
-        assert_eq!(report.outcome, Outcome::Pass, "{family:?}: {:?}", report.diagnostics);
+        assert_eq!(
+            report.outcome,
+            Outcome::Pass,
+            "{family:?}: {:?}",
+            report.diagnostics
+        );
         let x = report.xcheck.unwrap();
-        assert!(x.md5_segments >= 43, "{family:?}: {} MD5 segments", x.md5_segments);
-        assert_eq!(x.md5_segments, x.tcp_segments, "{family:?}: every segment of the flow is signed");
-        assert_eq!(x.verified, x.md5_segments, "{family:?}: every MD5 segment was checked");
+        assert!(
+            x.md5_segments >= 43,
+            "{family:?}: {} MD5 segments",
+            x.md5_segments
+        );
+        assert_eq!(
+            x.md5_segments, x.tcp_segments,
+            "{family:?}: every segment of the flow is signed"
+        );
+        assert_eq!(
+            x.verified, x.md5_segments,
+            "{family:?}: every MD5 segment was checked"
+        );
         assert_eq!(x.rejected, 0);
         assert!(report.diagnostics.iter().any(|d| d == &format!("xcheck: {} segments verified by tcpao-refimpl", x.verified)));
     }
@@ -234,12 +319,29 @@ fn md5_wrong_key_is_counted_and_the_reference_agrees() {
     if !root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let report = md5_pair(Family::Ipv4, b"server has another key", b"server has another key", false);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let report = md5_pair(
+        Family::Ipv4,
+        b"server has another key",
+        b"server has another key",
+        false,
+    );
     assert_eq!(report.outcome, Outcome::Pass, "{:?}", report.diagnostics);
     let x = report.xcheck.unwrap();
-    assert!(x.verified >= 1, "the client's SYNs were verified with the client's key");
-    assert!(report.diagnostics.iter().any(|d| d.contains("server: kernel TCPMD5Failure +")), "{:?}", report.diagnostics);
+    assert!(
+        x.verified >= 1,
+        "the client's SYNs were verified with the client's key"
+    );
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .any(|d| d.contains("server: kernel TCPMD5Failure +")),
+        "{:?}",
+        report.diagnostics
+    );
 }
 
 #[test]
@@ -247,11 +349,16 @@ fn xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment() {
     if !root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The server installs the right key but tells the capture another one.
     let report = md5_pair(Family::Ipv6, MD5_PW, b"not the key the kernel has", true);
     match &report.outcome {
-        Outcome::Fail(m) => assert!(m.contains("signed by the kernel is rejected by tcpao-refimpl"), "{m}"),
+        Outcome::Fail(m) => assert!(
+            m.contains("signed by the kernel is rejected by tcpao-refimpl"),
+            "{m}"
+        ),
         o => panic!("the cross-check did not notice: {o:?}"),
     }
 }
@@ -261,13 +368,18 @@ fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts
     if !root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The server's kernel has a different key (so it counts TCPMD5Failure), but the capture is
     // told the server holds the client's key: the reference then accepts what the kernel
     // rejected, which is exactly the disagreement rule 2 exists for.
     let report = md5_pair(Family::Ipv4, b"server has another key", MD5_PW, false);
     match &report.outcome {
-        Outcome::Fail(m) => assert!(m.contains("the server kernel counted") && m.contains("TCPMD5Failure"), "{m}"),
+        Outcome::Fail(m) => assert!(
+            m.contains("the server kernel counted") && m.contains("TCPMD5Failure"),
+            "{m}"
+        ),
         o => panic!("the cross-check did not notice: {o:?}"),
     }
 }

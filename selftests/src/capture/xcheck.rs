@@ -53,7 +53,10 @@ pub struct XcheckReport {
 impl XcheckReport {
     /// A report for a capture that could not be read.
     pub fn error(e: String) -> Self {
-        Self { failure: Some(format!("capture: {e}")), ..Self::default() }
+        Self {
+            failure: Some(format!("capture: {e}")),
+            ..Self::default()
+        }
     }
 
     /// Record a broken rule (the first one is the headline; later ones become notes).
@@ -87,7 +90,10 @@ struct Decoded<'a> {
 pub fn decode(frame: &Frame) -> Result<Option<SegmentRef<'_>>, String> {
     let d = &frame.data;
     if d.len() < 14 {
-        return Err(format!("frame of {} bytes is shorter than an Ethernet header", d.len()));
+        return Err(format!(
+            "frame of {} bytes is shorter than an Ethernet header",
+            d.len()
+        ));
     }
     match u16::from_be_bytes([d[12], d[13]]) {
         0x0800 | 0x86dd => {}
@@ -104,7 +110,10 @@ type FlowKey = (SocketAddr, SocketAddr);
 
 fn endpoints(seg: &SegmentRef<'_>) -> (SocketAddr, SocketAddr) {
     let t = seg.tcp_packet();
-    (SocketAddr::new(seg.src, t.src_port()), SocketAddr::new(seg.dst, t.dst_port()))
+    (
+        SocketAddr::new(seg.src, t.src_port()),
+        SocketAddr::new(seg.dst, t.dst_port()),
+    )
 }
 
 /// The flow key: (server endpoint, client endpoint).
@@ -137,24 +146,42 @@ fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
         KeyAlgorithm::HmacSha256 => tcpao_refimpl::Algorithm::HmacSha256,
         KeyAlgorithm::Md5 => return None,
     };
-    Mkt::new(k.send_id, k.recv_id, alg, tcpao_refimpl::MasterKey::new(k.secret.to_vec()))
-        .with_mac_len(usize::from(k.maclen))
-        .ok()
-        .map(|m| m.with_include_options(k.include_options))
+    Mkt::new(
+        k.send_id,
+        k.recv_id,
+        alg,
+        tcpao_refimpl::MasterKey::new(k.secret.to_vec()),
+    )
+    .with_mac_len(usize::from(k.maclen))
+    .ok()
+    .map(|m| m.with_include_options(k.include_options))
 }
 
-fn build_flow(flow: &FlowKey, info: &FlowInfo, keys: &[RegisteredKey]) -> Result<FlowCheck, String> {
+fn build_flow(
+    flow: &FlowKey,
+    info: &FlowInfo,
+    keys: &[RegisteredKey],
+) -> Result<FlowCheck, String> {
     let (server, client) = *flow;
-    let mut check = FlowCheck { validators: [None, None], md5: [Vec::new(), Vec::new()] };
+    let mut check = FlowCheck {
+        validators: [None, None],
+        md5: [Vec::new(), Vec::new()],
+    };
     for side in [Side::Server, Side::Client] {
         let (local, remote) = match side {
             Side::Server => (server, client),
             Side::Client => (client, server),
         };
         let i = side_index(side);
-        let mine: Vec<&RegisteredKey> =
-            keys.iter().filter(|k| k.owner == side && k.matches_peer(remote.ip())).collect();
-        check.md5[i] = mine.iter().filter(|k| k.algorithm == KeyAlgorithm::Md5).map(|k| (*k).clone()).collect();
+        let mine: Vec<&RegisteredKey> = keys
+            .iter()
+            .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
+            .collect();
+        check.md5[i] = mine
+            .iter()
+            .filter(|k| k.algorithm == KeyAlgorithm::Md5)
+            .map(|k| (*k).clone())
+            .collect();
         // TCP-MD5 lookup is longest-prefix: the most specific key first.
         check.md5[i].sort_by_key(|k| std::cmp::Reverse(k.prefix));
         let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
@@ -164,7 +191,8 @@ fn build_flow(flow: &FlowKey, info: &FlowInfo, keys: &[RegisteredKey]) -> Result
         let local_isn = info.isn[i].unwrap_or(0);
         let remote_isn = info.isn[1 - i].unwrap_or(0);
         let conn = Connection::new(local, remote, local_isn, remote_isn);
-        let mut v = FlowValidator::new(conn, mkts).map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
+        let mut v = FlowValidator::new(conn, mkts)
+            .map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
         if let Some(r) = &info.restored {
             let (my_sne, peer_sne) = match side {
                 Side::Server => (r.server_sne, r.client_sne),
@@ -174,8 +202,14 @@ fn build_flow(flow: &FlowKey, info: &FlowInfo, keys: &[RegisteredKey]) -> Result
                 Side::Server => (r.server_next_seq, r.client_next_seq),
                 Side::Client => (r.client_next_seq, r.server_next_seq),
             };
-            v.set_sne_tracker(Direction::LocalToRemote, SneTracker::with_state(my_next, my_sne));
-            v.set_sne_tracker(Direction::RemoteToLocal, SneTracker::with_state(peer_next, peer_sne));
+            v.set_sne_tracker(
+                Direction::LocalToRemote,
+                SneTracker::with_state(my_next, my_sne),
+            );
+            v.set_sne_tracker(
+                Direction::RemoteToLocal,
+                SneTracker::with_state(peer_next, peer_sne),
+            );
         }
         check.validators[i] = Some(v);
     }
@@ -184,7 +218,11 @@ fn build_flow(flow: &FlowKey, info: &FlowInfo, keys: &[RegisteredKey]) -> Result
 
 fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
     let (s, d) = endpoints(seg);
-    format!("{} segment {s} -> {d} seq {}", from.name(), seg.tcp_packet().seq_number())
+    format!(
+        "{} segment {s} -> {d} seq {}",
+        from.name(),
+        seg.tcp_packet().seq_number()
+    )
 }
 
 /// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and
@@ -196,12 +234,18 @@ pub fn analyze(
     restored: &[RestoredFlow],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
 ) -> XcheckReport {
-    let mut r = XcheckReport { frames: frames.len(), ..XcheckReport::default() };
+    let mut r = XcheckReport {
+        frames: frames.len(),
+        ..XcheckReport::default()
+    };
     // Pass 1: decode, learn ISNs.
     let mut decoded = Vec::new();
     let mut flows: HashMap<FlowKey, FlowInfo> = HashMap::new();
     for rf in restored {
-        let key = (SocketAddr::new(rf.server.0, rf.server.1), SocketAddr::new(rf.client.0, rf.client.1));
+        let key = (
+            SocketAddr::new(rf.server.0, rf.server.1),
+            SocketAddr::new(rf.client.0, rf.client.1),
+        );
         let f = flows.entry(key).or_default();
         f.isn = [Some(rf.server_isn), Some(rf.client_isn)];
         f.restored = Some(*rf);
@@ -214,7 +258,10 @@ pub fn analyze(
                     let f = flows.entry(flow_of(frame.from, &seg)).or_default();
                     f.isn[side_index(frame.from)].get_or_insert(t.seq_number());
                 }
-                decoded.push(Decoded { from: frame.from, seg });
+                decoded.push(Decoded {
+                    from: frame.from,
+                    seg,
+                });
             }
             Ok(None) => {}
             Err(e) => r.fail(format!("a captured frame is malformed: {e}")),
@@ -229,7 +276,10 @@ pub fn analyze(
         let auth = match d.seg.tcp_packet().auth_options() {
             Ok(a) => a,
             Err(e) => {
-                r.fail(format!("the {} has malformed options: {e}", describe(d.from, &d.seg)));
+                r.fail(format!(
+                    "the {} has malformed options: {e}",
+                    describe(d.from, &d.seg)
+                ));
                 continue;
             }
         };
@@ -237,19 +287,19 @@ pub fn analyze(
             continue;
         }
         let key = flow_of(d.from, &d.seg);
-        if !checks.contains_key(&key) {
-            let info = flows.remove(&key).unwrap_or_default();
-            match build_flow(&key, &info, keys) {
-                Ok(c) => {
-                    checks.insert(key, c);
-                }
-                Err(e) => {
-                    r.fail(e);
-                    continue;
+        let check = match checks.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let info = flows.remove(&key).unwrap_or_default();
+                match build_flow(&key, &info, keys) {
+                    Ok(c) => e.insert(c),
+                    Err(err) => {
+                        r.fail(err);
+                        continue;
+                    }
                 }
             }
-        }
-        let Some(check) = checks.get_mut(&key) else { continue };
+        };
         let (si, ri) = (side_index(d.from), side_index(d.from.other()));
         if auth.ao.is_some() {
             r.ao_segments += 1;
@@ -257,7 +307,11 @@ pub fn analyze(
             if let Some(v) = check.validators[si].as_mut() {
                 match v.validate(Direction::LocalToRemote, &d.seg) {
                     Verdict::Good { .. } => r.verified += 1,
-                    Verdict::Bad { key_id, sne, reason } => {
+                    Verdict::Bad {
+                        key_id,
+                        sne,
+                        reason,
+                    } => {
                         r.verified += 1;
                         r.rejected += 1;
                         r.fail(format!(
@@ -288,7 +342,10 @@ pub fn analyze(
                             describe(d.from, &d.seg)
                         ));
                     }
-                    Err(e) => r.fail(format!("tcpao-refimpl cannot check the {}: {e}", describe(d.from, &d.seg))),
+                    Err(e) => r.fail(format!(
+                        "tcpao-refimpl cannot check the {}: {e}",
+                        describe(d.from, &d.seg)
+                    )),
                 }
             }
             if let Some(k) = check.md5[ri].first() {
@@ -299,10 +356,13 @@ pub fn analyze(
         }
     }
     for side in [Side::Server, Side::Client] {
-        let Some((before, after)) = &mibs[side_index(side)] else { continue };
-        for (counter, rejected) in
-            [("TCPAOBad", rejected_for[side_index(side)]), ("TCPMD5Failure", md5_rejected_for[side_index(side)])]
-        {
+        let Some((before, after)) = &mibs[side_index(side)] else {
+            continue;
+        };
+        for (counter, rejected) in [
+            ("TCPAOBad", rejected_for[side_index(side)]),
+            ("TCPMD5Failure", md5_rejected_for[side_index(side)]),
+        ] {
             let grew = after.get(counter).saturating_sub(before.get(counter));
             if grew > 0 && rejected == 0 && r.verified > 0 {
                 r.fail(format!(

@@ -31,7 +31,10 @@ fn server(p: &Peer<'_>) -> PeerResult {
     let served = sockets::echo_server(p, &sk, p.deadline())?;
     let after = Counters::of(&sk)?;
     if served != (MESSAGES * MESSAGE_LEN) as u64 {
-        return Err(failure!("the server echoed {served} bytes, the client sent {}", MESSAGES * MESSAGE_LEN));
+        return Err(failure!(
+            "the server echoed {served} bytes, the client sent {}",
+            MESSAGES * MESSAGE_LEN
+        ));
     }
     after
         .assert_grew_exactly(&before, Grew::GOOD)
@@ -61,9 +64,13 @@ fn client(p: &Peer<'_>) -> PeerResult {
         key(&after)
     );
     if ns_grew < MESSAGES as u64 {
-        return Err(failure!("{line}: TCPAOGood grew by {ns_grew}, less than the {MESSAGES} messages echoed"));
+        return Err(failure!(
+            "{line}: TCPAOGood grew by {ns_grew}, less than the {MESSAGES} messages echoed"
+        ));
     }
-    after.assert_grew_exactly(&before, Grew::GOOD).map_err(|e| failure!("{line}: {e}"))?;
+    after
+        .assert_grew_exactly(&before, Grew::GOOD)
+        .map_err(|e| failure!("{line}: {e}"))?;
     p.diag(line);
     Ok(())
 }

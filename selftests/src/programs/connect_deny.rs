@@ -55,25 +55,37 @@ const CASES: [Case; 11] = [
         slug: "non-ao-server-ao-client",
         server_key: None,
         client_key: Some(default_key),
-        expect: Expect::Timeout { counter: "TCPAOKeyNotFound", grew: Grew::NS_KEY_NOT_FOUND },
+        expect: Expect::Timeout {
+            counter: "TCPAOKeyNotFound",
+            grew: Grew::NS_KEY_NOT_FOUND,
+        },
     },
     Case {
         slug: "ao-server-non-ao-client",
         server_key: Some(default_key),
         client_key: None,
-        expect: Expect::Timeout { counter: "TCPAORequired", grew: Grew::AO_REQUIRED },
+        expect: Expect::Timeout {
+            counter: "TCPAORequired",
+            grew: Grew::AO_REQUIRED,
+        },
     },
     Case {
         slug: "wrong-password",
         server_key: Some(|p| default_key(p).password(b"A password the client does not know")),
         client_key: Some(default_key),
-        expect: Expect::Timeout { counter: "TCPAOBad", grew: Grew::BAD },
+        expect: Expect::Timeout {
+            counter: "TCPAOBad",
+            grew: Grew::BAD,
+        },
     },
     Case {
         slug: "wrong-rcv-id",
         server_key: Some(|p| TestKey::new(p.remote_addr(), 100, 101)),
         client_key: Some(default_key),
-        expect: Expect::Timeout { counter: "TCPAOKeyNotFound", grew: Grew::KEY_NOT_FOUND },
+        expect: Expect::Timeout {
+            counter: "TCPAOKeyNotFound",
+            grew: Grew::KEY_NOT_FOUND,
+        },
     },
     Case {
         // The SYN verifies (GOOD) but the server has no key with SendID = the SYN's
@@ -81,21 +93,35 @@ const CASES: [Case; 11] = [
         slug: "wrong-snd-id",
         server_key: Some(|p| TestKey::new(p.remote_addr(), 101, 100)),
         client_key: Some(default_key),
-        expect: Expect::Timeout { counter: "TCPAOGood", grew: Grew::GOOD },
+        expect: Expect::Timeout {
+            counter: "TCPAOGood",
+            grew: Grew::GOOD,
+        },
     },
     Case {
         slug: "different-maclen",
         server_key: Some(|p| default_key(p).maclen(8)),
         client_key: Some(default_key),
-        expect: Expect::Timeout { counter: "TCPAOBad", grew: Grew::BAD },
+        expect: Expect::Timeout {
+            counter: "TCPAOBad",
+            grew: Grew::BAD,
+        },
     },
     Case {
         slug: "server-wrong-addr",
         server_key: Some(wrong_addr_key),
         client_key: Some(default_key),
-        expect: Expect::Timeout { counter: "TCPAOKeyNotFound", grew: Grew::KEY_NOT_FOUND },
+        expect: Expect::Timeout {
+            counter: "TCPAOKeyNotFound",
+            grew: Grew::KEY_NOT_FOUND,
+        },
     },
-    Case { slug: "client-wrong-addr", server_key: None, client_key: Some(wrong_addr_key), expect: Expect::Rejected },
+    Case {
+        slug: "client-wrong-addr",
+        server_key: None,
+        client_key: Some(wrong_addr_key),
+        expect: Expect::Rejected,
+    },
     Case {
         slug: "rcv-id-ne-snd-id",
         server_key: Some(|p| TestKey::new(p.remote_addr(), 200, 100)),
@@ -121,7 +147,9 @@ pub fn tests() -> Vec<Test> {
     CASES
         .iter()
         .flat_map(|c| {
-            PairTest::new("connect-deny", c.slug).ao().build(move |p| server(p, c), move |p| client(p, c))
+            PairTest::new("connect-deny", c.slug)
+                .ao()
+                .build(move |p| server(p, c), move |p| client(p, c))
         })
         .collect()
 }
@@ -140,11 +168,16 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
                 Ok((c.ns_delta(&before, counter) > 0).then_some(c))
             })?;
             let Some(moved) = moved else {
-                return Err(failure!("counter {counter} did not increase within {:?}", p.timeout()));
+                return Err(failure!(
+                    "counter {counter} did not increase within {:?}",
+                    p.timeout()
+                ));
             };
             p.signal();
             if sockets::accept(p, &lsk, std::time::Instant::now(), || false)?.is_some() {
-                return Err(failure!("a connection was accepted although the handshake had to fail"));
+                return Err(failure!(
+                    "a connection was accepted although the handshake had to fail"
+                ));
             }
             let after = Counters::of(&lsk)?;
             after.assert_grew_exactly(&before, grew)?;
@@ -156,11 +189,15 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
         }
         Expect::Rejected => {
             // Wait until the client's connect() was refused, then check that no SYN came.
-            if p.wait_for(p.deadline(), || Ok((p.peer_signals() > 0).then_some(())))?.is_none() {
+            if p.wait_for(p.deadline(), || Ok((p.peer_signals() > 0).then_some(())))?
+                .is_none()
+            {
                 return Err(failure!("the client did not finish its connect() in time"));
             }
             if sockets::accept(p, &lsk, std::time::Instant::now(), || false)?.is_some() {
-                return Err(failure!("a connection was accepted although connect() had to be refused"));
+                return Err(failure!(
+                    "a connection was accepted although connect() had to be refused"
+                ));
             }
             Counters::of(&lsk)?.assert_grew_exactly(&before, Grew::empty())?;
         }
@@ -188,13 +225,17 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
     let before = Counters::of(&sk)?;
     p.sync()?;
     let server: IpAddr = p.remote_addr();
-    let result = sockets::connect(p, &sk, server, p.port(), p.deadline(), || p.peer_signals() > 0)?;
+    let result = sockets::connect(p, &sk, server, p.port(), p.deadline(), || {
+        p.peer_signals() > 0
+    })?;
     match (case.expect, result) {
         (Expect::Timeout { .. }, Connect::TimedOut) => {
             // Nothing may have come back to the client.
             Counters::of(&sk)?
                 .assert_grew_exactly(&before, Grew::empty())
-                .map_err(|e| failure!("the handshake timed out, but the client's counters moved: {e}"))?;
+                .map_err(|e| {
+                    failure!("the handshake timed out, but the client's counters moved: {e}")
+                })?;
         }
         (Expect::Rejected, Connect::Failed(e))
             if matches!(
@@ -212,12 +253,20 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
         }
         (Expect::Rejected, r) => {
             p.signal();
-            return Err(failure!("connect() was expected to fail with EKEYREJECTED, it ended with {r:?}"));
+            return Err(failure!(
+                "connect() was expected to fail with EKEYREJECTED, it ended with {r:?}"
+            ));
         }
         (Expect::Timeout { .. }, r) => {
-            return Err(failure!("the handshake was expected to time out, it ended with {r:?}"));
+            return Err(failure!(
+                "the handshake was expected to time out, it ended with {r:?}"
+            ));
         }
-        (Expect::Connects, r) => return Err(failure!("the connection was expected to succeed, it ended with {r:?}")),
+        (Expect::Connects, r) => {
+            return Err(failure!(
+                "the connection was expected to succeed, it ended with {r:?}"
+            ));
+        }
     }
     Ok(())
 }
