@@ -221,10 +221,14 @@ fn md5_pair(
     server_pw: &'static [u8],
     server_capture_pw: &'static [u8],
     expect_connect: bool,
+    save: Option<&std::path::Path>,
 ) -> tcpao_selftests::peers::PairReport {
-    use tcpao_selftests::capture::RegisteredKey;
+    use tcpao_selftests::capture::{CaptureConfig, RegisteredKey};
     use tcpao_sys::{MasterKey, Md5Ext, Md5Key, PeerPrefix};
-    let cfg = PairConfig::new(family);
+    let mut cfg = PairConfig::new(family);
+    if let Some(dir) = save {
+        cfg.capture = Some(CaptureConfig::new("md5/ipv4/save", Some(dir.to_path_buf())));
+    }
     run_pair(
         &cfg,
         move |p| {
@@ -288,7 +292,7 @@ fn md5_traffic_is_captured_and_verified_by_the_reference() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for family in Family::ALL {
-        let report = md5_pair(family, MD5_PW, MD5_PW, true);
+        let report = md5_pair(family, MD5_PW, MD5_PW, true, None);
         assert_eq!(
             report.outcome,
             Outcome::Pass,
@@ -327,6 +331,7 @@ fn md5_wrong_key_is_counted_and_the_reference_agrees() {
         b"server has another key",
         b"server has another key",
         false,
+        None,
     );
     assert_eq!(report.outcome, Outcome::Pass, "{:?}", report.diagnostics);
     let x = report.xcheck.unwrap();
@@ -353,7 +358,13 @@ fn xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The server installs the right key but tells the capture another one.
-    let report = md5_pair(Family::Ipv6, MD5_PW, b"not the key the kernel has", true);
+    let report = md5_pair(
+        Family::Ipv6,
+        MD5_PW,
+        b"not the key the kernel has",
+        true,
+        None,
+    );
     match &report.outcome {
         Outcome::Fail(m) => assert!(
             m.contains("signed by the kernel is rejected by tcpao-refimpl"),
@@ -374,7 +385,7 @@ fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts
     // The server's kernel has a different key (so it counts TCPMD5Failure), but the capture is
     // told the server holds the client's key: the reference then accepts what the kernel
     // rejected, which is exactly the disagreement rule 2 exists for.
-    let report = md5_pair(Family::Ipv4, b"server has another key", MD5_PW, false);
+    let report = md5_pair(Family::Ipv4, b"server has another key", MD5_PW, false, None);
     match &report.outcome {
         Outcome::Fail(m) => assert!(
             m.contains("the server kernel counted") && m.contains("TCPMD5Failure"),
@@ -382,4 +393,41 @@ fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts
         ),
         o => panic!("the cross-check did not notice: {o:?}"),
     }
+}
+
+#[test]
+fn save_pcaps_writes_a_capture_and_a_keys_file() {
+    if !root() {
+        return;
+    }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = std::env::temp_dir().join(format!("tcpao-suite-save-{}", std::process::id()));
+    let report = md5_pair(Family::Ipv4, MD5_PW, MD5_PW, true, Some(&dir));
+    assert_eq!(report.outcome, Outcome::Pass, "{:?}", report.diagnostics);
+    let pcap = std::fs::read(dir.join("md5_ipv4_save.pcap")).unwrap();
+    let keys = std::fs::read_to_string(dir.join("md5_ipv4_save.keys.toml")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(&pcap[..4], &0xa1b2_c3d4u32.to_le_bytes(), "pcap magic");
+    assert_eq!(&pcap[20..24], &1u32.to_le_bytes(), "LINKTYPE_ETHERNET");
+    // Walk the records: their count is the number of frames the capture saw.
+    let (mut off, mut n) = (24usize, 0usize);
+    while off + 16 <= pcap.len() {
+        let len = u32::from_le_bytes(pcap[off + 8..off + 12].try_into().unwrap()) as usize;
+        off += 16 + len;
+        n += 1;
+    }
+    assert_eq!(
+        off,
+        pcap.len(),
+        "records end exactly at the end of the file"
+    );
+    assert_eq!(n, report.xcheck.unwrap().frames);
+    assert_eq!(keys.matches("[[mkt]]").count(), 2, "{keys}");
+    assert!(keys.contains("algorithm = \"md5\""), "{keys}");
+    assert!(
+        keys.contains("local = \"10.0.254.1\"") && keys.contains("peer = \"10.0.1.1/32\""),
+        "{keys}"
+    );
 }
