@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The two-peer runner, the Rust form of the kernel library's `test_init(server_fn, client_fn)`.
 //!
-//! [`run_pair`] builds a fresh [topology](crate::topology) for one test: the server runs in one
+//! [`run_pair`] builds a fresh topology ([`crate::topology`]) for one test: the server runs in one
 //! new network namespace and the client in another, each in its own thread, joined by a veth
 //! pair. Both functions get a [`Peer`], which offers:
 //!
