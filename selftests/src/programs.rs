@@ -183,8 +183,9 @@ where
         ctx.diag(d);
     }
     ctx.diag(format!(
-        "setup {:.1} ms, total {:.1} ms",
+        "setup {:.1} ms ({} ms), total {:.1} ms",
         report.setup_time.as_secs_f64() * 1e3,
+        report.setup_breakdown,
         report.total_time.as_secs_f64() * 1e3
     ));
     Ok(report.outcome)
