@@ -460,9 +460,13 @@ where
                 let t1 = Instant::now();
                 let nl = Netlink::open().map_err(|e| Failure::Setup(e.to_string()))?;
                 let link = topology::setup_client(&nl, &cfg.topology)
-                    .map_err(|e| Failure::Setup(e.to_string()));
+                    .map_err(|e| Failure::Setup(e.to_string()))?;
                 shared.timing(Side::Client, "links", t1.elapsed());
-                link
+                let t2 = Instant::now();
+                nl.wait_oper_up(link.veth_index, shared.deadline)
+                    .map_err(|e| Failure::Setup(e.to_string()))?;
+                shared.timing(Side::Client, "carrier", t2.elapsed());
+                Ok(link)
             };
             run_side(
                 Side::Client,
@@ -489,6 +493,10 @@ where
                 drop(client_ns);
                 moved_tx.send(()).ok();
                 shared.timing(Side::Server, "links", t1.elapsed());
+                let t2 = Instant::now();
+                nl.wait_oper_up(link.veth_index, shared.deadline)
+                    .map_err(|e| Failure::Setup(e.to_string()))?;
+                shared.timing(Side::Server, "carrier", t2.elapsed());
                 if let Some(c) = capture {
                     c.start(link.veth_index)
                         .map_err(|e| Failure::Setup(format!("capture: {e}")))?;

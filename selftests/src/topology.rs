@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, State};
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVrf, RouteMessageBuilder};
 
@@ -234,6 +234,50 @@ impl Netlink {
             || format!("ip link set {index} up"),
             self.handle.link().set(msg).execute(),
         )
+    }
+
+    /// Whether interface `index` is operationally up (`ip link show` says `state UP`).
+    ///
+    /// # Errors
+    /// When the link cannot be read.
+    pub fn oper_up(&self, index: u32) -> Result<bool> {
+        let links: Vec<_> = self.run(
+            || format!("ip link show {index}"),
+            self.handle
+                .link()
+                .get()
+                .match_index(index)
+                .execute()
+                .try_collect(),
+        )?;
+        Ok(links.iter().any(|l| {
+            l.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+        }))
+    }
+
+    /// Wait until interface `index` is operationally up. Only then has the kernel's linkwatch
+    /// attached its qdisc: until then every packet sent on it is dropped (a lost first SYN
+    /// costs a 1 s retransmission and moves counters late).
+    ///
+    /// # Errors
+    /// When the link cannot be read or is not up by `deadline`.
+    pub fn wait_oper_up(&self, index: u32, deadline: std::time::Instant) -> Result<()> {
+        let mut pause = std::time::Duration::from_micros(200);
+        loop {
+            if self.oper_up(index)? {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::io(
+                    format!("interface {index} did not come up"),
+                    io::Error::from(io::ErrorKind::TimedOut),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Index of interface `name` (`ip link show NAME`).
