@@ -483,12 +483,13 @@ impl TestKey {
         Ok(k)
     }
 
-    /// The capture registration of this key, owned by `owner`.
-    pub fn registered(&self, owner: Side) -> RegisteredKey {
-        let alg = KeyAlgorithm::from_kernel_name(self.algorithm.kernel_name());
+    /// The capture registration of this key, owned by `owner`; `None` for an algorithm the
+    /// reference does not implement (its segments are then not cross-checked).
+    pub fn registered(&self, owner: Side) -> Option<RegisteredKey> {
+        let alg = KeyAlgorithm::from_kernel_name(self.algorithm.kernel_name())?;
         let mut r = RegisteredKey::ao(
             owner,
-            alg.unwrap_or(KeyAlgorithm::HmacSha1),
+            alg,
             &self.password,
             self.send_id,
             self.recv_id,
@@ -497,7 +498,7 @@ impl TestKey {
         );
         r.maclen = self.maclen.filter(|m| *m != 0).unwrap_or(12);
         r.include_options = self.include_options;
-        r
+        Some(r)
     }
 }
 
@@ -515,7 +516,15 @@ pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
         e => failure!("setsockopt(TCP_AO_ADD_KEY) of key {key:?} failed: {e}"),
     })?;
     if let Some(c) = peer.capture() {
-        c.register(key.registered(peer.side()));
+        match key.registered(peer.side()) {
+            Some(r) => c.register(r),
+            None => peer.diag(format!(
+                "key {}:{} uses {}, which tcpao-refimpl does not implement: its segments are not cross-checked",
+                key.send_id,
+                key.recv_id,
+                key.algorithm.kernel_name()
+            )),
+        }
     }
     let got = sk.ao_keys(&KeyFilter::Key(ao.selector())).map_err(|e| {
         failure!(
