@@ -457,14 +457,19 @@ impl CaptureReader {
                                 let e = CaptureErrorKind::Corrupt(
                                     "packet record before the file header".into(),
                                 );
-                                return Err(CaptureError { frame: self.frames + 1, offset, kind: e });
+                                return Err(CaptureError {
+                                    frame: self.frames + 1,
+                                    offset,
+                                    kind: e,
+                                });
                             };
                             self.frames += 1;
                             let (sec, frac) = (u64::from(b.ts_sec), u64::from(b.ts_usec));
                             let ts = Timestamp {
                                 secs: sec as i64 + iface.offset_secs,
                                 nanos: (frac.min(iface.units_per_sec - 1) * 1_000_000_000
-                                    / iface.units_per_sec) as u32,
+                                    / iface.units_per_sec)
+                                    as u32,
                             };
                             stop = deliver(
                                 &mut self.skipped,
@@ -488,7 +493,11 @@ impl CaptureReader {
                                     self.interfaces.len(),
                                     idb.if_tsresol
                                 ));
-                                return Err(CaptureError { frame: self.frames + 1, offset, kind: e });
+                                return Err(CaptureError {
+                                    frame: self.frames + 1,
+                                    offset,
+                                    kind: e,
+                                });
                             };
                             self.interfaces.push(Interface {
                                 link_type: LinkType::from_raw(idb.linktype.0 as u16),
@@ -501,7 +510,8 @@ impl CaptureReader {
                             match self.interfaces.get(epb.if_id as usize).copied() {
                                 Some(iface) => {
                                     let cap = (epb.caplen as usize).min(epb.data.len());
-                                    let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                    let raw =
+                                        (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                                     let ts = Timestamp::from_units(
                                         raw,
                                         iface.units_per_sec,
@@ -564,9 +574,7 @@ impl CaptureReader {
                     return Err(self.error(offset, CaptureErrorKind::Truncated));
                 }
                 Err(PcapError::ReadError) => {
-                    return Err(
-                        self.error(offset, CaptureErrorKind::Io("read failed".to_string()))
-                    );
+                    return Err(self.error(offset, CaptureErrorKind::Io("read failed".to_string())));
                 }
                 Err(e) => {
                     let why = format!("malformed record ({})", nom_kind(&e));

@@ -17,7 +17,9 @@ fn ip4(tag: u8) -> Vec<u8> {
     let mut p = vec![
         0x45, 0, 0, 41, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
     ];
-    p.extend_from_slice(&[0x9c, 0x40, 0, 179, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff]);
+    p.extend_from_slice(&[
+        0x9c, 0x40, 0, 179, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff,
+    ]);
     p.extend_from_slice(&[0, 0, 0, 0, tag]);
     p
 }
@@ -26,7 +28,9 @@ fn ip6(tag: u8) -> Vec<u8> {
     let mut p = vec![0x60, 0, 0, 0, 0, 21, 6, 64];
     p.extend_from_slice(&[0xfd; 16]);
     p.extend_from_slice(&[0xfe; 16]);
-    p.extend_from_slice(&[0x9c, 0x40, 0, 179, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff]);
+    p.extend_from_slice(&[
+        0x9c, 0x40, 0, 179, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff,
+    ]);
     p.extend_from_slice(&[0, 0, 0, 0, tag]);
     p
 }
@@ -39,7 +43,12 @@ struct Seen {
     truncated: bool,
 }
 
-fn read_all(bytes: Vec<u8>) -> (Vec<Seen>, Result<bool, tcpao_refimpl::capture::CaptureError>) {
+fn read_all(
+    bytes: Vec<u8>,
+) -> (
+    Vec<Seen>,
+    Result<bool, tcpao_refimpl::capture::CaptureError>,
+) {
     let mut seen = Vec::new();
     let mut r = match CaptureReader::new(Cursor::new(bytes)) {
         Ok(r) => r,
@@ -65,8 +74,11 @@ fn ts(secs: i64, nanos: u32) -> Timestamp {
 fn pcap(order: ByteOrder, nanos: bool, lt: LinkType, packets: &[Vec<u8>]) -> Vec<u8> {
     let mut w = PcapWriter::new(Vec::new(), order, nanos, lt, 262_144).unwrap();
     for (i, p) in packets.iter().enumerate() {
-        w.write_frame(ts(1_700_000_000 + i as i64, 123_456_789), &encapsulate(lt, p))
-            .unwrap();
+        w.write_frame(
+            ts(1_700_000_000 + i as i64, 123_456_789),
+            &encapsulate(lt, p),
+        )
+        .unwrap();
     }
     w.finish().unwrap()
 }
@@ -101,13 +113,23 @@ fn pcapng_interfaces_resolutions_and_byte_orders() {
         let mut w = PcapngWriter::new(Vec::new(), order).unwrap();
         let eth = w.add_interface(LinkType::Ethernet, 0, None).unwrap();
         let raw = w.add_interface(LinkType::Raw(101), 0, Some(9)).unwrap();
-        let sll2 = w.add_interface(LinkType::LinuxSll2, 0, Some(0x80 | 20)).unwrap();
-        w.write_frame(eth, ts(10, 5_000), &encapsulate(LinkType::Ethernet, &ip4(1)))
+        let sll2 = w
+            .add_interface(LinkType::LinuxSll2, 0, Some(0x80 | 20))
             .unwrap();
+        w.write_frame(
+            eth,
+            ts(10, 5_000),
+            &encapsulate(LinkType::Ethernet, &ip4(1)),
+        )
+        .unwrap();
         w.write_raw_block(5, &[0; 12]).unwrap(); // interface statistics: not a frame
         w.write_frame(raw, ts(11, 123_456_789), &ip6(2)).unwrap();
-        w.write_frame(sll2, ts(12, 500_000_000), &encapsulate(LinkType::LinuxSll2, &ip4(3)))
-            .unwrap();
+        w.write_frame(
+            sll2,
+            ts(12, 500_000_000),
+            &encapsulate(LinkType::LinuxSll2, &ip4(3)),
+        )
+        .unwrap();
         let file = w.finish().unwrap();
         let r = CaptureReader::new(Cursor::new(file.clone())).unwrap();
         assert_eq!(r.format(), CaptureFormat::Pcapng);
@@ -163,8 +185,14 @@ fn big_endian_null_loopback_family() {
 
 #[test]
 fn skipped_frames_are_counted_by_reason() {
-    let mut w = PcapWriter::new(Vec::new(), ByteOrder::Little, false, LinkType::Ethernet, 65535)
-        .unwrap();
+    let mut w = PcapWriter::new(
+        Vec::new(),
+        ByteOrder::Little,
+        false,
+        LinkType::Ethernet,
+        65535,
+    )
+    .unwrap();
     let mut arp = vec![0xff; 12];
     arp.extend_from_slice(&[0x08, 0x06]);
     arp.extend_from_slice(&[0; 28]);
@@ -189,7 +217,12 @@ fn skipped_frames_are_counted_by_reason() {
     assert_eq!(r.frames(), 3);
 
     // An unsupported link type skips every frame.
-    let file = pcap(ByteOrder::Little, false, LinkType::Other(147), &[ip4(1), ip4(2)]);
+    let file = pcap(
+        ByteOrder::Little,
+        false,
+        LinkType::Other(147),
+        &[ip4(1), ip4(2)],
+    );
     let mut r = CaptureReader::new(Cursor::new(file)).unwrap();
     r.for_each_frame(|_| panic!("no frame expected")).unwrap();
     assert_eq!(r.skipped().get(SkipReason::UnsupportedLinkType), 2);
@@ -221,7 +254,10 @@ fn truncated_file_names_frame_and_offset_after_delivering_earlier_frames() {
         assert_eq!(err.frame, 4);
         assert_eq!(err.offset, (24 + 3 * rec) as u64);
         let msg = err.to_string();
-        assert!(msg.contains("frame 4") && msg.contains(&format!("{}", 24 + 3 * rec)), "{msg}");
+        assert!(
+            msg.contains("frame 4") && msg.contains(&format!("{}", 24 + 3 * rec)),
+            "{msg}"
+        );
     }
     // pcapng cut inside a block.
     let mut w = PcapngWriter::new(Vec::new(), ByteOrder::Little).unwrap();
@@ -249,7 +285,10 @@ fn absurd_record_length_is_an_error_not_an_allocation() {
     let err = res.unwrap_err();
     assert_eq!(err.frame, 2);
     assert_eq!(err.offset, second as u64);
-    assert!(matches!(err.kind, CaptureErrorKind::RecordTooLarge(_)), "{err}");
+    assert!(
+        matches!(err.kind, CaptureErrorKind::RecordTooLarge(_)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -258,8 +297,14 @@ fn large_records_grow_the_buffer() {
     let mut big = ip4(1);
     big.resize(2 << 20, 0xab);
     let pk = vec![ip4(0), big, ip4(2)];
-    let mut w =
-        PcapWriter::new(Vec::new(), ByteOrder::Little, false, LinkType::Raw(101), 4 << 20).unwrap();
+    let mut w = PcapWriter::new(
+        Vec::new(),
+        ByteOrder::Little,
+        false,
+        LinkType::Raw(101),
+        4 << 20,
+    )
+    .unwrap();
     for p in &pk {
         w.write_frame(ts(1, 0), p).unwrap();
     }
