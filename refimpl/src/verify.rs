@@ -82,7 +82,10 @@ impl VerdictKind {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            VerdictKind::Bad | VerdictKind::KeyNotFound | VerdictKind::Unsigned | VerdictKind::Md5Bad
+            VerdictKind::Bad
+                | VerdictKind::KeyNotFound
+                | VerdictKind::Unsigned
+                | VerdictKind::Md5Bad
         )
     }
 }
@@ -407,7 +410,14 @@ impl fmt::Debug for Checker<'_> {
 fn flag_string(tcp: &wire::TcpPacket<&[u8]>) -> String {
     let f = tcp.flags().0;
     let mut s = String::with_capacity(6);
-    for (bit, c) in [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x20, 'U'), (0x10, '.')] {
+    for (bit, c) in [
+        (0x02, 'S'),
+        (0x01, 'F'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x20, 'U'),
+        (0x10, '.'),
+    ] {
         if f & bit != 0 {
             s.push(c);
         }
@@ -571,7 +581,8 @@ impl<'k> Checker<'k> {
         self.counts.add(VerdictKind::Unverifiable);
         self.truncated += 1;
         if self.truncated_frames.len() < self.opts.max_failures {
-            self.truncated_frames.push((frame.number, frame.cap_len, frame.orig_len));
+            self.truncated_frames
+                .push((frame.number, frame.cap_len, frame.orig_len));
         }
     }
 
@@ -676,8 +687,7 @@ impl<'k> Checker<'k> {
             None => {
                 rec.verdict = VerdictKind::Bad;
                 rec.reason = Some(
-                    "carries more than one TCP-AO/TCP-MD5 option (RFC 5925 §2.2 forbids it)"
-                        .into(),
+                    "carries more than one TCP-AO/TCP-MD5 option (RFC 5925 §2.2 forbids it)".into(),
                 );
                 flow.ever_signed = true;
             }
@@ -697,7 +707,17 @@ impl<'k> Checker<'k> {
                     && matches!(rec.verdict, VerdictKind::Bad | VerdictKind::KeyNotFound)
                 {
                     let isns = isns_for(flow, si, s);
-                    flow.explain.examine(keys, si, s, key_id, opt_maclen, sne, isns, rec.mkt, opts.explain_budget);
+                    flow.explain.examine(
+                        keys,
+                        si,
+                        s,
+                        key_id,
+                        opt_maclen,
+                        sne,
+                        isns,
+                        rec.mkt,
+                        opts.explain_budget,
+                    );
                 }
             }
             Some(a) if a.md5.is_some() => {
@@ -709,7 +729,11 @@ impl<'k> Checker<'k> {
                     s.src.ip(),
                     s.dst.ip()
                 ));
-                for e in keys.mkts.iter().filter(|e| e.matches_md5(s.src.ip(), s.dst.ip())) {
+                for e in keys
+                    .mkts
+                    .iter()
+                    .filter(|e| e.matches_md5(s.src.ip(), s.dst.ip()))
+                {
                     covered = true;
                     if crate::md5::verify_md5(&s.seg, e.secret.as_bytes()).unwrap_or(false) {
                         rec.verdict = VerdictKind::Md5Good;
@@ -744,7 +768,9 @@ impl<'k> Checker<'k> {
                 }
             }
         }
-        if !matches!(rec.verdict, VerdictKind::Bad | VerdictKind::KeyNotFound) || flow.sides[si].good == 0 {
+        if !matches!(rec.verdict, VerdictKind::Bad | VerdictKind::KeyNotFound)
+            || flow.sides[si].good == 0
+        {
             if rec.verdict == VerdictKind::Good {
                 flow.sides[si].good += 1;
             }
@@ -952,7 +978,9 @@ fn check_ao(
     let mut reason = None;
     for &i in &cands {
         let e = &keys.mkts[i];
-        let Some(mkt) = mkts[i].as_ref() else { continue };
+        let Some(mkt) = mkts[i].as_ref() else {
+            continue;
+        };
         if opt_maclen != e.maclen {
             reason.get_or_insert_with(|| {
                 format!(
@@ -995,7 +1023,11 @@ fn check_ao(
                         "MAC mismatch with MKT #{} ({}, options {}, SNE {sne})",
                         e.index,
                         e.algorithm,
-                        if e.include_options { "included" } else { "excluded" }
+                        if e.include_options {
+                            "included"
+                        } else {
+                            "excluded"
+                        }
                     )
                 });
             }
@@ -1010,7 +1042,11 @@ fn check_ao(
 
 fn key_not_found_reason(keys: &KeysFile, src: IpAddr, dst: IpAddr, key_id: u8) -> String {
     let mut ids = Vec::new();
-    for e in keys.mkts.iter().filter(|e| matches!(e.algorithm, KeyAlgorithm::Ao(_))) {
+    for e in keys
+        .mkts
+        .iter()
+        .filter(|e| matches!(e.algorithm, KeyAlgorithm::Ao(_)))
+    {
         match e.role(src, dst) {
             Some(Role::Local) => ids.extend(e.send_id),
             Some(Role::Peer) => ids.extend(e.recv_id),
@@ -1058,8 +1094,7 @@ fn finish(f: FlowState, explain: bool) -> FlowReport {
     r.client_known = f.client.is_some();
     r.client_isn = f.sides[ci].isn;
     r.server_isn = f.sides[si].isn;
-    if r.isn_source == IsnSource::Handshake && (r.client_isn.is_none() || r.server_isn.is_none())
-    {
+    if r.isn_source == IsnSource::Handshake && (r.client_isn.is_none() || r.server_isn.is_none()) {
         r.isn_source = IsnSource::Unknown;
     }
     r.client_key_ids = (bits(&f.sides[ci].key_ids), bits(&f.sides[ci].rnext_ids));

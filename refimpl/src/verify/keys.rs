@@ -33,6 +33,9 @@ use std::path::Path;
 use toml::{Table, Value};
 use zeroize::Zeroizing;
 
+pub use crate::algo::Algorithm;
+use crate::mkt::MasterKey;
+
 /// Algorithm of a keys-file entry: a TCP-AO algorithm, or TCP-MD5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
@@ -40,57 +43,6 @@ pub enum KeyAlgorithm {
     Ao(Algorithm),
     /// TCP-MD5 (RFC 2385).
     Md5,
-}
-
-/// TCP-AO algorithms a keys file names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// KDF_HMAC_SHA1 + HMAC-SHA-1-96 (RFC 5926).
-    HmacSha1,
-    /// KDF_AES_128_CMAC + AES-128-CMAC-96 (RFC 5926).
-    AesCmac128,
-    /// HMAC-SHA-256 as Linux implements it.
-    HmacSha256,
-}
-
-impl Algorithm {
-    /// The keys-file name.
-    pub fn keyfile_name(self) -> &'static str {
-        match self {
-            Algorithm::HmacSha1 => "hmac-sha1",
-            Algorithm::AesCmac128 => "aes-128-cmac",
-            Algorithm::HmacSha256 => "hmac-sha256",
-        }
-    }
-    /// Digest length in bytes.
-    pub fn digest_len(self) -> usize {
-        match self {
-            Algorithm::HmacSha1 => 20,
-            Algorithm::AesCmac128 => 16,
-            Algorithm::HmacSha256 => 32,
-        }
-    }
-}
-
-/// Secret bytes: zeroed on drop, redacted in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MasterKey(Zeroizing<Vec<u8>>);
-
-impl MasterKey {
-    /// Wrap key bytes.
-    pub fn new(b: &[u8]) -> Self {
-        MasterKey(Zeroizing::new(b.to_vec()))
-    }
-    /// The key bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MasterKey([REDACTED; {} bytes])", self.0.len())
-    }
 }
 
 impl KeyAlgorithm {
