@@ -10,7 +10,8 @@
 //! TCP options included vs excluded (RFC 5925 §3.1 flag), another tuple's secret, SendID
 //! and RecvID swapped or another KeyID, another algorithm, another MAC length, SNE off by
 //! one, ISNs swapped in the KDF context, SYN key used for the SYN-ACK, a NUL appended to
-//! the secret; for TCP-MD5, another tuple's secret.
+//! the secret (only visible with AES-CMAC: HMAC zero-pads short keys, so a trailing NUL
+//! changes nothing); for TCP-MD5, another tuple's secret.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
