@@ -93,7 +93,8 @@ impl SneTracker {
     pub fn observe(&mut self, seq: u32, len: u32) -> u32 {
         let sne = self.sne_for(seq);
         let end = extended_seq(sne, seq).wrapping_add(u64::from(len));
-        if end > extended_seq(self.sne, self.seq) {
+        // Modular comparison in the 64-bit space, so that even the SNE may wrap.
+        if (end.wrapping_sub(extended_seq(self.sne, self.seq)) as i64) > 0 {
             self.seq = end as u32;
             self.sne = (end >> 32) as u32;
         }
