@@ -518,10 +518,9 @@ fn tcp_md5_good_bad_and_explain() {
     let r = run(keys, &s.packets);
     assert_eq!(r.counts.md5_good, 8);
     assert_eq!(r.exit_code(), 0);
-    let keys2 = format!(
-        "[[mkt]]\nalgorithm = \"md5\"\nsecret = \"wrong\"\npeer = \"10.0.0.0/24\"\n[[mkt]]\nalgorithm = \"md5\"\nsecret = \"md5key\"\npeer = \"192.0.2.0/24\"\n"
-    );
-    let r = explain(&keys2, &s.packets);
+    let keys2 = "[[mkt]]\nalgorithm = \"md5\"\nsecret = \"wrong\"\npeer = \"10.0.0.0/24\"\n\
+                 [[mkt]]\nalgorithm = \"md5\"\nsecret = \"md5key\"\npeer = \"192.0.2.0/24\"\n";
+    let r = explain(keys2, &s.packets);
     assert_eq!(r.counts.md5_bad, 8);
     assert_eq!(r.exit_code(), 1);
     assert!(

@@ -19,7 +19,7 @@ use tcpao_refimpl::verify::{Options, check_files, report};
 #[derive(Debug, Parser)]
 #[command(name = "tcpao-verify", version, about, long_about = None)]
 struct Cli {
-    /// Keys file (TOML): [[mkt]] tuples and optional [[flow]] ISNs.
+    /// Keys file (TOML): `[[mkt]]` tuples and optional `[[flow]]` ISNs.
     #[arg(long, value_name = "KEYS.toml")]
     keys: PathBuf,
     /// Print one JSON document instead of text.
