@@ -750,13 +750,12 @@ impl<'k> Checker<'k> {
                 }
             }
             Some(_) => {
-                let covering: Vec<usize> = keys
+                let covering = keys
                     .mkts
                     .iter()
-                    .filter(|e| e.covers(s.src.ip(), s.dst.ip()))
-                    .map(|e| e.index)
-                    .collect();
-                if let Some(&m) = covering.first() {
+                    .find(|e| e.covers(s.src.ip(), s.dst.ip()))
+                    .map(|e| e.index);
+                if let Some(m) = covering {
                     rec.verdict = VerdictKind::Unsigned;
                     rec.mkt = Some(m);
                     rec.reason = Some(format!(
@@ -952,19 +951,20 @@ fn check_ao(
     rec: &mut SegmentVerdict,
 ) {
     let (src, dst) = (s.src.ip(), s.dst.ip());
-    let cands: Vec<usize> = keys
-        .mkts
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.matches_ao(src, dst, key_id))
-        .map(|(i, _)| i)
-        .collect();
-    if cands.is_empty() {
+    // No allocation per segment: candidates are the tuples matching the KeyID, in order.
+    let cands = || {
+        keys.mkts
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.matches_ao(src, dst, key_id))
+            .map(|(i, _)| i)
+    };
+    let Some(first) = cands().next() else {
         rec.verdict = VerdictKind::KeyNotFound;
         rec.reason = Some(key_not_found_reason(keys, src, dst, key_id));
         return;
-    }
-    rec.mkt = Some(keys.mkts[cands[0]].index);
+    };
+    rec.mkt = Some(keys.mkts[first].index);
     let Some((isn_s, isn_d)) = isns_for(flow, si, s) else {
         rec.verdict = VerdictKind::Unverifiable;
         rec.reason = Some(
@@ -976,7 +976,7 @@ fn check_ao(
     };
     let syn = s.syn_without_ack();
     let mut reason = None;
-    for &i in &cands {
+    for i in cands() {
         let e = &keys.mkts[i];
         let Some(mkt) = mkts[i].as_ref() else {
             continue;

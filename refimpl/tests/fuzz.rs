@@ -22,14 +22,30 @@ use tcpao_refimpl::{
 /// Exercise every parser and accessor on `bytes`; must never panic.
 fn poke_all(bytes: &[u8]) {
     if let Ok(p) = Ipv4Packet::new_checked(bytes) {
-        let _ = (p.version(), p.header_len(), p.total_len(), p.ident(), p.tos());
-        let _ = (p.dont_frag(), p.more_frags(), p.frag_offset(), p.hop_limit());
+        let _ = (
+            p.version(),
+            p.header_len(),
+            p.total_len(),
+            p.ident(),
+            p.tos(),
+        );
+        let _ = (
+            p.dont_frag(),
+            p.more_frags(),
+            p.frag_offset(),
+            p.hop_limit(),
+        );
         let _ = (p.protocol(), p.checksum(), p.src_addr(), p.dst_addr());
         let _ = (p.verify_checksum(), p.payload().len());
         let _ = Ipv4Repr::parse(&p);
     }
     if let Ok(p) = Ipv6Packet::new_checked(bytes) {
-        let _ = (p.version(), p.traffic_class(), p.flow_label(), p.payload_len());
+        let _ = (
+            p.version(),
+            p.traffic_class(),
+            p.flow_label(),
+            p.payload_len(),
+        );
         let _ = (p.next_header(), p.hop_limit(), p.src_addr(), p.dst_addr());
         let _ = (p.payload().len(), p.upper_layer());
         let _ = Ipv6Repr::parse(&p);
@@ -57,7 +73,13 @@ fn poke_all(bytes: &[u8]) {
 fn poke_tcp(bytes: &[u8]) {
     if let Ok(t) = TcpPacket::new_checked(bytes) {
         let _ = (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number());
-        let _ = (t.header_len(), t.flags(), t.window_len(), t.checksum(), t.urgent_at());
+        let _ = (
+            t.header_len(),
+            t.flags(),
+            t.window_len(),
+            t.checksum(),
+            t.urgent_at(),
+        );
         let _ = (t.segment_len(), t.options().len(), t.payload().len());
         let opts: Vec<_> = t.options_iter().collect();
         // Options that parse re-encode to something the iterator reads back the same.
@@ -435,7 +457,10 @@ fn every_single_bit_flip_fails() {
                 for bit in bits {
                     let mut t = b.packet.clone();
                     flip_bit(&mut t, bit);
-                    assert!(!is_good(&v, &t, 0), "{alg} include={include} v6={v6}: bit {bit}");
+                    assert!(
+                        !is_good(&v, &t, 0),
+                        "{alg} include={include} v6={v6}: bit {bit}"
+                    );
                 }
                 // With options excluded, changing the timestamp does not matter.
                 if !include {

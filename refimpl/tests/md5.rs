@@ -9,8 +9,7 @@ use tcpao_refimpl::mkt::decode_hex;
 use tcpao_refimpl::sign::{Auth, IpHeader, build_segment, flip_bit, sign_md5_in_place};
 use tcpao_refimpl::wire::TcpRepr;
 use tcpao_refimpl::{
-    Algorithm, Connection, Counter, FlowValidator, MasterKey, Mkt, SegmentRef, Verdict,
-    verify_md5,
+    Algorithm, Connection, Counter, FlowValidator, MasterKey, Mkt, SegmentRef, Verdict, verify_md5,
 };
 
 #[derive(Deserialize)]
@@ -49,7 +48,11 @@ fn md5_kernel() {
     let mut families = Vec::new();
     for cap in &f.captures {
         families.push(cap.family.clone());
-        assert!(cap.packets.len() >= 8, "{}: handshake, data, FIN", cap.family);
+        assert!(
+            cap.packets.len() >= 8,
+            "{}: handshake, data, FIN",
+            cap.family
+        );
         for (i, h) in cap.packets.iter().enumerate() {
             let pkt = decode_hex(h).unwrap().to_vec();
             let seg = SegmentRef::parse(&pkt).unwrap();
@@ -104,7 +107,12 @@ fn md5_kernel() {
             let rs = SegmentRef::parse(&rebuilt).unwrap();
             let r = rs.tcp_packet().auth_options().unwrap().md5.unwrap();
             let k = t.auth_options().unwrap().md5.unwrap();
-            assert_eq!(rs.tcp[r.start..r.end], seg.tcp[k.start..k.end], "{} #{i}", cap.family);
+            assert_eq!(
+                rs.tcp[r.start..r.end],
+                seg.tcp[k.start..k.end],
+                "{} #{i}",
+                cap.family
+            );
         }
     }
     assert_eq!(families, ["ipv4", "ipv6"]);

@@ -126,7 +126,10 @@ fn end_to_end_across_the_wrap() {
         }
         order.push(5);
         let mut server = FlowValidator::new(conn.reversed(), [mkt.peer_view()]).unwrap();
-        server.set_sne_tracker(Direction::RemoteToLocal, SneTracker::new(isn.wrapping_add(1)));
+        server.set_sne_tracker(
+            Direction::RemoteToLocal,
+            SneTracker::new(isn.wrapping_add(1)),
+        );
         for i in order {
             let (pkt, sne) = &packets[i];
             let v = server.validate_packet(pkt).unwrap();

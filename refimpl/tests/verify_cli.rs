@@ -15,10 +15,7 @@ struct Tmp(PathBuf);
 
 impl Tmp {
     fn new(tag: &str) -> Tmp {
-        let d = std::env::temp_dir().join(format!(
-            "tcpao-verify-cli-{}-{tag}",
-            std::process::id()
-        ));
+        let d = std::env::temp_dir().join(format!("tcpao-verify-cli-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         Tmp(d)
     }
@@ -45,9 +42,8 @@ fn bin(args: &[&str], keys: &Path, caps: &[&Path]) -> Output {
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout))
-    })
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 fn good_session() -> Vec<Vec<u8>> {
@@ -62,7 +58,12 @@ fn all_good_exits_0_with_json_summary() {
     let keys = t.file("keys.toml", KEYS_STD.as_bytes());
     let cap = t.file("good.pcap", &pcap(LinkType::Ethernet, &good_session()));
     let o = bin(&["--json"], &keys, &[&cap]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v = json(&o);
     let s = &v["summary"];
     for (k, want) in [
@@ -109,7 +110,10 @@ fn segments_flag_lists_every_segment() {
 fn bad_and_key_not_found_exit_1() {
     let t = Tmp::new("bad");
     let cap = t.file("good.pcap", &pcap(LinkType::Ethernet, &good_session()));
-    let keys = t.file("wrong.toml", KEYS_STD.replace("\"secret\"", "\"nope\"").as_bytes());
+    let keys = t.file(
+        "wrong.toml",
+        KEYS_STD.replace("\"secret\"", "\"nope\"").as_bytes(),
+    );
     let o = bin(&["--json"], &keys, &[&cap]);
     assert_eq!(o.status.code(), Some(1));
     let v = json(&o);
@@ -117,7 +121,10 @@ fn bad_and_key_not_found_exit_1() {
     assert_eq!(v["summary"]["result"], "fail");
     assert_eq!(v["flows"][0]["failures"][0]["verdict"], "bad");
 
-    let keys = t.file("ids.toml", KEYS_STD.replace("send_id = 1", "send_id = 5").as_bytes());
+    let keys = t.file(
+        "ids.toml",
+        KEYS_STD.replace("send_id = 1", "send_id = 5").as_bytes(),
+    );
     let o = bin(&["--json"], &keys, &[&cap]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(json(&o)["summary"]["key_not_found"].as_u64(), Some(6));
@@ -139,7 +146,10 @@ fn unusable_input_exits_2() {
     let keys = t.file("keys.toml", KEYS_STD.as_bytes());
     let cap = t.file("good.pcap", &pcap(LinkType::Ethernet, &good_session()));
     // Bad keys file: names the entry and field.
-    let bad = t.file("bad.toml", b"[[mkt]]\nalgorithm = \"hmac-sha1\"\nsecret = \"s\"\nsend_id = 300\nrecv_id = 1\n");
+    let bad = t.file(
+        "bad.toml",
+        b"[[mkt]]\nalgorithm = \"hmac-sha1\"\nsecret = \"s\"\nsend_id = 300\nrecv_id = 1\n",
+    );
     let o = bin(&[], &bad, &[&cap]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -190,7 +200,10 @@ fn human_output_and_explain() {
     let o = bin(&["--explain"], &keys, &[&cap]);
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("flow #1  10.0.0.1:40000 -> 10.0.0.2:179"), "{out}");
+    assert!(
+        out.contains("flow #1  10.0.0.1:40000 -> 10.0.0.2:179"),
+        "{out}"
+    );
     assert!(out.contains("good 3, bad 5"), "{out}");
     assert!(out.contains("TCPAOBad 5"), "{out}");
     assert!(
@@ -200,14 +213,25 @@ fn human_output_and_explain() {
     assert!(out.contains("result: FAIL"), "{out}");
     // The same with --json carries the diagnosis in the flow.
     let v = json(&bin(&["--json", "--explain"], &keys, &[&cap]));
-    assert!(v["flows"][0]["diagnosis"][0].as_str().unwrap().contains("include_options = false"));
+    assert!(
+        v["flows"][0]["diagnosis"][0]
+            .as_str()
+            .unwrap()
+            .contains("include_options = false")
+    );
     // --quiet prints only the summary.
     let o = bin(&["--quiet"], &keys, &[&cap]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(!out.contains("flow #1"), "{out}");
-    assert!(out.contains("summary:") && out.contains("result: FAIL"), "{out}");
+    assert!(
+        out.contains("summary:") && out.contains("result: FAIL"),
+        "{out}"
+    );
     // Secrets never appear in any output.
-    for args in [&["--json", "--segments", "--explain"][..], &["--segments"][..]] {
+    for args in [
+        &["--json", "--segments", "--explain"][..],
+        &["--segments"][..],
+    ] {
         let o = bin(args, &keys, &[&cap]);
         let all = [o.stdout, o.stderr].concat();
         assert!(!String::from_utf8_lossy(&all).contains("secret\""));
