@@ -37,6 +37,8 @@ use crate::mkt::{MasterKey, Mkt};
 pub const KDF_LABEL: &[u8] = b"TCP-AO";
 
 /// Keyed MAC state of one traffic key, cloned per segment.
+// Not boxed on purpose: the state is cloned for every segment, a box would allocate each time.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub(crate) enum MacState {
     HmacSha1(Hmac<Sha1>),

@@ -238,3 +238,57 @@ impl<'a> SegmentRef<'a> {
         TcpPacket::new_unchecked(self.tcp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_packet(flags_frag: u16, proto: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[3] = 40;
+        p[6..8].copy_from_slice(&flags_frag.to_be_bytes());
+        p[8] = 64;
+        p[9] = proto;
+        p[32] = 0x50;
+        p
+    }
+
+    #[test]
+    fn segment_ref_rejects_fragments_and_non_tcp() {
+        assert!(SegmentRef::parse(&v4_packet(0x4000, 6)).is_ok());
+        assert_eq!(
+            SegmentRef::parse(&v4_packet(0x2000, 6)),
+            Err(Error::Fragment)
+        );
+        assert_eq!(
+            SegmentRef::parse(&v4_packet(0x0001, 6)),
+            Err(Error::Fragment)
+        );
+        assert_eq!(SegmentRef::parse(&v4_packet(0, 17)), Err(Error::NotTcp(17)));
+        let mut p = v4_packet(0, 6);
+        p[0] = 0x55;
+        assert_eq!(SegmentRef::parse(&p), Err(Error::BadIpVersion(5)));
+        assert!(matches!(
+            SegmentRef::parse(&[]),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn segment_ref_ignores_link_padding() {
+        let mut p = v4_packet(0, 6);
+        p.extend_from_slice(&[0xee; 6]);
+        let seg = SegmentRef::parse(&p).unwrap();
+        assert_eq!(seg.tcp.len(), 20);
+        assert_eq!(seg.tcp_offset, 20);
+    }
+
+    #[test]
+    fn segment_ref_new_checks_families() {
+        let t = &v4_packet(0, 6)[20..];
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "::1".parse().unwrap();
+        assert_eq!(SegmentRef::new(a, b, t), Err(Error::AddressFamilyMismatch));
+    }
+}

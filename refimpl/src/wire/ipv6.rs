@@ -320,7 +320,7 @@ mod tests {
         let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
         let r = Ipv6Repr::parse(&p).unwrap();
         assert_eq!(r.payload_len, 20);
-        let mut out = vec![0xa5; 60];
+        let mut out = [0xa5; 60];
         r.emit(&mut Ipv6Packet::new_unchecked(&mut out[..]))
             .unwrap();
         assert_eq!(out[..40], buf[..40]);
