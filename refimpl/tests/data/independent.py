@@ -191,7 +191,7 @@ def main():
                     "rnext_key_id": rnd.randrange(256),
                     "sne": [0, 1, 0xDEADBEEF, 0xFFFFFFFF][n % 4],
                     "options": opts,
-                    "payload": bytes(rnd.randrange(256) for _ in range([0, 1, 33, 64][n % 4])).hex(),
+                    "payload": bytes(rnd.randrange(256) for _ in range([0, 1, 33, 64, 200, 1460][n % 6])).hex(),
                 }
                 if flags & 0x02:
                     case["sne"] = 0
