@@ -176,7 +176,7 @@ def main():
                     "auth": "ao",
                     "alg": alg,
                     "mac_len": mac_len,
-                    "include_options": n % 3 != 0,
+                    "include_options": n % 5 != 0,
                     "master_key_hex": keys[n % len(keys)].hex(),
                     "src": fam[0],
                     "dst": fam[1],
