@@ -12,7 +12,7 @@
 //! 4. the payload.
 //!
 //! The pieces are fed into the keyed MAC state incrementally; nothing is copied except
-//! the at most 104 header bytes assembled on the stack. Verification is constant time
+//! the at most 104 header bytes (and payloads up to 128 bytes) assembled on the stack. Verification is constant time
 //! (`verify_truncated_left`).
 
 use core::fmt;
@@ -24,7 +24,7 @@ use digest::Mac;
 use crate::algo::MAX_MAC_LEN;
 use crate::error::{Error, Result};
 use crate::kdf::{MacState, TrafficKey};
-use crate::wire::{self, IPPROTO_TCP, SegmentRef, TcpPacket};
+use crate::wire::{self, IPPROTO_TCP, SegmentRef};
 
 /// A computed MAC, 1 to 16 bytes. Not secret; `Debug` shows hex.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,8 +59,9 @@ impl fmt::Debug for MacTag {
 /// Feed the RFC 5925 §5.1 message for `seg` into `sink`.
 ///
 /// `ao` is the byte range of the TCP-AO option inside `seg.tcp` (as found by
-/// [`TcpPacket::auth_options`]). At most three calls are made: header bytes (SNE,
-/// pseudo-header, TCP header and covered options), then the payload.
+/// [`crate::wire::TcpPacket::auth_options`]). One or two calls are made: header bytes
+/// (SNE, pseudo-header, TCP header and covered options), then the payload, or both in one
+/// call when the payload is small.
 pub(crate) fn feed_message(
     sne: u32,
     seg: &SegmentRef<'_>,
@@ -70,8 +71,9 @@ pub(crate) fn feed_message(
 ) -> Result<()> {
     let tcp = seg.tcp;
     let tcp_len = tcp.len();
-    // SNE (4) + IPv6 pseudo-header (40) + TCP header with options (60) = 104 bytes max.
-    let mut buf = [0u8; 104];
+    // SNE (4) + IPv6 pseudo-header (40) + TCP header with options (60) = 104 bytes max,
+    // plus room for small payloads.
+    let mut buf = [0u8; 232];
     buf[..4].copy_from_slice(&sne.to_be_bytes());
     let mut n = 4;
     match (seg.src, seg.dst) {
@@ -97,8 +99,14 @@ pub(crate) fn feed_message(
         }
         _ => return Err(wire::Error::AddressFamilyMismatch.into()),
     }
-    let pkt = TcpPacket::new_checked(tcp)?;
-    let hl = pkt.header_len();
+    // The data offset, checked against the buffer (a `SegmentRef` built by hand may hold
+    // anything).
+    wire::need("TCP header", wire::TCP_HEADER_LEN, tcp_len)?;
+    let hl = usize::from(tcp[12] >> 4) * 4;
+    if hl < wire::TCP_HEADER_LEN {
+        return Err(wire::Error::BadDataOffset(tcp[12] >> 4).into());
+    }
+    wire::need("TCP header with options", hl, tcp_len)?;
     if ao.start < wire::TCP_HEADER_LEN || ao.end > hl || ao.end < ao.start + 4 {
         return Err(Error::NoAoOption);
     }
@@ -122,9 +130,16 @@ pub(crate) fn feed_message(
         buf[n + 4..n + 4 + mac_len].fill(0);
         n += ao.len();
     }
-    sink(&buf[..n]);
-    // RFC 5925 §5.1 (4): payload.
-    sink(&tcp[hl..]);
+    // RFC 5925 §5.1 (4): payload. Small payloads join the header bytes so that the MAC
+    // sees one contiguous update (multi-block compression in one call).
+    let payload = &tcp[hl..];
+    if n + payload.len() <= buf.len() {
+        buf[n..n + payload.len()].copy_from_slice(payload);
+        sink(&buf[..n + payload.len()]);
+    } else {
+        sink(&buf[..n]);
+        sink(payload);
+    }
     Ok(())
 }
 
@@ -156,6 +171,21 @@ fn run<M: Mac + Clone>(
     let mut m = m.clone();
     feed_message(sne, seg, ao, include, |b| m.update(b))?;
     Ok(m)
+}
+
+/// Clone the keyed state, feed the message and compare with `tag` in constant time,
+/// without moving the MAC state around.
+fn run_verify<M: Mac + Clone>(
+    m: &M,
+    sne: u32,
+    seg: &SegmentRef<'_>,
+    ao: &Range<usize>,
+    include: bool,
+    tag: &[u8],
+) -> Result<bool> {
+    let mut m = m.clone();
+    feed_message(sne, seg, ao, include, |b| m.update(b))?;
+    Ok(m.verify_truncated_left(tag).is_ok())
 }
 
 fn full_mac(
@@ -247,17 +277,11 @@ pub(crate) fn verify_mac_at(
     include_options: bool,
 ) -> Result<bool> {
     let tag = &seg.tcp[ao.start + 4..ao.end];
-    Ok(match key.state() {
-        MacState::HmacSha1(m) => run(m, sne, seg, ao, include_options)?
-            .verify_truncated_left(tag)
-            .is_ok(),
-        MacState::AesCmac128(m) => run(m, sne, seg, ao, include_options)?
-            .verify_truncated_left(tag)
-            .is_ok(),
-        MacState::HmacSha256(m) => run(m, sne, seg, ao, include_options)?
-            .verify_truncated_left(tag)
-            .is_ok(),
-    })
+    match key.state() {
+        MacState::HmacSha1(m) => run_verify(m, sne, seg, ao, include_options, tag),
+        MacState::AesCmac128(m) => run_verify(m, sne, seg, ao, include_options, tag),
+        MacState::HmacSha256(m) => run_verify(m, sne, seg, ao, include_options, tag),
+    }
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ def main():
                     "auth": "ao",
                     "alg": alg,
                     "mac_len": mac_len,
-                    "include_options": n % 3 != 0,
+                    "include_options": n % 5 != 0,
                     "master_key_hex": keys[n % len(keys)].hex(),
                     "src": fam[0],
                     "dst": fam[1],
@@ -191,7 +191,7 @@ def main():
                     "rnext_key_id": rnd.randrange(256),
                     "sne": [0, 1, 0xDEADBEEF, 0xFFFFFFFF][n % 4],
                     "options": opts,
-                    "payload": bytes(rnd.randrange(256) for _ in range([0, 1, 33, 64][n % 4])).hex(),
+                    "payload": bytes(rnd.randrange(256) for _ in range([0, 1, 33, 64, 200, 1460][n % 6])).hex(),
                 }
                 if flags & 0x02:
                     case["sne"] = 0
