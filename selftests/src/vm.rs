@@ -1058,12 +1058,12 @@ fn report(
 ) {
     let mut o = io::stdout().lock();
     let boot = boot.map_or_else(
-        || "never came up".into(),
-        |b| format!("{:.1}s", b.as_secs_f64()),
+        || "guest never came up".into(),
+        |b| format!("guest up after {:.1}s", b.as_secs_f64()),
     );
     let _ = writeln!(
         o,
-        "# vm: kernel {} ({}), {}, guest up after {boot}, total {:.1}s",
+        "# vm: kernel {} ({}), {}, {boot}, total {:.1}s",
         kernel.release.as_deref().unwrap_or("?"),
         kernel.origin,
         if kvm { "KVM" } else { "TCG" },
