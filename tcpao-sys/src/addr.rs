@@ -49,7 +49,10 @@ impl PeerPrefix {
         })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if len > max {
-            return Err(Error::invalid("prefix", format!("/{len} is longer than {max} bits")));
+            return Err(Error::invalid(
+                "prefix",
+                format!("/{len} is longer than {max} bits"),
+            ));
         }
         if len == 0 {
             return if addr.is_unspecified() {
@@ -75,7 +78,10 @@ impl PeerPrefix {
                 format!("{addr}/{len} has host bits set past the prefix"),
             ));
         }
-        Ok(Self { addr: Some(addr), len })
+        Ok(Self {
+            addr: Some(addr),
+            len,
+        })
     }
 
     /// The address, or `None` for any peer.
@@ -154,7 +160,10 @@ impl PeerPrefix {
         if addr.is_unspecified() {
             return Self::any();
         }
-        Self { addr: Some(addr), len }
+        Self {
+            addr: Some(addr),
+            len,
+        }
     }
 }
 
@@ -162,7 +171,10 @@ impl PeerPrefix {
 fn fold_mapped(addr: IpAddr, len: Option<u8>) -> (IpAddr, Option<u8>) {
     match addr {
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => (IpAddr::V4(v4), len.map(|l| l.checked_sub(96)).unwrap_or(Some(32))),
+            Some(v4) => (
+                IpAddr::V4(v4),
+                len.map(|l| l.checked_sub(96)).unwrap_or(Some(32)),
+            ),
             None => (addr, len.or(Some(128))),
         },
         IpAddr::V4(_) => (addr, len.or(Some(32))),
@@ -177,7 +189,11 @@ fn addr_bits(addr: IpAddr) -> u128 {
 }
 
 fn mask(len: u8, max: u8) -> u128 {
-    let all: u128 = if max == 32 { u128::from(u32::MAX) } else { u128::MAX };
+    let all: u128 = if max == 32 {
+        u128::from(u32::MAX)
+    } else {
+        u128::MAX
+    };
     // `checked_shr` because `u128 >> 128` overflows (a /128 host prefix).
     all & !all.checked_shr(u32::from(len)).unwrap_or(0)
 }
@@ -221,14 +237,15 @@ impl FromStr for PeerPrefix {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr =
-            a.parse().map_err(|_| Error::invalid("peer", format!("{a:?} is not an IP address")))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| Error::invalid("peer", format!("{a:?} is not an IP address")))?;
         match l {
             None => Self::host(addr),
             Some(l) => {
-                let len = l
-                    .parse()
-                    .map_err(|_| Error::invalid("prefix", format!("{l:?} is not a prefix length")))?;
+                let len = l.parse().map_err(|_| {
+                    Error::invalid("prefix", format!("{l:?} is not a prefix length"))
+                })?;
                 Self::new(addr, len)
             }
         }
@@ -246,15 +263,27 @@ mod tests {
     #[test]
     fn kernel_einval_cases_are_unrepresentable() {
         // prefix 0 with a specific address ("no prefix, addr")
-        assert!(matches!(p("10.0.0.1/0"), Err(Error::InvalidArgument { field: "prefix", .. })));
+        assert!(matches!(
+            p("10.0.0.1/0"),
+            Err(Error::InvalidArgument {
+                field: "prefix",
+                ..
+            })
+        ));
         // any-address with a prefix ("prefix, any addr")
-        assert!(matches!(p("0.0.0.0/8"), Err(Error::InvalidArgument { field: "peer", .. })));
+        assert!(matches!(
+            p("0.0.0.0/8"),
+            Err(Error::InvalidArgument { field: "peer", .. })
+        ));
         assert!(p("::/64").is_err());
         // too big prefix
         assert!(p("10.0.0.1/33").is_err());
         assert!(p("2001:db8::1/129").is_err());
         // host bits past the prefix ("too short prefix")
-        assert!(matches!(p("10.0.0.1/2"), Err(Error::InvalidArgument { field: "peer", .. })));
+        assert!(matches!(
+            p("10.0.0.1/2"),
+            Err(Error::InvalidArgument { field: "peer", .. })
+        ));
         assert!(p("2001:db8::1/64").is_err());
         // v4-mapped shorter than /96
         assert!(p("::ffff:10.0.0.0/95").is_err());
@@ -277,7 +306,11 @@ mod tests {
         assert_eq!(h6.prefix_len(), 128);
         assert!(h6.contains("2001:db8::1".parse().unwrap()));
         assert!(!h6.contains("2001:db8::2".parse().unwrap()));
-        assert!(p("10.0.0.1/32").unwrap().contains("10.0.0.1".parse().unwrap()));
+        assert!(
+            p("10.0.0.1/32")
+                .unwrap()
+                .contains("10.0.0.1".parse().unwrap())
+        );
     }
 
     #[test]
@@ -295,7 +328,10 @@ mod tests {
         assert_eq!(PeerPrefix::from_sockaddr(&ss6, 24), v4);
         let v6 = p("2001:db8::/32").unwrap();
         assert!(v6.to_sockaddr(libc::AF_INET).is_err());
-        assert_eq!(PeerPrefix::from_sockaddr(&v6.to_sockaddr(libc::AF_INET6).unwrap(), 32), v6);
+        assert_eq!(
+            PeerPrefix::from_sockaddr(&v6.to_sockaddr(libc::AF_INET6).unwrap(), 32),
+            v6
+        );
         let any = PeerPrefix::any().to_sockaddr(libc::AF_INET6).unwrap();
         assert_eq!(any.ss_family, libc::AF_INET6 as u16);
         assert!(any.__data.iter().all(|&b| b == 0));

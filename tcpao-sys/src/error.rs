@@ -48,7 +48,10 @@ impl Op {
     }
 
     fn is_set(self) -> bool {
-        matches!(self, Op::AddKey | Op::DelKey | Op::SetInfo | Op::SetRepair | Op::AddMd5 | Op::DelMd5)
+        matches!(
+            self,
+            Op::AddKey | Op::DelKey | Op::SetInfo | Op::SetRepair | Op::AddMd5 | Op::DelMd5
+        )
     }
 }
 
@@ -183,13 +186,16 @@ impl Error {
         match (op, errno) {
             (Op::Socket | Op::TcpRepair(_), _) => Error::Os { op, source },
             (_, libc::ENOPROTOOPT) => Error::Unsupported { op },
-            (Op::AddKey, libc::ENOENT) => {
-                Error::AlgorithmUnavailable { op, algorithm: algorithm.to_owned() }
-            }
+            (Op::AddKey, libc::ENOENT) => Error::AlgorithmUnavailable {
+                op,
+                algorithm: algorithm.to_owned(),
+            },
             (_, libc::ENOENT) => Error::NotFound { op },
             (Op::AddKey | Op::AddMd5, libc::EEXIST) => Error::IdConflict { op },
             (Op::DelKey | Op::SetInfo, libc::EBUSY) => Error::KeyInUse { op },
-            (Op::AddKey | Op::AddMd5 | Op::SetInfo, libc::EKEYREJECTED) => Error::Md5Conflict { op },
+            (Op::AddKey | Op::AddMd5 | Op::SetInfo, libc::EKEYREJECTED) => {
+                Error::Md5Conflict { op }
+            }
             (_, libc::EKEYREJECTED) => Error::KeyRejected { op },
             (Op::AddKey, libc::EMSGSIZE) => Error::MacTooLong { op },
             (_, libc::EISCONN) => Error::WrongState { op },
@@ -199,7 +205,10 @@ impl Error {
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::InvalidArgument { field, reason: reason.into() }
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
     }
 
     /// The errno behind this error, if it came from the kernel.
@@ -234,9 +243,21 @@ mod tests {
 
     #[test]
     fn enoent_means_algorithm_on_add_and_not_found_elsewhere() {
-        assert!(matches!(map(Op::AddKey, libc::ENOENT), Error::AlgorithmUnavailable { ref algorithm, .. } if algorithm == "hmac(x)"));
-        for op in [Op::DelKey, Op::GetInfo, Op::SetInfo, Op::GetKeys, Op::GetRepair, Op::DelMd5] {
-            assert!(matches!(map(op, libc::ENOENT), Error::NotFound { op: o } if o == op), "{op}");
+        assert!(
+            matches!(map(Op::AddKey, libc::ENOENT), Error::AlgorithmUnavailable { ref algorithm, .. } if algorithm == "hmac(x)")
+        );
+        for op in [
+            Op::DelKey,
+            Op::GetInfo,
+            Op::SetInfo,
+            Op::GetKeys,
+            Op::GetRepair,
+            Op::DelMd5,
+        ] {
+            assert!(
+                matches!(map(op, libc::ENOENT), Error::NotFound { op: o } if o == op),
+                "{op}"
+            );
         }
     }
 
@@ -244,14 +265,38 @@ mod tests {
     fn errno_table_maps_each_variant() {
         assert!(map(Op::AddKey, libc::ENOPROTOOPT).is_unsupported());
         assert!(map(Op::AddMd5, libc::ENOPROTOOPT).is_unsupported());
-        assert!(matches!(map(Op::AddKey, libc::EEXIST), Error::IdConflict { .. }));
-        assert!(matches!(map(Op::DelKey, libc::EBUSY), Error::KeyInUse { .. }));
-        assert!(matches!(map(Op::AddKey, libc::EKEYREJECTED), Error::Md5Conflict { .. }));
-        assert!(matches!(map(Op::AddMd5, libc::EKEYREJECTED), Error::Md5Conflict { .. }));
-        assert!(matches!(map(Op::DelKey, libc::EKEYREJECTED), Error::KeyRejected { .. }));
-        assert!(matches!(map(Op::AddKey, libc::EMSGSIZE), Error::MacTooLong { .. }));
-        assert!(matches!(map(Op::SetInfo, libc::EISCONN), Error::WrongState { .. }));
-        assert!(matches!(map(Op::SetRepair, libc::EPERM), Error::NotInRepairMode { .. }));
+        assert!(matches!(
+            map(Op::AddKey, libc::EEXIST),
+            Error::IdConflict { .. }
+        ));
+        assert!(matches!(
+            map(Op::DelKey, libc::EBUSY),
+            Error::KeyInUse { .. }
+        ));
+        assert!(matches!(
+            map(Op::AddKey, libc::EKEYREJECTED),
+            Error::Md5Conflict { .. }
+        ));
+        assert!(matches!(
+            map(Op::AddMd5, libc::EKEYREJECTED),
+            Error::Md5Conflict { .. }
+        ));
+        assert!(matches!(
+            map(Op::DelKey, libc::EKEYREJECTED),
+            Error::KeyRejected { .. }
+        ));
+        assert!(matches!(
+            map(Op::AddKey, libc::EMSGSIZE),
+            Error::MacTooLong { .. }
+        ));
+        assert!(matches!(
+            map(Op::SetInfo, libc::EISCONN),
+            Error::WrongState { .. }
+        ));
+        assert!(matches!(
+            map(Op::SetRepair, libc::EPERM),
+            Error::NotInRepairMode { .. }
+        ));
         let e = map(Op::AddKey, libc::EINVAL);
         assert!(matches!(e, Error::Os { op: Op::AddKey, .. }));
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL));

@@ -50,7 +50,10 @@ fn set_info_raw(fd: BorrowedFd<'_>, raw: &uapi::tcp_ao_info_opt) -> Result<()> {
 fn update_info(fd: BorrowedFd<'_>, f: impl FnOnce(&mut uapi::tcp_ao_info_opt)) -> Result<()> {
     let cur = get_info_raw(fd)?.unwrap_or_default();
     let keep = uapi::tcp_ao_info_opt::AO_REQUIRED | uapi::tcp_ao_info_opt::ACCEPT_ICMPS;
-    let mut raw = uapi::tcp_ao_info_opt { bitfield: cur.bitfield & keep, ..Default::default() };
+    let mut raw = uapi::tcp_ao_info_opt {
+        bitfield: cur.bitfield & keep,
+        ..Default::default()
+    };
     f(&mut raw);
     set_info_raw(fd, &raw)
 }
@@ -66,14 +69,19 @@ fn set_flag(fd: BorrowedFd<'_>, mask: u32, on: bool) -> Result<()> {
 }
 
 pub(crate) fn keys(fd: BorrowedFd<'_>, filter: &KeyFilter) -> Result<Vec<AoKeyInfo>> {
-    let fam = if matches!(filter, KeyFilter::Key(_)) { family(fd)? } else { 0 };
+    let fam = if matches!(filter, KeyFilter::Key(_)) {
+        family(fd)?
+    } else {
+        0
+    };
     let template = |out: &mut uapi::tcp_ao_getsockopt| -> Result<()> {
         match *filter {
             KeyFilter::All => out.bitfield = uapi::tcp_ao_getsockopt::GET_ALL,
             KeyFilter::Current => out.bitfield = uapi::tcp_ao_getsockopt::IS_CURRENT,
             KeyFilter::RNext => out.bitfield = uapi::tcp_ao_getsockopt::IS_RNEXT,
             KeyFilter::CurrentAndRNext => {
-                out.bitfield = uapi::tcp_ao_getsockopt::IS_CURRENT | uapi::tcp_ao_getsockopt::IS_RNEXT;
+                out.bitfield =
+                    uapi::tcp_ao_getsockopt::IS_CURRENT | uapi::tcp_ao_getsockopt::IS_RNEXT;
             }
             KeyFilter::Key(sel) => {
                 out.addr = sel.peer.to_sockaddr(fam)?;
@@ -91,10 +99,12 @@ pub(crate) fn keys(fd: BorrowedFd<'_>, filter: &KeyFilter) -> Result<Vec<AoKeyIn
     // retry a few times.
     let mut cap = 8usize;
     for _ in 0..8 {
-        let mut buf: Vec<uapi::tcp_ao_getsockopt> =
-            (0..cap).map(|_| uapi::tcp_ao_getsockopt::default()).collect();
+        let mut buf: Vec<uapi::tcp_ao_getsockopt> = (0..cap)
+            .map(|_| uapi::tcp_ao_getsockopt::default())
+            .collect();
         template(&mut buf[0])?;
-        let total = sys::getsockopt_ao_keys(fd, &mut buf).map_err(|e| Error::from_os(Op::GetKeys, e))?;
+        let total =
+            sys::getsockopt_ao_keys(fd, &mut buf).map_err(|e| Error::from_os(Op::GetKeys, e))?;
         let total = total as usize;
         if total <= cap {
             return Ok(buf[..total].iter().map(AoKeyInfo::from_uapi).collect());
@@ -142,7 +152,12 @@ pub trait TcpAoExt: AsFd {
     /// # Errors
     /// As [`TcpAoExt::del_ao_key`]; [`Error::NotFound`] also if a replacement is missing or is
     /// the key being deleted.
-    fn del_ao_key_replacing(&self, key: &KeySelector, current: Option<u8>, rnext: Option<u8>) -> Result<()> {
+    fn del_ao_key_replacing(
+        &self,
+        key: &KeySelector,
+        current: Option<u8>,
+        rnext: Option<u8>,
+    ) -> Result<()> {
         let mut raw = key.to_del(family(self.as_fd())?)?;
         if let Some(c) = current {
             raw.bitfield |= uapi::tcp_ao_del::SET_CURRENT;
@@ -284,8 +299,13 @@ pub trait TcpAoExt: AsFd {
     /// # Errors
     /// As [`TcpAoExt::ao_repair`].
     fn set_ao_repair(&self, r: &AoRepair) -> Result<()> {
-        sys::setsockopt(self.as_fd(), uapi::SOL_TCP, uapi::TCP_AO_REPAIR, &r.to_uapi())
-            .map_err(|e| Error::from_os(Op::SetRepair, e))
+        sys::setsockopt(
+            self.as_fd(),
+            uapi::SOL_TCP,
+            uapi::TCP_AO_REPAIR,
+            &r.to_uapi(),
+        )
+        .map_err(|e| Error::from_os(Op::SetRepair, e))
     }
 }
 
@@ -311,8 +331,8 @@ fn md5_raw(fd: BorrowedFd<'_>, peer: &PeerPrefix, vrf: Option<u32>) -> Result<ua
     };
     if let Some(i) = vrf {
         raw.tcpm_flags |= uapi::TCP_MD5SIG_FLAG_IFINDEX;
-        raw.tcpm_ifindex =
-            i32::try_from(i).map_err(|_| Error::invalid("vrf", format!("ifindex {i} exceeds i32")))?;
+        raw.tcpm_ifindex = i32::try_from(i)
+            .map_err(|_| Error::invalid("vrf", format!("ifindex {i} exceeds i32")))?;
     }
     Ok(raw)
 }

@@ -82,7 +82,11 @@ pub struct AoKeyInfo {
 impl AoKeyInfo {
     pub(crate) fn from_uapi(raw: &uapi::tcp_ao_getsockopt) -> Self {
         let bit = |m: u16| raw.bitfield & m != 0;
-        let name_end = raw.alg_name.iter().position(|&b| b == 0).unwrap_or(raw.alg_name.len());
+        let name_end = raw
+            .alg_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.alg_name.len());
         let name = String::from_utf8_lossy(&raw.alg_name[..name_end]);
         let keylen = usize::from(raw.keylen).min(uapi::TCP_AO_MAXKEYLEN);
         let vrf = (raw.keyflags & uapi::TCP_AO_KEYF_IFINDEX != 0).then_some(raw.ifindex as u32);

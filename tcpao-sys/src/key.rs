@@ -24,10 +24,17 @@ impl MasterKey {
         if bytes.is_empty() || bytes.len() > uapi::TCP_AO_MAXKEYLEN {
             return Err(Error::invalid(
                 "key",
-                format!("length {} is not in 1..={}", bytes.len(), uapi::TCP_AO_MAXKEYLEN),
+                format!(
+                    "length {} is not in 1..={}",
+                    bytes.len(),
+                    uapi::TCP_AO_MAXKEYLEN
+                ),
             ));
         }
-        let mut k = Self { bytes: [0; uapi::TCP_AO_MAXKEYLEN], len: bytes.len() as u8 };
+        let mut k = Self {
+            bytes: [0; uapi::TCP_AO_MAXKEYLEN],
+            len: bytes.len() as u8,
+        };
         k.bytes[..bytes.len()].copy_from_slice(bytes);
         Ok(k)
     }
@@ -49,7 +56,10 @@ impl MasterKey {
 
     /// Duplicate the key (an explicit copy of secret material).
     pub fn duplicate(&self) -> Self {
-        Self { bytes: self.bytes, len: self.len }
+        Self {
+            bytes: self.bytes,
+            len: self.len,
+        }
     }
 }
 
@@ -57,7 +67,12 @@ impl PartialEq for MasterKey {
     /// Constant-time-ish comparison (no early exit on the first differing byte).
     fn eq(&self, other: &Self) -> bool {
         self.len == other.len
-            && self.bytes.iter().zip(other.bytes.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            && self
+                .bytes
+                .iter()
+                .zip(other.bytes.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 
@@ -86,8 +101,11 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// The algorithms every TCP-AO kernel is expected to take.
-    pub const WELL_KNOWN: [Algorithm; 3] =
-        [Algorithm::HmacSha1, Algorithm::AesCmac128, Algorithm::HmacSha256];
+    pub const WELL_KNOWN: [Algorithm; 3] = [
+        Algorithm::HmacSha1,
+        Algorithm::AesCmac128,
+        Algorithm::HmacSha256,
+    ];
 
     /// The name given to the kernel (`alg_name`).
     pub fn kernel_name(&self) -> &str {
@@ -164,7 +182,12 @@ pub struct KeySelector {
 impl KeySelector {
     /// A selector without VRF binding.
     pub fn new(peer: PeerPrefix, send_id: u8, recv_id: u8) -> Self {
-        Self { peer, send_id, recv_id, vrf: None }
+        Self {
+            peer,
+            send_id,
+            recv_id,
+            vrf: None,
+        }
     }
 
     pub(crate) fn to_del(self, family: i32) -> Result<uapi::tcp_ao_del> {
@@ -195,7 +218,7 @@ pub(crate) fn vrf_fields(vrf: Option<u32>) -> Result<(u8, i32)> {
 /// A Master Key Tuple to install with `TCP_AO_ADD_KEY` (RFC 5925 §3.1).
 ///
 /// ```
-/// use tcpao_sys::{AoKey, Algorithm, MasterKey, PeerPrefix};
+/// use tcpao_sys::{AoKey, Algorithm, MasterKey};
 /// let key = AoKey::new(
 ///     "192.0.2.0/24".parse()?,
 ///     1, 1,
@@ -221,7 +244,13 @@ pub struct AoKey {
 impl AoKey {
     /// A key for `peer` with the given SendID/RecvID, algorithm and master key; default MAC
     /// length (12), TCP options included in the MAC, no VRF binding.
-    pub fn new(peer: PeerPrefix, send_id: u8, recv_id: u8, algorithm: Algorithm, key: MasterKey) -> Self {
+    pub fn new(
+        peer: PeerPrefix,
+        send_id: u8,
+        recv_id: u8,
+        algorithm: Algorithm,
+        key: MasterKey,
+    ) -> Self {
         Self {
             selector: KeySelector::new(peer, send_id, recv_id),
             algorithm,
@@ -244,7 +273,10 @@ impl AoKey {
         }
         if let Some(d) = self.algorithm.digest_len() {
             if len > d {
-                return Err(Error::invalid("mac_len", format!("{len} exceeds the {d}-byte digest")));
+                return Err(Error::invalid(
+                    "mac_len",
+                    format!("{len} exceeds the {d}-byte digest"),
+                ));
             }
         }
         self.mac_len = Some(len);
@@ -371,8 +403,14 @@ mod tests {
         assert!(!format!("{raw:?}").contains("sekrit"));
         assert!(!format!("{key:?}").contains("sekrit"));
         assert_eq!(&raw.alg_name[..13], b"cmac(aes128)\0");
-        assert_eq!((raw.prefix, raw.sndid, raw.rcvid, raw.maclen, raw.keylen), (8, 5, 6, 4, 15));
-        assert_eq!(raw.keyflags, uapi::TCP_AO_KEYF_IFINDEX | uapi::TCP_AO_KEYF_EXCLUDE_OPT);
+        assert_eq!(
+            (raw.prefix, raw.sndid, raw.rcvid, raw.maclen, raw.keylen),
+            (8, 5, 6, 4, 15)
+        );
+        assert_eq!(
+            raw.keyflags,
+            uapi::TCP_AO_KEYF_IFINDEX | uapi::TCP_AO_KEYF_EXCLUDE_OPT
+        );
         assert_eq!(raw.ifindex, 7);
         assert_eq!(raw.bitfield, uapi::tcp_ao_add::SET_RNEXT);
         assert_eq!(raw.reserved2, 0);
@@ -382,14 +420,28 @@ mod tests {
 
     #[test]
     fn mac_len_and_algorithm_names_are_validated() {
-        let mk = || AoKey::new(PeerPrefix::any(), 1, 1, Algorithm::HmacSha1, MasterKey::new(b"k").unwrap());
+        let mk = || {
+            AoKey::new(
+                PeerPrefix::any(),
+                1,
+                1,
+                Algorithm::HmacSha1,
+                MasterKey::new(b"k").unwrap(),
+            )
+        };
         assert!(mk().mac_len(0).is_err());
         assert!(mk().mac_len(17).is_err());
         assert!(mk().mac_len(16).is_ok());
         let long = Algorithm::Raw("x".repeat(64));
         assert!(long.to_alg_name().is_err());
         assert!(Algorithm::Raw("a\0b".into()).to_alg_name().is_err());
-        assert_eq!(Algorithm::from_kernel_name("cmac(aes)"), Algorithm::AesCmac128);
-        assert_eq!(Algorithm::from_kernel_name("hmac(sha512)"), Algorithm::Raw("hmac(sha512)".into()));
+        assert_eq!(
+            Algorithm::from_kernel_name("cmac(aes)"),
+            Algorithm::AesCmac128
+        );
+        assert_eq!(
+            Algorithm::from_kernel_name("hmac(sha512)"),
+            Algorithm::Raw("hmac(sha512)".into())
+        );
     }
 }

@@ -5,7 +5,7 @@
 use crate::addr::PeerPrefix;
 use crate::error::{Error, Op, Result};
 use crate::ext::{Md5Ext, Md5Key, add_key};
-use crate::key::{AoKey, Algorithm, MasterKey};
+use crate::key::{Algorithm, AoKey, MasterKey};
 use crate::sys;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -35,7 +35,13 @@ fn throwaway() -> Result<OwnedFd> {
 /// [`Error::Unsupported`] when the kernel has no TCP-AO; other unexpected failures.
 pub fn probe_algorithm(algorithm: &Algorithm) -> Result<bool> {
     let sock = throwaway()?;
-    let key = AoKey::new(PeerPrefix::any(), 0, 0, algorithm.clone(), MasterKey::new(&[0x5a; 16])?);
+    let key = AoKey::new(
+        PeerPrefix::any(),
+        0,
+        0,
+        algorithm.clone(),
+        MasterKey::new(&[0x5a; 16])?,
+    );
     match add_key(sock.as_fd(), &key) {
         Ok(()) => Ok(true),
         Err(Error::AlgorithmUnavailable { .. }) => Ok(false),
@@ -49,7 +55,11 @@ pub fn probe_algorithm(algorithm: &Algorithm) -> Result<bool> {
 /// Unexpected failures other than [`Error::Unsupported`].
 pub fn probe_md5() -> Result<bool> {
     let sock = throwaway()?;
-    let key = Md5Key { peer: PeerPrefix::any(), vrf: None, key: MasterKey::new(&[0x5a; 16])? };
+    let key = Md5Key {
+        peer: PeerPrefix::any(),
+        vrf: None,
+        key: MasterKey::new(&[0x5a; 16])?,
+    };
     match sock.add_md5_key(&key) {
         Ok(()) => Ok(true),
         Err(Error::Unsupported { .. }) => Ok(false),
@@ -72,7 +82,12 @@ pub fn probe_md5() -> Result<bool> {
 /// Only unexpected failures (e.g. no sockets at all); a kernel without TCP-AO is
 /// `Ok(Capabilities { tcp_ao: false, .. })`.
 pub fn probe(extra: &[Algorithm]) -> Result<Capabilities> {
-    let mut caps = Capabilities { tcp_ao: true, algorithms: vec![], unavailable: vec![], tcp_md5: false };
+    let mut caps = Capabilities {
+        tcp_ao: true,
+        algorithms: vec![],
+        unavailable: vec![],
+        tcp_md5: false,
+    };
     for alg in Algorithm::WELL_KNOWN.iter().chain(extra) {
         match probe_algorithm(alg) {
             Ok(true) => caps.algorithms.push(alg.clone()),

@@ -79,7 +79,12 @@ pub fn getsockopt_bytes<F: AsFd + ?Sized>(
 ///
 /// # Errors
 /// The OS error.
-pub fn set_int_option<F: AsFd + ?Sized>(fd: &F, level: i32, name: i32, value: i32) -> io::Result<()> {
+pub fn set_int_option<F: AsFd + ?Sized>(
+    fd: &F,
+    level: i32,
+    name: i32,
+    value: i32,
+) -> io::Result<()> {
     sys::setsockopt(fd.as_fd(), level, name, &value)
 }
 
@@ -95,7 +100,10 @@ pub fn int_option<F: AsFd + ?Sized>(fd: &F, level: i32, name: i32) -> io::Result
         if n == 1 {
             return Ok(i32::from(v.to_ne_bytes()[0]));
         }
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("option returned {n} bytes")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("option returned {n} bytes"),
+        ));
     }
     Ok(v)
 }
@@ -111,7 +119,10 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         set_int_option(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, 65536).unwrap();
         // Linux doubles the value for bookkeeping.
-        assert_eq!(int_option(&l, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap(), 131072);
+        assert_eq!(
+            int_option(&l, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap(),
+            131072
+        );
     }
 
     #[test]
@@ -119,27 +130,55 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut b = [0u8; 4];
         // optlen larger than the buffer is refused before the kernel sees it.
-        let e = setsockopt_bytes(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, Some(&b), Some(8)).unwrap_err();
+        let e =
+            setsockopt_bytes(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, Some(&b), Some(8)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        let e = getsockopt_bytes(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, Some(&mut b), OptLen::Value(5))
-            .unwrap_err();
+        let e = getsockopt_bytes(
+            &l,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            Some(&mut b),
+            OptLen::Value(5),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         // NULL optval with a length: EFAULT from the kernel.
         let e = setsockopt_bytes(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, None, Some(4)).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EFAULT));
         // NULL optlen: EFAULT.
-        let e = getsockopt_bytes(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, Some(&mut b), OptLen::Null)
-            .unwrap_err();
+        let e = getsockopt_bytes(
+            &l,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            Some(&mut b),
+            OptLen::Null,
+        )
+        .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EFAULT));
         // Negative optlen: EINVAL (optval NULL, never written).
-        let e = getsockopt_bytes(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, Some(&mut b), OptLen::Value(-1))
-            .unwrap_err();
+        let e = getsockopt_bytes(
+            &l,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            Some(&mut b),
+            OptLen::Value(-1),
+        )
+        .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
         // A real read through the byte API.
-        let n = getsockopt_bytes(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, Some(&mut b), OptLen::Buffer)
-            .unwrap();
+        let n = getsockopt_bytes(
+            &l,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            Some(&mut b),
+            OptLen::Buffer,
+        )
+        .unwrap();
         assert_eq!(n, Some(4));
-        assert_eq!(i32::from_ne_bytes(b), int_option(&l, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap());
+        assert_eq!(
+            i32::from_ne_bytes(b),
+            int_option(&l, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap()
+        );
     }
 
     #[test]
@@ -147,12 +186,24 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut b = vec![0u8; 304];
         b[272..276].copy_from_slice(&4u32.to_ne_bytes()); // nkeys = 4 but room for one
-        let e = getsockopt_bytes(&l, uapi::SOL_TCP, uapi::TCP_AO_GET_KEYS, Some(&mut b), OptLen::Value(304))
-            .unwrap_err();
+        let e = getsockopt_bytes(
+            &l,
+            uapi::SOL_TCP,
+            uapi::TCP_AO_GET_KEYS,
+            Some(&mut b),
+            OptLen::Value(304),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         let mut small = vec![0u8; 100];
-        let e = getsockopt_bytes(&l, uapi::SOL_TCP, uapi::TCP_AO_GET_KEYS, Some(&mut small), OptLen::Buffer)
-            .unwrap_err();
+        let e = getsockopt_bytes(
+            &l,
+            uapi::SOL_TCP,
+            uapi::TCP_AO_GET_KEYS,
+            Some(&mut small),
+            OptLen::Buffer,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 }

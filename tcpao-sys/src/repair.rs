@@ -72,7 +72,8 @@ pub struct RepairWindow {
 }
 
 fn set_int<F: AsFd + ?Sized>(fd: &F, name: i32, opt: &'static str, v: i32) -> Result<()> {
-    sys::setsockopt(fd.as_fd(), uapi::SOL_TCP, name, &v).map_err(|e| Error::from_os(Op::TcpRepair(opt), e))
+    sys::setsockopt(fd.as_fd(), uapi::SOL_TCP, name, &v)
+        .map_err(|e| Error::from_os(Op::TcpRepair(opt), e))
 }
 
 fn get_int<F: AsFd + ?Sized>(fd: &F, name: i32, opt: &'static str) -> Result<i32> {
@@ -174,18 +175,30 @@ pub fn set_repair_options<F: AsFd + ?Sized>(fd: &F, opts: &[RepairOption]) -> Re
     let mut raw = Vec::with_capacity(opts.len());
     for o in opts {
         raw.push(match *o {
-            RepairOption::Mss(m) => uapi::tcp_repair_opt { opt_code: uapi::TCPOPT_MSS, opt_val: u32::from(m) },
+            RepairOption::Mss(m) => uapi::tcp_repair_opt {
+                opt_code: uapi::TCPOPT_MSS,
+                opt_val: u32::from(m),
+            },
             RepairOption::WindowScale { snd, rcv } => {
                 if snd > 14 || rcv > 14 {
-                    return Err(Error::invalid("window_scale", format!("{snd}/{rcv} exceeds 14")));
+                    return Err(Error::invalid(
+                        "window_scale",
+                        format!("{snd}/{rcv} exceeds 14"),
+                    ));
                 }
                 uapi::tcp_repair_opt {
                     opt_code: uapi::TCPOPT_WINDOW,
                     opt_val: u32::from(snd) | (u32::from(rcv) << 16),
                 }
             }
-            RepairOption::SackPermitted => uapi::tcp_repair_opt { opt_code: uapi::TCPOPT_SACK_PERM, opt_val: 0 },
-            RepairOption::Timestamps => uapi::tcp_repair_opt { opt_code: uapi::TCPOPT_TIMESTAMP, opt_val: 0 },
+            RepairOption::SackPermitted => uapi::tcp_repair_opt {
+                opt_code: uapi::TCPOPT_SACK_PERM,
+                opt_val: 0,
+            },
+            RepairOption::Timestamps => uapi::tcp_repair_opt {
+                opt_code: uapi::TCPOPT_TIMESTAMP,
+                opt_val: 0,
+            },
         });
     }
     sys::setsockopt_slice(fd.as_fd(), uapi::SOL_TCP, uapi::TCP_REPAIR_OPTIONS, &raw)
@@ -266,7 +279,10 @@ impl TcpInfo {
     pub fn repair_options(&self, mss: u16) -> Vec<RepairOption> {
         let mut v = vec![RepairOption::Mss(mss)];
         if self.wscale() {
-            v.push(RepairOption::WindowScale { snd: self.snd_wscale, rcv: self.rcv_wscale });
+            v.push(RepairOption::WindowScale {
+                snd: self.snd_wscale,
+                rcv: self.rcv_wscale,
+            });
         }
         if self.sack() {
             v.push(RepairOption::SackPermitted);
@@ -295,8 +311,11 @@ pub fn tcp_info<F: AsFd + ?Sized>(fd: &F) -> Result<TcpInfo> {
     let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
     // `__u8 tcpi_snd_wscale:4, tcpi_rcv_wscale:4;` at byte 6: GCC puts the first member in the
     // low nibble on little-endian targets and in the high nibble on big-endian ones.
-    let (snd_wscale, rcv_wscale) =
-        if cfg!(target_endian = "big") { (b[6] >> 4, b[6] & 0xf) } else { (b[6] & 0xf, b[6] >> 4) };
+    let (snd_wscale, rcv_wscale) = if cfg!(target_endian = "big") {
+        (b[6] >> 4, b[6] & 0xf)
+    } else {
+        (b[6] & 0xf, b[6] >> 4)
+    };
     Ok(TcpInfo {
         state: b[0],
         options: b[5],
@@ -335,7 +354,14 @@ mod tests {
     #[test]
     fn window_scale_is_validated() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let e = set_repair_options(&l, &[RepairOption::WindowScale { snd: 15, rcv: 0 }]).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument { field: "window_scale", .. }));
+        let e =
+            set_repair_options(&l, &[RepairOption::WindowScale { snd: 15, rcv: 0 }]).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::InvalidArgument {
+                field: "window_scale",
+                ..
+            }
+        ));
     }
 }

@@ -120,7 +120,11 @@ impl<S: AsFd> AoListener<S> {
             Err(Error::NotFound { .. }) => vec![],
             r => r?,
         };
-        Ok(keys.into_iter().map(|k| k.selector).filter(|s| s.peer.contains(peer)).collect())
+        Ok(keys
+            .into_iter()
+            .map(|k| k.selector)
+            .filter(|s| s.peer.contains(peer))
+            .collect())
     }
 
     /// Compare an accepted socket's keys with the listener's current keys for `peer`.
@@ -161,7 +165,10 @@ impl AcceptCheck {
 ///
 /// # Errors
 /// As [`TcpAoExt::ao_keys`] (except that no TCP-AO state is `Unauthenticated`).
-pub fn check_accepted<C: AsFd + ?Sized>(child: &C, expected: &[KeySelector]) -> Result<AcceptCheck> {
+pub fn check_accepted<C: AsFd + ?Sized>(
+    child: &C,
+    expected: &[KeySelector],
+) -> Result<AcceptCheck> {
     let have = match child.ao_keys(&KeyFilter::All) {
         Err(Error::NotFound { .. }) => return Ok(AcceptCheck::Unauthenticated),
         r => r?,
@@ -175,7 +182,15 @@ pub fn check_accepted<C: AsFd + ?Sized>(child: &C, expected: &[KeySelector]) -> 
     if have_set == want_set {
         return Ok(AcceptCheck::Matches);
     }
-    let missing = expected.iter().filter(|s| !have_set.contains(s)).copied().collect();
-    let extra = have.iter().filter(|s| !want_set.contains(s)).copied().collect();
+    let missing = expected
+        .iter()
+        .filter(|s| !have_set.contains(s))
+        .copied()
+        .collect();
+    let extra = have
+        .iter()
+        .filter(|s| !want_set.contains(s))
+        .copied()
+        .collect();
     Ok(AcceptCheck::Mismatch { missing, extra })
 }

@@ -53,16 +53,29 @@ impl<'s, S: AsFd + ?Sized> Rotation<'s, S> {
     pub fn start(sock: &'s S, old: KeySelector, successor: &AoKey) -> Result<Self> {
         let new = successor.selector();
         if new == old {
-            return Err(Error::invalid("successor", "same identity as the old key; use replace_key"));
+            return Err(Error::invalid(
+                "successor",
+                "same identity as the old key; use replace_key",
+            ));
         }
         sock.add_ao_key(successor)?;
         sock.set_ao_rnext_key(new.recv_id)?;
         let baseline_good = Self::good_of(sock, &new)?;
-        Ok(Self { sock, old, new, baseline_good, done: false })
+        Ok(Self {
+            sock,
+            old,
+            new,
+            baseline_good,
+            done: false,
+        })
     }
 
     fn good_of(sock: &S, sel: &KeySelector) -> Result<u64> {
-        Ok(sock.ao_keys(&KeyFilter::Key(*sel))?.iter().find(|k| k.selector == *sel).map_or(0, |k| k.good))
+        Ok(sock
+            .ao_keys(&KeyFilter::Key(*sel))?
+            .iter()
+            .find(|k| k.selector == *sel)
+            .map_or(0, |k| k.good))
     }
 
     /// The successor's identity.
@@ -82,10 +95,14 @@ impl<'s, S: AsFd + ?Sized> Rotation<'s, S> {
         let current = self.sock.ao_info()?.and_then(|i| i.current_key);
         let peer_has_it = good > self.baseline_good || current == Some(self.new.send_id);
         if !peer_has_it {
-            return Ok(RotationStatus::Pending { successor_good: good, current_key: current });
+            return Ok(RotationStatus::Pending {
+                successor_good: good,
+                current_key: current,
+            });
         }
         if current == Some(self.old.send_id) {
-            self.sock.del_ao_key_replacing(&self.old, Some(self.new.send_id), None)?;
+            self.sock
+                .del_ao_key_replacing(&self.old, Some(self.new.send_id), None)?;
         } else {
             self.sock.del_ao_key(&self.old)?;
         }
@@ -105,7 +122,9 @@ impl<'s, S: AsFd + ?Sized> Rotation<'s, S> {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::RotationTimedOut { successor: self.new });
+                return Err(Error::RotationTimedOut {
+                    successor: self.new,
+                });
             }
             std::thread::sleep(interval.min(deadline - now));
         }

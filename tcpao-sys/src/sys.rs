@@ -48,12 +48,20 @@ unsafe impl Pod for uapi::tcp_repair_window {}
 unsafe impl<const N: usize> Pod for [u8; N] {}
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 fn socklen(len: usize) -> io::Result<libc::socklen_t> {
-    libc::socklen_t::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option length exceeds socklen_t"))
+    libc::socklen_t::try_from(len).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "option length exceeds socklen_t",
+        )
+    })
 }
 
 /// `setsockopt(fd, level, name, vals, size_of_val(vals))` for a slice of plain-old-data values.
@@ -63,7 +71,7 @@ pub(crate) fn setsockopt_slice<T: Pod>(
     name: libc::c_int,
     vals: &[T],
 ) -> io::Result<()> {
-    let len = socklen(size_of::<T>() * vals.len())?;
+    let len = socklen(size_of_val(vals))?;
     // SAFETY: `vals` is a live shared borrow of exactly `len` bytes for the whole call; the
     // kernel only reads from `optval`. `fd` is a borrowed, open descriptor.
     let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, vals.as_ptr().cast(), len) };
@@ -90,14 +98,23 @@ pub(crate) fn getsockopt_slice<T: Pod>(
 ) -> io::Result<usize> {
     if level == uapi::SOL_TCP && name == uapi::TCP_AO_GET_KEYS {
         // Writes past optlen (see `getsockopt_ao_keys`); never through the generic path.
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "use getsockopt_ao_keys"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "use getsockopt_ao_keys",
+        ));
     }
-    let mut len = socklen(size_of::<T>() * vals.len())?;
+    let mut len = socklen(size_of_val(vals))?;
     // SAFETY: `vals` is an exclusive borrow of exactly `len` bytes; the kernel writes at most
     // `len` bytes there and `T: Pod` makes any written bytes a valid `T`. `len` is a live
     // local. `fd` is a borrowed, open descriptor.
     let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), level, name, vals.as_mut_ptr().cast(), &raw mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            vals.as_mut_ptr().cast(),
+            &raw mut len,
+        )
     };
     cvt(rc)?;
     Ok(len as usize)
@@ -190,7 +207,13 @@ pub(crate) fn getsockopt_raw(
         RawOptLen::Null => {
             // SAFETY: both pointers are NULL; the kernel cannot write anywhere (EFAULT).
             let rc = unsafe {
-                libc::getsockopt(fd.as_raw_fd(), level, name, ptr::null_mut(), ptr::null_mut())
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    level,
+                    name,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
             };
             cvt(rc)?;
             Ok(None)
@@ -232,7 +255,10 @@ pub(crate) fn getsockopt_ao_keys(
     keys: &mut [uapi::tcp_ao_getsockopt],
 ) -> io::Result<u32> {
     if keys.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty TCP_AO_GET_KEYS buffer"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty TCP_AO_GET_KEYS buffer",
+        ));
     }
     let cap = u32::try_from(keys.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many keys"))?;
@@ -269,7 +295,11 @@ pub(crate) fn socket_family(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: `ss` is a live 128-byte integer-only buffer of size `len` (the size of
     // `sockaddr_storage`); the kernel writes at most `len` bytes. `len` is a live local.
     let rc = unsafe {
-        libc::getsockname(fd.as_raw_fd(), (&raw mut ss).cast::<libc::sockaddr>(), &raw mut len)
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&raw mut ss).cast::<libc::sockaddr>(),
+            &raw mut len,
+        )
     };
     cvt(rc)?;
     Ok(libc::c_int::from(ss.ss_family))

@@ -136,7 +136,10 @@ pub struct __kernel_sockaddr_storage {
 
 impl Default for __kernel_sockaddr_storage {
     fn default() -> Self {
-        Self { ss_family: 0, __data: [0; _K_SS_MAXSIZE - 2] }
+        Self {
+            ss_family: 0,
+            __data: [0; _K_SS_MAXSIZE - 2],
+        }
     }
 }
 
@@ -187,7 +190,7 @@ impl tcp_ao_add {
 
 /// `struct tcp_ao_del`: argument of `setsockopt(TCP_AO_DEL_KEY)`.
 #[repr(C, align(8))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct tcp_ao_del {
     /// Peer's address for the key.
     pub addr: __kernel_sockaddr_storage,
@@ -372,23 +375,6 @@ impl Default for tcp_ao_add {
             keyflags: 0,
             keylen: 0,
             key: [0; TCP_AO_MAXKEYLEN],
-        }
-    }
-}
-
-impl Default for tcp_ao_del {
-    fn default() -> Self {
-        Self {
-            addr: __kernel_sockaddr_storage::default(),
-            ifindex: 0,
-            bitfield: 0,
-            reserved2: 0,
-            prefix: 0,
-            sndid: 0,
-            rcvid: 0,
-            current_key: 0,
-            rnext: 0,
-            keyflags: 0,
         }
     }
 }

@@ -37,7 +37,12 @@ impl Capture {
             loop {
                 match sock.read(&mut buf) {
                     Ok(n) => out.push(buf[..n].to_vec()),
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
                         if flag.load(Ordering::Relaxed) {
                             return Ok(out);
                         }
@@ -46,13 +51,19 @@ impl Capture {
                 }
             }
         });
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stop and return the packets (after draining what the socket already holds).
     pub fn finish(mut self) -> io::Result<Vec<Vec<u8>>> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().map_or(Ok(vec![]), |t| t.join().unwrap_or_else(|_| Err(io::Error::other("capture thread panicked"))))
+        self.thread.take().map_or(Ok(vec![]), |t| {
+            t.join()
+                .unwrap_or_else(|_| Err(io::Error::other("capture thread panicked")))
+        })
     }
 }
 

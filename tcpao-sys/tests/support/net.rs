@@ -81,7 +81,10 @@ pub fn listener(
     setup(&s)?;
     s.bind(&SockAddr::from(SocketAddr::new(af.loopback(), 0)))?;
     s.listen(16)?;
-    let addr = s.local_addr()?.as_socket().ok_or("listener has no IP address")?;
+    let addr = s
+        .local_addr()?
+        .as_socket()
+        .ok_or("listener has no IP address")?;
     Ok((s, addr))
 }
 
@@ -103,7 +106,9 @@ pub fn accept(l: &Socket, timeout: Duration) -> io::Result<(Socket, SocketAddr)>
     let (s, a) = l.accept()?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let a = a.as_socket().ok_or_else(|| io::Error::other("peer has no IP address"))?;
+    let a = a
+        .as_socket()
+        .ok_or_else(|| io::Error::other("peer has no IP address"))?;
     Ok((s, a))
 }
 
