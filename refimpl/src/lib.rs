@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod algo;
+pub mod capture;
 pub mod error;
 pub mod kdf;
 pub mod mac;
@@ -12,6 +13,7 @@ pub mod mkt;
 pub mod sign;
 pub mod sne;
 pub mod validate;
+pub mod verify;
 pub mod wire;
 
 pub use algo::{Algorithm, DEFAULT_MAC_LEN, MAX_MAC_LEN};

@@ -38,12 +38,19 @@
 //! sleeping a fixed time.
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod cli;
+pub mod counters;
 pub mod harness;
 pub mod ktap;
+pub mod netns;
+pub mod peers;
 pub mod probe;
+pub mod programs;
 pub mod registry;
 pub mod selfcheck;
+pub mod sockets;
+pub mod topology;
 pub mod vm;
 
 pub use probe::{Feature, Features};
@@ -53,6 +60,7 @@ pub use registry::{BoxError, Ctx, Outcome, Test, TestResult};
 pub fn all_tests() -> Vec<Test> {
     let mut all = Vec::new();
     all.extend(selfcheck::tests());
+    all.extend(programs::tests());
     all
 }
 

@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Cross-check of captured segments against tcpao-refimpl.
+//!
+//! Every frame is decoded with tcpao-refimpl's wire views ([`SegmentRef`]). Per TCP flow, each
+//! peer gets a [`FlowValidator`] seen from its end, holding the TCP-AO keys that peer
+//! registered for the other end's address; TCP-MD5 segments are checked with
+//! [`tcpao_refimpl::verify_md5`]. Rules (a test fails when one is broken):
+//!
+//! 1. A TCP-AO or TCP-MD5 segment **signed by a peer's kernel** (its sender holds a registered
+//!    key for the destination with SendID = the segment's KeyID) must verify with that key in
+//!    the reference. Otherwise kernel and reference disagree on the MAC.
+//! 2. When a receiving peer's `TCPAOBad` (or `TCPMD5Failure`) grew during the test, the reference
+//!    must also reject at least one segment sent to it, checked with the **receiver's** keys.
+//!    A kernel that counts bad MACs on segments the reference accepts is wrong (or the
+//!    reference is).
+//!
+//! Traffic keys need the ISNs: they are learnt from each flow's SYN and SYN-ACK (the whole
+//! capture is read first), or registered with [`super::Capture::register_restored`] for
+//! sockets restored with `TCP_REPAIR`. A flow whose SYN-ACK never came (the expected-timeout
+//! cases) still has its SYNs verified: SYN traffic keys need only the sender's ISN.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
+
+use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow};
+use crate::counters::NetnsMib;
+use crate::peers::Side;
+use crate::topology::Family;
+
+/// Result of the cross-check of one test.
+#[derive(Debug, Clone, Default)]
+pub struct XcheckReport {
+    /// Frames captured.
+    pub frames: usize,
+    /// TCP segments among them.
+    pub tcp_segments: usize,
+    /// Segments with a TCP-AO option.
+    pub ao_segments: usize,
+    /// Segments with a TCP-MD5 option.
+    pub md5_segments: usize,
+    /// Kernel-signed segments the reference checked with the sender's key (rule 1).
+    pub verified: usize,
+    /// Of those, how many the reference rejected.
+    pub rejected: usize,
+    /// Extra diagnostic lines.
+    pub notes: Vec<String>,
+    /// The first broken rule, as a sentence; `None` when the cross-check passed.
+    pub failure: Option<String>,
+}
+
+impl XcheckReport {
+    /// A report for a capture that could not be read.
+    pub fn error(e: String) -> Self {
+        Self {
+            failure: Some(format!("capture: {e}")),
+            ..Self::default()
+        }
+    }
+
+    /// Record a broken rule (the first one is the headline; later ones become notes).
+    pub fn fail(&mut self, why: String) {
+        if self.failure.is_none() {
+            self.failure = Some(why);
+        } else {
+            self.notes.push(format!("xcheck: also: {why}"));
+        }
+    }
+}
+
+fn side_index(s: Side) -> usize {
+    match s {
+        Side::Server => 0,
+        Side::Client => 1,
+    }
+}
+
+/// A decoded frame: who sent it and its TCP segment.
+struct Decoded<'a> {
+    from: Side,
+    seg: SegmentRef<'a>,
+}
+
+/// Decode an Ethernet frame into a TCP segment; `Ok(None)` for frames that are not TCP over
+/// IPv4/IPv6 (ARP, ICMP, neighbour discovery).
+///
+/// # Errors
+/// The wire error of a malformed IP/TCP packet.
+pub fn decode(frame: &Frame) -> Result<Option<SegmentRef<'_>>, String> {
+    let d = &frame.data;
+    if d.len() < 14 {
+        return Err(format!(
+            "frame of {} bytes is shorter than an Ethernet header",
+            d.len()
+        ));
+    }
+    match u16::from_be_bytes([d[12], d[13]]) {
+        0x0800 | 0x86dd => {}
+        _ => return Ok(None),
+    }
+    match SegmentRef::parse(&d[14..]) {
+        Ok(s) => Ok(Some(s)),
+        Err(tcpao_refimpl::wire::Error::NotTcp(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+type FlowKey = (SocketAddr, SocketAddr);
+
+fn endpoints(seg: &SegmentRef<'_>) -> (SocketAddr, SocketAddr) {
+    let t = seg.tcp_packet();
+    (
+        SocketAddr::new(seg.src, t.src_port()),
+        SocketAddr::new(seg.dst, t.dst_port()),
+    )
+}
+
+/// The flow key: (server endpoint, client endpoint).
+fn flow_of(from: Side, seg: &SegmentRef<'_>) -> FlowKey {
+    let (src, dst) = endpoints(seg);
+    match from {
+        Side::Server => (src, dst),
+        Side::Client => (dst, src),
+    }
+}
+
+#[derive(Default)]
+struct FlowInfo {
+    /// ISN sent by [server, client].
+    isn: [Option<u32>; 2],
+    /// SNE state at restore time of [server, client] send directions.
+    restored: Option<RestoredFlow>,
+}
+
+/// The validators of one flow: one per side, seen from that side.
+struct FlowCheck {
+    validators: [Option<FlowValidator>; 2],
+    md5: [Vec<RegisteredKey>; 2],
+}
+
+fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
+    let alg = match k.algorithm {
+        KeyAlgorithm::HmacSha1 => tcpao_refimpl::Algorithm::HmacSha1,
+        KeyAlgorithm::AesCmac128 => tcpao_refimpl::Algorithm::AesCmac128,
+        KeyAlgorithm::HmacSha256 => tcpao_refimpl::Algorithm::HmacSha256,
+        KeyAlgorithm::Md5 => return None,
+    };
+    Mkt::new(
+        k.send_id,
+        k.recv_id,
+        alg,
+        tcpao_refimpl::MasterKey::new(k.secret.to_vec()),
+    )
+    .with_mac_len(usize::from(k.maclen))
+    .ok()
+    .map(|m| m.with_include_options(k.include_options))
+}
+
+fn build_flow(
+    flow: &FlowKey,
+    info: &FlowInfo,
+    keys: &[RegisteredKey],
+) -> Result<FlowCheck, String> {
+    let (server, client) = *flow;
+    let mut check = FlowCheck {
+        validators: [None, None],
+        md5: [Vec::new(), Vec::new()],
+    };
+    for side in [Side::Server, Side::Client] {
+        let (local, remote) = match side {
+            Side::Server => (server, client),
+            Side::Client => (client, server),
+        };
+        let i = side_index(side);
+        let mine: Vec<&RegisteredKey> = keys
+            .iter()
+            .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
+            .collect();
+        check.md5[i] = mine
+            .iter()
+            .filter(|k| k.algorithm == KeyAlgorithm::Md5)
+            .map(|k| (*k).clone())
+            .collect();
+        // TCP-MD5 lookup is longest-prefix: the most specific key first.
+        check.md5[i].sort_by_key(|k| std::cmp::Reverse(k.prefix));
+        let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
+        if mkts.is_empty() {
+            continue;
+        }
+        let local_isn = info.isn[i].unwrap_or(0);
+        let remote_isn = info.isn[1 - i].unwrap_or(0);
+        let conn = Connection::new(local, remote, local_isn, remote_isn);
+        let mut v = FlowValidator::new(conn, mkts)
+            .map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
+        if let Some(r) = &info.restored {
+            let (my_sne, peer_sne) = match side {
+                Side::Server => (r.server_sne, r.client_sne),
+                Side::Client => (r.client_sne, r.server_sne),
+            };
+            let (my_next, peer_next) = match side {
+                Side::Server => (r.server_next_seq, r.client_next_seq),
+                Side::Client => (r.client_next_seq, r.server_next_seq),
+            };
+            v.set_sne_tracker(
+                Direction::LocalToRemote,
+                SneTracker::with_state(my_next, my_sne),
+            );
+            v.set_sne_tracker(
+                Direction::RemoteToLocal,
+                SneTracker::with_state(peer_next, peer_sne),
+            );
+        }
+        check.validators[i] = Some(v);
+    }
+    Ok(check)
+}
+
+fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
+    let (s, d) = endpoints(seg);
+    format!(
+        "{} segment {s} -> {d} seq {}",
+        from.name(),
+        seg.tcp_packet().seq_number()
+    )
+}
+
+/// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and
+/// client.
+pub fn analyze(
+    _family: Family,
+    frames: &[Frame],
+    keys: &[RegisteredKey],
+    restored: &[RestoredFlow],
+    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
+) -> XcheckReport {
+    let mut r = XcheckReport {
+        frames: frames.len(),
+        ..XcheckReport::default()
+    };
+    // Pass 1: decode, learn ISNs.
+    let mut decoded = Vec::new();
+    let mut flows: HashMap<FlowKey, FlowInfo> = HashMap::new();
+    for rf in restored {
+        let key = (
+            SocketAddr::new(rf.server.0, rf.server.1),
+            SocketAddr::new(rf.client.0, rf.client.1),
+        );
+        let f = flows.entry(key).or_default();
+        f.isn = [Some(rf.server_isn), Some(rf.client_isn)];
+        f.restored = Some(*rf);
+    }
+    for frame in frames {
+        match decode(frame) {
+            Ok(Some(seg)) => {
+                let t = seg.tcp_packet();
+                if t.syn() {
+                    let f = flows.entry(flow_of(frame.from, &seg)).or_default();
+                    f.isn[side_index(frame.from)].get_or_insert(t.seq_number());
+                }
+                decoded.push(Decoded {
+                    from: frame.from,
+                    seg,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => r.fail(format!("a captured frame is malformed: {e}")),
+        }
+    }
+    r.tcp_segments = decoded.len();
+    // Pass 2: validate in capture order.
+    let mut checks: HashMap<FlowKey, FlowCheck> = HashMap::new();
+    let mut rejected_for = [0usize; 2];
+    let mut md5_rejected_for = [0usize; 2];
+    for d in &decoded {
+        let auth = match d.seg.tcp_packet().auth_options() {
+            Ok(a) => a,
+            Err(e) => {
+                r.fail(format!(
+                    "the {} has malformed options: {e}",
+                    describe(d.from, &d.seg)
+                ));
+                continue;
+            }
+        };
+        if auth.ao.is_none() && auth.md5.is_none() {
+            continue;
+        }
+        let key = flow_of(d.from, &d.seg);
+        let check = match checks.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let info = flows.remove(&key).unwrap_or_default();
+                match build_flow(&key, &info, keys) {
+                    Ok(c) => e.insert(c),
+                    Err(err) => {
+                        r.fail(err);
+                        continue;
+                    }
+                }
+            }
+        };
+        let (si, ri) = (side_index(d.from), side_index(d.from.other()));
+        if auth.ao.is_some() {
+            r.ao_segments += 1;
+            // Rule 1: the sender's view (LocalToRemote).
+            if let Some(v) = check.validators[si].as_mut() {
+                match v.validate(Direction::LocalToRemote, &d.seg) {
+                    Verdict::Good { .. } => r.verified += 1,
+                    Verdict::Bad {
+                        key_id,
+                        sne,
+                        reason,
+                    } => {
+                        r.verified += 1;
+                        r.rejected += 1;
+                        r.fail(format!(
+                            "a {} signed by the kernel with key {key_id} is rejected by tcpao-refimpl ({reason}, SNE {sne})",
+                            describe(d.from, &d.seg)
+                        ));
+                    }
+                    // Not signed with a registered key: nothing to compare.
+                    _ => {}
+                }
+            }
+            // Rule 2 input: the receiver's view (RemoteToLocal).
+            if let Some(v) = check.validators[ri].as_mut() {
+                if let Verdict::Bad { .. } = v.validate(Direction::RemoteToLocal, &d.seg) {
+                    rejected_for[ri] += 1;
+                }
+            }
+        } else {
+            r.md5_segments += 1;
+            if let Some(k) = check.md5[si].first() {
+                match tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                    Ok(true) => r.verified += 1,
+                    Ok(false) => {
+                        r.verified += 1;
+                        r.rejected += 1;
+                        r.fail(format!(
+                            "a TCP-MD5 {} signed by the kernel is rejected by tcpao-refimpl",
+                            describe(d.from, &d.seg)
+                        ));
+                    }
+                    Err(e) => r.fail(format!(
+                        "tcpao-refimpl cannot check the {}: {e}",
+                        describe(d.from, &d.seg)
+                    )),
+                }
+            }
+            if let Some(k) = check.md5[ri].first() {
+                if let Ok(false) = tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                    md5_rejected_for[ri] += 1;
+                }
+            }
+        }
+    }
+    for side in [Side::Server, Side::Client] {
+        let Some((before, after)) = &mibs[side_index(side)] else {
+            continue;
+        };
+        for (counter, rejected) in [
+            ("TCPAOBad", rejected_for[side_index(side)]),
+            ("TCPMD5Failure", md5_rejected_for[side_index(side)]),
+        ] {
+            let grew = after.get(counter).saturating_sub(before.get(counter));
+            if grew > 0 && rejected == 0 && r.verified > 0 {
+                r.fail(format!(
+                    "the {} kernel counted {grew} bad segments ({counter}), but tcpao-refimpl found every \
+                     signed segment sent to it valid",
+                    side.name()
+                ));
+            } else if grew > 0 || rejected > 0 {
+                r.notes.push(format!(
+                    "xcheck: {}: kernel {counter} +{grew}, tcpao-refimpl rejected {rejected} segments sent to it",
+                    side.name()
+                ));
+            }
+        }
+    }
+    r
+}

@@ -1,0 +1,517 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Counters, the kernel way: snapshots of the per-netns MIBs, the per-socket `TCP_AO_INFO`
+//! counters and the per-key `TCP_AO_GET_KEYS` counters, compared with one rule.
+//!
+//! [`Counters::assert_grew_exactly`] is aolib's `test_assert_counters()`: every counter named by
+//! the [`Grew`] mask must have increased, every other counter must be unchanged, any decrease
+//! fails, and a change in the number of keys is an error. Failure messages name the counter and
+//! both values. Waiting for a counter is done by polling ([`crate::peers::Peer::wait_for`]), never
+//! by sleeping.
+//!
+//! The netns MIBs come from `/proc/thread-self/net/{netstat,snmp,snmp6}`, so a snapshot shows the
+//! namespace of the calling thread (each peer reads its own).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::os::fd::AsFd;
+
+use crate::failure;
+use crate::peers::{Failure, PeerResult};
+
+/// Names of the TcpExt counters a snapshot keeps (`/proc/net/netstat`).
+pub const TCPEXT_COUNTERS: [&str; 8] = [
+    "TCPAOGood",
+    "TCPAOBad",
+    "TCPAOKeyNotFound",
+    "TCPAORequired",
+    "TCPAODroppedIcmps",
+    "TCPMD5NotFound",
+    "TCPMD5Unexpected",
+    "TCPMD5Failure",
+];
+
+/// The per-netns MIB counters the TCP-AO selftests look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetnsMib {
+    values: BTreeMap<&'static str, u64>,
+}
+
+impl NetnsMib {
+    /// Read the calling thread's namespace counters.
+    ///
+    /// # Errors
+    /// When procfs cannot be read or a file has an unexpected format.
+    pub fn read() -> io::Result<Self> {
+        let netstat = std::fs::read_to_string("/proc/thread-self/net/netstat")?;
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp")?;
+        let snmp6 = std::fs::read_to_string("/proc/thread-self/net/snmp6").unwrap_or_default();
+        Self::parse(&netstat, &snmp, &snmp6)
+    }
+
+    /// Parse the three procfs files (exposed for unit tests).
+    ///
+    /// # Errors
+    /// When a header line and its value line do not match.
+    pub fn parse(netstat: &str, snmp: &str, snmp6: &str) -> io::Result<Self> {
+        let mut values = BTreeMap::new();
+        let pairs = |text: &str, prefix: &str| -> io::Result<Vec<(String, u64)>> {
+            let mut out = Vec::new();
+            let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+            while let (Some(h), Some(v)) = (lines.next(), lines.next()) {
+                let names: Vec<&str> = h.split_whitespace().skip(1).collect();
+                let vals: Vec<&str> = v.split_whitespace().skip(1).collect();
+                if names.len() != vals.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{prefix} header has {} names, values line has {}",
+                            names.len(),
+                            vals.len()
+                        ),
+                    ));
+                }
+                for (n, v) in names.into_iter().zip(vals) {
+                    // CurrEstab and similar gauges are unsigned in practice; MaxConn is -1.
+                    let v = v.parse::<i64>().map_err(|e| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("{prefix} {n}: {e}"))
+                    })?;
+                    out.push((n.to_owned(), v.max(0).unsigned_abs()));
+                }
+            }
+            Ok(out)
+        };
+        for (n, v) in pairs(netstat, "TcpExt:")? {
+            if let Some(k) = TCPEXT_COUNTERS.iter().find(|k| **k == n) {
+                values.insert(*k, v);
+            }
+        }
+        for (n, v) in pairs(snmp, "Tcp:")? {
+            if n == "CurrEstab" {
+                values.insert("CurrEstab", v);
+            }
+        }
+        for (n, v) in pairs(snmp, "Icmp:")? {
+            if n == "InDestUnreachs" {
+                values.insert("InDestUnreachs", v);
+            }
+        }
+        for l in snmp6.lines() {
+            let mut it = l.split_whitespace();
+            if let (Some("Icmp6InDestUnreachs"), Some(v)) = (it.next(), it.next()) {
+                if let Ok(v) = v.parse() {
+                    values.insert("Icmp6InDestUnreachs", v);
+                }
+            }
+        }
+        Ok(Self { values })
+    }
+
+    /// A counter by its procfs name (`TCPAOGood`, `CurrEstab`, `InDestUnreachs`, ...); 0 if the
+    /// kernel does not have it.
+    pub fn get(&self, name: &str) -> u64 {
+        self.values.get(name).copied().unwrap_or(0)
+    }
+
+    /// Whether the kernel exports counter `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    /// `TCPAOGood`.
+    pub fn ao_good(&self) -> u64 {
+        self.get("TCPAOGood")
+    }
+    /// `TCPAOBad`.
+    pub fn ao_bad(&self) -> u64 {
+        self.get("TCPAOBad")
+    }
+    /// `TCPAOKeyNotFound`.
+    pub fn ao_key_not_found(&self) -> u64 {
+        self.get("TCPAOKeyNotFound")
+    }
+    /// `TCPAORequired`.
+    pub fn ao_required(&self) -> u64 {
+        self.get("TCPAORequired")
+    }
+    /// `TCPAODroppedIcmps`.
+    pub fn ao_dropped_icmps(&self) -> u64 {
+        self.get("TCPAODroppedIcmps")
+    }
+    /// `CurrEstab` (a gauge, not a counter).
+    pub fn curr_estab(&self) -> u64 {
+        self.get("CurrEstab")
+    }
+}
+
+/// Per-socket TCP-AO counters (`getsockopt(TCP_AO_INFO)`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SockCounters {
+    /// `pkt_good`.
+    pub good: u64,
+    /// `pkt_bad`.
+    pub bad: u64,
+    /// `pkt_key_not_found`.
+    pub key_not_found: u64,
+    /// `pkt_ao_required`.
+    pub ao_required: u64,
+    /// `pkt_dropped_icmp`.
+    pub dropped_icmp: u64,
+}
+
+/// Per-key counters (`getsockopt(TCP_AO_GET_KEYS)`), identified by the key's IDs and peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCounters {
+    /// The key's SendID.
+    pub send_id: u8,
+    /// The key's RecvID.
+    pub recv_id: u8,
+    /// Peer address/prefix of the key, for messages.
+    pub peer: String,
+    /// `pkt_good`.
+    pub good: u64,
+    /// `pkt_bad`.
+    pub bad: u64,
+}
+
+bitflags::bitflags! {
+    /// Counters that must have increased between two snapshots; all others must stay unchanged
+    /// (aolib's `TEST_CNT_*`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Grew: u32 {
+        /// Per-key `pkt_good` of at least one key.
+        const KEY_GOOD = 1 << 0;
+        /// Per-key `pkt_bad` of at least one key.
+        const KEY_BAD = 1 << 1;
+        /// Socket `pkt_good`.
+        const SOCK_GOOD = 1 << 2;
+        /// Socket `pkt_bad`.
+        const SOCK_BAD = 1 << 3;
+        /// Socket `pkt_key_not_found`.
+        const SOCK_KEY_NOT_FOUND = 1 << 4;
+        /// Socket `pkt_ao_required`.
+        const SOCK_AO_REQUIRED = 1 << 5;
+        /// Socket `pkt_dropped_icmp`.
+        const SOCK_DROPPED_ICMP = 1 << 6;
+        /// netns `TCPAOGood`.
+        const NS_GOOD = 1 << 7;
+        /// netns `TCPAOBad`.
+        const NS_BAD = 1 << 8;
+        /// netns `TCPAOKeyNotFound`.
+        const NS_KEY_NOT_FOUND = 1 << 9;
+        /// netns `TCPAORequired`.
+        const NS_AO_REQUIRED = 1 << 10;
+        /// netns `TCPAODroppedIcmps`.
+        const NS_DROPPED_ICMP = 1 << 11;
+        /// netns `TCPMD5NotFound`.
+        const NS_MD5_NOT_FOUND = 1 << 12;
+        /// netns `TCPMD5Unexpected`.
+        const NS_MD5_UNEXPECTED = 1 << 13;
+        /// netns `TCPMD5Failure`.
+        const NS_MD5_FAILURE = 1 << 14;
+
+        /// Verified segments: netns, socket and key (`TEST_CNT_GOOD`).
+        const GOOD = Self::KEY_GOOD.bits() | Self::SOCK_GOOD.bits() | Self::NS_GOOD.bits();
+        /// Failed MACs: netns, socket and key (`TEST_CNT_BAD`).
+        const BAD = Self::KEY_BAD.bits() | Self::SOCK_BAD.bits() | Self::NS_BAD.bits();
+        /// Unsigned segments refused: netns and socket (`TEST_CNT_AO_REQUIRED`).
+        const AO_REQUIRED = Self::SOCK_AO_REQUIRED.bits() | Self::NS_AO_REQUIRED.bits();
+        /// No key for the KeyID: netns and socket (`TEST_CNT_AO_KEY_NOT_FOUND`).
+        const KEY_NOT_FOUND = Self::SOCK_KEY_NOT_FOUND.bits() | Self::NS_KEY_NOT_FOUND.bits();
+        /// Ignored ICMPs: netns and socket (`TEST_CNT_AO_DROPPED_ICMP`).
+        const DROPPED_ICMP = Self::SOCK_DROPPED_ICMP.bits() | Self::NS_DROPPED_ICMP.bits();
+    }
+}
+
+const NS_FLAGS: [(Grew, &str); 8] = [
+    (Grew::NS_GOOD, "TCPAOGood"),
+    (Grew::NS_BAD, "TCPAOBad"),
+    (Grew::NS_KEY_NOT_FOUND, "TCPAOKeyNotFound"),
+    (Grew::NS_AO_REQUIRED, "TCPAORequired"),
+    (Grew::NS_DROPPED_ICMP, "TCPAODroppedIcmps"),
+    (Grew::NS_MD5_NOT_FOUND, "TCPMD5NotFound"),
+    (Grew::NS_MD5_UNEXPECTED, "TCPMD5Unexpected"),
+    (Grew::NS_MD5_FAILURE, "TCPMD5Failure"),
+];
+
+/// One snapshot: netns MIBs, and for a TCP-AO socket its socket and key counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// The namespace's MIBs.
+    pub netns: NetnsMib,
+    /// `TCP_AO_INFO` counters, when the snapshot was taken of a socket with TCP-AO.
+    pub sock: Option<SockCounters>,
+    /// `TCP_AO_GET_KEYS` counters of every key of that socket.
+    pub keys: Vec<KeyCounters>,
+}
+
+impl Counters {
+    /// Snapshot of the calling thread's netns MIBs only.
+    ///
+    /// # Errors
+    /// When procfs cannot be read.
+    pub fn netns() -> PeerResult<Self> {
+        let netns =
+            NetnsMib::read().map_err(|e| failure!("reading the netns MIB counters failed: {e}"))?;
+        Ok(Self {
+            netns,
+            sock: None,
+            keys: Vec::new(),
+        })
+    }
+
+    /// Snapshot of the netns MIBs plus `sk`'s TCP-AO socket and key counters (kernel
+    /// `test_get_tcp_counters()`). A socket without TCP-AO gives `sock: None`.
+    ///
+    /// # Errors
+    /// When procfs or the socket options cannot be read.
+    pub fn of(sk: &impl AsFd) -> PeerResult<Self> {
+        let mut c = Self::netns()?;
+        let (sock, keys) = crate::sockets::ao_counters(sk)?;
+        c.sock = sock;
+        c.keys = keys;
+        Ok(c)
+    }
+
+    /// Every counter of the snapshot with its name and [`Grew`] flag, in a fixed order.
+    fn named(&self) -> Vec<(Grew, String, u64)> {
+        let mut v: Vec<(Grew, String, u64)> = NS_FLAGS
+            .iter()
+            .map(|(f, n)| (*f, (*n).to_owned(), self.netns.get(n)))
+            .collect();
+        if let Some(s) = &self.sock {
+            v.extend([
+                (Grew::SOCK_GOOD, "socket pkt_good".to_owned(), s.good),
+                (Grew::SOCK_BAD, "socket pkt_bad".to_owned(), s.bad),
+                (
+                    Grew::SOCK_KEY_NOT_FOUND,
+                    "socket pkt_key_not_found".to_owned(),
+                    s.key_not_found,
+                ),
+                (
+                    Grew::SOCK_AO_REQUIRED,
+                    "socket pkt_ao_required".to_owned(),
+                    s.ao_required,
+                ),
+                (
+                    Grew::SOCK_DROPPED_ICMP,
+                    "socket pkt_dropped_icmp".to_owned(),
+                    s.dropped_icmp,
+                ),
+            ]);
+        }
+        v
+    }
+
+    /// The rule of aolib's `test_assert_counters()`, comparing `self` (after) with `before`:
+    /// every counter in `expected` must have increased, every other one must be unchanged, no
+    /// counter may decrease, and the key set must be the same. Per-key flags are satisfied when
+    /// at least one key's counter grew; other keys may stay unchanged.
+    ///
+    /// # Errors
+    /// A [`Failure::Fail`] naming every offending counter with both values.
+    pub fn assert_grew_exactly(&self, before: &Counters, expected: Grew) -> PeerResult {
+        let mut problems = Vec::new();
+        let b = before.named();
+        let a = self.named();
+        for ((flag, name, old), (_, _, new)) in b.iter().zip(a.iter()) {
+            describe(&mut problems, name, *old, *new, expected.contains(*flag));
+        }
+        if before.sock.is_some() != self.sock.is_some() {
+            problems
+                .push("the socket's TCP-AO info appeared or disappeared between snapshots".into());
+        }
+        let sock_flags = Grew::SOCK_GOOD
+            | Grew::SOCK_BAD
+            | Grew::SOCK_KEY_NOT_FOUND
+            | Grew::SOCK_AO_REQUIRED
+            | Grew::SOCK_DROPPED_ICMP
+            | Grew::KEY_GOOD
+            | Grew::KEY_BAD;
+        if self.sock.is_none() && expected.intersects(sock_flags) && before.sock.is_none() {
+            problems.push("socket/key counters were expected to grow, but the snapshots have no TCP-AO socket".into());
+        }
+        if before.keys.len() != self.keys.len() {
+            return Err(failure!(
+                "the number of keys changed between counter snapshots: {} => {}",
+                before.keys.len(),
+                self.keys.len()
+            ));
+        }
+        let (mut good_grew, mut bad_grew) = (false, false);
+        for (kb, ka) in before.keys.iter().zip(&self.keys) {
+            if (kb.send_id, kb.recv_id) != (ka.send_id, ka.recv_id) {
+                return Err(failure!(
+                    "the key set changed between counter snapshots: key {}:{} became {}:{}",
+                    kb.send_id,
+                    kb.recv_id,
+                    ka.send_id,
+                    ka.recv_id
+                ));
+            }
+            let id = format!("key {}:{} ({})", ka.send_id, ka.recv_id, ka.peer);
+            for (name, old, new, flag, grew) in [
+                ("pkt_good", kb.good, ka.good, Grew::KEY_GOOD, &mut good_grew),
+                ("pkt_bad", kb.bad, ka.bad, Grew::KEY_BAD, &mut bad_grew),
+            ] {
+                if new < old {
+                    problems.push(format!("{id} {name} decreased: {old} => {new}"));
+                } else if new > old {
+                    *grew = true;
+                    if !expected.contains(flag) {
+                        problems.push(format!(
+                            "{id} {name} was not expected to change: {old} => {new}"
+                        ));
+                    }
+                }
+            }
+        }
+        if !self.keys.is_empty() {
+            if expected.contains(Grew::KEY_GOOD) && !good_grew {
+                problems.push("no key's pkt_good increased".into());
+            }
+            if expected.contains(Grew::KEY_BAD) && !bad_grew {
+                problems.push("no key's pkt_bad increased".into());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::Fail(problems.join("; ")))
+        }
+    }
+
+    /// How much netns counter `name` grew since `before` (0 if it did not or decreased).
+    pub fn ns_delta(&self, before: &Counters, name: &str) -> u64 {
+        self.netns.get(name).saturating_sub(before.netns.get(name))
+    }
+}
+
+fn describe(problems: &mut Vec<String>, name: &str, old: u64, new: u64, must_grow: bool) {
+    if new < old {
+        problems.push(format!("counter {name} decreased: {old} => {new}"));
+    } else if must_grow && new == old {
+        problems.push(format!("counter {name} did not increase: {old} => {new}"));
+    } else if !must_grow && new != old {
+        problems.push(format!(
+            "counter {name} was not expected to change: {old} => {new}"
+        ));
+    }
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (_, n, v) in self.named() {
+            if v != 0 {
+                write!(f, "{}{n}={v}", if first { "" } else { " " })?;
+                first = false;
+            }
+        }
+        for k in &self.keys {
+            write!(f, " key{}:{}={}/{}", k.send_id, k.recv_id, k.good, k.bad)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Fail(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NETSTAT: &str = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure TCPAORequired TCPAOBad TCPAOKeyNotFound TCPAOGood TCPAODroppedIcmps\n\
+TcpExt: 0 1 2 3 4 5 6 7 8\n\
+IpExt: InNoRoutes\nIpExt: 0\n";
+    const SNMP: &str = "Tcp: RtoAlgorithm MaxConn CurrEstab\nTcp: 1 -1 3\nIcmp: InMsgs InDestUnreachs\nIcmp: 5 4\n";
+    const SNMP6: &str = "Icmp6InMsgs 1\nIcmp6InDestUnreachs 9\n";
+
+    fn snap(f: impl FnOnce(&mut BTreeMap<&'static str, u64>)) -> Counters {
+        let mut c = Counters {
+            netns: NetnsMib::parse(NETSTAT, SNMP, SNMP6).unwrap(),
+            ..Default::default()
+        };
+        f(&mut c.netns.values);
+        c
+    }
+
+    #[test]
+    fn parses_procfs_pairs() {
+        let m = NetnsMib::parse(NETSTAT, SNMP, SNMP6).unwrap();
+        assert_eq!(m.ao_good(), 7);
+        assert_eq!(m.get("TCPMD5Failure"), 3);
+        assert_eq!(m.curr_estab(), 3);
+        assert_eq!(m.get("InDestUnreachs"), 4);
+        assert_eq!(m.get("Icmp6InDestUnreachs"), 9);
+        assert!(NetnsMib::parse("TcpExt: A B\nTcpExt: 1\n", "", "").is_err());
+    }
+
+    #[test]
+    fn grew_exactly_rule() {
+        let before = snap(|_| {});
+        let good = snap(|v| *v.get_mut("TCPAOGood").unwrap() += 2);
+        assert!(good.assert_grew_exactly(&before, Grew::NS_GOOD).is_ok());
+        let e = before
+            .assert_grew_exactly(&before, Grew::NS_GOOD)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Failure::Fail("counter TCPAOGood did not increase: 7 => 7".into())
+        );
+        let e = good
+            .assert_grew_exactly(&before, Grew::NS_BAD)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TCPAOGood was not expected to change: 7 => 9"),
+            "{e}"
+        );
+        assert!(e.contains("TCPAOBad did not increase"), "{e}");
+        let e = before
+            .assert_grew_exactly(&good, Grew::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("counter TCPAOGood decreased: 9 => 7"), "{e}");
+    }
+
+    #[test]
+    fn key_rules() {
+        let key = |good, bad| KeyCounters {
+            send_id: 100,
+            recv_id: 100,
+            peer: "x".into(),
+            good,
+            bad,
+        };
+        let mut before = snap(|_| {});
+        before.sock = Some(SockCounters::default());
+        before.keys = vec![key(1, 0)];
+        let mut after = snap(|v| *v.get_mut("TCPAOGood").unwrap() += 1);
+        after.sock = Some(SockCounters {
+            good: 1,
+            ..Default::default()
+        });
+        after.keys = vec![key(2, 0)];
+        assert!(after.assert_grew_exactly(&before, Grew::GOOD).is_ok());
+        after.keys[0].bad = 1;
+        let e = after
+            .assert_grew_exactly(&before, Grew::GOOD)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key 100:100 (x) pkt_bad was not expected to change: 0 => 1"),
+            "{e}"
+        );
+        after.keys.push(key(0, 0));
+        let e = after
+            .assert_grew_exactly(&before, Grew::GOOD)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("number of keys changed"), "{e}");
+    }
+}

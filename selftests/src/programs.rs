@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The test programs: one module per kernel selftest program (`connect`, `connect-deny`, ...),
+//! each run for IPv4 and IPv6, each case in fresh network namespaces.
+//!
+//! # Writing a program
+//!
+//! A program is a module under `programs/` with `pub fn tests() -> Vec<Test>`, added to
+//! [`tests`] below. A case is two functions, server and client, each given a [`Peer`]: build
+//! it with [`PairTest`], which registers `program/ipv4/case` and `program/ipv6/case` and runs
+//! each in its own pair of namespaces ([`crate::peers::run_pair`]) with the traffic captured
+//! and cross-checked by tcpao-refimpl. Read it like the kernel's C: set up both peers, `sync()`,
+//! act, then assert which counters grew and that the others did not. Never sleep: wait with
+//! the deadline helpers ([`Peer::wait_for`], [`sockets::connect`], [`sockets::accept`]), which
+//! also return at once when the other side fails.
+//!
+//! ```no_run
+//! use tcpao_selftests::counters::{Counters, Grew};
+//! use tcpao_selftests::peers::{Peer, PeerResult};
+//! use tcpao_selftests::programs::PairTest;
+//! use tcpao_selftests::sockets::{self, TestKey};
+//! use tcpao_selftests::{Test, failure};
+//!
+//! pub fn tests() -> Vec<Test> {
+//!     PairTest::new("example", "echo-with-key").ao().build(server, client)
+//! }
+//!
+//! fn server(p: &Peer<'_>) -> PeerResult {
+//!     let lsk = sockets::listen(p, p.port(), 1)?;
+//!     sockets::add_key(p, &lsk, &TestKey::new(p.remote_addr(), 100, 100))?;
+//!     p.sync()?;                                             // client may connect now
+//!     let sk = sockets::accept(p, &lsk, p.deadline(), || false)?
+//!         .ok_or_else(|| failure!("no connection was accepted"))?;
+//!     sockets::echo_server(p, &sk, p.deadline()).map(drop)
+//! }
+//!
+//! fn client(p: &Peer<'_>) -> PeerResult {
+//!     let sk = sockets::client_socket(p)?;
+//!     sockets::add_key(p, &sk, &TestKey::new(p.remote_addr(), 100, 100))?;
+//!     p.sync()?;
+//!     sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+//!     let before = Counters::of(&sk)?;                       // netns + TCP_AO_INFO + keys
+//!     sockets::echo_verify(p, &sk, 20, 100, p.deadline())?;
+//!     Counters::of(&sk)?.assert_grew_exactly(&before, Grew::GOOD)
+//! }
+//! ```
+//!
+//! Keys added with [`sockets::add_key`] / [`sockets::add_md5_key`] are registered with the
+//! capture, so every signed segment is checked by the reference; a key installed another way
+//! must be registered with [`crate::capture::Capture::register`] by hand. Return
+//! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
+//! `Err(Failure::XFail(..))` for a known kernel issue.
+
+pub mod connect;
+pub mod connect_deny;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::capture::CaptureConfig;
+pub use crate::peers::{PairConfig, PairReport};
+use crate::peers::{Peer, PeerResult, run_pair};
+use crate::probe::Feature;
+use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::sockets;
+use crate::topology::{Family, TopologyConfig};
+
+/// Every program's tests.
+pub fn tests() -> Vec<Test> {
+    let mut v = connect::tests();
+    v.extend(connect_deny::tests());
+    v
+}
+
+/// A two-peer test case, registered for both families.
+#[derive(Debug, Clone)]
+pub struct PairTest {
+    program: String,
+    case: String,
+    requires: Vec<Feature>,
+    topology: TopologyConfig,
+    timeout: Duration,
+}
+
+impl PairTest {
+    /// Case `case` of `program`; needs network namespaces and veth.
+    pub fn new(program: &str, case: &str) -> Self {
+        Self {
+            program: program.to_owned(),
+            case: case.to_owned(),
+            requires: vec![Feature::Netns, Feature::Veth],
+            topology: TopologyConfig::default(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Also needs TCP-AO.
+    pub fn ao(self) -> Self {
+        self.requires(&[Feature::TcpAo])
+    }
+
+    /// Also needs these features.
+    pub fn requires(mut self, f: &[Feature]) -> Self {
+        self.requires.extend_from_slice(f);
+        self
+    }
+
+    /// Extra topology (client addresses, VRF; a VRF adds [`Feature::Vrf`]).
+    pub fn topology(mut self, t: TopologyConfig) -> Self {
+        if t.vrf {
+            self.requires.push(Feature::Vrf);
+        }
+        self.topology = t;
+        self
+    }
+
+    /// Per-test timeout (default 30 s, scaled on slow machines by the harness).
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Register `program/ipv4/case` and `program/ipv6/case`.
+    pub fn build<S, C>(self, server: S, client: C) -> Vec<Test>
+    where
+        S: Fn(&Peer<'_>) -> PeerResult + Send + Sync + 'static,
+        C: Fn(&Peer<'_>) -> PeerResult + Send + Sync + 'static,
+    {
+        let server = Arc::new(server);
+        let client = Arc::new(client);
+        Family::ALL
+            .into_iter()
+            .map(|family| {
+                let (s, c, topo) = (
+                    Arc::clone(&server),
+                    Arc::clone(&client),
+                    self.topology.clone(),
+                );
+                let mut req = self.requires.clone();
+                if family == Family::Ipv6 {
+                    req.push(Feature::Ipv6);
+                }
+                Test::new(
+                    format!("{}/{}/{}", self.program, family.name(), self.case),
+                    move |ctx: &Ctx| run_case(ctx, family, &topo, |p| s(p), |p| c(p)),
+                )
+                .requires(&req)
+                .timeout(self.timeout)
+            })
+            .collect()
+    }
+}
+
+/// Run one case under the harness: fresh topology, capture (saved with `--save-pcaps`),
+/// diagnostics and the cross-check count printed as KTAP `#` lines.
+///
+/// # Errors
+/// Never: every failure is an [`Outcome`]; the `Result` is the harness's signature.
+pub fn run_case<S, C>(
+    ctx: &Ctx,
+    family: Family,
+    topology: &TopologyConfig,
+    server: S,
+    client: C,
+) -> TestResult
+where
+    S: FnOnce(&Peer<'_>) -> PeerResult + Send,
+    C: FnOnce(&Peer<'_>) -> PeerResult + Send,
+{
+    let mut cfg = PairConfig::new(family);
+    cfg.topology = topology.clone();
+    cfg.slow_factor = ctx.slow_factor();
+    // Leave the harness a margin to report a hang as a timeout of ours, not its own.
+    cfg.timeout = ctx
+        .timeout()
+        .saturating_sub(ctx.timeout() / 10)
+        .max(Duration::from_secs(1));
+    cfg.capture = Some(CaptureConfig::new(
+        ctx.name(),
+        ctx.pcap_dir().map(std::path::Path::to_path_buf),
+    ));
+    let report = run_pair(&cfg, server, client);
+    for d in &report.diagnostics {
+        ctx.diag(d);
+    }
+    ctx.diag(format!(
+        "setup {:.1} ms ({} ms), total {:.1} ms",
+        report.setup_time.as_secs_f64() * 1e3,
+        report.setup_breakdown,
+        report.total_time.as_secs_f64() * 1e3
+    ));
+    Ok(report.outcome)
+}
+
+/// Re-exported for programs.
+pub use sockets::{Connect, TestKey};
+
+/// `Outcome` of the registry, re-exported for programs that build tests by hand.
+pub type CaseOutcome = Outcome;

@@ -1,0 +1,590 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Socket helpers for peer functions: listen/accept/connect with deadlines that also end when
+//! the other peer fails, the echo loop (kernel `test_server_run`/`test_client_verify`), and the
+//! TCP-AO counter reads used by [`crate::counters`].
+//!
+//! Sockets are non-blocking and bound to `ktst-veth` (`SO_BINDTODEVICE`) like the kernel
+//! library's; every wait is a `poll(2)` in short slices that checks the shared failure flag.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use tcpao_sys::{Algorithm, AoKey, KeyFilter, MasterKey, Md5Ext, Md5Key, PeerPrefix, TcpAoExt};
+
+use crate::capture::{KeyAlgorithm, RegisteredKey};
+
+use crate::counters::{KeyCounters, SockCounters};
+use crate::failure;
+use crate::peers::{Failure, OrFail, Peer, PeerResult, Side};
+use crate::topology::{Family, VETH_NAME};
+
+const SLICE: Duration = Duration::from_millis(10);
+
+/// A new non-blocking TCP socket of `family` (not bound).
+///
+/// # Errors
+/// When the socket cannot be created.
+pub fn tcp_socket(family: Family) -> PeerResult<Socket> {
+    let domain = match family {
+        Family::Ipv4 => Domain::IPV4,
+        Family::Ipv6 => Domain::IPV6,
+    };
+    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+        .or_fail("socket(SOCK_STREAM) failed")?;
+    sk.set_nonblocking(true).or_fail("O_NONBLOCK failed")?;
+    Ok(sk)
+}
+
+/// A TCP socket of the peer's family, bound to `ktst-veth` (kernel `test_*_socket`), unbound
+/// address: add keys, then [`connect`] it.
+///
+/// # Errors
+/// When the socket cannot be created or bound to the device.
+pub fn client_socket(peer: &Peer<'_>) -> PeerResult<Socket> {
+    let sk = tcp_socket(peer.family())?;
+    sk.bind_device(Some(VETH_NAME.as_bytes()))
+        .or_fail("SO_BINDTODEVICE failed")?;
+    Ok(sk)
+}
+
+/// A listening socket on the peer's address and `port` with `backlog` (kernel
+/// `test_listen_socket`). Keys may be added to it before or after.
+///
+/// # Errors
+/// When bind or listen fails.
+pub fn listen(peer: &Peer<'_>, port: u16, backlog: i32) -> PeerResult<Socket> {
+    listen_on(peer, peer.local_addr(), port, backlog)
+}
+
+/// Like [`listen`], on a chosen local address (e.g. the any-address).
+///
+/// # Errors
+/// When bind or listen fails.
+pub fn listen_on(peer: &Peer<'_>, addr: IpAddr, port: u16, backlog: i32) -> PeerResult<Socket> {
+    let sk = tcp_socket(peer.family())?;
+    sk.set_reuse_address(true).or_fail("SO_REUSEADDR failed")?;
+    sk.bind_device(Some(VETH_NAME.as_bytes()))
+        .or_fail("SO_BINDTODEVICE failed")?;
+    sk.bind(&SockAddr::from(SocketAddr::new(addr, port)))
+        .or_fail(&format!("bind({addr}:{port}) failed"))?;
+    sk.listen(backlog).or_fail("listen() failed")?;
+    Ok(sk)
+}
+
+/// Wait for `events` on `fd` until `deadline`, in short slices; returns `Ok(false)` at the
+/// deadline or when `stop()` becomes true, [`Failure::PeerFailed`] when the other peer fails.
+///
+/// # Errors
+/// [`Failure::PeerFailed`], or a failed `poll(2)`.
+pub fn wait_fd(
+    peer: &Peer<'_>,
+    fd: &impl AsFd,
+    events: PollFlags,
+    deadline: Instant,
+    mut stop: impl FnMut() -> bool,
+) -> PeerResult<bool> {
+    loop {
+        if peer.peer_failed() {
+            return Err(Failure::PeerFailed);
+        }
+        if stop() {
+            return Ok(false);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        let slice = SLICE.min(deadline - now);
+        let mut fds = [PollFd::new(fd.as_fd(), events)];
+        let ms = u16::try_from(slice.as_millis().max(1)).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(failure!("poll() failed: {e}")),
+        }
+    }
+}
+
+/// Accept one connection on `lsk` before `deadline`; `Ok(None)` when none came (or `stop()`).
+///
+/// # Errors
+/// [`Failure::PeerFailed`], or a failed accept.
+pub fn accept(
+    peer: &Peer<'_>,
+    lsk: &Socket,
+    deadline: Instant,
+    mut stop: impl FnMut() -> bool,
+) -> PeerResult<Option<Socket>> {
+    loop {
+        match lsk.accept() {
+            Ok((sk, _)) => {
+                sk.set_nonblocking(true).or_fail("O_NONBLOCK failed")?;
+                return Ok(Some(sk));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(failure!("accept() failed: {e}")),
+        }
+        if !wait_fd(peer, lsk, PollFlags::POLLIN, deadline, &mut stop)? {
+            return Ok(None);
+        }
+    }
+}
+
+/// How a [`connect`] ended.
+#[derive(Debug)]
+pub enum Connect {
+    /// The handshake completed.
+    Established,
+    /// `connect()` failed at once or the handshake failed (refused, reset, rejected key, ...).
+    Failed(io::Error),
+    /// Nothing happened before the deadline, or `stop()` said the expected event happened.
+    TimedOut,
+}
+
+/// Connect `sk` to `addr:port`, waiting until `deadline` (kernel `test_skpair_connect_poll`):
+/// returns early when `stop()` becomes true and when the other peer fails.
+///
+/// # Errors
+/// [`Failure::PeerFailed`] or a failed `poll(2)`; connect errors are [`Connect::Failed`].
+pub fn connect(
+    peer: &Peer<'_>,
+    sk: &Socket,
+    addr: IpAddr,
+    port: u16,
+    deadline: Instant,
+    stop: impl FnMut() -> bool,
+) -> PeerResult<Connect> {
+    match sk.connect(&SockAddr::from(SocketAddr::new(addr, port))) {
+        Ok(()) => return Ok(Connect::Established),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+        Err(e) => return Ok(Connect::Failed(e)),
+    }
+    if !wait_fd(peer, sk, PollFlags::POLLOUT, deadline, stop)? {
+        return Ok(Connect::TimedOut);
+    }
+    match sk.take_error() {
+        Ok(None) => Ok(Connect::Established),
+        Ok(Some(e)) | Err(e) => Ok(Connect::Failed(e)),
+    }
+}
+
+/// Connect and require success within [`Peer::timeout`].
+///
+/// # Errors
+/// A failure sentence when the connection was not established.
+pub fn connect_ok(peer: &Peer<'_>, sk: &Socket, addr: IpAddr, port: u16) -> PeerResult {
+    match connect(peer, sk, addr, port, peer.deadline(), || false)? {
+        Connect::Established => Ok(()),
+        Connect::Failed(e) => Err(failure!("connect() to {addr} port {port} failed: {e}")),
+        Connect::TimedOut => Err(failure!("connect() to {addr} port {port} timed out")),
+    }
+}
+
+fn write_all(peer: &Peer<'_>, mut sk: &Socket, mut buf: &[u8], deadline: Instant) -> PeerResult {
+    while !buf.is_empty() {
+        match sk.write(buf) {
+            Ok(0) => return Err(failure!("write() returned 0")),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_fd(peer, sk, PollFlags::POLLOUT, deadline, || false)? {
+                    return Err(failure!("write() timed out with {} bytes left", buf.len()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failure!("write() failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Read up to `buf.len()` bytes; `Ok(0)` at EOF.
+fn read_some(
+    peer: &Peer<'_>,
+    mut sk: &Socket,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> PeerResult<usize> {
+    loop {
+        match sk.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_fd(peer, sk, PollFlags::POLLIN, deadline, || false)? {
+                    return Err(failure!("read() timed out"));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failure!("read() failed: {e}")),
+        }
+    }
+}
+
+/// Echo everything received on `sk` back until the peer closes (kernel `test_server_run`).
+/// Returns the number of bytes served.
+///
+/// # Errors
+/// A read/write failure or the deadline.
+pub fn echo_server(peer: &Peer<'_>, sk: &Socket, deadline: Instant) -> PeerResult<u64> {
+    let mut buf = vec![0u8; 65536];
+    let mut served = 0u64;
+    loop {
+        let n = read_some(peer, sk, &mut buf, deadline)?;
+        if n == 0 {
+            return Ok(served);
+        }
+        write_all(peer, sk, &buf[..n], deadline)?;
+        served += n as u64;
+    }
+}
+
+/// Send `count` messages of `len` random bytes and check each echo (kernel
+/// `test_client_verify`). Sets `TCP_NODELAY`.
+///
+/// # Errors
+/// A read/write failure, the deadline, or an echo that differs from what was sent.
+pub fn echo_verify(
+    peer: &Peer<'_>,
+    sk: &Socket,
+    count: usize,
+    len: usize,
+    deadline: Instant,
+) -> PeerResult {
+    sk.set_tcp_nodelay(true).or_fail("TCP_NODELAY failed")?;
+    let mut rng = XorShift::seeded();
+    let mut out = vec![0u8; len];
+    let mut back = vec![0u8; len];
+    for i in 0..count {
+        rng.fill(&mut out);
+        write_all(peer, sk, &out, deadline)?;
+        let mut got = 0;
+        while got < len {
+            let n = read_some(peer, sk, &mut back[got..], deadline)?;
+            if n == 0 {
+                return Err(failure!(
+                    "the connection closed after {i} of {count} echoed messages"
+                ));
+            }
+            got += n;
+        }
+        if out != back {
+            return Err(failure!("echoed message {i} differs from the one sent"));
+        }
+    }
+    Ok(())
+}
+
+/// A small xorshift64* generator for test payloads (not for keys).
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// Seeded from the clock.
+    pub fn seeded() -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
+        Self(t | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Fill `buf` with random bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let r = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+    }
+}
+
+/// The TCP-AO socket and key counters of `sk` (`TCP_AO_INFO`, `TCP_AO_GET_KEYS`); `(None, [])`
+/// for a socket without TCP-AO state, or on a kernel without TCP-AO.
+///
+/// # Errors
+/// When a socket option fails for another reason than "no TCP-AO on this socket".
+pub fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCounters>)> {
+    let info = match sk.ao_info() {
+        Ok(Some(i)) => i,
+        Ok(None) => return Ok((None, Vec::new())),
+        Err(e) if e.is_unsupported() => return Ok((None, Vec::new())),
+        Err(e) => return Err(failure!("getsockopt(TCP_AO_INFO) failed: {e}")),
+    };
+    let c = info.counters;
+    let sock = SockCounters {
+        good: c.good,
+        bad: c.bad,
+        key_not_found: c.key_not_found,
+        ao_required: c.ao_required,
+        dropped_icmp: c.dropped_icmp,
+    };
+    let keys = match sk.ao_keys(&KeyFilter::All) {
+        Ok(k) => k,
+        // A socket whose keys were all deleted still has TCP-AO state but no keys.
+        Err(tcpao_sys::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(failure!("getsockopt(TCP_AO_GET_KEYS) failed: {e}")),
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| KeyCounters {
+            send_id: k.selector.send_id,
+            recv_id: k.selector.recv_id,
+            peer: k.selector.peer.to_string(),
+            good: k.good,
+            bad: k.bad,
+        })
+        .collect();
+    Ok((Some(sock), keys))
+}
+
+/// `SOL_PACKET` (`<linux/socket.h>`).
+const SOL_PACKET: i32 = 263;
+/// `PACKET_STATISTICS` (`<linux/if_packet.h>`): `struct tpacket_stats { u32 packets, drops }`.
+const PACKET_STATISTICS: i32 = 6;
+
+/// Frames the packet socket `sk` dropped (`PACKET_STATISTICS`; reading resets the counters).
+pub fn packet_drops(sk: &impl AsFd) -> Option<u32> {
+    let mut buf = [0u8; 8];
+    match tcpao_sys::raw::getsockopt_bytes(
+        sk,
+        SOL_PACKET,
+        PACKET_STATISTICS,
+        Some(&mut buf),
+        tcpao_sys::raw::OptLen::Buffer,
+    ) {
+        Ok(Some(8)) => Some(u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])),
+        _ => None,
+    }
+}
+
+/// The password of the default test key (our own sentence; 59 bytes, so AES-128-CMAC keys go
+/// through the RFC 5926 §3.1.1.2 fold like the kernel suite's long default password does).
+pub const DEFAULT_TEST_PASSWORD: &str =
+    "Two peers in two namespaces agree on one secret, or do not.";
+/// The default algorithm (kernel `DEFAULT_TEST_ALGO`): AES-128-CMAC-96.
+pub const DEFAULT_TEST_ALGORITHM: Algorithm = Algorithm::AesCmac128;
+
+/// A TCP-AO key as a test describes it (kernel `test_add_key()` arguments), with the kernel
+/// suite's defaults: peer host prefix, [`DEFAULT_TEST_PASSWORD`], [`DEFAULT_TEST_ALGORITHM`],
+/// MAC length 12.
+#[derive(Clone)]
+pub struct TestKey {
+    /// Peer address.
+    pub peer: IpAddr,
+    /// Peer prefix length; `None` = host (/32, /128).
+    pub prefix: Option<u8>,
+    /// SendID.
+    pub send_id: u8,
+    /// RecvID.
+    pub recv_id: u8,
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Password (zeroed on drop).
+    pub password: zeroize::Zeroizing<Vec<u8>>,
+    /// MAC length; `None` = kernel default (12).
+    pub maclen: Option<u8>,
+    /// `false` sets `TCP_AO_KEYF_EXCLUDE_OPT`.
+    pub include_options: bool,
+    /// Bind to a VRF ifindex (`TCP_AO_KEYF_IFINDEX`).
+    pub vrf: Option<u32>,
+}
+
+impl std::fmt::Debug for TestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TestKey({}:{} for {}/{:?} {} maclen {:?})",
+            self.send_id,
+            self.recv_id,
+            self.peer,
+            self.prefix,
+            self.algorithm.kernel_name(),
+            self.maclen
+        )
+    }
+}
+
+impl TestKey {
+    /// Key `send_id:recv_id` for host `peer`, with the defaults.
+    pub fn new(peer: IpAddr, send_id: u8, recv_id: u8) -> Self {
+        Self {
+            peer,
+            prefix: None,
+            send_id,
+            recv_id,
+            algorithm: DEFAULT_TEST_ALGORITHM,
+            password: zeroize::Zeroizing::new(DEFAULT_TEST_PASSWORD.as_bytes().to_vec()),
+            maclen: None,
+            include_options: true,
+            vrf: None,
+        }
+    }
+
+    /// Another password.
+    pub fn password(mut self, pw: &[u8]) -> Self {
+        self.password = zeroize::Zeroizing::new(pw.to_vec());
+        self
+    }
+
+    /// A network key `peer/prefix`.
+    pub fn prefix(mut self, peer: IpAddr, prefix: u8) -> Self {
+        self.peer = peer;
+        self.prefix = Some(prefix);
+        self
+    }
+
+    /// Another MAC length.
+    pub fn maclen(mut self, maclen: u8) -> Self {
+        self.maclen = Some(maclen);
+        self
+    }
+
+    /// Another algorithm.
+    pub fn algorithm(mut self, a: Algorithm) -> Self {
+        self.algorithm = a;
+        self
+    }
+
+    fn prefix_len(&self) -> u8 {
+        self.prefix.unwrap_or(Family::of(self.peer).host_prefix())
+    }
+
+    /// The tcpao-sys key.
+    ///
+    /// # Errors
+    /// When the values are invalid (bad prefix, MAC length).
+    pub fn to_ao_key(&self) -> PeerResult<AoKey> {
+        let peer =
+            PeerPrefix::new(self.peer, self.prefix_len()).or_fail("invalid test key prefix")?;
+        let mkt = MasterKey::new(&self.password).or_fail("invalid test key password")?;
+        let mut k = AoKey::new(
+            peer,
+            self.send_id,
+            self.recv_id,
+            self.algorithm.clone(),
+            mkt,
+        )
+        .include_options(self.include_options);
+        if let Some(m) = self.maclen {
+            k = k.mac_len(m).or_fail("invalid test key MAC length")?;
+        }
+        if let Some(v) = self.vrf {
+            k = k.vrf(v);
+        }
+        Ok(k)
+    }
+
+    /// The capture registration of this key, owned by `owner`; `None` for an algorithm the
+    /// reference does not implement (its segments are then not cross-checked).
+    pub fn registered(&self, owner: Side) -> Option<RegisteredKey> {
+        let alg = KeyAlgorithm::from_kernel_name(self.algorithm.kernel_name())?;
+        let mut r = RegisteredKey::ao(
+            owner,
+            alg,
+            &self.password,
+            self.send_id,
+            self.recv_id,
+            self.peer,
+            self.prefix_len(),
+        );
+        r.maclen = self.maclen.filter(|m| *m != 0).unwrap_or(12);
+        r.include_options = self.include_options;
+        Some(r)
+    }
+}
+
+/// Add a TCP-AO key to `sk` (kernel `test_add_key()`): register it with the test's capture,
+/// then read it back with `TCP_AO_GET_KEYS` and compare IDs, MAC length and algorithm.
+///
+/// # Errors
+/// A failure sentence when the kernel rejects the key or reports it differently.
+pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
+    let ao = key.to_ao_key()?;
+    sk.add_ao_key(&ao).map_err(|e| match e {
+        tcpao_sys::Error::Unsupported { .. } => {
+            Failure::Skip("Tests require TCP-AO support (CONFIG_TCP_AO)".into())
+        }
+        e => failure!("setsockopt(TCP_AO_ADD_KEY) of key {key:?} failed: {e}"),
+    })?;
+    if let Some(c) = peer.capture() {
+        match key.registered(peer.side()) {
+            Some(r) => c.register(r),
+            None => peer.diag(format!(
+                "key {}:{} uses {}, which tcpao-refimpl does not implement: its segments are not cross-checked",
+                key.send_id,
+                key.recv_id,
+                key.algorithm.kernel_name()
+            )),
+        }
+    }
+    let got = sk.ao_keys(&KeyFilter::Key(ao.selector())).map_err(|e| {
+        failure!(
+            "reading back key {}:{} failed: {e}",
+            key.send_id,
+            key.recv_id
+        )
+    })?;
+    let [k] = got.as_slice() else {
+        return Err(failure!(
+            "reading back key {}:{} returned {} keys",
+            key.send_id,
+            key.recv_id,
+            got.len()
+        ));
+    };
+    let want_mac = key.maclen.filter(|m| *m != 0).unwrap_or(12);
+    if k.mac_len != want_mac
+        || k.algorithm != key.algorithm
+        || k.include_options != key.include_options
+    {
+        return Err(failure!(
+            "the kernel reports key {}:{} as {} maclen {} (options {}), it was added as {} maclen {want_mac} (options {})",
+            key.send_id,
+            key.recv_id,
+            k.algorithm.kernel_name(),
+            k.mac_len,
+            k.include_options,
+            key.algorithm.kernel_name(),
+            key.include_options
+        ));
+    }
+    Ok(())
+}
+
+/// Add a TCP-MD5 key for `peer_addr/prefix` to `sk` (`TCP_MD5SIG_EXT`) and register it with
+/// the capture.
+///
+/// # Errors
+/// A failure sentence when the kernel rejects it; a skip without `CONFIG_TCP_MD5SIG`.
+pub fn add_md5_key(
+    peer: &Peer<'_>,
+    sk: &Socket,
+    peer_addr: IpAddr,
+    prefix: u8,
+    password: &[u8],
+) -> PeerResult {
+    let key = Md5Key {
+        peer: PeerPrefix::new(peer_addr, prefix).or_fail("invalid MD5 key prefix")?,
+        vrf: None,
+        key: MasterKey::new(password).or_fail("invalid MD5 key")?,
+    };
+    sk.add_md5_key(&key).map_err(|e| match e {
+        tcpao_sys::Error::Unsupported { .. } => {
+            Failure::Skip("Tests require TCP-MD5 support (CONFIG_TCP_MD5SIG)".into())
+        }
+        e => failure!("setsockopt(TCP_MD5SIG_EXT) for {peer_addr}/{prefix} failed: {e}"),
+    })?;
+    if let Some(c) = peer.capture() {
+        c.register(RegisteredKey::md5(peer.side(), password, peer_addr, prefix));
+    }
+    Ok(())
+}
