@@ -129,6 +129,7 @@ pub fn find_tools() -> Result<Tools, VmError> {
     let venv_vng = cache_dir().join("venv/bin/vng");
     let vng = std::env::var_os("TCPAO_VNG")
         .map(PathBuf::from)
+        .filter(|p| p.is_file())
         .or_else(|| venv_vng.is_file().then_some(venv_vng.clone()))
         .or_else(|| which("vng"))
         .ok_or_else(|| VmError::MissingTool {
