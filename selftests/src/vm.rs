@@ -787,6 +787,24 @@ pub fn guest_script(
     s
 }
 
+/// Removes kept results directories (failed runs, `--keep`) older than `age`.
+fn prune_old_runs(dir: &Path, age: Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|a| a > age);
+        if old {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Entry point of `tcpao-selftests vm`.
 pub fn main(args: &VmArgs) -> i32 {
     match run_vm(args) {
@@ -822,6 +840,7 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
             ok
         }
     };
+    prune_old_runs(&cache_dir().join("run"), Duration::from_secs(3 * 24 * 3600));
     let results = cache_dir()
         .join("run")
         .join(format!("{}", std::process::id()));
