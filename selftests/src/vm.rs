@@ -129,6 +129,7 @@ pub fn find_tools() -> Result<Tools, VmError> {
     let venv_vng = cache_dir().join("venv/bin/vng");
     let vng = std::env::var_os("TCPAO_VNG")
         .map(PathBuf::from)
+        .filter(|p| p.is_file())
         .or_else(|| venv_vng.is_file().then_some(venv_vng.clone()))
         .or_else(|| which("vng"))
         .ok_or_else(|| VmError::MissingTool {
@@ -786,6 +787,24 @@ pub fn guest_script(
     s
 }
 
+/// Removes kept results directories (failed runs, `--keep`) older than `age`.
+fn prune_old_runs(dir: &Path, age: Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|a| a > age);
+        if old {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Entry point of `tcpao-selftests vm`.
 pub fn main(args: &VmArgs) -> i32 {
     match run_vm(args) {
@@ -821,6 +840,7 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
             ok
         }
     };
+    prune_old_runs(&cache_dir().join("run"), Duration::from_secs(3 * 24 * 3600));
     let results = cache_dir()
         .join("run")
         .join(format!("{}", std::process::id()));
@@ -1058,12 +1078,12 @@ fn report(
 ) {
     let mut o = io::stdout().lock();
     let boot = boot.map_or_else(
-        || "never came up".into(),
-        |b| format!("{:.1}s", b.as_secs_f64()),
+        || "guest never came up".into(),
+        |b| format!("guest up after {:.1}s", b.as_secs_f64()),
     );
     let _ = writeln!(
         o,
-        "# vm: kernel {} ({}), {}, guest up after {boot}, total {:.1}s",
+        "# vm: kernel {} ({}), {}, {boot}, total {:.1}s",
         kernel.release.as_deref().unwrap_or("?"),
         kernel.origin,
         if kvm { "KVM" } else { "TCG" },
