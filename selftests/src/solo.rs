@@ -237,7 +237,12 @@ where
             (r, solo.diags.into_inner())
         })
         .join()
-        .unwrap_or_else(|_| (Err(Failure::Fail("the test thread panicked".into())), Vec::new()))
+        .unwrap_or_else(|_| {
+            (
+                Err(Failure::Fail("the test thread panicked".into())),
+                Vec::new(),
+            )
+        })
     });
     for d in diags {
         ctx.diag(d);

@@ -25,7 +25,7 @@ use nix::libc;
 use nix::poll::PollFlags;
 use socket2::Socket;
 use tcpao_sys::repair::{RepairMode, set_repair};
-use tcpao_sys::{AoRepair, Algorithm, Error, KeySelector, PeerPrefix, TcpAoExt};
+use tcpao_sys::{Algorithm, AoRepair, Error, KeySelector, PeerPrefix, TcpAoExt};
 
 use crate::capture::CaptureConfig;
 use crate::counters::{Counters, Grew};
@@ -49,35 +49,79 @@ const MSG_LEN: usize = 100;
 const QUOTA: u64 = (NR_PACKETS * MSG_LEN) as u64;
 const ROTATIONS: usize = 20;
 
+type SoloBody = fn(&Solo) -> PeerResult;
+/// A forced-delete step: name, key IDs, replacement current and rnext.
+type Step = (&'static str, (u8, u8), Option<u8>, Option<u8>);
+
 /// The program's tests.
 pub fn tests() -> Vec<Test> {
     let mut v = Vec::new();
-    let solo: &[(&str, fn(&Solo) -> PeerResult)] = &[
+    let solo: &[(&str, SoloBody)] = &[
         ("closed-socket-delete-a-key", |s| closed_seq(s, 1)),
         ("closed-socket-delete-all-keys", |s| closed_seq(s, 2)),
         ("closed-socket-delete-current-key", |s| closed_busy(s, true)),
         ("closed-socket-delete-rnext-key", |s| closed_busy(s, false)),
-        ("closed-socket-delete-a-key-set-current-rnext", |s| forced_seq(s, false, 1)),
-        ("closed-socket-force-delete-current-key", |s| forced_seq(s, false, 2)),
-        ("closed-socket-force-delete-rnext-key", |s| forced_seq(s, false, 3)),
-        ("closed-socket-delete-current-rnext-key", |s| forced_seq(s, false, 4)),
-        ("closed-socket-add-change-current-key", |s| add_change(s, false, 1)),
-        ("closed-socket-add-change-rnext-key", |s| add_change(s, false, 2)),
+        ("closed-socket-delete-a-key-set-current-rnext", |s| {
+            forced_seq(s, false, 1)
+        }),
+        ("closed-socket-force-delete-current-key", |s| {
+            forced_seq(s, false, 2)
+        }),
+        ("closed-socket-force-delete-rnext-key", |s| {
+            forced_seq(s, false, 3)
+        }),
+        ("closed-socket-delete-current-rnext-key", |s| {
+            forced_seq(s, false, 4)
+        }),
+        ("closed-socket-add-change-current-key", |s| {
+            add_change(s, false, 1)
+        }),
+        ("closed-socket-add-change-rnext-key", |s| {
+            add_change(s, false, 2)
+        }),
         ("listen-socket-delete-a-key", |s| listen_seq(s, 1)),
         ("listen-socket-delete-all-keys", |s| listen_seq(s, 2)),
-        ("listen-socket-setting-current-key-not-allowed", |s| listen_set(s, true)),
-        ("listen-socket-setting-rnext-key-not-allowed", |s| listen_set(s, false)),
-        ("listen-after-current-rnext-keys-set", |s| listen_after_set(s, 0)),
-        ("listen-socket-delete-current-key-from-before-listen", |s| listen_after_set(s, 1)),
-        ("listen-socket-delete-rnext-key-from-before-listen", |s| listen_after_set(s, 2)),
-        ("listen-socket-getsockopt-tcp-ao-repair-is-restricted", |s| listen_repair(s, true)),
-        ("listen-socket-setsockopt-tcp-ao-repair-is-restricted", |s| listen_repair(s, false)),
-        ("listen-socket-delete-a-key-set-current-rnext", |s| forced_seq(s, true, 1)),
-        ("listen-socket-force-delete-current-key", |s| forced_seq(s, true, 2)),
-        ("listen-socket-force-delete-rnext-key", |s| forced_seq(s, true, 3)),
-        ("listen-socket-delete-a-key-after-refused-deletes", |s| forced_seq(s, true, 4)),
-        ("listen-socket-add-change-current-key", |s| add_change(s, true, 1)),
-        ("listen-socket-add-change-rnext-key", |s| add_change(s, true, 2)),
+        ("listen-socket-setting-current-key-not-allowed", |s| {
+            listen_set(s, true)
+        }),
+        ("listen-socket-setting-rnext-key-not-allowed", |s| {
+            listen_set(s, false)
+        }),
+        ("listen-after-current-rnext-keys-set", |s| {
+            listen_after_set(s, 0)
+        }),
+        ("listen-socket-delete-current-key-from-before-listen", |s| {
+            listen_after_set(s, 1)
+        }),
+        ("listen-socket-delete-rnext-key-from-before-listen", |s| {
+            listen_after_set(s, 2)
+        }),
+        (
+            "listen-socket-getsockopt-tcp-ao-repair-is-restricted",
+            |s| listen_repair(s, true),
+        ),
+        (
+            "listen-socket-setsockopt-tcp-ao-repair-is-restricted",
+            |s| listen_repair(s, false),
+        ),
+        ("listen-socket-delete-a-key-set-current-rnext", |s| {
+            forced_seq(s, true, 1)
+        }),
+        ("listen-socket-force-delete-current-key", |s| {
+            forced_seq(s, true, 2)
+        }),
+        ("listen-socket-force-delete-rnext-key", |s| {
+            forced_seq(s, true, 3)
+        }),
+        ("listen-socket-delete-a-key-after-refused-deletes", |s| {
+            forced_seq(s, true, 4)
+        }),
+        ("listen-socket-add-change-current-key", |s| {
+            add_change(s, true, 1)
+        }),
+        ("listen-socket-add-change-rnext-key", |s| {
+            add_change(s, true, 2)
+        }),
         ("algorithms", algorithms),
     ];
     for (name, body) in solo {
@@ -99,10 +143,20 @@ fn prepare(s: &Solo, listen: bool) -> PeerResult<Socket> {
     let sk = sockets::tcp_socket(s.family())?;
     add_verified(
         &sk,
-        &key_with(s.remote_addr(), None, 100, 100, DEFAULT_TEST_PASSWORD.as_bytes())?,
+        &key_with(
+            s.remote_addr(),
+            None,
+            100,
+            100,
+            DEFAULT_TEST_PASSWORD.as_bytes(),
+        )?,
         DEFAULT_TEST_PASSWORD.as_bytes(),
     )?;
-    add_verified(&sk, &key_with(s.remote_addr(), None, 200, 200, SECOND_PASSWORD)?, SECOND_PASSWORD)?;
+    add_verified(
+        &sk,
+        &key_with(s.remote_addr(), None, 200, 200, SECOND_PASSWORD)?,
+        SECOND_PASSWORD,
+    )?;
     if listen {
         make_listen(s, &sk)?;
     }
@@ -138,7 +192,11 @@ fn delete_ok(
         sk.del_ao_key_replacing(&sel(s, ids.0, ids.1)?, current, rnext),
     )?;
     if has_key(sk, ids.0, ids.1)? {
-        return Err(failure!("{tst}: key {}:{} is still on the socket", ids.0, ids.1));
+        return Err(failure!(
+            "{tst}: key {}:{} is still on the socket",
+            ids.0,
+            ids.1
+        ));
     }
     let info = info(sk)?;
     if current.is_some_and(|c| info.current_key != Some(c))
@@ -165,13 +223,19 @@ fn delete_refused(
 ) -> PeerResult {
     let r = sk.del_ao_key_replacing(&sel(s, ids.0, ids.1)?, current, rnext);
     if busy {
-        expect_error(tst, r, "Error::KeyInUse (EBUSY): key deletion was prevented", |e| {
-            matches!(e, Error::KeyInUse { .. })
-        })?;
+        expect_error(
+            tst,
+            r,
+            "Error::KeyInUse (EBUSY): key deletion was prevented",
+            |e| matches!(e, Error::KeyInUse { .. }),
+        )?;
     } else {
-        expect_error(tst, r, "Error::Os with EINVAL: key deletion was prevented", |e| {
-            is_os(e, libc::EINVAL)
-        })?;
+        expect_error(
+            tst,
+            r,
+            "Error::Os with EINVAL: key deletion was prevented",
+            |e| is_os(e, libc::EINVAL),
+        )?;
     }
     if !has_key(sk, ids.0, ids.1)? {
         return Err(failure!("{tst}: the key {}:{} was deleted", ids.0, ids.1));
@@ -198,7 +262,9 @@ fn set_key(sk: &Socket, current: Option<u8>, rnext: Option<u8>) -> tcpao_sys::Re
 fn set_key_checked(sk: &Socket, current: Option<u8>, rnext: Option<u8>) -> PeerResult {
     typed_ok("setting current/rnext keys", set_key(sk, current, rnext))?;
     let i = info(sk)?;
-    if current.is_some_and(|c| i.current_key != Some(c)) || rnext.is_some_and(|r| i.rnext_key != Some(r)) {
+    if current.is_some_and(|c| i.current_key != Some(c))
+        || rnext.is_some_and(|r| i.rnext_key != Some(r))
+    {
         return Err(failure!(
             "current/rnext read back as {:?}/{:?} after setting {current:?}/{rnext:?}",
             i.current_key,
@@ -210,9 +276,23 @@ fn set_key_checked(sk: &Socket, current: Option<u8>, rnext: Option<u8>) -> PeerR
 
 fn closed_seq(s: &Solo, upto: usize) -> PeerResult {
     let sk = prepare(s, false)?;
-    delete_ok(s, &sk, "closed socket, delete a key", (200, 200), None, None)?;
+    delete_ok(
+        s,
+        &sk,
+        "closed socket, delete a key",
+        (200, 200),
+        None,
+        None,
+    )?;
     if upto >= 2 {
-        delete_ok(s, &sk, "closed socket, delete all keys", (100, 100), None, None)?;
+        delete_ok(
+            s,
+            &sk,
+            "closed socket, delete all keys",
+            (100, 100),
+            None,
+            None,
+        )?;
         if !dump_all(&sk).or_fail("dump")?.is_empty() {
             return Err(failure!("closed socket, delete all keys: keys remain"));
         }
@@ -224,9 +304,25 @@ fn closed_busy(s: &Solo, current: bool) -> PeerResult {
     let sk = prepare(s, false)?;
     set_key_checked(&sk, Some(100), Some(200))?;
     if current {
-        delete_refused(s, &sk, "closed socket, delete current key", (100, 100), None, None, true)
+        delete_refused(
+            s,
+            &sk,
+            "closed socket, delete current key",
+            (100, 100),
+            None,
+            None,
+            true,
+        )
     } else {
-        delete_refused(s, &sk, "closed socket, delete rnext key", (200, 200), None, None, true)
+        delete_refused(
+            s,
+            &sk,
+            "closed socket, delete rnext key",
+            (200, 200),
+            None,
+            None,
+            true,
+        )
     }
 }
 
@@ -234,11 +330,28 @@ fn closed_busy(s: &Solo, current: bool) -> PeerResult {
 /// 100:100, 200:200, 10:11 and 12:13; runs steps 1..=`upto`.
 fn forced_seq(s: &Solo, listen: bool, upto: usize) -> PeerResult {
     let sk = prepare(s, listen)?;
-    add_verified(&sk, &key_with(s.remote_addr(), None, 10, 11, b"Glory to heros!")?, b"Glory to heros!")?;
-    add_verified(&sk, &key_with(s.remote_addr(), None, 12, 13, b"Glory to Ukraine!")?, b"Glory to Ukraine!")?;
-    let what = if listen { "listen socket" } else { "closed socket" };
-    let steps: [(&str, (u8, u8), Option<u8>, Option<u8>); 3] = [
-        ("delete a key + set current/rnext", (100, 100), Some(10), Some(13)),
+    add_verified(
+        &sk,
+        &key_with(s.remote_addr(), None, 10, 11, b"Glory to heros!")?,
+        b"Glory to heros!",
+    )?;
+    add_verified(
+        &sk,
+        &key_with(s.remote_addr(), None, 12, 13, b"Glory to Ukraine!")?,
+        b"Glory to Ukraine!",
+    )?;
+    let what = if listen {
+        "listen socket"
+    } else {
+        "closed socket"
+    };
+    let steps: [Step; 3] = [
+        (
+            "delete a key + set current/rnext",
+            (100, 100),
+            Some(10),
+            Some(13),
+        ),
         ("force-delete current key", (10, 11), Some(200), None),
         ("force-delete rnext key", (12, 13), None, Some(200)),
     ];
@@ -256,9 +369,24 @@ fn forced_seq(s: &Solo, listen: bool, upto: usize) -> PeerResult {
     }
     if upto >= 4 {
         if listen {
-            delete_ok(s, &sk, "listen socket, delete a key", (200, 200), None, None)?;
+            delete_ok(
+                s,
+                &sk,
+                "listen socket, delete a key",
+                (200, 200),
+                None,
+                None,
+            )?;
         } else {
-            delete_refused(s, &sk, "closed socket, delete current+rnext key", (200, 200), None, None, true)?;
+            delete_refused(
+                s,
+                &sk,
+                "closed socket, delete current+rnext key",
+                (200, 200),
+                None,
+                None,
+                true,
+            )?;
         }
     }
     Ok(())
@@ -272,10 +400,17 @@ fn add_change(s: &Solo, listen: bool, upto: usize) -> PeerResult {
         set_key_checked(&sk, Some(100), Some(200))?;
     }
     let pw = b"Laaaa! Lalala-la-la-lalala...";
-    let what = if listen { "listen socket" } else { "closed socket" };
-    for (n, (name, ids, c, r)) in [("add + change current key", (10u8, 20u8), true, false), ("add + change rnext key", (20, 10), false, true)]
-        .iter()
-        .enumerate()
+    let what = if listen {
+        "listen socket"
+    } else {
+        "closed socket"
+    };
+    for (n, (name, ids, c, r)) in [
+        ("add + change current key", (10u8, 20u8), true, false),
+        ("add + change rnext key", (20, 10), false, true),
+    ]
+    .iter()
+    .enumerate()
     {
         if n >= upto {
             break;
@@ -285,7 +420,9 @@ fn add_change(s: &Solo, listen: bool, upto: usize) -> PeerResult {
             .set_current(*c)
             .set_rnext(*r);
         if listen {
-            expect_error(&tst, sk.add_ao_key(&key), "Error::Os with EINVAL", |e| is_os(e, libc::EINVAL))?;
+            expect_error(&tst, sk.add_ao_key(&key), "Error::Os with EINVAL", |e| {
+                is_os(e, libc::EINVAL)
+            })?;
         } else {
             typed_ok(&tst, sk.add_ao_key(&key))?;
             let i = info(&sk)?;
@@ -305,9 +442,23 @@ fn add_change(s: &Solo, listen: bool, upto: usize) -> PeerResult {
 
 fn listen_seq(s: &Solo, upto: usize) -> PeerResult {
     let sk = prepare(s, true)?;
-    delete_ok(s, &sk, "listen socket, delete a key", (200, 200), None, None)?;
+    delete_ok(
+        s,
+        &sk,
+        "listen socket, delete a key",
+        (200, 200),
+        None,
+        None,
+    )?;
     if upto >= 2 {
-        delete_ok(s, &sk, "listen socket, delete all keys", (100, 100), None, None)?;
+        delete_ok(
+            s,
+            &sk,
+            "listen socket, delete all keys",
+            (100, 100),
+            None,
+            None,
+        )?;
     }
     Ok(())
 }
@@ -315,9 +466,15 @@ fn listen_seq(s: &Solo, upto: usize) -> PeerResult {
 fn listen_set(s: &Solo, current: bool) -> PeerResult {
     let sk = prepare(s, true)?;
     let (r, tst) = if current {
-        (set_key(&sk, Some(100), None), "listen socket, setting current key not allowed")
+        (
+            set_key(&sk, Some(100), None),
+            "listen socket, setting current key not allowed",
+        )
     } else {
-        (set_key(&sk, None, Some(200)), "listen socket, setting rnext key not allowed")
+        (
+            set_key(&sk, None, Some(200)),
+            "listen socket, setting rnext key not allowed",
+        )
     };
     expect_error(tst, r, "Error::Os with EINVAL", |e| is_os(e, libc::EINVAL))
 }
@@ -339,7 +496,10 @@ fn listen_after_set(s: &Solo, step: usize) -> PeerResult {
         return Ok(());
     }
     let mut xfails = Vec::new();
-    for (n, (name, ids)) in [("current", (100u8, 100u8)), ("rnext", (200, 200))].iter().enumerate() {
+    for (n, (name, ids)) in [("current", (100u8, 100u8)), ("rnext", (200, 200))]
+        .iter()
+        .enumerate()
+    {
         if n >= step {
             break;
         }
@@ -441,10 +601,16 @@ fn algorithms(s: &Solo) -> PeerResult {
             Err(e) => return Err(failure!("adding a {n} key failed with {e:?}, not ENOENT")),
         }
     }
-    s.diag(format!("accepted: {}; ENOENT: {}", yes.join(", "), no.join(", ")));
+    s.diag(format!(
+        "accepted: {}; ENOENT: {}",
+        yes.join(", "),
+        no.join(", ")
+    ));
     for must in ["hmac(sha1)", "cmac(aes128)"] {
         if !yes.contains(&must) {
-            return Err(failure!("the kernel refuses {must}, which RFC 5926 makes mandatory"));
+            return Err(failure!(
+                "the kernel refuses {must}, which RFC 5926 makes mandatory"
+            ));
         }
     }
     let probed: Vec<&str> = accepted_algorithms()
@@ -453,7 +619,9 @@ fn algorithms(s: &Solo) -> PeerResult {
         .map(Algorithm::kernel_name)
         .collect();
     if probed != yes {
-        return Err(failure!("the probe found {probed:?}, this socket accepted {yes:?}"));
+        return Err(failure!(
+            "the probe found {probed:?}, this socket accepted {yes:?}"
+        ));
     }
     Ok(())
 }
@@ -600,7 +768,14 @@ impl Scenario {
         let mut v: Vec<String> = Vec::new();
         match side {
             Side::Server => {
-                v.extend(["server-listener-keys", "server-alive", "server-listener-counters"].map(String::from));
+                v.extend(
+                    [
+                        "server-listener-keys",
+                        "server-alive",
+                        "server-listener-counters",
+                    ]
+                    .map(String::from),
+                );
                 if self.kind == Kind::Rotate {
                     v.extend((1..=ROTATIONS).map(|n| format!("server-rotation-{n:02}-current")));
                 }
@@ -611,7 +786,9 @@ impl Scenario {
                     v.extend((1..=ROTATIONS).map(|n| format!("client-rotation-{n:02}-rnext")));
                 }
                 if self.kind == Kind::Match {
-                    v.extend(["client-wrong-addr-einval", "client-wrong-vrf-einval"].map(String::from));
+                    v.extend(
+                        ["client-wrong-addr-einval", "client-wrong-vrf-einval"].map(String::from),
+                    );
                 }
                 v.extend(["client-current", "client-rnext", "client-keys"].map(String::from));
                 if self.kind != Kind::Match {
@@ -712,7 +889,10 @@ fn run_scenario(ctx: &Ctx, family: Family, sc: &'static Scenario) -> ScenarioRun
     )];
     diagnostics.extend(report.diagnostics);
     ScenarioRun {
-        checks: checks.0.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+        checks: checks
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
         outcome: report.outcome,
         diagnostics,
     }
@@ -740,16 +920,23 @@ fn scenario_tests(sc: &'static Scenario) -> Vec<Test> {
             );
             let check = check.clone();
             v.push(
-                Test::new(name, move |ctx: &Ctx| scenario_check(ctx, family, sc, check.as_deref()))
-                    .requires(&req)
-                    .timeout(Duration::from_secs(120)),
+                Test::new(name, move |ctx: &Ctx| {
+                    scenario_check(ctx, family, sc, check.as_deref())
+                })
+                .requires(&req)
+                .timeout(Duration::from_secs(120)),
             );
         }
     }
     v
 }
 
-fn scenario_check(ctx: &Ctx, family: Family, sc: &'static Scenario, check: Option<&str>) -> TestResult {
+fn scenario_check(
+    ctx: &Ctx,
+    family: Family,
+    sc: &'static Scenario,
+    check: Option<&str>,
+) -> TestResult {
     let cell = run_cell(family, sc.slug);
     let run = cell.get_or_init(|| run_scenario(ctx, family, sc));
     let Some(check) = check else {
@@ -784,7 +971,11 @@ fn test_key(p: &Peer<'_>, k: &CKey, side: Side) -> TestKey {
         Side::Server => (k.matches_client, k.server_id, k.client_id),
         Side::Client => (k.matches_server, k.client_id, k.server_id),
     };
-    let addr: IpAddr = if matches { p.remote_addr() } else { p.family().wrong_addr() };
+    let addr: IpAddr = if matches {
+        p.remote_addr()
+    } else {
+        p.family().wrong_addr()
+    };
     let mut t = TestKey::new(addr, send_id, recv_id)
         .password(&k.password)
         .algorithm(k.algorithm.clone())
@@ -805,7 +996,13 @@ fn ids(k: &CKey, side: Side) -> (u8, u8) {
 /// Kernel `verify_keys`: the `get_all` dump holds exactly the keys that must survive, each
 /// with its algorithm (`cmac(aes)` for cmac(aes128)), key bytes (the 16-byte RFC 5926 fold
 /// for cmac keys of another length), MAC length and flags.
-fn verify_keys(p: &Peer<'_>, sk: &Socket, keys: &[CKey], side: Side, listener: bool) -> PeerResult<String> {
+fn verify_keys(
+    p: &Peer<'_>,
+    sk: &Socket,
+    keys: &[CKey],
+    side: Side,
+    listener: bool,
+) -> PeerResult<String> {
     let dump = dump_all(sk).or_fail("getsockopt(TCP_AO_GET_KEYS)")?;
     let mut expected = 0;
     for k in keys {
@@ -820,7 +1017,11 @@ fn verify_keys(p: &Peer<'_>, sk: &Socket, keys: &[CKey], side: Side, listener: b
             return Err(failure!(
                 "key {s}:{r} {}{} on the socket",
                 if k.matches_vrf { "" } else { "[vrf] " },
-                if matches { "disappeared" } else { "yet present" }
+                if matches {
+                    "disappeared"
+                } else {
+                    "yet present"
+                }
             ));
         }
         let Some(d) = d else { continue };
@@ -829,7 +1030,10 @@ fn verify_keys(p: &Peer<'_>, sk: &Socket, keys: &[CKey], side: Side, listener: b
         compare_key(d, &ao, &k.password, false).map_err(Failure::Fail)?;
     }
     if dump.len() != expected {
-        return Err(failure!("the socket has {} keys, {expected} expected", dump.len()));
+        return Err(failure!(
+            "the socket has {} keys, {expected} expected",
+            dump.len()
+        ));
     }
     Ok(format!("{expected} keys consistent with the expectations"))
 }
@@ -858,7 +1062,10 @@ fn verify_counters(
         match sc.rx_used(side, i) {
             None => {}
             Some(true) if a.good <= b => {
-                return Err(failure!("key {s}:{r} pkt_good did not increase: {b} => {}", a.good));
+                return Err(failure!(
+                    "key {s}:{r} pkt_good did not increase: {b} => {}",
+                    a.good
+                ));
             }
             Some(false) if a.good != b => {
                 return Err(failure!(
@@ -872,7 +1079,10 @@ fn verify_counters(
             grew.push(format!("{s}:{r}"));
         }
     }
-    Ok(format!("passed counters checks; keys that verified segments: {}", grew.join(" ")))
+    Ok(format!(
+        "passed counters checks; keys that verified segments: {}",
+        grew.join(" ")
+    ))
 }
 
 /// Echo exactly `quota` bytes (kernel `test_server_run(sk, quota)`).
@@ -881,7 +1091,9 @@ fn serve_quota(p: &Peer<'_>, sk: &Socket, quota: u64) -> PeerResult<u64> {
     let mut served = 0u64;
     let deadline = p.deadline();
     while served < quota {
-        let want = usize::try_from(quota - served).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(quota - served)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let n = match (&*sk).read(&mut buf[..want]) {
             Ok(0) => return Ok(served),
             Ok(n) => n,
@@ -941,7 +1153,10 @@ fn server(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
         if served == sc.server_quota() {
             Ok(())
         } else {
-            Err(failure!("server served: {served} of {} bytes", sc.server_quota()))
+            Err(failure!(
+                "server served: {served} of {} bytes",
+                sc.server_quota()
+            ))
         },
         format!("server served {served} bytes"),
     );
@@ -954,7 +1169,9 @@ fn server(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
             let i = sc.rotation(n - 1);
             let served = serve_quota(p, &sk, QUOTA)?;
             if served != QUOTA {
-                return Err(failure!("rotation {n}: server served: {served} of {QUOTA} bytes"));
+                return Err(failure!(
+                    "rotation {n}: server served: {served} of {QUOTA} bytes"
+                ));
             }
             let want = keys[i].server_id;
             let got = info_of(&sk)?.current_key;
@@ -963,7 +1180,9 @@ fn server(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
                 if got == Some(want) {
                     Ok(())
                 } else {
-                    Err(failure!("rotation {n}: current key is not the expected one {want} != {got:?}"))
+                    Err(failure!(
+                        "rotation {n}: current key is not the expected one {want} != {got:?}"
+                    ))
                 },
                 format!("rotation {n}: current key {want} as expected"),
             );
@@ -1011,7 +1230,8 @@ fn client(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
     match sc.kind {
         Kind::Plain => {}
         Kind::Flapping => {
-            set_key(&sk, Some(keys[FLAP_TO].client_id), None).or_fail("can't change the current key")?;
+            set_key(&sk, Some(keys[FLAP_TO].client_id), None)
+                .or_fail("can't change the current key")?;
             sockets::echo_verify(p, &sk, NR_PACKETS, MSG_LEN, deadline())?;
         }
         Kind::Rotate => {
@@ -1026,7 +1246,9 @@ fn client(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
                     if got == Some(want) {
                         Ok(())
                     } else {
-                        Err(failure!("rotation {n}: rnext key is not the expected one {want} != {got:?}"))
+                        Err(failure!(
+                            "rotation {n}: rnext key is not the expected one {want} != {got:?}"
+                        ))
                     },
                     format!("rotation {n}: rnext key {want} as expected"),
                 );
@@ -1046,7 +1268,10 @@ fn client(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
         if i.current_key == Some(want_c) {
             Ok(())
         } else {
-            Err(failure!("current key is not the expected one {want_c} != {:?}", i.current_key))
+            Err(failure!(
+                "current key is not the expected one {want_c} != {:?}",
+                i.current_key
+            ))
         },
         format!("current key {want_c} as expected"),
     );
@@ -1055,7 +1280,10 @@ fn client(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
         if i.rnext_key == Some(want_r) {
             Ok(())
         } else {
-            Err(failure!("rnext key is not the expected one {want_r} != {:?}", i.rnext_key))
+            Err(failure!(
+                "rnext key is not the expected one {want_r} != {:?}",
+                i.rnext_key
+            ))
         },
         format!("rnext key {want_r} as expected"),
     );

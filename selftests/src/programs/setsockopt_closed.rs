@@ -26,9 +26,11 @@ use std::sync::OnceLock;
 use nix::libc;
 use socket2::{SockAddr, Socket};
 use tcpao_sys::raw::{self, OptLen};
-use tcpao_sys::uapi::{self, SOL_TCP, TCP_AO_ADD_KEY, TCP_AO_DEL_KEY, TCP_AO_GET_KEYS, TCP_AO_INFO};
+use tcpao_sys::uapi::{
+    self, SOL_TCP, TCP_AO_ADD_KEY, TCP_AO_DEL_KEY, TCP_AO_GET_KEYS, TCP_AO_INFO,
+};
 use tcpao_sys::{
-    AoCounters, AoKey, Algorithm, Error, KeyFilter, KeySelector, MasterKey, Md5Ext, Md5Key,
+    Algorithm, AoCounters, AoKey, Error, KeyFilter, KeySelector, MasterKey, Md5Ext, Md5Key,
     PeerPrefix, TcpAoExt,
 };
 
@@ -104,8 +106,7 @@ pub(crate) fn errno_name(e: i32) -> String {
 }
 
 fn os_errno(e: &io::Error) -> String {
-    e.raw_os_error()
-        .map_or_else(|| e.to_string(), errno_name)
+    e.raw_os_error().map_or_else(|| e.to_string(), errno_name)
 }
 
 /// A raw `setsockopt`/`getsockopt` result must be the error `want`.
@@ -140,7 +141,8 @@ pub(crate) fn expect_error<T>(
         Err(e) if pred(&e) => Ok(()),
         Err(e) => Err(failure!(
             "{what}: expected {want}, the typed API returned {e:?} ({})",
-            e.raw_os_error().map_or_else(|| "no errno".into(), errno_name)
+            e.raw_os_error()
+                .map_or_else(|| "no errno".into(), errno_name)
         )),
         Ok(_) => Err(failure!("{what}: expected {want}, the call succeeded")),
     }
@@ -151,7 +153,8 @@ pub(crate) fn typed_ok<T>(what: &str, r: tcpao_sys::Result<T>) -> PeerResult<T> 
     r.map_err(|e| {
         failure!(
             "{what}: the call failed: {e} ({})",
-            e.raw_os_error().map_or_else(|| "no errno".into(), errno_name)
+            e.raw_os_error()
+                .map_or_else(|| "no errno".into(), errno_name)
         )
     })
 }
@@ -221,7 +224,12 @@ impl Raw {
         self
     }
     pub(crate) fn get_u32(&self, off: usize) -> u32 {
-        u32::from_ne_bytes([self.0[off], self.0[off + 1], self.0[off + 2], self.0[off + 3]])
+        u32::from_ne_bytes([
+            self.0[off],
+            self.0[off + 1],
+            self.0[off + 2],
+            self.0[off + 3],
+        ])
     }
     pub(crate) fn get_u64(&self, off: usize) -> u64 {
         let mut b = [0u8; 8];
@@ -231,7 +239,13 @@ impl Raw {
 
     /// A `sockaddr_in`/`sockaddr_in6` at `off` with an explicit `ss_family` (so a wrong family
     /// can be written around a valid address); `None` leaves the address zero.
-    pub(crate) fn sockaddr(&mut self, off: usize, af: i32, ip: Option<IpAddr>, port: u16) -> &mut Self {
+    pub(crate) fn sockaddr(
+        &mut self,
+        off: usize,
+        af: i32,
+        ip: Option<IpAddr>,
+        port: u16,
+    ) -> &mut Self {
         self.0[off..off + 128].fill(0);
         self.u16(off, af as u16);
         self.0[off + 2..off + 4].copy_from_slice(&port.to_be_bytes());
@@ -336,7 +350,13 @@ fn default_add(s: &Solo) -> Raw {
 
 /// The default key for the typed API (same as [`default_add`]).
 pub(crate) fn default_key(peer: IpAddr, send_id: u8, recv_id: u8) -> PeerResult<AoKey> {
-    key_with(peer, None, send_id, recv_id, DEFAULT_TEST_PASSWORD.as_bytes())
+    key_with(
+        peer,
+        None,
+        send_id,
+        recv_id,
+        DEFAULT_TEST_PASSWORD.as_bytes(),
+    )
 }
 
 /// A cmac(aes128) key for `peer[/prefix]` with `password`.
@@ -512,7 +532,10 @@ pub(crate) fn compare_key(
     }
     let want_alg = reported_alg_name(key.algorithm());
     if got.alg_name != want_alg {
-        bad.push(format!("algorithm {:?} instead of {want_alg:?}", got.alg_name));
+        bad.push(format!(
+            "algorithm {:?} instead of {want_alg:?}",
+            got.alg_name
+        ));
     }
     let want_key = stored_key(key.algorithm(), password);
     if got.key.len() != want_key.len() {
@@ -629,7 +652,10 @@ pub(crate) fn peer_of(d: &DumpedKey) -> Option<IpAddr> {
 pub(crate) fn add_verified(sk: &impl AsFd, key: &AoKey, password: &[u8]) -> PeerResult {
     let sel = key.selector();
     typed_ok(
-        &format!("setsockopt(TCP_AO_ADD_KEY) of key {}:{}", sel.send_id, sel.recv_id),
+        &format!(
+            "setsockopt(TCP_AO_ADD_KEY) of key {}:{}",
+            sel.send_id, sel.recv_id
+        ),
         sk.add_ao_key(key),
     )?;
     verify_key(sk, key, password, false)
@@ -642,15 +668,22 @@ fn socket(s: &Solo) -> PeerResult<Socket> {
 /// A socket with the default key 100:100 for the remote address (kernel `prepare_defs`).
 fn socket_with_default_key(s: &Solo) -> PeerResult<Socket> {
     let sk = socket(s)?;
-    add_verified(&sk, &default_key(s.remote_addr(), 100, 100)?, DEFAULT_TEST_PASSWORD.as_bytes())?;
+    add_verified(
+        &sk,
+        &default_key(s.remote_addr(), 100, 100)?,
+        DEFAULT_TEST_PASSWORD.as_bytes(),
+    )?;
     Ok(sk)
 }
 
 /// Bind to this namespace's address on a kernel-chosen port and listen (kernel
 /// `make_listen`).
 pub(crate) fn make_listen(s: &Solo, sk: &Socket) -> PeerResult {
-    sk.bind(&SockAddr::from(std::net::SocketAddr::new(s.local_addr(), 0)))
-        .or_fail("bind() failed")?;
+    sk.bind(&SockAddr::from(std::net::SocketAddr::new(
+        s.local_addr(),
+        0,
+    )))
+    .or_fail("bind() failed")?;
     sk.listen(1).or_fail("listen() failed")
 }
 
@@ -737,13 +770,26 @@ pub fn tests() -> Vec<Test> {
         ("key-add-too-big-prefix", add_too_big_prefix),
         ("key-add-too-short-prefix", add_too_short_prefix),
         ("key-add-bad-key-flags", add_bad_key_flags),
-        ("key-add-current-key-on-a-listen-socket", |s| add_on_listen(s, true, false)),
-        ("key-add-rnext-key-on-a-listen-socket", |s| add_on_listen(s, false, true)),
-        ("key-add-current-rnext-key-on-a-listen-socket", |s| add_on_listen(s, true, true)),
-        ("key-add-and-set-as-current", |s| add_and_set(s, true, false)),
+        ("key-add-current-key-on-a-listen-socket", |s| {
+            add_on_listen(s, true, false)
+        }),
+        ("key-add-rnext-key-on-a-listen-socket", |s| {
+            add_on_listen(s, false, true)
+        }),
+        ("key-add-current-rnext-key-on-a-listen-socket", |s| {
+            add_on_listen(s, true, true)
+        }),
+        ("key-add-and-set-as-current", |s| {
+            add_and_set(s, true, false)
+        }),
         ("key-add-and-set-as-rnext", |s| add_and_set(s, false, true)),
-        ("key-add-and-set-as-current-rnext", |s| add_and_set(s, true, true)),
-        ("key-add-ifindex-without-keyf-ifindex", add_ifindex_without_flag),
+        ("key-add-and-set-as-current-rnext", |s| {
+            add_and_set(s, true, true)
+        }),
+        (
+            "key-add-ifindex-without-keyf-ifindex",
+            add_ifindex_without_flag,
+        ),
         ("key-add-non-existent-vrf", add_non_existent_vrf),
         ("key-add-optmem-limit", add_optmem_limit),
         ("key-add-maclen-bigger-than-tcp-hdr", add_maclen_too_big),
@@ -751,45 +797,109 @@ pub fn tests() -> Vec<Test> {
         // key del (22).
         ("key-del-using-reserved-padding", del_reserved),
         ("key-del-using-reserved2-padding", del_reserved2),
-        ("key-del-and-set-current-key-on-a-listen-socket", |s| del_on_listen(s, true, false)),
-        ("key-del-and-set-rnext-key-on-a-listen-socket", |s| del_on_listen(s, false, true)),
-        ("key-del-and-set-current-rnext-key-on-a-listen-socket", |s| del_on_listen(s, true, true)),
+        ("key-del-and-set-current-key-on-a-listen-socket", |s| {
+            del_on_listen(s, true, false)
+        }),
+        ("key-del-and-set-rnext-key-on-a-listen-socket", |s| {
+            del_on_listen(s, false, true)
+        }),
+        (
+            "key-del-and-set-current-rnext-key-on-a-listen-socket",
+            |s| del_on_listen(s, true, true),
+        ),
         ("key-del-bad-key-flags", del_bad_key_flags),
-        ("key-del-ifindex-without-keyf-ifindex", del_ifindex_without_flag),
+        (
+            "key-del-ifindex-without-keyf-ifindex",
+            del_ifindex_without_flag,
+        ),
         ("key-del-non-existent-vrf", del_non_existent_vrf),
-        ("key-del-set-non-existing-current-key", |s| del_set_missing(s, true, false)),
-        ("key-del-set-non-existing-rnext-key", |s| del_set_missing(s, false, true)),
-        ("key-del-set-non-existing-current-rnext-key", |s| del_set_missing(s, true, true)),
-        ("key-del-set-current-key", |s| del_set_existing(s, true, false)),
-        ("key-del-set-rnext-key", |s| del_set_existing(s, false, true)),
-        ("key-del-set-current-rnext-key", |s| del_set_existing(s, true, true)),
-        ("key-del-set-as-current-key-to-be-removed", |s| del_set_self(s, true, false)),
-        ("key-del-set-as-rnext-key-to-be-removed", |s| del_set_self(s, false, true)),
-        ("key-del-set-as-current-rnext-key-to-be-removed", |s| del_set_self(s, true, true)),
+        ("key-del-set-non-existing-current-key", |s| {
+            del_set_missing(s, true, false)
+        }),
+        ("key-del-set-non-existing-rnext-key", |s| {
+            del_set_missing(s, false, true)
+        }),
+        ("key-del-set-non-existing-current-rnext-key", |s| {
+            del_set_missing(s, true, true)
+        }),
+        ("key-del-set-current-key", |s| {
+            del_set_existing(s, true, false)
+        }),
+        ("key-del-set-rnext-key", |s| {
+            del_set_existing(s, false, true)
+        }),
+        ("key-del-set-current-rnext-key", |s| {
+            del_set_existing(s, true, true)
+        }),
+        ("key-del-set-as-current-key-to-be-removed", |s| {
+            del_set_self(s, true, false)
+        }),
+        ("key-del-set-as-rnext-key-to-be-removed", |s| {
+            del_set_self(s, false, true)
+        }),
+        ("key-del-set-as-current-rnext-key-to-be-removed", |s| {
+            del_set_self(s, true, true)
+        }),
         ("key-del-async-on-non-listen", del_async_non_listen),
-        ("key-del-non-existing-sndid", |s| del_wrong(s, 101, 100, false)),
-        ("key-del-non-existing-rcvid", |s| del_wrong(s, 100, 101, false)),
+        ("key-del-non-existing-sndid", |s| {
+            del_wrong(s, 101, 100, false)
+        }),
+        ("key-del-non-existing-rcvid", |s| {
+            del_wrong(s, 100, 101, false)
+        }),
         ("key-del-incorrect-addr", |s| del_wrong(s, 100, 100, true)),
         ("key-del-correct-key-delete", del_correct),
         // AO info set (16) and the get-back checks (7).
-        ("ao-info-set-current-key-on-a-listen-socket", |s| info_on_listen(s, true, false)),
-        ("ao-info-set-rnext-key-on-a-listen-socket", |s| info_on_listen(s, false, true)),
-        ("ao-info-set-current-rnext-key-on-a-listen-socket", |s| info_on_listen(s, true, true)),
+        ("ao-info-set-current-key-on-a-listen-socket", |s| {
+            info_on_listen(s, true, false)
+        }),
+        ("ao-info-set-rnext-key-on-a-listen-socket", |s| {
+            info_on_listen(s, false, true)
+        }),
+        ("ao-info-set-current-rnext-key-on-a-listen-socket", |s| {
+            info_on_listen(s, true, true)
+        }),
         ("ao-info-set-using-reserved-padding", info_reserved),
         ("ao-info-set-using-reserved2-padding", info_reserved2),
-        ("ao-info-set-accept-icmps", |s| info_flag(s, false, Flag::AcceptIcmps)),
-        ("ao-info-get-accept-icmps", |s| info_flag(s, true, Flag::AcceptIcmps)),
-        ("ao-info-set-ao-required", |s| info_flag(s, false, Flag::AoRequired)),
-        ("ao-info-get-ao-required", |s| info_flag(s, true, Flag::AoRequired)),
-        ("ao-info-set-set-non-existing-current-key", |s| info_missing(s, true, false)),
-        ("ao-info-set-set-non-existing-rnext-key", |s| info_missing(s, false, true)),
-        ("ao-info-set-set-non-existing-current-rnext-key", |s| info_missing(s, true, true)),
-        ("ao-info-set-set-current-key", |s| info_set_keys(s, false, true, false)),
-        ("ao-info-get-set-current-key", |s| info_set_keys(s, true, true, false)),
-        ("ao-info-set-set-rnext-key", |s| info_set_keys(s, false, false, true)),
-        ("ao-info-get-set-rnext-key", |s| info_set_keys(s, true, false, true)),
-        ("ao-info-set-set-current-rnext-key", |s| info_set_keys(s, false, true, true)),
-        ("ao-info-get-set-current-rnext-key", |s| info_set_keys(s, true, true, true)),
+        ("ao-info-set-accept-icmps", |s| {
+            info_flag(s, false, Flag::AcceptIcmps)
+        }),
+        ("ao-info-get-accept-icmps", |s| {
+            info_flag(s, true, Flag::AcceptIcmps)
+        }),
+        ("ao-info-set-ao-required", |s| {
+            info_flag(s, false, Flag::AoRequired)
+        }),
+        ("ao-info-get-ao-required", |s| {
+            info_flag(s, true, Flag::AoRequired)
+        }),
+        ("ao-info-set-set-non-existing-current-key", |s| {
+            info_missing(s, true, false)
+        }),
+        ("ao-info-set-set-non-existing-rnext-key", |s| {
+            info_missing(s, false, true)
+        }),
+        ("ao-info-set-set-non-existing-current-rnext-key", |s| {
+            info_missing(s, true, true)
+        }),
+        ("ao-info-set-set-current-key", |s| {
+            info_set_keys(s, false, true, false)
+        }),
+        ("ao-info-get-set-current-key", |s| {
+            info_set_keys(s, true, true, false)
+        }),
+        ("ao-info-set-set-rnext-key", |s| {
+            info_set_keys(s, false, false, true)
+        }),
+        ("ao-info-get-set-rnext-key", |s| {
+            info_set_keys(s, true, false, true)
+        }),
+        ("ao-info-set-set-current-rnext-key", |s| {
+            info_set_keys(s, false, true, true)
+        }),
+        ("ao-info-get-set-current-rnext-key", |s| {
+            info_set_keys(s, true, true, true)
+        }),
         ("ao-info-set-set-counters", |s| info_counters(s, false)),
         ("ao-info-get-set-counters", |s| info_counters(s, true)),
         ("ao-info-set-no-op", |s| info_noop(s, false)),
@@ -797,58 +907,142 @@ pub fn tests() -> Vec<Test> {
         // get keys (28).
         ("get-keys-no-ao-info", get_keys_no_ao_info),
         ("get-keys-proper-tcp-ao-get-mkts", get_keys_proper),
-        ("get-keys-set-out-only-pkt-good-counter", |s| get_keys_einval(s, GetBad::PktGood)),
-        ("get-keys-set-out-only-pkt-bad-counter", |s| get_keys_einval(s, GetBad::PktBad)),
-        ("get-keys-bad-keyflags", |s| get_keys_einval(s, GetBad::KeyFlags)),
-        ("get-keys-ifindex-without-keyf-ifindex", |s| get_keys_einval(s, GetBad::Ifindex)),
-        ("get-keys-using-reserved-field", |s| get_keys_einval(s, GetBad::Reserved)),
-        ("get-keys-no-prefix-addr", |s| get_keys_einval(s, GetBad::NoPrefixAddr)),
+        ("get-keys-set-out-only-pkt-good-counter", |s| {
+            get_keys_einval(s, GetBad::PktGood)
+        }),
+        ("get-keys-set-out-only-pkt-bad-counter", |s| {
+            get_keys_einval(s, GetBad::PktBad)
+        }),
+        ("get-keys-bad-keyflags", |s| {
+            get_keys_einval(s, GetBad::KeyFlags)
+        }),
+        ("get-keys-ifindex-without-keyf-ifindex", |s| {
+            get_keys_einval(s, GetBad::Ifindex)
+        }),
+        ("get-keys-using-reserved-field", |s| {
+            get_keys_einval(s, GetBad::Reserved)
+        }),
+        ("get-keys-no-prefix-addr", |s| {
+            get_keys_einval(s, GetBad::NoPrefixAddr)
+        }),
         ("get-keys-no-prefix-any-addr", get_keys_no_prefix_any),
-        ("get-keys-prefix-any-addr", |s| get_keys_einval(s, GetBad::PrefixAnyAddr)),
-        ("get-keys-too-big-prefix", |s| get_keys_einval(s, GetBad::TooBigPrefix)),
-        ("get-keys-too-short-prefix", |s| get_keys_einval(s, GetBad::TooShortPrefix)),
+        ("get-keys-prefix-any-addr", |s| {
+            get_keys_einval(s, GetBad::PrefixAnyAddr)
+        }),
+        ("get-keys-too-big-prefix", |s| {
+            get_keys_einval(s, GetBad::TooBigPrefix)
+        }),
+        ("get-keys-too-short-prefix", |s| {
+            get_keys_einval(s, GetBad::TooShortPrefix)
+        }),
         ("get-keys-prefix-addr", get_keys_prefix_addr),
-        ("get-keys-get-all-prefix", |s| get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::Prefix))),
-        ("get-keys-get-all-addr", |s| get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::Addr))),
-        ("get-keys-get-all-sndid", |s| get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::SndId))),
-        ("get-keys-get-all-rcvid", |s| get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::RcvId))),
-        ("get-keys-current-prefix", |s| get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::Prefix))),
-        ("get-keys-current-addr", |s| get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::Addr))),
-        ("get-keys-current-sndid", |s| get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::SndId))),
-        ("get-keys-current-rcvid", |s| get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::RcvId))),
-        ("get-keys-rnext-prefix", |s| get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::Prefix))),
-        ("get-keys-rnext-addr", |s| get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::Addr))),
-        ("get-keys-rnext-sndid", |s| get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::SndId))),
-        ("get-keys-rnext-rcvid", |s| get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::RcvId))),
-        ("get-keys-get-all-current", |s| get_keys_einval(s, GetBad::Mode(GET_GET_ALL | GET_IS_CURRENT, Sel::None))),
-        ("get-keys-get-all-rnext", |s| get_keys_einval(s, GetBad::Mode(GET_GET_ALL | GET_IS_RNEXT, Sel::None))),
+        ("get-keys-get-all-prefix", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::Prefix))
+        }),
+        ("get-keys-get-all-addr", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::Addr))
+        }),
+        ("get-keys-get-all-sndid", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::SndId))
+        }),
+        ("get-keys-get-all-rcvid", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_GET_ALL, Sel::RcvId))
+        }),
+        ("get-keys-current-prefix", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::Prefix))
+        }),
+        ("get-keys-current-addr", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::Addr))
+        }),
+        ("get-keys-current-sndid", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::SndId))
+        }),
+        ("get-keys-current-rcvid", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_CURRENT, Sel::RcvId))
+        }),
+        ("get-keys-rnext-prefix", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::Prefix))
+        }),
+        ("get-keys-rnext-addr", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::Addr))
+        }),
+        ("get-keys-rnext-sndid", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::SndId))
+        }),
+        ("get-keys-rnext-rcvid", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_IS_RNEXT, Sel::RcvId))
+        }),
+        ("get-keys-get-all-current", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_GET_ALL | GET_IS_CURRENT, Sel::None))
+        }),
+        ("get-keys-get-all-rnext", |s| {
+            get_keys_einval(s, GetBad::Mode(GET_GET_ALL | GET_IS_RNEXT, Sel::None))
+        }),
         ("get-keys-current-rnext", get_keys_current_rnext),
         // filter keys (5).
-        ("filter-keys-by-sndid-rcvid-address", |s| filter_keys(s, Filter::IdsAndAddress)),
-        ("filter-keys-by-is-current", |s| filter_keys(s, Filter::Current)),
+        ("filter-keys-by-sndid-rcvid-address", |s| {
+            filter_keys(s, Filter::IdsAndAddress)
+        }),
+        ("filter-keys-by-is-current", |s| {
+            filter_keys(s, Filter::Current)
+        }),
         ("filter-keys-by-is-rnext", |s| filter_keys(s, Filter::RNext)),
-        ("filter-keys-by-sndid-rcvid", |s| filter_keys(s, Filter::Ids)),
-        ("filter-keys-correct-nkeys-when-in-nkeys-lt-matches", |s| filter_keys(s, Filter::Truncated)),
+        ("filter-keys-by-sndid-rcvid", |s| {
+            filter_keys(s, Filter::Ids)
+        }),
+        ("filter-keys-correct-nkeys-when-in-nkeys-lt-matches", |s| {
+            filter_keys(s, Filter::Truncated)
+        }),
         // key add: duplicate (7).
-        ("key-add-duplicate-full-copy", |s| duplicate(s, Dup::FullCopy)),
-        ("key-add-duplicate-any-addr-key-on-the-socket", |s| duplicate(s, Dup::AnyOnSocket)),
-        ("key-add-duplicate-add-any-addr-key", |s| duplicate(s, Dup::AddAny)),
-        ("key-add-duplicate-add-any-addr-for-the-same-subnet", |s| duplicate(s, Dup::Subnet)),
-        ("key-add-duplicate-full-copy-of-a-key", |s| duplicate(s, Dup::FullCopy)),
-        ("key-add-duplicate-recvid-differs", |s| duplicate(s, Dup::RecvIdDiffers)),
-        ("key-add-duplicate-sendid-differs", |s| duplicate(s, Dup::SendIdDiffers)),
+        ("key-add-duplicate-full-copy", |s| {
+            duplicate(s, Dup::FullCopy)
+        }),
+        ("key-add-duplicate-any-addr-key-on-the-socket", |s| {
+            duplicate(s, Dup::AnyOnSocket)
+        }),
+        ("key-add-duplicate-add-any-addr-key", |s| {
+            duplicate(s, Dup::AddAny)
+        }),
+        ("key-add-duplicate-add-any-addr-for-the-same-subnet", |s| {
+            duplicate(s, Dup::Subnet)
+        }),
+        ("key-add-duplicate-full-copy-of-a-key", |s| {
+            duplicate(s, Dup::FullCopy)
+        }),
+        ("key-add-duplicate-recvid-differs", |s| {
+            duplicate(s, Dup::RecvIdDiffers)
+        }),
+        ("key-add-duplicate-sendid-differs", |s| {
+            duplicate(s, Dup::SendIdDiffers)
+        }),
         // Ours alone.
-        ("key-add-wrong-address-family-other-inet", |s| add_wrong_family(s, WrongAf::OtherInet)),
-        ("key-add-wrong-address-family-unix", |s| add_wrong_family(s, WrongAf::Unix)),
-        ("key-add-peer-of-the-other-family-typed", add_other_family_typed),
+        ("key-add-wrong-address-family-other-inet", |s| {
+            add_wrong_family(s, WrongAf::OtherInet)
+        }),
+        ("key-add-wrong-address-family-unix", |s| {
+            add_wrong_family(s, WrongAf::Unix)
+        }),
+        (
+            "key-add-peer-of-the-other-family-typed",
+            add_other_family_typed,
+        ),
         ("ao-add-nonzero-trailing-bytes", |s| e2big(s, Opt::Add)),
         ("ao-del-nonzero-trailing-bytes", |s| e2big(s, Opt::Del)),
-        ("ao-set-info-nonzero-trailing-bytes", |s| e2big(s, Opt::SetInfo)),
-        ("ao-get-info-nonzero-trailing-bytes", |s| e2big(s, Opt::GetInfo)),
-        ("ao-get-keys-nonzero-trailing-bytes", |s| e2big(s, Opt::GetKeys)),
+        ("ao-set-info-nonzero-trailing-bytes", |s| {
+            e2big(s, Opt::SetInfo)
+        }),
+        ("ao-get-info-nonzero-trailing-bytes", |s| {
+            e2big(s, Opt::GetInfo)
+        }),
+        ("ao-get-keys-nonzero-trailing-bytes", |s| {
+            e2big(s, Opt::GetKeys)
+        }),
         ("key-del-ipv4-mapped-address", del_v4_mapped),
         ("key-del-address-family-not-checked", del_family_unchecked),
-        ("ao-info-set-raw-set-current-clears-ao-required", info_rmw_trap_raw),
+        (
+            "ao-info-set-raw-set-current-clears-ao-required",
+            info_rmw_trap_raw,
+        ),
         ("ao-info-set-typed-set-current-keeps-flags", info_rmw_typed),
     ];
     let mut v: Vec<Test> = cases.iter().flat_map(|(n, b)| case(n, *b)).collect();
@@ -894,7 +1088,10 @@ fn ao_add_extended_size(s: &Solo) -> PeerResult {
     let sk = socket(s)?;
     let mut r = default_add(s);
     r.extend(EXTEND);
-    expect_ok("AO add: extended size", setopt(&sk, TCP_AO_ADD_KEY, &r, None))?;
+    expect_ok(
+        "AO add: extended size",
+        setopt(&sk, TCP_AO_ADD_KEY, &r, None),
+    )?;
     verify_key(
         &sk,
         &default_key(s.remote_addr(), 100, 100)?,
@@ -907,7 +1104,13 @@ fn ao_add_null_optval(s: &Solo) -> PeerResult {
     let sk = socket(s)?;
     expect_errno(
         "AO add: null optval",
-        raw::setsockopt_bytes(&sk, SOL_TCP, TCP_AO_ADD_KEY, None, Some((ADD_SIZE + EXTEND) as u32)),
+        raw::setsockopt_bytes(
+            &sk,
+            SOL_TCP,
+            TCP_AO_ADD_KEY,
+            None,
+            Some((ADD_SIZE + EXTEND) as u32),
+        ),
         libc::EFAULT,
     )
 }
@@ -916,7 +1119,12 @@ fn ao_del_minimum_size(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     expect_errno(
         "AO del: minimum size (optlen = offsetof(keyflags))",
-        setopt(&sk, TCP_AO_DEL_KEY, &default_del(s), Some(DEL_KEYFLAGS as u32)),
+        setopt(
+            &sk,
+            TCP_AO_DEL_KEY,
+            &default_del(s),
+            Some(DEL_KEYFLAGS as u32),
+        ),
         libc::EINVAL,
     )?;
     expect_present(&sk, &[(100, 100)])
@@ -938,7 +1146,10 @@ fn ao_del_extended_size(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     let mut r = default_del(s);
     r.extend(EXTEND);
-    expect_ok("AO del: extended size", setopt(&sk, TCP_AO_DEL_KEY, &r, None))?;
+    expect_ok(
+        "AO del: extended size",
+        setopt(&sk, TCP_AO_DEL_KEY, &r, None),
+    )?;
     expect_present(&sk, &[])
 }
 
@@ -946,7 +1157,13 @@ fn ao_del_null_optval(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     expect_errno(
         "AO del: null optval",
-        raw::setsockopt_bytes(&sk, SOL_TCP, TCP_AO_DEL_KEY, None, Some((DEL_SIZE + EXTEND) as u32)),
+        raw::setsockopt_bytes(
+            &sk,
+            SOL_TCP,
+            TCP_AO_DEL_KEY,
+            None,
+            Some((DEL_SIZE + EXTEND) as u32),
+        ),
         libc::EFAULT,
     )
 }
@@ -955,7 +1172,12 @@ fn ao_set_info_minimum_size(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     expect_errno(
         "AO set info: minimum size (optlen = offsetof(pkt_dropped_icmp))",
-        setopt(&sk, TCP_AO_INFO, &Raw::zeroed(INFO_SIZE), Some(INFO_DROPPED_ICMP as u32)),
+        setopt(
+            &sk,
+            TCP_AO_INFO,
+            &Raw::zeroed(INFO_SIZE),
+            Some(INFO_DROPPED_ICMP as u32),
+        ),
         libc::EINVAL,
     )
 }
@@ -964,14 +1186,20 @@ fn ao_set_info_extended_size(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     let mut r = Raw::zeroed(INFO_SIZE);
     r.extend(EXTEND);
-    expect_ok("AO set info: extended size", setopt(&sk, TCP_AO_INFO, &r, None))
+    expect_ok(
+        "AO set info: extended size",
+        setopt(&sk, TCP_AO_INFO, &r, None),
+    )
 }
 
 fn ao_info_get_extended_size(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     let mut r = Raw::zeroed(INFO_SIZE);
     r.extend(EXTEND);
-    expect_ok("AO set info: extended size", setopt(&sk, TCP_AO_INFO, &r, None))?;
+    expect_ok(
+        "AO set info: extended size",
+        setopt(&sk, TCP_AO_INFO, &r, None),
+    )?;
     check_info(&sk, &Raw::zeroed(INFO_SIZE), "AO info get: extended size")
 }
 
@@ -979,7 +1207,13 @@ fn ao_set_info_null_optval(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     expect_errno(
         "AO set info: null optval",
-        raw::setsockopt_bytes(&sk, SOL_TCP, TCP_AO_INFO, None, Some((INFO_SIZE + EXTEND) as u32)),
+        raw::setsockopt_bytes(
+            &sk,
+            SOL_TCP,
+            TCP_AO_INFO,
+            None,
+            Some((INFO_SIZE + EXTEND) as u32),
+        ),
         libc::EFAULT,
     )
 }
@@ -1018,7 +1252,12 @@ fn ao_get_info_null_optval(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     expect_errno(
         "AO get info: null optval",
-        getopt(&sk, TCP_AO_INFO, None, OptLen::Value((INFO_SIZE + EXTEND) as i32)),
+        getopt(
+            &sk,
+            TCP_AO_INFO,
+            None,
+            OptLen::Value((INFO_SIZE + EXTEND) as i32),
+        ),
         libc::EFAULT,
     )
 }
@@ -1057,7 +1296,12 @@ fn ao_get_keys_extended_size(s: &Solo) -> PeerResult {
         ));
     }
     let k = parse_dumped(&b[..GET_SIZE]);
-    let nkeys = u32::from_ne_bytes([b[GET_NKEYS], b[GET_NKEYS + 1], b[GET_NKEYS + 2], b[GET_NKEYS + 3]]);
+    let nkeys = u32::from_ne_bytes([
+        b[GET_NKEYS],
+        b[GET_NKEYS + 1],
+        b[GET_NKEYS + 2],
+        b[GET_NKEYS + 3],
+    ]);
     zeroize::Zeroize::zeroize(&mut b);
     if nkeys != 1 || (k.sndid, k.rcvid) != (100, 100) {
         return Err(failure!(
@@ -1071,7 +1315,12 @@ fn ao_get_keys_null_optval(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     expect_errno(
         "AO get keys: null optval",
-        getopt(&sk, TCP_AO_GET_KEYS, None, OptLen::Value((GET_SIZE + EXTEND) as i32)),
+        getopt(
+            &sk,
+            TCP_AO_GET_KEYS,
+            None,
+            OptLen::Value((GET_SIZE + EXTEND) as i32),
+        ),
         libc::EFAULT,
     )
 }
@@ -1104,10 +1353,15 @@ fn e2big(s: &Solo, opt: Opt) -> PeerResult {
             let mut r = default_add(s);
             r.extend(EXTEND);
             r.0[ADD_SIZE + 17] = 1;
-            expect_errno(&format!("AO add: {what}"), setopt(&sk, TCP_AO_ADD_KEY, &r, None), libc::E2BIG)?;
+            expect_errno(
+                &format!("AO add: {what}"),
+                setopt(&sk, TCP_AO_ADD_KEY, &r, None),
+                libc::E2BIG,
+            )?;
             expect_errno(
                 "AO add: the key must not have been added",
-                sk.ao_keys(&KeyFilter::All).map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(0))),
+                sk.ao_keys(&KeyFilter::All)
+                    .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(0))),
                 libc::ENOENT,
             )
         }
@@ -1116,7 +1370,11 @@ fn e2big(s: &Solo, opt: Opt) -> PeerResult {
             let mut r = default_del(s);
             r.extend(EXTEND);
             r.0[DEL_SIZE + EXTEND - 1] = 0xff;
-            expect_errno(&format!("AO del: {what}"), setopt(&sk, TCP_AO_DEL_KEY, &r, None), libc::E2BIG)?;
+            expect_errno(
+                &format!("AO del: {what}"),
+                setopt(&sk, TCP_AO_DEL_KEY, &r, None),
+                libc::E2BIG,
+            )?;
             expect_present(&sk, &[(100, 100)])
         }
         Opt::SetInfo => {
@@ -1125,7 +1383,11 @@ fn e2big(s: &Solo, opt: Opt) -> PeerResult {
             r.or_u32(INFO_BITS, INFO_AO_REQUIRED);
             r.extend(EXTEND);
             r.0[INFO_SIZE] = 1;
-            expect_errno(&format!("AO set info: {what}"), setopt(&sk, TCP_AO_INFO, &r, None), libc::E2BIG)?;
+            expect_errno(
+                &format!("AO set info: {what}"),
+                setopt(&sk, TCP_AO_INFO, &r, None),
+                libc::E2BIG,
+            )?;
             let info = typed_ok("getsockopt(TCP_AO_INFO)", sk.ao_info())?;
             if info.is_some_and(|i| i.ao_required) {
                 return Err(failure!("AO set info: the refused call set ao_required"));
@@ -1164,7 +1426,11 @@ fn add_expect(s: &Solo, what: &str, f: impl FnOnce(&mut Raw), errno: i32) -> Pee
     let sk = socket(s)?;
     let mut r = default_add(s);
     f(&mut r);
-    expect_errno(&format!("key add: {what}"), setopt(&sk, TCP_AO_ADD_KEY, &r, None), errno)?;
+    expect_errno(
+        &format!("key add: {what}"),
+        setopt(&sk, TCP_AO_ADD_KEY, &r, None),
+        errno,
+    )?;
     // Nothing may have been created.
     match sk.ao_info() {
         Ok(None) => Ok(()),
@@ -1243,7 +1509,11 @@ fn add_wrong_family(s: &Solo, w: WrongAf) -> PeerResult {
     match w {
         WrongAf::OtherInet => add_expect(
             s,
-            &format!("an {} address on an {} socket", other.name(), s.family().name()),
+            &format!(
+                "an {} address on an {} socket",
+                other.name(),
+                s.family().name()
+            ),
             |r| {
                 r.sockaddr(0, af(other), Some(other.server_addr()), 0)
                     .u8(ADD_PREFIX, other.host_prefix());
@@ -1276,9 +1546,7 @@ fn add_other_family_typed(s: &Solo) -> PeerResult {
             )?;
             match sk.ao_info() {
                 Ok(None) => Ok(()),
-                other => Err(failure!(
-                    "the refused key left TCP-AO state: {other:?}"
-                )),
+                other => Err(failure!("the refused key left TCP-AO state: {other:?}")),
             }
         }
         Family::Ipv6 => {
@@ -1321,7 +1589,15 @@ fn add_no_prefix_addr(s: &Solo) -> PeerResult {
         "typed API: prefix 0 with an address",
         PeerPrefix::new(s.remote_addr(), 0),
         "InvalidArgument (prefix)",
-        |e| matches!(e, Error::InvalidArgument { field: "prefix", .. }),
+        |e| {
+            matches!(
+                e,
+                Error::InvalidArgument {
+                    field: "prefix",
+                    ..
+                }
+            )
+        },
     )
 }
 
@@ -1368,7 +1644,15 @@ fn add_too_big_prefix(s: &Solo) -> PeerResult {
         "typed API: prefix 129",
         PeerPrefix::new(s.remote_addr(), 129),
         "InvalidArgument (prefix)",
-        |e| matches!(e, Error::InvalidArgument { field: "prefix", .. }),
+        |e| {
+            matches!(
+                e,
+                Error::InvalidArgument {
+                    field: "prefix",
+                    ..
+                }
+            )
+        },
     )
 }
 
@@ -1419,7 +1703,10 @@ fn add_and_set(s: &Solo, current: bool, rnext: bool) -> PeerResult {
     let key = default_key(s.remote_addr(), 100, 100)?
         .set_current(current)
         .set_rnext(rnext);
-    typed_ok("key add: add key and set as current/rnext", sk.add_ao_key(&key))?;
+    typed_ok(
+        "key add: add key and set as current/rnext",
+        sk.add_ao_key(&key),
+    )?;
     verify_key(&sk, &key, DEFAULT_TEST_PASSWORD.as_bytes(), true)?;
     let info = typed_ok("getsockopt(TCP_AO_INFO)", sk.ao_info())?
         .ok_or_else(|| failure!("no TCP-AO state after adding a key"))?;
@@ -1474,11 +1761,14 @@ const KEY_SZ_ROUND_UP: usize = 300;
 const TEST_OPTMEM: usize = 16384;
 
 fn add_optmem_limit(s: &Solo) -> PeerResult {
-    let before = netns::sysctl_read("net/core/optmem_max").or_fail("reading net.core.optmem_max")?;
+    let before =
+        netns::sysctl_read("net/core/optmem_max").or_fail("reading net.core.optmem_max")?;
     netns::sysctl_write("net/core/optmem_max", &TEST_OPTMEM.to_string())
         .or_fail("writing net.core.optmem_max in the test namespace")?;
     let now = netns::sysctl_read("net/core/optmem_max").or_fail("reading net.core.optmem_max")?;
-    s.diag(format!("net.core.optmem_max {before} => {now} in the test namespace"));
+    s.diag(format!(
+        "net.core.optmem_max {before} => {now} in the test namespace"
+    ));
     let limit = TEST_OPTMEM / KEY_SZ_ROUND_UP;
     let sk = socket(s)?;
     for i in 0.. {
@@ -1529,7 +1819,15 @@ fn add_maclen_too_big(s: &Solo) -> PeerResult {
         "typed API: MAC length 100",
         default_key(s.remote_addr(), 100, 100)?.mac_len(100),
         "InvalidArgument (mac_len) before any system call",
-        |e| matches!(e, Error::InvalidArgument { field: "mac_len", .. }),
+        |e| {
+            matches!(
+                e,
+                Error::InvalidArgument {
+                    field: "mac_len",
+                    ..
+                }
+            )
+        },
     )
 }
 
@@ -1558,7 +1856,11 @@ fn del_expect(s: &Solo, what: &str, f: impl FnOnce(&mut Raw), errno: i32) -> Pee
     let sk = socket_with_default_key(s)?;
     let mut r = default_del(s);
     f(&mut r);
-    expect_errno(&format!("key del: {what}"), setopt(&sk, TCP_AO_DEL_KEY, &r, None), errno)?;
+    expect_errno(
+        &format!("key del: {what}"),
+        setopt(&sk, TCP_AO_DEL_KEY, &r, None),
+        errno,
+    )?;
     expect_present(&sk, &[(100, 100)])
 }
 
@@ -1622,7 +1924,11 @@ fn del_non_existent_vrf(s: &Solo) -> PeerResult {
 fn del_on_listen(s: &Solo, current: bool, rnext: bool) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     make_listen(s, &sk)?;
-    add_verified(&sk, &default_key(s.remote_addr(), 0, 0)?, DEFAULT_TEST_PASSWORD.as_bytes())?;
+    add_verified(
+        &sk,
+        &default_key(s.remote_addr(), 0, 0)?,
+        DEFAULT_TEST_PASSWORD.as_bytes(),
+    )?;
     expect_error(
         "key del: del and set current/rnext key on a listen socket",
         sk.del_ao_key_replacing(&sel(s, 100, 100)?, current.then_some(0), rnext.then_some(0)),
@@ -1645,7 +1951,11 @@ fn del_set_missing(s: &Solo, current: bool, rnext: bool) -> PeerResult {
 
 fn del_set_existing(s: &Solo, current: bool, rnext: bool) -> PeerResult {
     let sk = socket_with_default_key(s)?;
-    add_verified(&sk, &default_key(s.remote_addr(), 0, 0)?, DEFAULT_TEST_PASSWORD.as_bytes())?;
+    add_verified(
+        &sk,
+        &default_key(s.remote_addr(), 0, 0)?,
+        DEFAULT_TEST_PASSWORD.as_bytes(),
+    )?;
     typed_ok(
         "key del: set current/rnext key",
         sk.del_ao_key_replacing(&sel(s, 100, 100)?, current.then_some(0), rnext.then_some(0)),
@@ -1670,7 +1980,11 @@ fn del_set_self(s: &Solo, current: bool, rnext: bool) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     expect_error(
         "key del: set as current/rnext the key to be removed",
-        sk.del_ao_key_replacing(&sel(s, 100, 100)?, current.then_some(100), rnext.then_some(100)),
+        sk.del_ao_key_replacing(
+            &sel(s, 100, 100)?,
+            current.then_some(100),
+            rnext.then_some(100),
+        ),
         "Error::NotFound (ENOENT)",
         |e| matches!(e, Error::NotFound { .. }),
     )?;
@@ -1705,7 +2019,10 @@ fn del_wrong(s: &Solo, send_id: u8, recv_id: u8, wrong_addr: bool) -> PeerResult
 
 fn del_correct(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
-    typed_ok("key del: correct key delete", sk.del_ao_key(&sel(s, 100, 100)?))?;
+    typed_ok(
+        "key del: correct key delete",
+        sk.del_ao_key(&sel(s, 100, 100)?),
+    )?;
     expect_present(&sk, &[])
 }
 
@@ -1722,22 +2039,39 @@ fn del_v4_mapped(s: &Solo) -> PeerResult {
         Family::Ipv6 => {
             // Added as ::ffff:10.0.254.1 with the IPv4 prefix, raw.
             let mut add = default_add(s);
-            add.sockaddr(0, libc::AF_INET6, Some(mapped), 0).u8(ADD_PREFIX, 32);
-            expect_ok("key add: v4-mapped", setopt(&sk, TCP_AO_ADD_KEY, &add, None))?;
+            add.sockaddr(0, libc::AF_INET6, Some(mapped), 0)
+                .u8(ADD_PREFIX, 32);
+            expect_ok(
+                "key add: v4-mapped",
+                setopt(&sk, TCP_AO_ADD_KEY, &add, None),
+            )?;
             let mut del = default_del(s);
-            del.sockaddr(0, libc::AF_INET6, Some(mapped), 0).u8(DEL_PREFIX, 32);
-            expect_ok("key del: by the v4-mapped address", setopt(&sk, TCP_AO_DEL_KEY, &del, None))?;
+            del.sockaddr(0, libc::AF_INET6, Some(mapped), 0)
+                .u8(DEL_PREFIX, 32);
+            expect_ok(
+                "key del: by the v4-mapped address",
+                setopt(&sk, TCP_AO_DEL_KEY, &del, None),
+            )?;
             expect_present(&sk, &[])?;
             // The typed API folds the same way (IPv4 selector on an IPv6 socket).
-            add_verified(&sk, &default_key(v4, 100, 100)?, DEFAULT_TEST_PASSWORD.as_bytes())?;
+            add_verified(
+                &sk,
+                &default_key(v4, 100, 100)?,
+                DEFAULT_TEST_PASSWORD.as_bytes(),
+            )?;
             let sl = KeySelector::new(PeerPrefix::new(mapped, 128).or_fail("prefix")?, 100, 100);
             typed_ok("typed del by ::ffff:10.0.254.1/128", sk.del_ao_key(&sl))?;
             expect_present(&sk, &[])
         }
         Family::Ipv4 => {
-            add_verified(&sk, &default_key(v4, 100, 100)?, DEFAULT_TEST_PASSWORD.as_bytes())?;
+            add_verified(
+                &sk,
+                &default_key(v4, 100, 100)?,
+                DEFAULT_TEST_PASSWORD.as_bytes(),
+            )?;
             let mut del = default_del(s);
-            del.sockaddr(0, libc::AF_INET6, Some(mapped), 0).u8(DEL_PREFIX, 32);
+            del.sockaddr(0, libc::AF_INET6, Some(mapped), 0)
+                .u8(DEL_PREFIX, 32);
             expect_errno(
                 "key del: a v4-mapped sockaddr_in6 on an IPv4 socket",
                 setopt(&sk, TCP_AO_DEL_KEY, &del, None),
@@ -1766,7 +2100,8 @@ fn del_family_unchecked(s: &Solo) -> PeerResult {
 fn del_vrf_key(s: &Solo, vrf_bound: bool) -> PeerResult {
     let sk = socket(s)?;
     let ifindex = if vrf_bound {
-        s.vrf_index().ok_or_else(|| failure!("the VRF was not created"))?
+        s.vrf_index()
+            .ok_or_else(|| failure!("the VRF was not created"))?
     } else {
         0
     };
@@ -1794,26 +2129,45 @@ fn del_vrf_key(s: &Solo, vrf_bound: bool) -> PeerResult {
 /// `test_vefify_ao_info`): current/rnext when set, counters when set, and always the flags.
 fn check_info(sk: &Socket, set: &Raw, tst: &str) -> PeerResult {
     let mut b = vec![0u8; INFO_SIZE];
-    expect_ok("getsockopt(TCP_AO_INFO)", getopt(sk, TCP_AO_INFO, Some(&mut b), OptLen::Buffer))?;
+    expect_ok(
+        "getsockopt(TCP_AO_INFO)",
+        getopt(sk, TCP_AO_INFO, Some(&mut b), OptLen::Buffer),
+    )?;
     let got = Raw(b);
     let (sb, gb) = (set.get_u32(INFO_BITS), got.get_u32(INFO_BITS));
     let mut bad = Vec::new();
     if sb & INFO_SET_CURRENT != 0 && set.0[INFO_CURRENT] != got.0[INFO_CURRENT] {
-        bad.push(format!("current_key {} != {}", set.0[INFO_CURRENT], got.0[INFO_CURRENT]));
+        bad.push(format!(
+            "current_key {} != {}",
+            set.0[INFO_CURRENT], got.0[INFO_CURRENT]
+        ));
     }
     if sb & INFO_SET_RNEXT != 0 && set.0[INFO_RNEXT] != got.0[INFO_RNEXT] {
-        bad.push(format!("rnext {} != {}", set.0[INFO_RNEXT], got.0[INFO_RNEXT]));
+        bad.push(format!(
+            "rnext {} != {}",
+            set.0[INFO_RNEXT], got.0[INFO_RNEXT]
+        ));
     }
     if sb & uapi::tcp_ao_info_opt::SET_COUNTERS != 0 {
         for (name, off) in [
             ("pkt_good", offset_of!(uapi::tcp_ao_info_opt, pkt_good)),
             ("pkt_bad", offset_of!(uapi::tcp_ao_info_opt, pkt_bad)),
-            ("pkt_key_not_found", offset_of!(uapi::tcp_ao_info_opt, pkt_key_not_found)),
-            ("pkt_ao_required", offset_of!(uapi::tcp_ao_info_opt, pkt_ao_required)),
+            (
+                "pkt_key_not_found",
+                offset_of!(uapi::tcp_ao_info_opt, pkt_key_not_found),
+            ),
+            (
+                "pkt_ao_required",
+                offset_of!(uapi::tcp_ao_info_opt, pkt_ao_required),
+            ),
             ("pkt_dropped_icmp", INFO_DROPPED_ICMP),
         ] {
             if set.get_u64(off) != got.get_u64(off) {
-                bad.push(format!("{name} {} != {}", set.get_u64(off), got.get_u64(off)));
+                bad.push(format!(
+                    "{name} {} != {}",
+                    set.get_u64(off),
+                    got.get_u64(off)
+                ));
             }
         }
     }
@@ -1864,14 +2218,22 @@ fn info_reserved(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     let mut r = Raw::zeroed(INFO_SIZE);
     r.or_u32(INFO_BITS, bit(5, 32));
-    expect_errno("AO info set: using reserved padding", setopt(&sk, TCP_AO_INFO, &r, None), libc::EINVAL)
+    expect_errno(
+        "AO info set: using reserved padding",
+        setopt(&sk, TCP_AO_INFO, &r, None),
+        libc::EINVAL,
+    )
 }
 
 fn info_reserved2(s: &Solo) -> PeerResult {
     let sk = socket_with_default_key(s)?;
     let mut r = Raw::zeroed(INFO_SIZE);
     r.u16(INFO_RESERVED2, 1);
-    expect_errno("AO info set: using reserved2 padding", setopt(&sk, TCP_AO_INFO, &r, None), libc::EINVAL)
+    expect_errno(
+        "AO info set: using reserved2 padding",
+        setopt(&sk, TCP_AO_INFO, &r, None),
+        libc::EINVAL,
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -1915,7 +2277,10 @@ fn info_required_with_md5(s: &Solo) -> PeerResult {
         vrf: None,
         key: MasterKey::new(b"long long secret").or_fail("key")?,
     };
-    typed_ok("setsockopt(TCP_MD5SIG_EXT) for client 2", sk.add_md5_key(&md5))?;
+    typed_ok(
+        "setsockopt(TCP_MD5SIG_EXT) for client 2",
+        sk.add_md5_key(&md5),
+    )?;
     expect_error(
         "AO info set: ao required with MD5 key",
         sk.set_ao_required(true),
@@ -1957,7 +2322,8 @@ fn info_set_keys(s: &Solo, get_back: bool, current: bool, rnext: bool) -> PeerRe
     match (current, rnext) {
         (true, false) => {
             typed_ok("AO info set: set current key", sk.set_ao_current_key(100))?;
-            want.or_u32(INFO_BITS, INFO_SET_CURRENT).u8(INFO_CURRENT, 100);
+            want.or_u32(INFO_BITS, INFO_SET_CURRENT)
+                .u8(INFO_CURRENT, 100);
         }
         (false, true) => {
             typed_ok("AO info set: set rnext key", sk.set_ao_rnext_key(100))?;
@@ -1967,7 +2333,10 @@ fn info_set_keys(s: &Solo, get_back: bool, current: bool, rnext: bool) -> PeerRe
             want.or_u32(INFO_BITS, INFO_SET_CURRENT | INFO_SET_RNEXT)
                 .u8(INFO_CURRENT, 100)
                 .u8(INFO_RNEXT, 100);
-            expect_ok("AO info set: set current+rnext key", setopt(&sk, TCP_AO_INFO, &want, None))?;
+            expect_ok(
+                "AO info set: set current+rnext key",
+                setopt(&sk, TCP_AO_INFO, &want, None),
+            )?;
         }
     }
     if get_back {
@@ -1991,13 +2360,21 @@ fn info_counters(s: &Solo, get_back: bool) -> PeerResult {
         want.or_u32(INFO_BITS, uapi::tcp_ao_info_opt::SET_COUNTERS)
             .u64(offset_of!(uapi::tcp_ao_info_opt, pkt_good), c.good)
             .u64(offset_of!(uapi::tcp_ao_info_opt, pkt_bad), c.bad)
-            .u64(offset_of!(uapi::tcp_ao_info_opt, pkt_key_not_found), c.key_not_found)
-            .u64(offset_of!(uapi::tcp_ao_info_opt, pkt_ao_required), c.ao_required)
+            .u64(
+                offset_of!(uapi::tcp_ao_info_opt, pkt_key_not_found),
+                c.key_not_found,
+            )
+            .u64(
+                offset_of!(uapi::tcp_ao_info_opt, pkt_ao_required),
+                c.ao_required,
+            )
             .u64(INFO_DROPPED_ICMP, c.dropped_icmp);
         check_info(&sk, &want, "AO info get")?;
         let got = typed_ok("typed counters", sk.ao_counters())?;
         if got != c {
-            return Err(failure!("the typed counters read back {got:?}, {c:?} was set"));
+            return Err(failure!(
+                "the typed counters read back {got:?}, {c:?} was set"
+            ));
         }
     }
     Ok(())
@@ -2021,10 +2398,15 @@ fn info_rmw_trap_raw(s: &Solo) -> PeerResult {
     typed_ok("set accept_icmps", sk.set_ao_accept_icmps(true))?;
     let mut r = Raw::zeroed(INFO_SIZE);
     r.or_u32(INFO_BITS, INFO_SET_CURRENT).u8(INFO_CURRENT, 100);
-    expect_ok("raw TCP_AO_INFO with only set_current", setopt(&sk, TCP_AO_INFO, &r, None))?;
+    expect_ok(
+        "raw TCP_AO_INFO with only set_current",
+        setopt(&sk, TCP_AO_INFO, &r, None),
+    )?;
     let info = typed_ok("getsockopt(TCP_AO_INFO)", sk.ao_info())?
         .ok_or_else(|| failure!("no TCP-AO state"))?;
-    s.diag(format!("after a raw set_current-only TCP_AO_INFO: {info:?}"));
+    s.diag(format!(
+        "after a raw set_current-only TCP_AO_INFO: {info:?}"
+    ));
     if info.ao_required || info.accept_icmps || info.current_key != Some(100) {
         return Err(failure!(
             "a raw TCP_AO_INFO with only set_current was expected to clear ao_required and accept_icmps (the kernel writes both unconditionally), got {info:?}"
@@ -2043,7 +2425,11 @@ fn info_rmw_typed(s: &Solo) -> PeerResult {
     typed_ok("set counters", sk.set_ao_counters(&AoCounters::default()))?;
     let info = typed_ok("getsockopt(TCP_AO_INFO)", sk.ao_info())?
         .ok_or_else(|| failure!("no TCP-AO state"))?;
-    if !info.ao_required || !info.accept_icmps || info.current_key != Some(100) || info.rnext_key != Some(100) {
+    if !info.ao_required
+        || !info.accept_icmps
+        || info.current_key != Some(100)
+        || info.rnext_key != Some(100)
+    {
         return Err(failure!(
             "the typed setters lost state: {info:?} (ao_required, accept_icmps and 100/100 expected)"
         ));
@@ -2113,7 +2499,10 @@ fn get_keys_current_rnext(s: &Solo) -> PeerResult {
     get_keys_ok(&sk, &f, "current + rnext (none set)", 0)?;
     typed_ok("set current", sk.set_ao_current_key(100))?;
     get_keys_ok(&sk, &f, "current + rnext (current set)", 1)?;
-    let typed = typed_ok("typed current+rnext", sk.ao_keys(&KeyFilter::CurrentAndRNext))?;
+    let typed = typed_ok(
+        "typed current+rnext",
+        sk.ao_keys(&KeyFilter::CurrentAndRNext),
+    )?;
     if typed.len() != 1 || !typed[0].is_current {
         return Err(failure!("the typed filter returned {} keys", typed.len()));
     }
@@ -2210,7 +2599,12 @@ fn get_keys_einval(s: &Solo, bad: GetBad) -> PeerResult {
         }
     };
     let mut b = f.0.clone();
-    let r = getopt(&sk, TCP_AO_GET_KEYS, Some(&mut b), OptLen::Value(GET_SIZE as i32));
+    let r = getopt(
+        &sk,
+        TCP_AO_GET_KEYS,
+        Some(&mut b),
+        OptLen::Value(GET_SIZE as i32),
+    );
     zeroize::Zeroize::zeroize(&mut b);
     expect_errno(&format!("get keys: {what}"), r, libc::EINVAL)
 }
@@ -2267,7 +2661,10 @@ fn filter_keys(s: &Solo, f: Filter) -> PeerResult {
     let keys = prepare_test_keys(s, &sk)?;
     let all = expect_ok("get_all", dump_all(&sk))?;
     if all.len() != FILTER_TEST_NKEYS {
-        return Err(failure!("{} keys on the socket, {FILTER_TEST_NKEYS} added", all.len()));
+        return Err(failure!(
+            "{} keys on the socket, {FILTER_TEST_NKEYS} added",
+            all.len()
+        ));
     }
     let stored = |i: usize| stored_key(keys[i].0.algorithm(), &keys[i].1);
     let (tst, got, want): (&str, Vec<tcpao_sys::AoKeyInfo>, Vec<usize>) = match f {
@@ -2290,7 +2687,11 @@ fn filter_keys(s: &Solo, f: Filter) -> PeerResult {
             "by sndid, rcvid",
             typed_ok(
                 "filter",
-                sk.ao_keys(&KeyFilter::Key(KeySelector::new(PeerPrefix::any(), 100, 100))),
+                sk.ao_keys(&KeyFilter::Key(KeySelector::new(
+                    PeerPrefix::any(),
+                    100,
+                    100,
+                ))),
             )?,
             vec![0, 2],
         ),
@@ -2319,10 +2720,11 @@ fn filter_keys(s: &Solo, f: Filter) -> PeerResult {
     }
     for i in want {
         let w = stored(i);
-        if !got
-            .iter()
-            .any(|k| k.key.as_ref().is_some_and(|m| m.expose_secret() == w.as_slice()))
-        {
+        if !got.iter().any(|k| {
+            k.key
+                .as_ref()
+                .is_some_and(|m| m.expose_secret() == w.as_slice())
+        }) {
             return Err(failure!(
                 "filter keys: {tst}: got wrong keys back (test key {i} is missing)"
             ));
@@ -2364,10 +2766,22 @@ fn duplicate(s: &Solo, d: Dup) -> PeerResult {
         Dup::AddAny => (def()?, any()?, "add any addr key"),
         Dup::Subnet => {
             let (net, _) = s.family().network();
-            (def()?, key_with(net, Some(16), 100, 100, b"password")?, "add any addr for the same subnet")
+            (
+                def()?,
+                key_with(net, Some(16), 100, 100, b"password")?,
+                "add any addr for the same subnet",
+            )
         }
-        Dup::RecvIdDiffers => (def()?, default_key(s.remote_addr(), 100, 101)?, "RecvID differs"),
-        Dup::SendIdDiffers => (def()?, default_key(s.remote_addr(), 101, 100)?, "SendID differs"),
+        Dup::RecvIdDiffers => (
+            def()?,
+            default_key(s.remote_addr(), 100, 101)?,
+            "RecvID differs",
+        ),
+        Dup::SendIdDiffers => (
+            def()?,
+            default_key(s.remote_addr(), 101, 100)?,
+            "SendID differs",
+        ),
     };
     typed_ok("adding the first key", sk.add_ao_key(&first))?;
     expect_error(
@@ -2378,7 +2792,9 @@ fn duplicate(s: &Solo, d: Dup) -> PeerResult {
     )?;
     let n = key_ids(&sk)?.len();
     if n != 1 {
-        return Err(failure!("{n} keys on the socket after the refused duplicate, 1 expected"));
+        return Err(failure!(
+            "{n} keys on the socket after the refused duplicate, 1 expected"
+        ));
     }
     Ok(())
 }
