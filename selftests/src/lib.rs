@@ -50,6 +50,7 @@ pub mod programs;
 pub mod registry;
 pub mod selfcheck;
 pub mod sockets;
+pub mod solo;
 pub mod topology;
 pub mod vm;
 

@@ -52,6 +52,8 @@
 
 pub mod connect;
 pub mod connect_deny;
+pub mod key_management;
+pub mod setsockopt_closed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +70,8 @@ use crate::topology::{Family, TopologyConfig};
 pub fn tests() -> Vec<Test> {
     let mut v = connect::tests();
     v.extend(connect_deny::tests());
+    v.extend(setsockopt_closed::tests());
+    v.extend(key_management::tests());
     v
 }
 
