@@ -52,6 +52,8 @@
 
 pub mod connect;
 pub mod connect_deny;
+pub mod icmps_accept;
+pub mod icmps_discard;
 pub mod unsigned_md5;
 
 use std::sync::Arc;
@@ -70,6 +72,8 @@ pub fn tests() -> Vec<Test> {
     let mut v = connect::tests();
     v.extend(connect_deny::tests());
     v.extend(unsigned_md5::tests());
+    v.extend(icmps_discard::tests());
+    v.extend(icmps_accept::tests());
     v
 }
 
