@@ -54,6 +54,7 @@ pub mod connect;
 pub mod connect_deny;
 pub mod icmps_accept;
 pub mod icmps_discard;
+pub mod rst;
 pub mod unsigned_md5;
 
 use std::sync::Arc;
@@ -74,6 +75,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(unsigned_md5::tests());
     v.extend(icmps_discard::tests());
     v.extend(icmps_accept::tests());
+    v.extend(rst::tests());
     v
 }
 
