@@ -2,8 +2,9 @@
 //! `rst`: TCP-AO-signed resets on both of the kernel's RST paths (kernel `rst.c`), plus signed
 //! segments from time-wait sockets after `close()`.
 //!
-//! RFC 5925 §7.7: a RST needs the connection's traffic keys (ISNs, SNE), so only resets sent
-//! for a socket can be signed; Linux sends none for segments without one.
+//! A RST needs the connection's traffic keys (ISNs, SNE; RFC 5925), so only resets sent for a
+//! socket can be signed; Linux sends none for TCP-AO segments without one
+//! (`tcp_ao_prepare_reset()`).
 //!
 //! - **active-reset** (`tcp_send_active_reset()`): the listener has backlog 0. The client opens
 //!   three connections: the first is accepted, the second waits in the accept queue, the

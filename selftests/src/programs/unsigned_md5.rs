@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `unsigned-md5`: TCP-AO, TCP-MD5 and unsigned peers mixed on one listener, TCP-AO and TCP-MD5
-//! keys on one socket, and the VRF key-overlap rules (kernel `unsigned-md5.c`, all 72 cases
-//! plus our own connect() cases of RFC 5925 §7.1's "no mixing" rule).
+//! keys on one socket, and the VRF key-overlap rules (kernel `unsigned-md5.c`: all 47 cases, 72
+//! results), plus our own `connect()` cases of the "never both kinds for one peer" rule.
 //!
 //! Every case runs in fresh namespaces with the extra client addresses client2 = 10.0.2.1 and
 //! client3 = 10.0.3.1 (2001:db8:2::1, 2001:db8:3::1), routed on the server; the VRF cases also
@@ -12,8 +12,9 @@
 //!   a TCP-AO key, a TCP-MD5 key or unsigned. For a handshake that must fail the server polls
 //!   its counters until the expected one moves, then tells the client to stop waiting; it
 //!   then asserts that exactly the expected counters grew (kernel `test_assert_counters`).
-//! - **Established sockets** cannot get keys of the other kind (RFC 5925 §7.1: no switching
-//!   after the handshake): checked on both the client and the accepted socket.
+//! - **Established sockets** cannot get keys of the other kind (no switching after the
+//!   handshake: TCP-AO traffic keys need the ISNs; `tcp_ao.rst`): checked on both the client
+//!   and the accepted socket.
 //! - **Pre-connect overlap**: TCP-AO and TCP-MD5 keys for the same peer, or `ao_required` with
 //!   a TCP-MD5 key, are refused with `EKEYREJECTED` in either order.
 //! - **VRF**: the allow/reject matrix of TCP-AO and TCP-MD5 keys with no l3index, l3index 0 and
@@ -354,7 +355,8 @@ fn needs_md5(k: &Keys) -> bool {
     k.md5.is_some()
 }
 
-/// The program's tests: 25 pairs, 3 established, 4 overlap and 18 VRF cases, × 2 families.
+/// The program's tests: 25 pairs (22 upstream, 3 ours), 3 established, 4 overlap and 18 VRF
+/// cases, × 2 families.
 pub fn tests() -> Vec<Test> {
     let mut v = Vec::new();
     for c in &PAIRS {
