@@ -54,6 +54,10 @@ pub mod connect;
 pub mod connect_deny;
 pub mod key_management;
 pub mod setsockopt_closed;
+pub mod icmps_accept;
+pub mod icmps_discard;
+pub mod rst;
+pub mod unsigned_md5;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +76,10 @@ pub fn tests() -> Vec<Test> {
     v.extend(connect_deny::tests());
     v.extend(setsockopt_closed::tests());
     v.extend(key_management::tests());
+    v.extend(unsigned_md5::tests());
+    v.extend(icmps_discard::tests());
+    v.extend(icmps_accept::tests());
+    v.extend(rst::tests());
     v
 }
 
