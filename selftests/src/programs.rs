@@ -52,11 +52,11 @@
 
 pub mod connect;
 pub mod connect_deny;
-pub mod key_management;
-pub mod setsockopt_closed;
 pub mod icmps_accept;
 pub mod icmps_discard;
+pub mod key_management;
 pub mod rst;
+pub mod setsockopt_closed;
 pub mod unsigned_md5;
 
 use std::sync::Arc;
