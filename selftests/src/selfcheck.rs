@@ -149,7 +149,7 @@ fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
     let server_addr = SocketAddr::new(b, 7777);
     let peer_fam: Vec<String> = fam.iter().map(|s| (*s).to_owned()).collect();
     let server = std::thread::Builder::new().name("test:peer".into()).spawn(
-        move || -> Result<(u64, u64), String> {
+        move || -> Result<(u64, u64, u64), String> {
             if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
                 let _ = ns_tx.send(Err(format!("peer unshare: {e}")));
                 return Err(e.to_string());
@@ -200,7 +200,11 @@ fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
             }
             s.write_all(format!("{n} {sum}\n").as_bytes())
                 .map_err(|e| e.to_string())?;
-            Ok((n, sum))
+            let rx = netdev()?
+                .into_iter()
+                .find(|(name, _, _)| name == "vb")
+                .map_or(0, |x| x.1);
+            Ok((n, sum, rx))
         },
     )?;
 
@@ -248,18 +252,20 @@ fn veth_tcp(ctx: &Ctx, v6: bool) -> TestResult {
         "peer saw {:?}, sent {PAYLOAD} bytes with sum {sum}",
         reply.trim()
     );
-    crate::ensure!(peer == (PAYLOAD as u64, sum), "peer thread result {peer:?}");
-    let tx = netdev()?
-        .into_iter()
-        .find(|(n, _, _)| n == "va")
-        .map(|x| x.2)
-        .unwrap_or(0);
+    let (peer_n, peer_sum, vb_rx) = peer;
     crate::ensure!(
-        tx >= PAYLOAD as u64,
-        "va sent only {tx} bytes: traffic did not cross the veth"
+        (peer_n, peer_sum) == (PAYLOAD as u64, sum),
+        "peer thread result {peer:?}"
+    );
+    let table = netdev()?;
+    let tx = table.iter().find(|(n, _, _)| n == "va").map_or(0, |x| x.2);
+    // Either end's counter proves the bytes crossed the link: va's tx or vb's rx.
+    crate::ensure!(
+        tx.max(vb_rx) >= PAYLOAD as u64,
+        "neither va tx ({tx}) nor vb rx ({vb_rx}) shows {PAYLOAD} bytes: traffic did not cross the veth; local interfaces {table:?}"
     );
     ctx.diag(format!(
-        "{PAYLOAD} bytes over veth {a} -> {b}, va tx_bytes {tx}"
+        "{PAYLOAD} bytes over veth {a} -> {b}, va tx_bytes {tx}, vb rx_bytes {vb_rx}"
     ));
     Ok(Outcome::Pass)
 }
