@@ -1,0 +1,82 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# tcpao-verify benchmark: segments/s, ratio to the bare MAC cost of the same bytes, ratio to
+# `tshark -r` merely reading the same file, and peak memory, on two captures:
+#
+#   synthetic  1,000,000 segments over 2,000 flows (IPv4 and IPv6; HMAC-SHA-1, AES-128-CMAC,
+#              HMAC-SHA-256; payloads 0..1448 bytes), signed with tcpao-refimpl's signing API
+#   real       a bulk transfer over one TCP-AO connection (HMAC-SHA-1), captured from the
+#              Linux 7.2 TCP-AO kernel in the VM (selftest corpus-bulk/ipv4/transfer)
+#
+# Inputs are made once and kept in ${XDG_CACHE_HOME:-~/.cache}/tcpao/bench (not in git).
+# Making the real one boots the VM (root, ~5 min under TCG). Every number in the table comes
+# from this one run. RUNS=N takes the best of N runs of each command (default 1).
+#
+#   scripts/bench-verify.sh
+set -eu
+cd "$(dirname "$0")/.."
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/tcpao/bench"
+runs="${RUNS:-1}"
+mkdir -p "$cache"
+command -v tshark >/dev/null || {
+    echo "bench-verify: tshark is missing (DEBIAN_FRONTEND=noninteractive apt-get install -y tshark)" >&2
+    exit 2
+}
+[ -x /usr/bin/time ] || { echo "bench-verify: /usr/bin/time is missing (apt-get install time)" >&2; exit 2; }
+
+cargo build --release -q -p tcpao-refimpl --bin tcpao-verify --example bench_verify
+V=target/release/tcpao-verify
+B=target/release/examples/bench_verify
+
+if [ ! -s "$cache/synthetic.pcap" ]; then
+    echo "# making $cache/synthetic.pcap" >&2
+    $B gen "$cache/synthetic.pcap.tmp" "$cache/synthetic.keys.toml" 1000000 2000 >&2
+    mv "$cache/synthetic.pcap.tmp" "$cache/synthetic.pcap"
+fi
+if [ ! -s "$cache/real.pcap" ]; then
+    echo "# making $cache/real.pcap in the TCP-AO VM" >&2
+    cargo build --release -q -p tcpao-selftests
+    rm -rf "$cache/real.tmp"
+    target/release/tcpao-selftests vm -- --save-pcaps "$cache/real.tmp" corpus-bulk/ >&2
+    mv "$cache/real.tmp/corpus-bulk_ipv4_transfer.keys.toml" "$cache/real.keys.toml"
+    mv "$cache/real.tmp/corpus-bulk_ipv4_transfer.pcap" "$cache/real.pcap"
+    rm -rf "$cache/real.tmp"
+fi
+
+# timed CMD...: run RUNS times; sets T (best wall seconds), CPU (user+sys of that run), RSS (max KiB over runs)
+timed() {
+    T=""; CPU=""; RSS=0
+    i=0
+    while [ "$i" -lt "$runs" ]; do
+        /usr/bin/time -v -o "$cache/time.txt" "$@" > "$cache/out.txt" 2> "$cache/err.txt" || true
+        t=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, a, ":"); s = 0; for (j = 1; j <= n; j++) s = s * 60 + a[j]; print s }' "$cache/time.txt")
+        c=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { print u + s }' "$cache/time.txt")
+        r=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$cache/time.txt")
+        if [ -z "$T" ] || awk "BEGIN { exit !($t < $T) }"; then T=$t; CPU=$c; fi
+        [ "$r" -gt "$RSS" ] && RSS=$r
+        i=$((i + 1))
+    done
+}
+
+printf '%-10s %9s %8s %10s %8s %8s %9s %8s %9s %9s %10s\n' capture MB segments "seg/s" verify_s cpu_s bare_s "x bare" tshark_s "x faster" "RSS MiB"
+for name in synthetic real; do
+    f="$cache/$name.pcap"; k="$cache/$name.keys.toml"
+    mb=$(awk "BEGIN { printf \"%.1f\", $(stat -c %s "$f") / 1048576 }")
+    timed "$V" --keys "$k" --json "$f"
+    vt=$T; vcpu=$CPU; vrss=$RSS
+    segs=$(grep -o '"tcp_segments": *[0-9]*' "$cache/out.txt" | grep -o '[0-9]*$')
+    good=$(grep -o '"good": *[0-9]*' "$cache/out.txt" | head -1 | grep -o '[0-9]*$')
+    result=$(grep -o '"result": *"[a-z]*"' "$cache/out.txt" | head -1)
+    if [ "$good" != "$segs" ]; then
+        echo "bench-verify: $name: only $good of $segs segments verified ($result)" >&2
+        exit 1
+    fi
+    bare_s=$($B bare "$f" "$k" | awk '{ print $4 }')
+    timed tshark -r "$f"
+    tt=$T; trss=$RSS
+    awk -v n="$name" -v mb="$mb" -v s="$segs" -v vt="$vt" -v vc="$vcpu" -v b="$bare_s" -v tt="$tt" -v vr="$vrss" -v tr="$trss" 'BEGIN {
+        printf "%-10s %9s %8d %10.0f %8.2f %8.2f %9.3f %8.1f %9.2f %9.1f %5.1f/%-5.0f\n",
+            n, mb, s, s / vt, vt, vc, b, vt / b, tt, tt / vt, vr / 1024, tr / 1024 }'
+done
+echo "# seg/s = TCP segments / tcpao-verify wall time (one thread; every MAC checked); x bare = tcpao-verify time / bare MAC time of the same bytes;"
+echo "# x faster = tshark -r time / tcpao-verify time; RSS MiB = tcpao-verify/tshark peak resident memory (/usr/bin/time -v)."
