@@ -10,13 +10,13 @@
 #
 # Inputs are made once and kept in ${XDG_CACHE_HOME:-~/.cache}/tcpao/bench (not in git).
 # Making the real one boots the VM (root, ~5 min under TCG). Every number in the table comes
-# from this one run. RUNS=N takes the best of N runs of each command (default 1).
+# from this one run. RUNS=N takes the best of N runs of each command (default 3; the machine may be shared).
 #
 #   scripts/bench-verify.sh
 set -eu
 cd "$(dirname "$0")/.."
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/tcpao/bench"
-runs="${RUNS:-1}"
+runs="${RUNS:-3}"
 mkdir -p "$cache"
 command -v tshark >/dev/null || {
     echo "bench-verify: tshark is missing (DEBIAN_FRONTEND=noninteractive apt-get install -y tshark)" >&2

@@ -134,7 +134,10 @@ fn gen_capture(pcap: &str, keys: &str, segments: u64, flows: u32) -> Res {
         let (alg, _, sid, rid) = ALGS[i as usize % 3];
         let (c, s): (SocketAddr, SocketAddr) = if i % 4 == 3 {
             (
-                SocketAddr::new(IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, i as u16]), 40_000),
+                SocketAddr::new(
+                    IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, i as u16]),
+                    40_000,
+                ),
                 SocketAddr::new(IpAddr::from([0x2001, 0xdb8, 2, 0, 0, 0, 0, 1]), 179),
             )
         } else {
@@ -158,9 +161,23 @@ fn gen_capture(pcap: &str, keys: &str, segments: u64, flows: u32) -> Res {
         }
         let syn = tcp(c.port(), s.port(), cisn, 0, TcpFlags::SYN, &payload[..0]);
         emit(&mut w, &f.client.sign(&syn)?.0)?;
-        let synack = tcp(s.port(), c.port(), sisn, f.cseq, TcpFlags::SYN | TcpFlags::ACK, &payload[..0]);
+        let synack = tcp(
+            s.port(),
+            c.port(),
+            sisn,
+            f.cseq,
+            TcpFlags::SYN | TcpFlags::ACK,
+            &payload[..0],
+        );
         emit(&mut w, &f.server.sign(&synack)?.0)?;
-        let ack = tcp(c.port(), s.port(), f.cseq, f.sseq, TcpFlags::ACK, &payload[..0]);
+        let ack = tcp(
+            c.port(),
+            s.port(),
+            f.cseq,
+            f.sseq,
+            TcpFlags::ACK,
+            &payload[..0],
+        );
         emit(&mut w, &f.client.sign(&ack)?.0)?;
         written += 3;
         live.push(f);
@@ -181,11 +198,25 @@ fn gen_capture(pcap: &str, keys: &str, segments: u64, flows: u32) -> Res {
             TcpFlags::ACK
         };
         let pkt = if from_client {
-            let t = tcp(f.c.port(), f.s.port(), f.cseq, f.sseq, flags, &payload[..len]);
+            let t = tcp(
+                f.c.port(),
+                f.s.port(),
+                f.cseq,
+                f.sseq,
+                flags,
+                &payload[..len],
+            );
             f.cseq = f.cseq.wrapping_add(len as u32);
             f.client.sign(&t)?.0
         } else {
-            let t = tcp(f.s.port(), f.c.port(), f.sseq, f.cseq, flags, &payload[..len]);
+            let t = tcp(
+                f.s.port(),
+                f.c.port(),
+                f.sseq,
+                f.cseq,
+                flags,
+                &payload[..len],
+            );
             f.sseq = f.sseq.wrapping_add(len as u32);
             f.server.sign(&t)?.0
         };
@@ -223,9 +254,21 @@ impl Bare {
     /// MAC `msg` with a clone of the keyed state and compare the first 12 bytes with `tag`.
     fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
         match self {
-            Bare::Sha1(m) => m.clone().chain_update(msg).verify_truncated_left(tag).is_ok(),
-            Bare::Cmac(m) => m.clone().chain_update(msg).verify_truncated_left(tag).is_ok(),
-            Bare::Sha256(m) => m.clone().chain_update(msg).verify_truncated_left(tag).is_ok(),
+            Bare::Sha1(m) => m
+                .clone()
+                .chain_update(msg)
+                .verify_truncated_left(tag)
+                .is_ok(),
+            Bare::Cmac(m) => m
+                .clone()
+                .chain_update(msg)
+                .verify_truncated_left(tag)
+                .is_ok(),
+            Bare::Sha256(m) => m
+                .clone()
+                .chain_update(msg)
+                .verify_truncated_left(tag)
+                .is_ok(),
         }
     }
 }
@@ -284,6 +327,10 @@ fn read(file: &str) -> Res {
         ControlFlow::Continue(())
     })?;
     black_box(bytes);
-    println!("frames {} seconds {:.6}", r.frames(), t.elapsed().as_secs_f64());
+    println!(
+        "frames {} seconds {:.6}",
+        r.frames(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -45,7 +45,11 @@ fn main() {
 /// The corpus exists, and every capture has its keys and expectation files.
 fn complete(dir: &Path, pcaps: usize) -> Result<(), Failed> {
     if pcaps < 20 {
-        return Err(format!("{} holds {pcaps} captures, expected at least 20", dir.display()).into());
+        return Err(format!(
+            "{} holds {pcaps} captures, expected at least 20",
+            dir.display()
+        )
+        .into());
     }
     for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let p = e.map_err(|e| e.to_string())?.path();
@@ -112,7 +116,9 @@ fn check(pcap: &Path) -> Result<(), Failed> {
     for (k, v) in derived {
         let e = int(&exp, "expect", k)?;
         if e != v {
-            return Err(format!("expect file: [expect] {k} = {e}, the kernel counters give {v}").into());
+            return Err(
+                format!("expect file: [expect] {k} = {e}, the kernel counters give {v}").into(),
+            );
         }
     }
     let kernel_verified: u64 = derived[..3].iter().map(|(_, v)| v).sum();
@@ -130,7 +136,9 @@ fn check(pcap: &Path) -> Result<(), Failed> {
         .and_then(Toml::as_str)
         .ok_or("expect file: [expect] result is missing")?;
     if result != want_result {
-        return Err(format!("expect file: result = {result:?}, the counters give {want_result:?}").into());
+        return Err(
+            format!("expect file: result = {result:?}, the counters give {want_result:?}").into(),
+        );
     }
 
     // 2. tcpao-verify agrees with the kernel.
@@ -147,7 +155,9 @@ fn check(pcap: &Path) -> Result<(), Failed> {
             String::from_utf8_lossy(&out.stderr)
         )
     })?;
-    let summary = json.get("summary").ok_or("tcpao-verify JSON has no summary")?;
+    let summary = json
+        .get("summary")
+        .ok_or("tcpao-verify JSON has no summary")?;
     let mut diffs = Vec::new();
     for (k, v) in derived {
         let got = json_u64(summary, k)?;
@@ -163,14 +173,23 @@ fn check(pcap: &Path) -> Result<(), Failed> {
     }
     let got_result = summary.get("result").and_then(Json::as_str).unwrap_or("?");
     if got_result != result {
-        diffs.push(format!("result: tcpao-verify {got_result}, kernel {result}"));
+        diffs.push(format!(
+            "result: tcpao-verify {got_result}, kernel {result}"
+        ));
     }
     let want_exit = if failing == 0 { 0 } else { 1 };
     if out.status.code() != Some(want_exit) {
-        diffs.push(format!("exit status {:?}, expected {want_exit}", out.status.code()));
+        diffs.push(format!(
+            "exit status {:?}, expected {want_exit}",
+            out.status.code()
+        ));
     }
     // 3. The misconfigured pair: --explain names the fault that was injected.
-    if let Some(sentence) = exp.get("expect").and_then(|t| t.get("explain")).and_then(Toml::as_str) {
+    if let Some(sentence) = exp
+        .get("expect")
+        .and_then(|t| t.get("explain"))
+        .and_then(Toml::as_str)
+    {
         let diagnoses: Vec<&str> = json
             .get("flows")
             .and_then(Json::as_array)
@@ -181,7 +200,9 @@ fn check(pcap: &Path) -> Result<(), Failed> {
             .filter_map(Json::as_str)
             .collect();
         if !diagnoses.iter().any(|d| d.contains(sentence)) {
-            diffs.push(format!("--explain: no diagnosis contains {sentence:?}; got {diagnoses:?}"));
+            diffs.push(format!(
+                "--explain: no diagnosis contains {sentence:?}; got {diagnoses:?}"
+            ));
         }
     }
     if diffs.is_empty() {

@@ -282,10 +282,7 @@ fn deltas(before: &NetnsMib, after: &NetnsMib) -> Deltas {
 }
 
 fn get(d: &Deltas, name: &str) -> u64 {
-    COUNTERS
-        .iter()
-        .position(|c| *c == name)
-        .map_or(0, |i| d[i])
+    COUNTERS.iter().position(|c| *c == name).map_or(0, |i| d[i])
 }
 
 /// Both peers are done and nothing is in flight: meet, then record this side's deltas.
@@ -316,11 +313,7 @@ fn run(ctx: &Ctx, case: Case, family: Family) -> TestResult {
         ctx.pcap_dir().map(Path::to_path_buf),
     ));
     let rec = Mutex::new(Record::default());
-    let report = run_pair(
-        &cfg,
-        |p| server(p, case, &rec),
-        |p| client(p, case, &rec),
-    );
+    let report = run_pair(&cfg, |p| server(p, case, &rec), |p| client(p, case, &rec));
     for d in &report.diagnostics {
         ctx.diag(d);
     }
@@ -358,7 +351,9 @@ fn run(ctx: &Ctx, case: Case, family: Family) -> TestResult {
     if let Some(dir) = ctx.pcap_dir() {
         let stem = ctx.name().replace('/', "_");
         if let Err(e) = write_corpus_files(dir, &stem, ctx.name(), case, family, &rec) {
-            return Ok(Outcome::fail(format!("writing the corpus files failed: {e}")));
+            return Ok(Outcome::fail(format!(
+                "writing the corpus files failed: {e}"
+            )));
         }
     }
     Ok(Outcome::Pass)
@@ -498,7 +493,9 @@ fn server(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             }
             p.signal();
             if let Some(_sk) = sockets::accept(p, &lsk, Instant::now(), || false)? {
-                return Err(failure!("the server accepted a connection signed the wrong way"));
+                return Err(failure!(
+                    "the server accepted a connection signed the wrong way"
+                ));
             }
             settle(p, rec, &base, &base)
         }
@@ -526,7 +523,8 @@ fn client(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             k2.algorithm = Algorithm::HmacSha256;
             let sk = connect_with(p, &[key_of(p, &SHA1_SPEC, 1, 2), k2])?;
             sockets::echo_verify(p, &sk, 5, 200, p.deadline())?;
-            sk.set_ao_rnext_key(4).or_fail("setting RNext_key 4 failed")?;
+            sk.set_ao_rnext_key(4)
+                .or_fail("setting RNext_key 4 failed")?;
             sk.set_ao_current_key(3)
                 .or_fail("setting Current_key 3 failed")?;
             sockets::echo_verify(p, &sk, 5, 200, p.deadline())?;
@@ -700,7 +698,9 @@ fn close_after_eof(p: &Peer<'_>, sk: &Socket) -> PeerResult {
         .or_fail("shutdown(SHUT_WR) failed")?;
     let extra = discard_until_eof(p, sk, p.deadline())?;
     if extra != 0 {
-        return Err(failure!("{extra} unexpected bytes arrived before the server's FIN"));
+        return Err(failure!(
+            "{extra} unexpected bytes arrived before the server's FIN"
+        ));
     }
     Ok(())
 }
@@ -895,9 +895,12 @@ fn segment(frame: &[u8]) -> Option<SegmentRef<'_>> {
     SegmentRef::parse(frame.get(14..)?).ok()
 }
 
+/// A pcap record: its 16-byte header and the frame.
+type Record16 = (Vec<u8>, Vec<u8>);
+
 /// Records of a pcap file written by [`crate::capture::write_pcap`] (little-endian,
 /// microseconds): `(record header, frame)`.
-fn read_pcap(path: &Path) -> io::Result<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn read_pcap(path: &Path) -> io::Result<(Vec<u8>, Vec<Record16>)> {
     let data = std::fs::read(path)?;
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     if data.len() < 24 || data[..4] != 0xa1b2_c3d4u32.to_le_bytes() {
@@ -906,7 +909,9 @@ fn read_pcap(path: &Path) -> io::Result<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
     let mut recs = Vec::new();
     let mut off = 24;
     while off < data.len() {
-        let hdr = data.get(off..off + 16).ok_or_else(|| bad("cut record header"))?;
+        let hdr = data
+            .get(off..off + 16)
+            .ok_or_else(|| bad("cut record header"))?;
         let len = u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]) as usize;
         let frame = data
             .get(off + 16..off + 16 + len)
@@ -917,7 +922,7 @@ fn read_pcap(path: &Path) -> io::Result<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
     Ok((data[..24].to_vec(), recs))
 }
 
-fn count(recs: &[(Vec<u8>, Vec<u8>)]) -> Wire {
+fn count(recs: &[Record16]) -> Wire {
     let mut w = Wire::default();
     for (_, f) in recs {
         w.frames += 1;
@@ -933,7 +938,7 @@ fn count(recs: &[(Vec<u8>, Vec<u8>)]) -> Wire {
 
 /// Drop every frame up to and including the `n`-th TCP segment, which must be the handshake
 /// (SYN, SYN-ACK, ACK without payload).
-fn cut_handshake(recs: &mut Vec<(Vec<u8>, Vec<u8>)>, n: usize) -> io::Result<()> {
+fn cut_handshake(recs: &mut Vec<Record16>, n: usize) -> io::Result<()> {
     let mut seen = 0;
     let mut cut_at = None;
     for (i, (_, f)) in recs.iter().enumerate() {
@@ -1086,7 +1091,9 @@ mod tests {
     fn wrap_states_cross_two_to_the_32() {
         // The echo traffic must cross the wrap in both directions, well before its end.
         for w in [CLIENT_WRAP, SERVER_WRAP] {
-            assert!(u64::from(w.seq) + (WRAP_MESSAGES * WRAP_MESSAGE_LEN) as u64 > (1 << 32) + 1000);
+            assert!(
+                u64::from(w.seq) + (WRAP_MESSAGES * WRAP_MESSAGE_LEN) as u64 > (1 << 32) + 1000
+            );
         }
     }
 
