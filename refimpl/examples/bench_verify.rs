@@ -132,17 +132,16 @@ fn gen_capture(pcap: &str, keys: &str, segments: u64, flows: u32) -> Res {
     let mut live: Vec<Flow> = Vec::with_capacity(flows as usize);
     for i in 0..flows {
         let (alg, _, sid, rid) = ALGS[i as usize % 3];
+        // Addresses repeat every 65,536 flows; the port keeps the 4-tuples apart.
+        let port = 40_000 + (i >> 16) as u16;
         let (c, s): (SocketAddr, SocketAddr) = if i % 4 == 3 {
             (
-                SocketAddr::new(
-                    IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, i as u16]),
-                    40_000,
-                ),
+                SocketAddr::new(IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, i as u16]), port),
                 SocketAddr::new(IpAddr::from([0x2001, 0xdb8, 2, 0, 0, 0, 0, 1]), 179),
             )
         } else {
             (
-                SocketAddr::new(IpAddr::from([10, 1, (i >> 8) as u8, i as u8]), 40_000),
+                SocketAddr::new(IpAddr::from([10, 1, (i >> 8) as u8, i as u8]), port),
                 SocketAddr::new(IpAddr::from([10, 2, 0, 1]), 179),
             )
         };

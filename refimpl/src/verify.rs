@@ -267,6 +267,12 @@ pub struct Options {
     pub max_failures: usize,
     /// Flows tracked at once; beyond it the least recently used are retired.
     pub max_flows: usize,
+    /// Retired flows whose report is kept; later ones are only counted in the totals
+    /// ([`Report::omitted_flows`]), so memory does not grow with the number of flows.
+    pub max_flow_reports: usize,
+    /// Evicted open flows whose ISNs and SNE state are kept (about 100 bytes each), so that
+    /// their later segments can still be verified.
+    pub max_cold_flows: usize,
     /// Seconds (capture time) a flow is kept after its FIN/RST.
     pub close_timeout_secs: i64,
     /// Failing segments per flow direction re-checked by `explain`.
@@ -279,7 +285,9 @@ impl Default for Options {
             record_segments: false,
             explain: false,
             max_failures: 10,
-            max_flows: 65_536,
+            max_flows: 8_192,
+            max_flow_reports: 4_096,
+            max_cold_flows: 131_072,
             close_timeout_secs: 120,
             explain_budget: 8,
         }
@@ -298,6 +306,17 @@ struct Side {
     key_ids: [u64; 4],
     rnext_ids: [u64; 4],
     good: u64,
+}
+
+/// What an evicted, still open flow needs to be resumed: who is who, ISNs and SNE state.
+#[derive(Clone, Copy)]
+struct ColdFlow {
+    client: Option<u8>,
+    /// Whether side 0 (the first sender seen) is the flow key's first address.
+    side0_is_key0: bool,
+    isn: [Option<u32>; 2],
+    sne: [Option<SneTracker>; 2],
+    from_hint: bool,
 }
 
 fn set_bit(b: &mut [u64; 4], v: u8) {
@@ -421,6 +440,8 @@ fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
 pub struct Report {
     /// Every flow, in order of first appearance.
     pub flows: Vec<FlowReport>,
+    /// Flows beyond [`Options::max_flow_reports`]: checked and in the totals, not listed.
+    pub omitted_flows: u64,
     /// Totals.
     pub counts: Counts,
     /// Frames read (all captures).
@@ -461,13 +482,17 @@ pub struct Checker<'k> {
     /// refimpl MKT per keys-file entry (None for md5 entries).
     mkts: Vec<Option<Mkt>>,
     opts: Options,
-    flows: HashMap<FlowKey, FlowState, FlowHashBuilder>,
+    /// Live flows, boxed: the table's empty buckets then cost 72 bytes, not 900.
+    flows: HashMap<FlowKey, Box<FlowState>, FlowHashBuilder>,
+    /// Evicted open flows ([`Options::max_cold_flows`]).
+    cold: HashMap<FlowKey, ColdFlow, FlowHashBuilder>,
     finished: Vec<FlowReport>,
     counts: Counts,
     skipped: SkipCounts,
     frames: u64,
     tcp_segments: u64,
     next_flow_id: u64,
+    omitted_flows: u64,
     tick: u64,
     capture_name: String,
     errors: Vec<String>,
@@ -564,12 +589,14 @@ impl<'k> Checker<'k> {
             mkts,
             opts,
             flows: HashMap::with_hasher(FlowHashBuilder::new()),
+            cold: HashMap::with_hasher(FlowHashBuilder::new()),
             finished: Vec::new(),
             counts: Counts::default(),
             skipped: SkipCounts::default(),
             frames: 0,
             tcp_segments: 0,
             next_flow_id: 1,
+            omitted_flows: 0,
             tick: 0,
             capture_name: String::new(),
             errors: Vec::new(),
@@ -600,6 +627,7 @@ impl<'k> Checker<'k> {
         self.captures.push(name.to_string());
         // Flows do not span captures: retire the previous capture's flows.
         self.retire_all();
+        self.cold.clear();
         let mut n = 0u32;
         let res = reader.for_each_frame(|f| {
             self.process(f);
@@ -684,7 +712,7 @@ impl<'k> Checker<'k> {
                 let side = side_of(f, s.src);
                 if f.sides[side].isn.is_some_and(|isn| isn != s.seq) {
                     let f = self.flows.remove(&key).expect("present");
-                    self.finished.push(finish(f, self.opts.explain));
+                    self.retire(f);
                 }
             }
         }
@@ -697,13 +725,32 @@ impl<'k> Checker<'k> {
         // One hash lookup per segment (the flow table is the hot spot on many-flow captures).
         let flow = match self.flows.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(new_flow(
-                &mut self.next_flow_id,
-                &self.capture_name,
-                keys,
-                frame,
-                s,
-            )),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut st = new_flow(&mut self.next_flow_id, &self.capture_name, keys, frame, s);
+                if let Some(c) = self.cold.remove(&key) {
+                    // Resume an evicted connection: the report continues as a new flow.
+                    st.client = c.client.map(usize::from);
+                    st.from_hint = c.from_hint;
+                    let addr = if c.side0_is_key0 {
+                        [key.0, key.1]
+                    } else {
+                        [key.1, key.0]
+                    };
+                    for i in 0..2 {
+                        st.sides[i].addr = Some(addr[i]);
+                        st.sides[i].isn = c.isn[i];
+                        st.sides[i].sne = c.sne[i];
+                    }
+                    if c.isn[0].is_some() && c.isn[1].is_some() {
+                        st.report.isn_source = if c.from_hint {
+                            IsnSource::FlowEntry
+                        } else {
+                            IsnSource::Handshake
+                        };
+                    }
+                }
+                e.insert(Box::new(st))
+            }
         };
         flow.last_used = tick;
         flow.report.frames.1 = frame.number;
@@ -890,6 +937,18 @@ impl<'k> Checker<'k> {
         }
     }
 
+    /// Keep the report of a flow that ended, up to [`Options::max_flow_reports`].
+    fn retire(&mut self, f: Box<FlowState>) {
+        let cap = self.opts.max_flow_reports;
+        let failing = f.report.counts.failures() > 0;
+        // Failing flows get a second allowance: they are what the reader looks for.
+        if self.finished.len() < cap || (failing && self.finished.len() < cap.saturating_mul(2)) {
+            self.finished.push(finish(*f, self.opts.explain));
+        } else {
+            self.omitted_flows += 1;
+        }
+    }
+
     /// Retire flows closed long enough ago.
     fn sweep(&mut self, now: Timestamp) {
         let t = self.opts.close_timeout_secs;
@@ -901,7 +960,7 @@ impl<'k> Checker<'k> {
             .collect();
         for k in expired {
             if let Some(f) = self.flows.remove(&k) {
-                self.finished.push(finish(f, self.opts.explain));
+                self.retire(f);
             }
         }
     }
@@ -919,16 +978,27 @@ impl<'k> Checker<'k> {
             .collect();
         for k in old {
             if let Some(f) = self.flows.remove(&k) {
-                self.finished.push(finish(f, self.opts.explain));
+                let resumable = f.closed_at.is_none() && f.sides.iter().all(|s| s.isn.is_some());
+                if resumable && self.cold.len() < self.opts.max_cold_flows {
+                    let cold = ColdFlow {
+                        client: f.client.map(|c| c as u8),
+                        side0_is_key0: f.sides[0].addr == Some(k.0),
+                        isn: [f.sides[0].isn, f.sides[1].isn],
+                        sne: [f.sides[0].sne, f.sides[1].sne],
+                        from_hint: f.from_hint,
+                    };
+                    self.cold.insert(k, cold);
+                }
+                self.retire(f);
             }
         }
     }
 
     fn retire_all(&mut self) {
-        let mut all: Vec<FlowState> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut all: Vec<Box<FlowState>> = self.flows.drain().map(|(_, f)| f).collect();
         all.sort_by_key(|f| f.report.id);
         for f in all {
-            self.finished.push(finish(f, self.opts.explain));
+            self.retire(f);
         }
     }
 
@@ -949,6 +1019,7 @@ impl<'k> Checker<'k> {
         }
         Report {
             flows,
+            omitted_flows: self.omitted_flows,
             counts: self.counts,
             frames: self.frames,
             tcp_segments: self.tcp_segments,
@@ -1088,15 +1159,25 @@ fn check_ao(
             syn,
             mkt: i as u32,
         };
+        let syn_key;
         let key = match flow.key_tags.iter().position(|t| *t == tag) {
             Some(p) => &flow.keys[p],
             None => {
                 let Ok(ctx) = Context::new(s.src, s.dst, isn_s, isn_d) else {
                     continue;
                 };
-                flow.keys.push(TrafficKey::derive(mkt, &ctx));
-                flow.key_tags.push(tag);
-                flow.keys.last().expect("pushed")
+                if syn {
+                    // A SYN's key serves one segment (and its retransmissions): not cached,
+                    // so a flow holds one ~800-byte key per side and MKT.
+                    syn_key = TrafficKey::derive(mkt, &ctx);
+                    &syn_key
+                } else {
+                    // Exact growth: a flow usually needs one key per side.
+                    flow.keys.reserve_exact(1);
+                    flow.keys.push(TrafficKey::derive(mkt, &ctx));
+                    flow.key_tags.push(tag);
+                    flow.keys.last().expect("pushed")
+                }
             }
         };
         match crate::mac::verify_mac(key, sne, &s.seg, e.include_options) {
