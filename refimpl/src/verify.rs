@@ -736,10 +736,10 @@ impl<'k> Checker<'k> {
                     } else {
                         [key.1, key.0]
                     };
-                    for i in 0..2 {
-                        st.sides[i].addr = Some(addr[i]);
-                        st.sides[i].isn = c.isn[i];
-                        st.sides[i].sne = c.sne[i];
+                    for (i, side) in st.sides.iter_mut().enumerate() {
+                        side.addr = Some(addr[i]);
+                        side.isn = c.isn[i];
+                        side.sne = c.sne[i];
                     }
                     if c.isn[0].is_some() && c.isn[1].is_some() {
                         st.report.isn_source = if c.from_hint {
