@@ -267,6 +267,12 @@ pub struct Options {
     pub max_failures: usize,
     /// Flows tracked at once; beyond it the least recently used are retired.
     pub max_flows: usize,
+    /// Retired flows whose report is kept; later ones are only counted in the totals
+    /// ([`Report::omitted_flows`]), so memory does not grow with the number of flows.
+    pub max_flow_reports: usize,
+    /// Evicted open flows whose ISNs and SNE state are kept (about 100 bytes each), so that
+    /// their later segments can still be verified.
+    pub max_cold_flows: usize,
     /// Seconds (capture time) a flow is kept after its FIN/RST.
     pub close_timeout_secs: i64,
     /// Failing segments per flow direction re-checked by `explain`.
@@ -279,7 +285,9 @@ impl Default for Options {
             record_segments: false,
             explain: false,
             max_failures: 10,
-            max_flows: 65_536,
+            max_flows: 8_192,
+            max_flow_reports: 4_096,
+            max_cold_flows: 131_072,
             close_timeout_secs: 120,
             explain_budget: 8,
         }
@@ -300,6 +308,17 @@ struct Side {
     good: u64,
 }
 
+/// What an evicted, still open flow needs to be resumed: who is who, ISNs and SNE state.
+#[derive(Clone, Copy)]
+struct ColdFlow {
+    client: Option<u8>,
+    /// Whether side 0 (the first sender seen) is the flow key's first address.
+    side0_is_key0: bool,
+    isn: [Option<u32>; 2],
+    sne: [Option<SneTracker>; 2],
+    from_hint: bool,
+}
+
 fn set_bit(b: &mut [u64; 4], v: u8) {
     b[usize::from(v >> 6)] |= 1 << (v & 63);
 }
@@ -310,12 +329,13 @@ fn bits(b: &[u64; 4]) -> Vec<u8> {
         .collect()
 }
 
-/// A cached traffic key: sender side, MKT index, SYN key or not.
-struct CachedKey {
+/// What a cached traffic key is for: sender side, MKT index, SYN key or not. Kept apart from
+/// the keys (about 800 bytes each) so that finding a flow's key touches one cache line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct KeyTag {
     side: u8,
-    mkt: usize,
     syn: bool,
-    key: TrafficKey,
+    mkt: u32,
 }
 
 struct FlowState {
@@ -324,7 +344,9 @@ struct FlowState {
     sides: [Side; 2],
     client: Option<usize>,
     from_hint: bool,
-    keys: Vec<CachedKey>,
+    /// Cached traffic keys, `key_tags[i]` describing `keys[i]`.
+    keys: Vec<TrafficKey>,
+    key_tags: Vec<KeyTag>,
     explain: ExplainState,
     last_used: u64,
     closed_at: Option<Timestamp>,
@@ -332,6 +354,82 @@ struct FlowState {
 }
 
 type FlowKey = (SocketAddr, SocketAddr);
+
+/// The flow table's hasher: a multiply-rotate mix of the 4-tuple's few words with a per-run
+/// random seed and a splitmix64 finalizer. SipHash (the std default) was 13% of the run
+/// time on a million-segment capture; the seed keeps crafted captures from forcing
+/// collisions cheaply.
+#[derive(Clone, Copy, Debug)]
+struct FlowHashBuilder(u64);
+
+impl FlowHashBuilder {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        FlowHashBuilder(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64))
+    }
+}
+
+impl std::hash::BuildHasher for FlowHashBuilder {
+    type Hasher = FlowHasher;
+    fn build_hasher(&self) -> FlowHasher {
+        FlowHasher(self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FlowHasher(u64);
+
+impl FlowHasher {
+    #[inline]
+    fn mix(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(26) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl std::hash::Hasher for FlowHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.mix(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
 
 fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
     if a <= b { (a, b) } else { (b, a) }
@@ -342,6 +440,8 @@ fn flow_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
 pub struct Report {
     /// Every flow, in order of first appearance.
     pub flows: Vec<FlowReport>,
+    /// Flows beyond [`Options::max_flow_reports`]: checked and in the totals, not listed.
+    pub omitted_flows: u64,
     /// Totals.
     pub counts: Counts,
     /// Frames read (all captures).
@@ -382,13 +482,17 @@ pub struct Checker<'k> {
     /// refimpl MKT per keys-file entry (None for md5 entries).
     mkts: Vec<Option<Mkt>>,
     opts: Options,
-    flows: HashMap<FlowKey, FlowState>,
+    /// Live flows, boxed: the table's empty buckets then cost 72 bytes, not 900.
+    flows: HashMap<FlowKey, Box<FlowState>, FlowHashBuilder>,
+    /// Evicted open flows ([`Options::max_cold_flows`]).
+    cold: HashMap<FlowKey, ColdFlow, FlowHashBuilder>,
     finished: Vec<FlowReport>,
     counts: Counts,
     skipped: SkipCounts,
     frames: u64,
     tcp_segments: u64,
     next_flow_id: u64,
+    omitted_flows: u64,
     tick: u64,
     capture_name: String,
     errors: Vec<String>,
@@ -484,13 +588,15 @@ impl<'k> Checker<'k> {
             keys,
             mkts,
             opts,
-            flows: HashMap::new(),
+            flows: HashMap::with_hasher(FlowHashBuilder::new()),
+            cold: HashMap::with_hasher(FlowHashBuilder::new()),
             finished: Vec::new(),
             counts: Counts::default(),
             skipped: SkipCounts::default(),
             frames: 0,
             tcp_segments: 0,
             next_flow_id: 1,
+            omitted_flows: 0,
             tick: 0,
             capture_name: String::new(),
             errors: Vec::new(),
@@ -521,6 +627,7 @@ impl<'k> Checker<'k> {
         self.captures.push(name.to_string());
         // Flows do not span captures: retire the previous capture's flows.
         self.retire_all();
+        self.cold.clear();
         let mut n = 0u32;
         let res = reader.for_each_frame(|f| {
             self.process(f);
@@ -605,21 +712,46 @@ impl<'k> Checker<'k> {
                 let side = side_of(f, s.src);
                 if f.sides[side].isn.is_some_and(|isn| isn != s.seq) {
                     let f = self.flows.remove(&key).expect("present");
-                    self.finished.push(finish(f, self.opts.explain));
+                    self.retire(f);
                 }
             }
         }
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.opts.max_flows {
-                self.evict_lru();
-            }
-            let st = self.new_flow(frame, s);
-            self.flows.insert(key, st);
+        if self.flows.len() >= self.opts.max_flows && !self.flows.contains_key(&key) {
+            self.evict_lru();
         }
         let keys = self.keys;
         let mkts = &self.mkts;
         let opts = &self.opts;
-        let flow = self.flows.get_mut(&key).expect("inserted");
+        // One hash lookup per segment (the flow table is the hot spot on many-flow captures).
+        let flow = match self.flows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut st = new_flow(&mut self.next_flow_id, &self.capture_name, keys, frame, s);
+                if let Some(c) = self.cold.remove(&key) {
+                    // Resume an evicted connection: the report continues as a new flow.
+                    st.client = c.client.map(usize::from);
+                    st.from_hint = c.from_hint;
+                    let addr = if c.side0_is_key0 {
+                        [key.0, key.1]
+                    } else {
+                        [key.1, key.0]
+                    };
+                    for (i, side) in st.sides.iter_mut().enumerate() {
+                        side.addr = Some(addr[i]);
+                        side.isn = c.isn[i];
+                        side.sne = c.sne[i];
+                    }
+                    if c.isn[0].is_some() && c.isn[1].is_some() {
+                        st.report.isn_source = if c.from_hint {
+                            IsnSource::FlowEntry
+                        } else {
+                            IsnSource::Handshake
+                        };
+                    }
+                }
+                e.insert(Box::new(st))
+            }
+        };
         flow.last_used = tick;
         flow.report.frames.1 = frame.number;
         let si = side_of(flow, s.src);
@@ -636,6 +768,7 @@ impl<'k> Checker<'k> {
                 flow.sides[si].isn = Some(s.seq);
                 flow.sides[si].sne = Some(SneTracker::new(s.seq));
                 flow.keys.clear();
+                flow.key_tags.clear();
             }
             if !s.ack_flag && flow.client.is_none() {
                 flow.client = Some(si);
@@ -804,50 +937,16 @@ impl<'k> Checker<'k> {
         }
     }
 
-    fn new_flow(&mut self, frame: &Frame<'_>, s: &SegInfo<'_>) -> FlowState {
-        let id = self.next_flow_id;
-        self.next_flow_id += 1;
-        let mut st = FlowState {
-            report: FlowReport {
-                id,
-                capture: self.capture_name.clone(),
-                client: s.src,
-                server: s.dst,
-                client_known: false,
-                client_isn: None,
-                server_isn: None,
-                isn_source: IsnSource::Unknown,
-                frames: (frame.number, frame.number),
-                counts: Counts::default(),
-                client_key_ids: Default::default(),
-                server_key_ids: Default::default(),
-                failures: Vec::new(),
-                segments: Vec::new(),
-                diagnosis: Vec::new(),
-                state: "open",
-            },
-            sides: [Side::default(), Side::default()],
-            client: None,
-            from_hint: false,
-            keys: Vec::new(),
-            explain: ExplainState::default(),
-            last_used: 0,
-            closed_at: None,
-            ever_signed: false,
-        };
-        st.sides[0].addr = Some(s.src);
-        st.sides[1].addr = Some(s.dst);
-        if let Some(h) = self.keys.flow_hint(s.src, s.dst) {
-            let (ci, si) = if h.client == s.src { (0, 1) } else { (1, 0) };
-            st.client = Some(ci);
-            st.sides[ci].isn = Some(h.client_isn);
-            st.sides[si].isn = Some(h.server_isn);
-            st.sides[ci].sne_hint = Some(h.client_sne);
-            st.sides[si].sne_hint = Some(h.server_sne);
-            st.from_hint = true;
-            st.report.isn_source = IsnSource::FlowEntry;
+    /// Keep the report of a flow that ended, up to [`Options::max_flow_reports`].
+    fn retire(&mut self, f: Box<FlowState>) {
+        let cap = self.opts.max_flow_reports;
+        let failing = f.report.counts.failures() > 0;
+        // Failing flows get a second allowance: they are what the reader looks for.
+        if self.finished.len() < cap || (failing && self.finished.len() < cap.saturating_mul(2)) {
+            self.finished.push(finish(*f, self.opts.explain));
+        } else {
+            self.omitted_flows += 1;
         }
-        st
     }
 
     /// Retire flows closed long enough ago.
@@ -861,7 +960,7 @@ impl<'k> Checker<'k> {
             .collect();
         for k in expired {
             if let Some(f) = self.flows.remove(&k) {
-                self.finished.push(finish(f, self.opts.explain));
+                self.retire(f);
             }
         }
     }
@@ -879,16 +978,27 @@ impl<'k> Checker<'k> {
             .collect();
         for k in old {
             if let Some(f) = self.flows.remove(&k) {
-                self.finished.push(finish(f, self.opts.explain));
+                let resumable = f.closed_at.is_none() && f.sides.iter().all(|s| s.isn.is_some());
+                if resumable && self.cold.len() < self.opts.max_cold_flows {
+                    let cold = ColdFlow {
+                        client: f.client.map(|c| c as u8),
+                        side0_is_key0: f.sides[0].addr == Some(k.0),
+                        isn: [f.sides[0].isn, f.sides[1].isn],
+                        sne: [f.sides[0].sne, f.sides[1].sne],
+                        from_hint: f.from_hint,
+                    };
+                    self.cold.insert(k, cold);
+                }
+                self.retire(f);
             }
         }
     }
 
     fn retire_all(&mut self) {
-        let mut all: Vec<FlowState> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut all: Vec<Box<FlowState>> = self.flows.drain().map(|(_, f)| f).collect();
         all.sort_by_key(|f| f.report.id);
         for f in all {
-            self.finished.push(finish(f, self.opts.explain));
+            self.retire(f);
         }
     }
 
@@ -909,6 +1019,7 @@ impl<'k> Checker<'k> {
         }
         Report {
             flows,
+            omitted_flows: self.omitted_flows,
             counts: self.counts,
             frames: self.frames,
             tcp_segments: self.tcp_segments,
@@ -920,6 +1031,59 @@ impl<'k> Checker<'k> {
             truncated_frames: self.truncated_frames,
         }
     }
+}
+
+fn new_flow(
+    next_flow_id: &mut u64,
+    capture_name: &str,
+    keys: &KeysFile,
+    frame: &Frame<'_>,
+    s: &SegInfo<'_>,
+) -> FlowState {
+    let id = *next_flow_id;
+    *next_flow_id += 1;
+    let mut st = FlowState {
+        report: FlowReport {
+            id,
+            capture: capture_name.to_string(),
+            client: s.src,
+            server: s.dst,
+            client_known: false,
+            client_isn: None,
+            server_isn: None,
+            isn_source: IsnSource::Unknown,
+            frames: (frame.number, frame.number),
+            counts: Counts::default(),
+            client_key_ids: Default::default(),
+            server_key_ids: Default::default(),
+            failures: Vec::new(),
+            segments: Vec::new(),
+            diagnosis: Vec::new(),
+            state: "open",
+        },
+        sides: [Side::default(), Side::default()],
+        client: None,
+        from_hint: false,
+        keys: Vec::new(),
+        key_tags: Vec::new(),
+        explain: ExplainState::default(),
+        last_used: 0,
+        closed_at: None,
+        ever_signed: false,
+    };
+    st.sides[0].addr = Some(s.src);
+    st.sides[1].addr = Some(s.dst);
+    if let Some(h) = keys.flow_hint(s.src, s.dst) {
+        let (ci, si) = if h.client == s.src { (0, 1) } else { (1, 0) };
+        st.client = Some(ci);
+        st.sides[ci].isn = Some(h.client_isn);
+        st.sides[si].isn = Some(h.server_isn);
+        st.sides[ci].sne_hint = Some(h.client_sne);
+        st.sides[si].sne_hint = Some(h.server_sne);
+        st.from_hint = true;
+        st.report.isn_source = IsnSource::FlowEntry;
+    }
+    st
 }
 
 fn side_of(f: &FlowState, src: SocketAddr) -> usize {
@@ -990,24 +1154,30 @@ fn check_ao(
             });
             continue;
         }
-        let key = match flow
-            .keys
-            .iter()
-            .position(|k| usize::from(k.side) == si && k.mkt == i && k.syn == syn)
-        {
-            Some(p) => &flow.keys[p].key,
+        let tag = KeyTag {
+            side: si as u8,
+            syn,
+            mkt: i as u32,
+        };
+        let syn_key;
+        let key = match flow.key_tags.iter().position(|t| *t == tag) {
+            Some(p) => &flow.keys[p],
             None => {
                 let Ok(ctx) = Context::new(s.src, s.dst, isn_s, isn_d) else {
                     continue;
                 };
-                let key = TrafficKey::derive(mkt, &ctx);
-                flow.keys.push(CachedKey {
-                    side: si as u8,
-                    mkt: i,
-                    syn,
-                    key,
-                });
-                &flow.keys.last().expect("pushed").key
+                if syn {
+                    // A SYN's key serves one segment (and its retransmissions): not cached,
+                    // so a flow holds one ~800-byte key per side and MKT.
+                    syn_key = TrafficKey::derive(mkt, &ctx);
+                    &syn_key
+                } else {
+                    // Exact growth: a flow usually needs one key per side.
+                    flow.keys.reserve_exact(1);
+                    flow.keys.push(TrafficKey::derive(mkt, &ctx));
+                    flow.key_tags.push(tag);
+                    flow.keys.last().expect("pushed")
+                }
             }
         };
         match crate::mac::verify_mac(key, sne, &s.seg, e.include_options) {

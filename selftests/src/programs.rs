@@ -52,6 +52,7 @@
 
 pub mod connect;
 pub mod connect_deny;
+pub mod corpus;
 pub mod icmps_accept;
 pub mod icmps_discard;
 pub mod key_management;
@@ -80,6 +81,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(icmps_discard::tests());
     v.extend(icmps_accept::tests());
     v.extend(rst::tests());
+    v.extend(corpus::tests());
     v
 }
 

@@ -805,6 +805,36 @@ fn prune_old_runs(dir: &Path, age: Duration) {
     }
 }
 
+/// Make every `--save-pcaps DIR` of the suite arguments writable from the guest: the guest
+/// sees the host's files read-only (or under a throw-away overlay), so `DIR` is created on the
+/// host, made absolute, and shared with `--rwdir`. Returns the rewritten arguments and the
+/// directories to share.
+fn share_pcap_dirs(suite_args: &[String]) -> Result<(Vec<String>, Vec<PathBuf>), VmError> {
+    let mut out = Vec::with_capacity(suite_args.len());
+    let mut dirs = Vec::new();
+    let mut share = |d: &str| -> Result<String, VmError> {
+        fs::create_dir_all(d).map_err(io_err(format!("creating --save-pcaps {d}")))?;
+        let abs = fs::canonicalize(d).map_err(io_err(format!("--save-pcaps {d}")))?;
+        let s = abs.display().to_string();
+        dirs.push(abs);
+        Ok(s)
+    };
+    let mut it = suite_args.iter();
+    while let Some(a) = it.next() {
+        if a == "--save-pcaps" {
+            out.push(a.clone());
+            if let Some(d) = it.next() {
+                out.push(share(d)?);
+            }
+        } else if let Some(d) = a.strip_prefix("--save-pcaps=") {
+            out.push(format!("--save-pcaps={}", share(d)?));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok((out, dirs))
+}
+
 /// Entry point of `tcpao-selftests vm`.
 pub fn main(args: &VmArgs) -> i32 {
     match run_vm(args) {
@@ -879,10 +909,11 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         .enumerate()
         .map(|(i, p)| stage(p, format!("{i}-{}", file_name(p))))
         .collect::<Result<_, _>>()?;
+    let (suite_args, pcap_dirs) = share_pcap_dirs(&args.args)?;
     let script = guest_script(
         &results,
         &selftests_g,
-        &args.args,
+        &suite_args,
         exec_script.as_deref(),
         &cargo_tests_g,
         !kvm,
@@ -917,6 +948,9 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
     // falling back to 9p; go to 9p directly (measured: saves several seconds of boot).
     cmd.arg("--force-9p");
     cmd.arg("--rwdir").arg(&results);
+    for d in &pcap_dirs {
+        cmd.arg("--rwdir").arg(d);
+    }
     cmd.arg("--exec")
         .arg(format!("sh {}", script_path.display()));
     // vng needs stdin open: /dev/null, never closed.

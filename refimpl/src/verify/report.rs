@@ -108,7 +108,11 @@ pub fn to_json(r: &Report, segments: bool) -> Value {
         .collect();
     s.insert("skipped".into(), Value::Object(skipped));
     s.insert("snaplen_truncated".into(), r.truncated.into());
-    s.insert("flows".into(), r.flows.len().into());
+    s.insert(
+        "flows".into(),
+        (r.flows.len() as u64 + r.omitted_flows).into(),
+    );
+    s.insert("flows_omitted".into(), r.omitted_flows.into());
     s.insert("result".into(), result_word(r).into());
     s.insert("exit_code".into(), r.exit_code().into());
     json!({
@@ -245,6 +249,14 @@ pub fn write_human(r: &Report, w: &mut dyn Write, quiet: bool, segments: bool) -
                 r.truncated_frames.first().map_or(0, |t| t.0)
             )?;
         }
+        if r.omitted_flows > 0 {
+            writeln!(
+                w,
+                "{} more flows are not listed (over the limit of flow reports kept in memory); \
+                 their segments are in the summary",
+                r.omitted_flows
+            )?;
+        }
     }
     for e in &r.errors {
         writeln!(w, "error: {e}")?;
@@ -259,7 +271,7 @@ pub fn write_human(r: &Report, w: &mut dyn Write, quiet: bool, segments: bool) -
         "summary: {} frames, {} TCP segments in {} flows; {}{}",
         r.frames,
         r.tcp_segments,
-        r.flows.len(),
+        r.flows.len() as u64 + r.omitted_flows,
         counts_line(&r.counts),
         if skipped.is_empty() {
             String::new()
