@@ -52,6 +52,13 @@
 
 pub mod connect;
 pub mod connect_deny;
+pub mod extras;
+pub mod exclude_opt;
+pub mod maclen;
+pub mod algorithms;
+pub mod vrf_keys;
+pub mod rotation;
+pub mod inject;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +75,12 @@ use crate::topology::{Family, TopologyConfig};
 pub fn tests() -> Vec<Test> {
     let mut v = connect::tests();
     v.extend(connect_deny::tests());
+    v.extend(exclude_opt::tests());
+    v.extend(maclen::tests());
+    v.extend(algorithms::tests());
+    v.extend(vrf_keys::tests());
+    v.extend(rotation::tests());
+    v.extend(inject::tests());
     v
 }
 
