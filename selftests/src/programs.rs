@@ -50,15 +50,15 @@
 //! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 
+pub mod algorithms;
 pub mod connect;
 pub mod connect_deny;
-pub mod extras;
 pub mod exclude_opt;
-pub mod maclen;
-pub mod algorithms;
-pub mod vrf_keys;
-pub mod rotation;
+pub mod extras;
 pub mod inject;
+pub mod maclen;
+pub mod rotation;
+pub mod vrf_keys;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -56,11 +56,10 @@ pub fn tests() -> Vec<Test> {
         .ao()
         .build(|p| probe(p, true), |p| probe(p, false));
     for (slug, name) in NAMES {
-        v.extend(
-            PairTest::new("algorithms", slug)
-                .ao()
-                .build(move |p| by_name_server(p, name), move |p| by_name_client(p, name)),
-        );
+        v.extend(PairTest::new("algorithms", slug).ao().build(
+            move |p| by_name_server(p, name),
+            move |p| by_name_client(p, name),
+        ));
     }
     v.extend(
         PairTest::new("algorithms", "cmac-aes-other-keylens")
@@ -85,7 +84,9 @@ pub fn tests() -> Vec<Test> {
 
 /// A password of `len` bytes (a fixed pattern, not a secret).
 fn password(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(37).wrapping_add(11)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(37).wrapping_add(11))
+        .collect()
 }
 
 /// Add a key with algorithm name `name` to a fresh socket: `Ok(true)` accepted, `Ok(false)`
@@ -162,7 +163,9 @@ fn by_name_server(p: &Peer<'_>, name: &str) -> PeerResult {
 
 fn by_name_client(p: &Peer<'_>, name: &str) -> PeerResult {
     if !try_name(p, name)? {
-        p.diag(format!("{name}: refused with ENOENT (AlgorithmUnavailable)"));
+        p.diag(format!(
+            "{name}: refused with ENOENT (AlgorithmUnavailable)"
+        ));
         p.sync()?;
         return Ok(());
     }
@@ -213,11 +216,13 @@ fn add_named(p: &Peer<'_>, sk: &socket2::Socket, name: &str) -> PeerResult {
         .ao_keys(&KeyFilter::All)
         .map_err(|e| failure!("TCP_AO_GET_KEYS failed: {e}"))?;
     let [info] = got.as_slice() else {
-        return Err(failure!("the socket reports {} keys, expected 1", got.len()));
+        return Err(failure!(
+            "the socket reports {} keys, expected 1",
+            got.len()
+        ));
     };
     let want = Algorithm::from_kernel_name(name);
-    if info.algorithm != want && !(name == "cmac(aes)" && info.algorithm == Algorithm::AesCmac128)
-    {
+    if info.algorithm != want && !(name == "cmac(aes)" && info.algorithm == Algorithm::AesCmac128) {
         return Err(failure!(
             "key added as {name} is reported as {}",
             info.algorithm
@@ -241,8 +246,9 @@ fn keylen_client(p: &Peer<'_>, alg: &Algorithm, len: usize) -> PeerResult {
     let k = keylen_key(p, alg, len);
     // What the kernel stores, checked on a closed socket before the connection.
     let sk = sockets::tcp_socket(p.family())?;
-    sk.add_ao_key(&k.to_ao_key()?)
-        .map_err(|e| failure!("setsockopt(TCP_AO_ADD_KEY) of a {len}-byte {alg} key failed: {e}"))?;
+    sk.add_ao_key(&k.to_ao_key()?).map_err(|e| {
+        failure!("setsockopt(TCP_AO_ADD_KEY) of a {len}-byte {alg} key failed: {e}")
+    })?;
     let got = sk
         .ao_keys(&KeyFilter::All)
         .map_err(|e| failure!("TCP_AO_GET_KEYS failed: {e}"))?;

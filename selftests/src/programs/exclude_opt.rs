@@ -32,6 +32,9 @@ use crate::programs::extras::{self, segment};
 use crate::registry::Test;
 use crate::sockets::{self, Connect, TestKey};
 
+/// A TCP option kind and its name.
+type OptionName = (u8, &'static str);
+
 fn key(p: &Peer<'_>, include: bool) -> TestKey {
     let mut k = TestKey::new(p.remote_addr(), 100, 100);
     k.include_options = include;
@@ -83,7 +86,8 @@ fn connected_client(p: &Peer<'_>, include: bool, ts: bool) -> PeerResult {
     let k = key(p, include);
     let frames = extras::echo_client(p, &k)?;
     let conn = extras::client_connection(p, &frames)?;
-    let mkt = extras::mkt_of(&k).ok_or_else(|| failure!("the reference lacks the key's algorithm"))?;
+    let mkt =
+        extras::mkt_of(&k).ok_or_else(|| failure!("the reference lacks the key's algorithm"))?;
     let same = FlowValidator::new(conn, [mkt.clone()]).map_err(|e| failure!("reference: {e}"))?;
     let other = FlowValidator::new(conn, [mkt.with_include_options(!include)])
         .map_err(|e| failure!("reference: {e}"))?;
@@ -101,17 +105,28 @@ fn connected_client(p: &Peer<'_>, include: bool, ts: bool) -> PeerResult {
         ao += 1;
         let kinds = extras::option_kinds(&s);
         // MSS 2, window scale 3, SACK-permitted 4, timestamps 8.
-        let (want, unwanted): (&[(u8, &str)], &[(u8, &str)]) = match (t.syn(), f.from, ts) {
+        let (want, unwanted): (&[OptionName], &[OptionName]) = match (t.syn(), f.from, ts) {
             (true, Side::Client, false) => (
-                &[(2, "MSS"), (3, "window scale"), (4, "SACK-permitted"), (8, "timestamps")],
+                &[
+                    (2, "MSS"),
+                    (3, "window scale"),
+                    (4, "SACK-permitted"),
+                    (8, "timestamps"),
+                ],
                 &[],
             ),
-            (true, Side::Client, true) => (&[(2, "MSS"), (3, "window scale"), (8, "timestamps")], &[(4, "SACK-permitted")]),
+            (true, Side::Client, true) => (
+                &[(2, "MSS"), (3, "window scale"), (8, "timestamps")],
+                &[(4, "SACK-permitted")],
+            ),
             (true, Side::Server, false) => (
                 &[(2, "MSS"), (3, "window scale"), (4, "SACK-permitted")],
                 &[(8, "timestamps")],
             ),
-            (true, Side::Server, true) => (&[(2, "MSS"), (3, "window scale"), (8, "timestamps")], &[(4, "SACK-permitted")]),
+            (true, Side::Server, true) => (
+                &[(2, "MSS"), (3, "window scale"), (8, "timestamps")],
+                &[(4, "SACK-permitted")],
+            ),
             (false, _, true) => (&[(8, "timestamps")], &[]),
             (false, _, false) => (&[], &[(8, "timestamps")]),
         };
@@ -176,9 +191,13 @@ fn mismatch_server(p: &Peer<'_>, server_incl: bool, client_incl: bool) -> PeerRe
     sockets::add_key(p, &lsk, &key(p, server_incl))?;
     let before = Counters::of(&lsk)?;
     p.sync()?;
-    extras::wait_counters(p, &lsk, p.deadline(), "TCPAOBad growing on the server", |c| {
-        c.ns_delta(&before, "TCPAOBad") > 0
-    })?;
+    extras::wait_counters(
+        p,
+        &lsk,
+        p.deadline(),
+        "TCPAOBad growing on the server",
+        |c| c.ns_delta(&before, "TCPAOBad") > 0,
+    )?;
     p.signal();
     if sockets::accept(p, &lsk, std::time::Instant::now(), || false)?.is_some() {
         return Err(failure!(

@@ -79,6 +79,9 @@ pub fn segment(f: &Frame) -> Option<SegmentRef<'_>> {
 }
 
 /// The captured frames of the flow with server port `port`, in capture order.
+///
+/// # Errors
+/// When the test runs without a capture.
 pub fn flow_frames(p: &Peer<'_>, port: u16) -> PeerResult<Vec<Frame>> {
     let cap = p
         .capture()
@@ -125,7 +128,11 @@ pub fn data_reached(frames: &[Frame]) -> [u32; 2] {
         if len == 0 {
             continue;
         }
-        let end = t.seq_number().wrapping_sub(isn).wrapping_sub(1).wrapping_add(len);
+        let end = t
+            .seq_number()
+            .wrapping_sub(isn)
+            .wrapping_sub(1)
+            .wrapping_add(len);
         out[i] = out[i].max(end);
     }
     out

@@ -105,11 +105,10 @@ const CASES: [Case; 4] = [
 pub fn tests() -> Vec<Test> {
     let mut v = Vec::new();
     for c in CASES {
-        v.extend(
-            PairTest::new("inject", c.slug)
-                .ao()
-                .build(move |p| ao_server(p, Some(c)), move |p| ao_client(p, Some(c))),
-        );
+        v.extend(PairTest::new("inject", c.slug).ao().build(
+            move |p| ao_server(p, Some(c)),
+            move |p| ao_client(p, Some(c)),
+        ));
     }
     v.extend(
         PairTest::new("inject", "stale-key")
@@ -139,17 +138,31 @@ fn ao_server(p: &Peer<'_>, case: Option<Case>) -> PeerResult {
     read_exact(p, &sk, &mut buf)?;
     // Step 1: a correctly signed ACK (A, or B for stale-key).
     let good_id = if case.is_some() { A } else { B };
-    expect(p, &sk, "TCPAOGood", Grew::GOOD, Some(good_id), "the correctly signed ACK")?;
+    expect(
+        p,
+        &sk,
+        "TCPAOGood",
+        Grew::GOOD,
+        Some(good_id),
+        "the correctly signed ACK",
+    )?;
     match case {
         Some(c) => expect(p, &sk, c.counter, c.grew, Some(A), c.slug)?,
         None => {
             let sel = key(p, B).to_ao_key()?.selector();
             sk.del_ao_key(&sel)
                 .map_err(|e| failure!("deleting key B on the server failed: {e}"))?;
-            expect(p, &sk, "TCPAOKeyNotFound", Grew::KEY_NOT_FOUND, None, "the ACK signed with the deleted key B")?;
+            expect(
+                p,
+                &sk,
+                "TCPAOKeyNotFound",
+                Grew::KEY_NOT_FOUND,
+                None,
+                "the ACK signed with the deleted key B",
+            )?;
         }
     }
-    Ok(())
+    p.sync() // the client checked its counters; the socket may close
 }
 
 /// Snapshot, let the client inject (barrier), wait until netns `counter` grew, then assert
@@ -164,9 +177,13 @@ fn expect(
 ) -> PeerResult {
     let before = Counters::of(sk)?;
     p.sync()?; // the client injects now
-    let after = extras::wait_counters(p, sk, p.deadline(), &format!("{counter} growing after {what}"), |c| {
-        c.ns_delta(&before, counter) > 0
-    })?;
+    let after = extras::wait_counters(
+        p,
+        sk,
+        p.deadline(),
+        &format!("{counter} growing after {what}"),
+        |c| c.ns_delta(&before, counter) > 0,
+    )?;
     p.sync()?; // injection step done
     after
         .assert_grew_exactly(&before, grew)
@@ -191,7 +208,12 @@ fn expect(
         }
     }
     if let Some(id) = key {
-        let k = |c: &Counters| c.keys.iter().find(|k| k.send_id == id).map(|k| (k.good, k.bad));
+        let k = |c: &Counters| {
+            c.keys
+                .iter()
+                .find(|k| k.send_id == id)
+                .map(|k| (k.good, k.bad))
+        };
         if let (Some((g0, b0)), Some((g1, b1))) = (k(&before), k(&after)) {
             if grew.intersects(Grew::KEY_GOOD | Grew::KEY_BAD) && (g1 + b1) - (g0 + b0) != 1 {
                 problems.push(format!(
@@ -222,7 +244,8 @@ fn raw_socket(p: &Peer<'_>) -> PeerResult<Socket> {
         sk.set_header_included_v6(true)
             .or_fail("IPV6_HDRINCL failed")?;
     } else {
-        sk.set_header_included_v4(true).or_fail("IP_HDRINCL failed")?;
+        sk.set_header_included_v4(true)
+            .or_fail("IP_HDRINCL failed")?;
     }
     Ok(sk)
 }
@@ -320,9 +343,14 @@ fn inject(p: &Peer<'_>, raw: &Socket, pkt: &[u8], wrong: bool) -> PeerResult {
         }
     }
     let dst = SockAddr::from(SocketAddr::new(p.remote_addr(), 0));
-    let n = raw.send_to(pkt, &dst).or_fail("sending the crafted segment failed")?;
+    let n = raw
+        .send_to(pkt, &dst)
+        .or_fail("sending the crafted segment failed")?;
     if n != pkt.len() {
-        return Err(failure!("sent {n} of {} bytes of the crafted segment", pkt.len()));
+        return Err(failure!(
+            "sent {n} of {} bytes of the crafted segment",
+            pkt.len()
+        ));
     }
     Ok(())
 }
@@ -338,7 +366,10 @@ fn ao_client(p: &Peer<'_>, case: Option<Case>) -> PeerResult {
     let flow = learn_flow(p)?;
     let raw = raw_socket(p)?;
     let steps: Vec<(Craft, bool)> = match case {
-        Some(c) => vec![(Craft::Good(A), false), (c.craft, c.craft != Craft::UnknownKeyId)],
+        Some(c) => vec![
+            (Craft::Good(A), false),
+            (c.craft, c.craft != Craft::UnknownKeyId),
+        ],
         None => vec![(Craft::Good(B), false), (Craft::Good(B), false)],
     };
     let before = Counters::of(&sk)?;
@@ -348,11 +379,12 @@ fn ao_client(p: &Peer<'_>, case: Option<Case>) -> PeerResult {
         inject(p, &raw, &pkt, wrong)?;
         p.sync()?; // the server saw it
     }
-    // Nothing was sent back to the client.
+    // Nothing came back to the client during the injections (checked before the final
+    // barrier: after it the server closes and its FIN arrives).
     Counters::of(&sk)?
         .assert_grew_exactly(&before, Grew::empty())
         .map_err(|e| failure!("the client's counters moved during the injections: {e}"))?;
-    Ok(())
+    p.sync()
 }
 
 /// Write the data and wait until it is acknowledged.
@@ -385,19 +417,38 @@ fn read_exact(p: &Peer<'_>, sk: &Socket, buf: &mut [u8]) -> PeerResult {
 
 fn md5_server(p: &Peer<'_>) -> PeerResult {
     let lsk = sockets::listen(p, p.port(), 1)?;
-    sockets::add_md5_key(p, &lsk, p.remote_addr(), p.family().host_prefix(), MD5_PASSWORD)?;
+    sockets::add_md5_key(
+        p,
+        &lsk,
+        p.remote_addr(),
+        p.family().host_prefix(),
+        MD5_PASSWORD,
+    )?;
     p.sync()?;
     let sk = extras::accept_one(p, &lsk)?;
     let mut buf = [0u8; DATA];
     read_exact(p, &sk, &mut buf)?;
     // The good ACK then the bad one, in order on the veth: when TCPMD5Failure has moved, both
     // were processed, and only TCPMD5Failure may have moved.
-    expect(p, &sk, "TCPMD5Failure", Grew::NS_MD5_FAILURE, None, "a correct and a bad TCP-MD5 ACK")
+    expect(
+        p,
+        &sk,
+        "TCPMD5Failure",
+        Grew::NS_MD5_FAILURE,
+        None,
+        "a correct and a bad TCP-MD5 ACK",
+    )
 }
 
 fn md5_client(p: &Peer<'_>) -> PeerResult {
     let sk = sockets::client_socket(p)?;
-    sockets::add_md5_key(p, &sk, p.remote_addr(), p.family().host_prefix(), MD5_PASSWORD)?;
+    sockets::add_md5_key(
+        p,
+        &sk,
+        p.remote_addr(),
+        p.family().host_prefix(),
+        MD5_PASSWORD,
+    )?;
     p.sync()?;
     sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
     send_data(p, &sk)?;

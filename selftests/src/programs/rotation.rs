@@ -92,7 +92,9 @@ fn sender(sk: &Socket, stop: &AtomicBool, deadline: Instant) -> Result<u64, Stri
     let mut pause = Duration::from_micros(100);
     while !stop.load(Ordering::Acquire) {
         if Instant::now() >= deadline {
-            return Err(format!("the sender was still running at the deadline after {sent} bytes"));
+            return Err(format!(
+                "the sender was still running at the deadline after {sent} bytes"
+            ));
         }
         let unacked = tcpao_sys::repair::tcp_info(sk)
             .map_err(|e| format!("TCP_INFO failed: {e}"))?
@@ -171,7 +173,9 @@ fn initiate(p: &Peer<'_>, sk: &Socket, old: u8, new: u8) -> PeerResult {
         .map_err(|e| failure!("the rotation {old} -> {new} did not finish: {e}"))?;
     let c = Counters::of(sk)?;
     if good_of(&c, old).is_some() {
-        return Err(failure!("key {old} is still installed after the rotation to {new}"));
+        return Err(failure!(
+            "key {old} is still installed after the rotation to {new}"
+        ));
     }
     let info = sk.ao_info().or_fail("TCP_AO_INFO failed")?;
     if info.and_then(|i| i.current_key) != Some(new) {
@@ -189,13 +193,21 @@ fn initiate(p: &Peer<'_>, sk: &Socket, old: u8, new: u8) -> PeerResult {
 fn follow(p: &Peer<'_>, sk: &Socket, old: u8, new: u8) -> PeerResult {
     let start = Counters::of(sk)?;
     let base = good_of(&start, new).ok_or_else(|| failure!("key {new} is not installed"))?;
-    let t1 = extras::wait_counters(p, sk, p.deadline(), &format!("key {new} verifying segments"), |c| {
-        good_of(c, new).unwrap_or(0) >= base + SETTLE
-    })?;
+    let t1 = extras::wait_counters(
+        p,
+        sk,
+        p.deadline(),
+        &format!("key {new} verifying segments"),
+        |c| good_of(c, new).unwrap_or(0) >= base + SETTLE,
+    )?;
     let mid = good_of(&t1, new).unwrap_or(0);
-    let t2 = extras::wait_counters(p, sk, p.deadline(), &format!("key {new} verifying more segments"), |c| {
-        good_of(c, new).unwrap_or(0) >= mid + SETTLE
-    })?;
+    let t2 = extras::wait_counters(
+        p,
+        sk,
+        p.deadline(),
+        &format!("key {new} verifying more segments"),
+        |c| good_of(c, new).unwrap_or(0) >= mid + SETTLE,
+    )?;
     let (o1, o2) = (good_of(&t1, old), good_of(&t2, old));
     if o1 != o2 {
         return Err(failure!(
@@ -206,8 +218,9 @@ fn follow(p: &Peer<'_>, sk: &Socket, old: u8, new: u8) -> PeerResult {
     sk.set_ao_rnext_key(new)
         .map_err(|e| failure!("requesting key {new} (TCP_AO_INFO rnext) failed: {e}"))?;
     let old_sel: KeySelector = key(p, old).to_ao_key()?.selector();
-    sk.del_ao_key(&old_sel)
-        .map_err(|e| failure!("deleting the old key {old} after the peer's rotation failed: {e}"))?;
+    sk.del_ao_key(&old_sel).map_err(|e| {
+        failure!("deleting the old key {old} after the peer's rotation failed: {e}")
+    })?;
     p.diag(format!(
         "followed {old} -> {new}: key {old} stayed at {o2:?} while key {new} went {base} => {}",
         good_of(&t2, new).unwrap_or(0)
@@ -217,15 +230,22 @@ fn follow(p: &Peer<'_>, sk: &Socket, old: u8, new: u8) -> PeerResult {
 
 /// Wait until the other peer has signalled `n` times.
 fn wait_signals(p: &Peer<'_>, n: u64, what: &str) -> PeerResult {
-    p.wait_for(p.test_deadline(), || Ok((p.peer_signals() >= n).then_some(())))?
-        .ok_or_else(|| failure!("the other peer did not finish {what} in time"))
+    p.wait_for(p.test_deadline(), || {
+        Ok((p.peer_signals() >= n).then_some(()))
+    })?
+    .ok_or_else(|| failure!("the other peer did not finish {what} in time"))
 }
 
 /// No failure counter moved between `before` and `after` (netns and socket; the key set
 /// changes during a rotation, so keys are checked separately).
 fn assert_no_failures(before: &Counters, after: &Counters) -> PeerResult {
     let mut problems = Vec::new();
-    for n in ["TCPAOBad", "TCPAOKeyNotFound", "TCPAORequired", "TCPAODroppedIcmps"] {
+    for n in [
+        "TCPAOBad",
+        "TCPAOKeyNotFound",
+        "TCPAORequired",
+        "TCPAODroppedIcmps",
+    ] {
         let d = after.ns_delta(before, n);
         if d > 0 {
             problems.push(format!("counter {n} grew by {d}"));
@@ -247,7 +267,10 @@ fn assert_no_failures(before: &Counters, after: &Counters) -> PeerResult {
     }
     for k in &after.keys {
         if k.bad > 0 {
-            problems.push(format!("key {}:{} pkt_bad is {}", k.send_id, k.recv_id, k.bad));
+            problems.push(format!(
+                "key {}:{} pkt_bad is {}",
+                k.send_id, k.recv_id, k.bad
+            ));
         }
     }
     if problems.is_empty() {
@@ -283,8 +306,12 @@ fn under_traffic(p: &Peer<'_>, sent: &Sent) -> PeerResult {
         let rx = s.spawn(|| receiver(&sk, deadline));
         let steps = rotate_steps(p, &sk);
         stop.store(true, Ordering::Release);
-        let tx = tx.join().unwrap_or_else(|_| Err("the sender panicked".into()));
-        let rx = rx.join().unwrap_or_else(|_| Err("the receiver panicked".into()));
+        let tx = tx
+            .join()
+            .unwrap_or_else(|_| Err("the sender panicked".into()));
+        let rx = rx
+            .join()
+            .unwrap_or_else(|_| Err("the receiver panicked".into()));
         (steps, tx, rx)
     });
     steps?;
@@ -308,7 +335,9 @@ fn under_traffic(p: &Peer<'_>, sent: &Sent) -> PeerResult {
     }
     let after = Counters::of(&sk)?;
     assert_no_failures(&before, &after)?;
-    p.diag(format!("sent {tx} and received {rx} bytes across two rotations; {after}"));
+    p.diag(format!(
+        "sent {tx} and received {rx} bytes across two rotations; {after}"
+    ));
     Ok(())
 }
 
@@ -372,13 +401,17 @@ fn delete_server(p: &Peer<'_>) -> PeerResult {
     let after = Counters::of(&sk)?;
     after
         .assert_grew_exactly(&before, Grew::KEY_NOT_FOUND)
-        .map_err(|e| failure!("server counters while the client still used the deleted key: {e}"))?;
+        .map_err(|e| {
+            failure!("server counters while the client still used the deleted key: {e}")
+        })?;
     p.signal();
     // The client switches to B; its retransmission must now be accepted.
     read_exact(p, &sk, &mut buf)?;
     let end = Counters::of(&sk)?;
     if end.ns_delta(&after, "TCPAOGood") == 0 {
-        return Err(failure!("the retransmission signed with B was not counted as good"));
+        return Err(failure!(
+            "the retransmission signed with B was not counted as good"
+        ));
     }
     p.diag(format!(
         "key A deleted: {} segments with KeyID {A} not found; after the client chose B: {end}",
@@ -410,7 +443,10 @@ fn delete_client(p: &Peer<'_>) -> PeerResult {
     p.sync()?; // the server deleted A
     (&sk).write_all(&[2u8; 100]).or_fail("write() failed")?;
     if info(&sk) != Some(A) {
-        return Err(failure!("the client's current key is {:?}, expected A", info(&sk)));
+        return Err(failure!(
+            "the client's current key is {:?}, expected A",
+            info(&sk)
+        ));
     }
     wait_signals(p, 1, "counting the key-not-found segments")?;
     sk.set_ao_current_key(B)
@@ -432,7 +468,10 @@ fn read_exact(p: &Peer<'_>, sk: &Socket, buf: &mut [u8]) -> PeerResult {
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !sockets::wait_fd(p, sk, nix::poll::PollFlags::POLLIN, p.deadline(), || false)? {
-                    return Err(failure!("read() timed out after {got} of {} bytes", buf.len()));
+                    return Err(failure!(
+                        "read() timed out after {got} of {} bytes",
+                        buf.len()
+                    ));
                 }
             }
             Err(e) => return Err(failure!("read() failed: {e}")),

@@ -13,6 +13,8 @@
 //!   is deleted by the same selector;
 //! - `del-vrf-key-without-flag`: deleting the VRF-200 key without the flag is `ENOENT` (the
 //!   flag must match) and the key stays;
+//! - `del-vrf-key-wrong-ifindex`: deleting it with the flag and ifindex 0 is `ENOENT` too
+//!   (l3index is compared), and the key stays;
 //! - `connect-in-vrf`: both veth ends enslaved to `ksft-vrf` (ifindex 200), sockets bound to
 //!   the VRF, keys bound to VRF 200: connect, echo, GOOD only on both sides, the accepted
 //!   socket holds the VRF-bound key, every segment verified by the reference.
@@ -46,10 +48,13 @@ enum Sock {
     Listen,
 }
 
-/// The program's tests: 5 cases × 2 families.
+/// The program's tests: 6 cases × 2 families.
 pub fn tests() -> Vec<Test> {
     let mut v = Vec::new();
-    for (slug, sock) in [("del-vrf-key", Sock::Closed), ("del-vrf-key-listen", Sock::Listen)] {
+    for (slug, sock) in [
+        ("del-vrf-key", Sock::Closed),
+        ("del-vrf-key-listen", Sock::Listen),
+    ] {
         v.extend(
             PairTest::new("vrf-keys", slug)
                 .ao()
@@ -63,12 +68,17 @@ pub fn tests() -> Vec<Test> {
             .topology(vrf_topology())
             .build(del_ifindex0_key, idle),
     );
-    v.extend(
-        PairTest::new("vrf-keys", "del-vrf-key-without-flag")
-            .ao()
-            .topology(vrf_topology())
-            .build(del_without_flag, idle),
-    );
+    for (slug, del_vrf) in [
+        ("del-vrf-key-without-flag", None),
+        ("del-vrf-key-wrong-ifindex", Some(0)),
+    ] {
+        v.extend(
+            PairTest::new("vrf-keys", slug)
+                .ao()
+                .topology(vrf_topology())
+                .build(move |p| del_mismatched(p, del_vrf), idle),
+        );
+    }
     v.extend(
         PairTest::new("vrf-keys", "connect-in-vrf")
             .ao()
@@ -171,17 +181,19 @@ fn del_ifindex0_key(p: &Peer<'_>) -> PeerResult {
     Ok(())
 }
 
-fn del_without_flag(p: &Peer<'_>) -> PeerResult {
+/// Delete the VRF-200 key with another VRF binding (`None`: no flag; `Some(0)`: flag, ifindex
+/// 0): must be `ENOENT`, and the key stays.
+fn del_mismatched(p: &Peer<'_>, del_vrf: Option<u32>) -> PeerResult {
     let sk = sockets::tcp_socket(p.family())?;
     let k = vrf_key(p, Some(VRF_IFINDEX));
     sockets::add_key(p, &sk, &k)?;
     let mut sel = k.to_ao_key()?.selector();
-    sel.vrf = None;
+    sel.vrf = del_vrf;
     match sk.del_ao_key(&sel) {
         Err(tcpao_sys::Error::NotFound { .. }) => {}
         r => {
             return Err(failure!(
-                "deleting the VRF {VRF_IFINDEX} key without TCP_AO_KEYF_IFINDEX was expected to fail with ENOENT, it gave {r:?}"
+                "deleting the VRF {VRF_IFINDEX} key with VRF binding {del_vrf:?} was expected to fail with ENOENT, it gave {r:?}"
             ));
         }
     }
