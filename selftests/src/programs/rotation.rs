@@ -342,6 +342,77 @@ fn under_traffic(p: &Peer<'_>, sent: &Sent) -> PeerResult {
     p.diag(format!(
         "sent {tx} and received {rx} bytes across two rotations; {after}"
     ));
+    if p.side() == Side::Client {
+        check_capture(p, tx, rx)?;
+    }
+    Ok(())
+}
+
+/// In the capture, each direction's KeyIDs go A → B → C (never back), RNextKeyIDs change
+/// mid-flow, and the reference verifies every segment with the three keys.
+fn check_capture(p: &Peer<'_>, client_sent: u64, server_sent: u64) -> PeerResult {
+    let to32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    let frames = extras::wait_flow_bytes(p, p.port(), to32(client_sent), to32(server_sent))?;
+    let conn = extras::client_connection(p, &frames)?;
+    let mkts = [A, B, C]
+        .iter()
+        .map(|id| extras::mkt_of(&key(p, *id)).ok_or_else(|| failure!("no reference MKT")))
+        .collect::<PeerResult<Vec<_>>>()?;
+    let v =
+        tcpao_refimpl::FlowValidator::new(conn, mkts).map_err(|e| failure!("reference: {e}"))?;
+    // [server, client]: KeyIDs in order of first appearance, RNextKeyID changes.
+    let mut keyids: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut rnext: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut verified = 0usize;
+    for f in &frames {
+        let Some(s) = extras::segment(f) else {
+            continue;
+        };
+        let t = s.tcp_packet();
+        let Some(ao) = t.ao_option().ok().flatten() else {
+            return Err(failure!(
+                "a {} segment seq {} carries no TCP-AO option",
+                f.from.name(),
+                t.seq_number()
+            ));
+        };
+        let i = usize::from(f.from == Side::Client);
+        if keyids[i].last() != Some(&ao.key_id) {
+            keyids[i].push(ao.key_id);
+        }
+        if rnext[i].last() != Some(&ao.rnext_key_id) {
+            rnext[i].push(ao.rnext_key_id);
+        }
+        match extras::verdict(&v, f) {
+            Some(tcpao_refimpl::Verdict::Good { .. }) => verified += 1,
+            r => {
+                return Err(failure!(
+                    "tcpao-refimpl does not verify the {} segment seq {} (KeyID {}): {r:?}",
+                    f.from.name(),
+                    t.seq_number(),
+                    ao.key_id
+                ));
+            }
+        }
+    }
+    for (i, side) in [(0, "server"), (1, "client")] {
+        if keyids[i] != [A, B, C] {
+            return Err(failure!(
+                "the {side}'s segments used KeyIDs {:?} in that order, expected {A}, {B}, {C}",
+                keyids[i]
+            ));
+        }
+        if rnext[i] != [A, B, C] {
+            return Err(failure!(
+                "the {side}'s RNextKeyIDs changed as {:?}, expected {A}, {B}, {C}",
+                rnext[i]
+            ));
+        }
+    }
+    p.diag(format!(
+        "capture: {verified} segments verified; KeyIDs server {:?} client {:?}; RNextKeyIDs server {:?} client {:?}",
+        keyids[0], keyids[1], rnext[0], rnext[1]
+    ));
     Ok(())
 }
 
