@@ -16,8 +16,9 @@
 //!    follows.
 //!
 //! At the end both streams arrive complete and in order, no BAD / key-not-found /
-//! AO-required counter moved on either side, and the capture cross-check verifies every
-//! segment across both switches (KeyID and RNextKeyID change mid-flow).
+//! AO-required counter moved on either side, and in the capture each direction's KeyIDs and
+//! RNextKeyIDs go A → B → C (never back) while tcpao-refimpl verifies every segment across
+//! both switches.
 //!
 //! `delete-key-in-use-by-peer`: the server force-deletes A (replacement B as Current_key and
 //! RNext_key) while the client still sends with A: the server counts `TCPAOKeyNotFound` and
