@@ -122,7 +122,15 @@ fn sender(sk: &Socket, stop: &AtomicBool, deadline: Instant) -> Result<u64, Stri
 }
 
 /// Receive the peer's pattern stream until EOF, checking every byte. Returns the bytes read.
-fn receiver(sk: &Socket, deadline: Instant) -> Result<u64, String> {
+/// Once `stop` is set (this side is done), the peer's EOF must come within `drain`.
+fn receiver(
+    sk: &Socket,
+    deadline: Instant,
+    stop: &AtomicBool,
+    drain: Duration,
+) -> Result<u64, String> {
+    let mut deadline = deadline;
+    let mut draining = false;
     let mut got = 0u64;
     let mut buf = vec![0u8; 65536];
     loop {
@@ -141,8 +149,14 @@ fn receiver(sk: &Socket, deadline: Instant) -> Result<u64, String> {
                 got += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !draining && stop.load(Ordering::Acquire) {
+                    draining = true;
+                    deadline = deadline.min(Instant::now() + drain);
+                }
                 if Instant::now() >= deadline {
-                    return Err(format!("no EOF by the deadline after {got} bytes"));
+                    return Err(format!(
+                        "the other peer's stream did not end (no EOF) by the deadline, after {got} bytes"
+                    ));
                 }
                 let mut fds = [nix::poll::PollFd::new(
                     std::os::fd::AsFd::as_fd(sk),
@@ -308,8 +322,15 @@ fn under_traffic(p: &Peer<'_>, sent: &Sent) -> PeerResult {
     let deadline = p.test_deadline();
     let (steps, tx, rx) = std::thread::scope(|s| {
         let tx = s.spawn(|| sender(&sk, &stop, deadline));
-        let rx = s.spawn(|| receiver(&sk, deadline));
+        let drain = p.timeout();
+        let (sk_ref, stop_ref) = (&sk, &stop);
+        let rx = s.spawn(move || receiver(sk_ref, deadline, stop_ref, drain));
         let steps = rotate_steps(p, &sk);
+        if steps.is_err() {
+            // Wake the other peer now: it may wait for our signal while our receiver waits
+            // for its EOF.
+            p.abort();
+        }
         stop.store(true, Ordering::Release);
         let tx = tx
             .join()
@@ -427,6 +448,7 @@ fn rotate_steps(p: &Peer<'_>, sk: &Socket) -> PeerResult {
     })?;
     match p.side() {
         Side::Client => {
+            p.diag("traffic with A flows; rotating A -> B");
             initiate(p, sk, A, B)?;
             sockets::add_key(p, sk, &key(p, C))?;
             p.signal(); // 1: A -> B done, C installed
@@ -435,6 +457,7 @@ fn rotate_steps(p: &Peer<'_>, sk: &Socket) -> PeerResult {
             p.signal(); // 2: followed
         }
         Side::Server => {
+            p.diag("traffic with A flows; waiting for the client's rotation");
             wait_signals(p, 1, "its rotation A -> B")?;
             follow(p, sk, A, B)?;
             initiate(p, sk, B, C)?;
