@@ -440,12 +440,15 @@ fn check_capture(p: &Peer<'_>, client_sent: u64, server_sent: u64) -> PeerResult
 
 /// The rotation protocol of `under-traffic` (runs while the traffic threads do).
 fn rotate_steps(p: &Peer<'_>, sk: &Socket) -> PeerResult {
-    // Let traffic flow with A first.
-    let c0 = Counters::of(sk)?;
-    let a0 = good_of(&c0, A).unwrap_or(0);
-    extras::wait_counters(p, sk, p.deadline(), "traffic with key A", |c| {
-        good_of(c, A).unwrap_or(0) >= a0 + SETTLE
-    })?;
+    // The client lets traffic flow with A first (the server must not wait for it too: the
+    // client may already have rotated by the time the server gets here).
+    if p.side() == Side::Client {
+        let c0 = Counters::of(sk)?;
+        let a0 = good_of(&c0, A).unwrap_or(0);
+        extras::wait_counters(p, sk, p.deadline(), "traffic with key A", |c| {
+            good_of(c, A).unwrap_or(0) >= a0 + SETTLE
+        })?;
+    }
     match p.side() {
         Side::Client => {
             p.diag("traffic with A flows; rotating A -> B");
@@ -477,7 +480,12 @@ fn rotate_steps(p: &Peer<'_>, sk: &Socket) -> PeerResult {
             c1.keys.len()
         ));
     }
-    Ok(())
+    // Both keep sending until both saw their C traffic.
+    p.signal(); // client: 3, server: 2
+    match p.side() {
+        Side::Client => wait_signals(p, 2, "its traffic with C"),
+        Side::Server => wait_signals(p, 3, "its traffic with C"),
+    }
 }
 
 fn delete_server(p: &Peer<'_>) -> PeerResult {
