@@ -16,9 +16,9 @@
 //!    follows.
 //!
 //! At the end both streams arrive complete and in order, no BAD / key-not-found /
-//! AO-required counter moved on either side, and in the capture each direction's KeyIDs and
-//! RNextKeyIDs go A → B → C (never back) while tcpao-refimpl verifies every segment across
-//! both switches.
+//! AO-required counter moved on either side, and in the capture each direction's KeyIDs go
+//! A → B → C and its RNextKeyIDs A → (B →) C, never back, while tcpao-refimpl verifies every
+//! segment across both switches.
 //!
 //! `delete-key-in-use-by-peer`: the server force-deletes A (replacement B as Current_key and
 //! RNext_key) while the client still sends with A: the server counts `TCPAOKeyNotFound` and
@@ -370,8 +370,8 @@ fn under_traffic(p: &Peer<'_>, sent: &Sent) -> PeerResult {
     Ok(())
 }
 
-/// In the capture, each direction's KeyIDs go A → B → C (never back), RNextKeyIDs change
-/// mid-flow, and the reference verifies every segment with the three keys.
+/// In the capture, each direction's KeyIDs go A → B → C and its RNextKeyIDs A → (B →) C,
+/// never back, and the reference verifies every segment with the three keys.
 fn check_capture(p: &Peer<'_>, client_sent: u64, server_sent: u64) -> PeerResult {
     let to32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     let frames = extras::wait_flow_bytes(p, p.port(), to32(client_sent), to32(server_sent))?;
@@ -424,9 +424,11 @@ fn check_capture(p: &Peer<'_>, client_sent: u64, server_sent: u64) -> PeerResult
                 keyids[i]
             ));
         }
-        if rnext[i] != [A, B, C] {
+        // The follower asks for the new key only briefly before it rotates on: that RNextKeyID
+        // may never reach the wire. It must still start with A, end with C, never go back.
+        if rnext[i] != [A, B, C] && rnext[i] != [A, C] {
             return Err(failure!(
-                "the {side}'s RNextKeyIDs changed as {:?}, expected {A}, {B}, {C}",
+                "the {side}'s RNextKeyIDs changed as {:?}, expected {A}, ({B},) {C}",
                 rnext[i]
             ));
         }
