@@ -249,6 +249,10 @@ pub struct Capture {
     keys: Mutex<Vec<RegisteredKey>>,
     restored: Mutex<Vec<RestoredFlow>>,
     start_error: Mutex<Option<String>>,
+    /// Frames read so far (the reader appends; [`Capture::frames`] copies).
+    live: Arc<Mutex<Vec<Frame>>>,
+    /// IP packets a test crafted and injected (see [`Capture::register_crafted`]).
+    crafted: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Capture {
@@ -261,7 +265,28 @@ impl Capture {
             keys: Mutex::new(Vec::new()),
             restored: Mutex::new(Vec::new()),
             start_error: Mutex::new(None),
+            live: Arc::new(Mutex::new(Vec::new())),
+            crafted: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A copy of the frames captured so far (the capture keeps running). Frames arrive with a
+    /// small delay: poll for the one you need with a deadline.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Register an IP packet (from the IP header on) that a test crafted and injected, e.g.
+    /// with a deliberately wrong MAC: the cross-check does not hold it to rule 1 (it was not
+    /// signed by a peer's kernel), but still counts it for rule 2.
+    pub fn register_crafted(&self, ip_packet: &[u8]) {
+        self.crafted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ip_packet.to_vec());
     }
 
     /// Open the packet socket in the calling thread's namespace (the server's) and start
@@ -280,9 +305,10 @@ impl Capture {
             sk.set_recv_buffer_size(16 << 20)?;
         }
         let stop = Arc::clone(&self.stop);
+        let live = Arc::clone(&self.live);
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || read_frames(&sk, ifindex, &stop))?;
+            .spawn(move || read_frames(&sk, ifindex, &stop, &live))?;
         self.lock_reader().thread = Some(thread);
         Ok(())
     }
@@ -323,7 +349,15 @@ impl Capture {
                 .unwrap_or_else(|| "capture never started".into())),
             Some(Err(_)) => Err("the capture thread panicked".to_owned()),
             Some(Ok(Err(e))) => Err(format!("reading the capture failed: {e}")),
-            Some(Ok(Ok(r))) => Ok(r),
+            Some(Ok(Ok(mut r))) => {
+                r.frames = std::mem::take(
+                    &mut *self
+                        .live
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+                Ok(r)
+            }
         };
         let keys = self
             .keys
@@ -337,7 +371,12 @@ impl Capture {
             Ok(r) => r,
             Err(e) => return XcheckReport::error(e),
         };
-        let mut report = xcheck::analyze(family, &read.frames, &keys, &restored, mibs);
+        let crafted = self
+            .crafted
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut report =
+            xcheck::analyze_with_crafted(family, &read.frames, &keys, &restored, mibs, &crafted);
         if read.truncated > 0 {
             report.fail(format!(
                 "{} captured frames were larger than {FRAME_BUFFER} bytes and truncated",
@@ -360,7 +399,12 @@ impl Capture {
     }
 }
 
-fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadResult> {
+fn read_frames(
+    sk: &Socket,
+    ifindex: u32,
+    stop: &AtomicBool,
+    live: &Mutex<Vec<Frame>>,
+) -> io::Result<ReadResult> {
     let mut out = ReadResult::default();
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut stopping = false;
@@ -411,11 +455,13 @@ fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadR
         } else {
             Side::Client
         };
-        out.frames.push(Frame {
-            ts: SystemTime::now(),
-            from,
-            data: buf[..len].to_vec(),
-        });
+        live.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Frame {
+                ts: SystemTime::now(),
+                from,
+                data: buf[..len].to_vec(),
+            });
         if !stopping {
             stopping = stop.load(Ordering::Acquire);
         }

@@ -50,15 +50,22 @@
 //! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 
+pub mod algorithms;
 pub mod connect;
 pub mod connect_deny;
 pub mod corpus;
+pub mod exclude_opt;
+pub mod extras;
 pub mod icmps_accept;
 pub mod icmps_discard;
+pub mod inject;
 pub mod key_management;
+pub mod maclen;
+pub mod rotation;
 pub mod rst;
 pub mod setsockopt_closed;
 pub mod unsigned_md5;
+pub mod vrf_keys;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +89,12 @@ pub fn tests() -> Vec<Test> {
     v.extend(icmps_accept::tests());
     v.extend(rst::tests());
     v.extend(corpus::tests());
+    v.extend(exclude_opt::tests());
+    v.extend(maclen::tests());
+    v.extend(algorithms::tests());
+    v.extend(vrf_keys::tests());
+    v.extend(rotation::tests());
+    v.extend(inject::tests());
     v
 }
 

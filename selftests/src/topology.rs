@@ -154,6 +154,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the kernel said "exists" (`EEXIST`), e.g. for an address or route added twice.
+    pub fn is_exists(&self) -> bool {
+        matches!(self, Error::Netlink {
+                source: rtnetlink::Error::NetlinkError(e),
+                ..
+            } if e.raw_code() == -(nix::errno::Errno::EEXIST as i32))
+    }
+
     fn io(what: impl Into<String>, source: impl Into<io::Error>) -> Self {
         Error::Io {
             what: what.into(),
@@ -232,6 +240,20 @@ impl Netlink {
         let msg = LinkUnspec::new_with_index(index).up().build();
         self.run(
             || format!("ip link set {index} up"),
+            self.handle.link().set(msg).execute(),
+        )
+    }
+
+    /// `ip link set dev INDEX master CONTROLLER` (e.g. enslave the veth to the VRF).
+    ///
+    /// # Errors
+    /// When the kernel rejects the request.
+    pub fn set_controller(&self, index: u32, controller: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index)
+            .controller(controller)
+            .build();
+        self.run(
+            || format!("ip link set {index} master {controller}"),
             self.handle.link().set(msg).execute(),
         )
     }

@@ -228,11 +228,24 @@ fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
 /// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and
 /// client.
 pub fn analyze(
+    family: Family,
+    frames: &[Frame],
+    keys: &[RegisteredKey],
+    restored: &[RestoredFlow],
+    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
+) -> XcheckReport {
+    analyze_with_crafted(family, frames, keys, restored, mibs, &[])
+}
+
+/// [`analyze`], where the IP packets in `crafted` were built and injected by the test (not
+/// signed by a peer's kernel): rule 1 does not apply to them, rule 2 still counts them.
+pub fn analyze_with_crafted(
     _family: Family,
     frames: &[Frame],
     keys: &[RegisteredKey],
     restored: &[RestoredFlow],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
+    crafted: &[Vec<u8>],
 ) -> XcheckReport {
     let mut r = XcheckReport {
         frames: frames.len(),
@@ -272,7 +285,17 @@ pub fn analyze(
     let mut checks: HashMap<FlowKey, FlowCheck> = HashMap::new();
     let mut rejected_for = [0usize; 2];
     let mut md5_rejected_for = [0usize; 2];
+    let mut crafted_seen = 0usize;
+    // Compared by TCP segment (the kernel may fill in IPv4 ID/checksum of a raw packet).
+    let crafted_tcp: Vec<&[u8]> = crafted
+        .iter()
+        .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
+        .collect();
     for d in &decoded {
+        let is_crafted = crafted_tcp.contains(&d.seg.tcp);
+        if is_crafted {
+            crafted_seen += 1;
+        }
         let auth = match d.seg.tcp_packet().auth_options() {
             Ok(a) => a,
             Err(e) => {
@@ -304,7 +327,7 @@ pub fn analyze(
         if auth.ao.is_some() {
             r.ao_segments += 1;
             // Rule 1: the sender's view (LocalToRemote).
-            if let Some(v) = check.validators[si].as_mut() {
+            if let Some(v) = check.validators[si].as_mut().filter(|_| !is_crafted) {
                 match v.validate(Direction::LocalToRemote, &d.seg) {
                     Verdict::Good { .. } => r.verified += 1,
                     Verdict::Bad {
@@ -331,7 +354,7 @@ pub fn analyze(
             }
         } else {
             r.md5_segments += 1;
-            if let Some(k) = check.md5[si].first() {
+            if let Some(k) = check.md5[si].first().filter(|_| !is_crafted) {
                 match tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
                     Ok(true) => r.verified += 1,
                     Ok(false) => {
@@ -354,6 +377,12 @@ pub fn analyze(
                 }
             }
         }
+    }
+    if !crafted.is_empty() {
+        r.notes.push(format!(
+            "xcheck: {crafted_seen} captured segments were crafted by the test (rule 1 not applied; {} registered)",
+            crafted.len()
+        ));
     }
     for side in [Side::Server, Side::Client] {
         let Some((before, after)) = &mibs[side_index(side)] else {
