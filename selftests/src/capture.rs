@@ -228,9 +228,26 @@ pub struct RestoredFlow {
     pub client_sne: u32,
 }
 
+/// One side's own view of a connection it restored with `TCP_REPAIR`
+/// ([`Capture::register_restored_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoredView {
+    /// The side whose socket was restored: only its validator is built from `flow`.
+    pub side: Side,
+    /// The connection as that side restored it (ISNs, next SEQs and SNEs of both directions,
+    /// as its `TCP_AO_REPAIR` and queue sequence numbers say).
+    pub flow: RestoredFlow,
+    /// Segments the kernel handled at or after this time belong to the restored socket;
+    /// earlier ones (same 4-tuple, the socket before the checkpoint) keep the view learnt
+    /// from the handshake.
+    pub since: SystemTime,
+}
+
 #[derive(Debug, Default)]
 struct Reader {
     thread: Option<JoinHandle<io::Result<ReadResult>>>,
+    /// Readers of further interfaces ([`Capture::start_loopback`]).
+    extra: Vec<JoinHandle<io::Result<ReadResult>>>,
 }
 
 #[derive(Debug, Default)]
@@ -248,6 +265,7 @@ pub struct Capture {
     reader: Mutex<Reader>,
     keys: Mutex<Vec<RegisteredKey>>,
     restored: Mutex<Vec<RestoredFlow>>,
+    views: Mutex<Vec<RestoredView>>,
     start_error: Mutex<Option<String>>,
 }
 
@@ -260,6 +278,7 @@ impl Capture {
             reader: Mutex::new(Reader::default()),
             keys: Mutex::new(Vec::new()),
             restored: Mutex::new(Vec::new()),
+            views: Mutex::new(Vec::new()),
             start_error: Mutex::new(None),
         }
     }
@@ -270,20 +289,31 @@ impl Capture {
     /// # Errors
     /// When the socket cannot be opened (needs `CAP_NET_RAW`).
     pub fn start(&self, ifindex: u32) -> io::Result<()> {
-        let sk = Socket::new(
-            Domain::PACKET,
-            Type::RAW,
-            Some(Protocol::from(ETH_P_ALL_BE)),
-        )?;
-        // A large buffer so bursts are not dropped; RCVBUFFORCE ignores rmem_max (root).
-        if setsockopt(&sk, sockopt::RcvBufForce, &(16 << 20)).is_err() {
-            sk.set_recv_buffer_size(16 << 20)?;
-        }
+        let sk = packet_socket()?;
         let stop = Arc::clone(&self.stop);
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || read_frames(&sk, ifindex, &stop))?;
+            .spawn(move || read_frames(&sk, ifindex, None, &stop))?;
         self.lock_reader().thread = Some(thread);
+        Ok(())
+    }
+
+    /// Also capture the loopback interface `ifindex` of the calling thread's namespace
+    /// (e.g. `lo` for a socket connected to itself), in a second background reader. A packet
+    /// socket on `lo` sees every packet twice (sent and received copies): the sent copies are
+    /// dropped with `PACKET_IGNORE_OUTGOING`. Both ends of a loopback flow belong to `owner`,
+    /// so its frames are attributed to that side; register the keys with that owner.
+    ///
+    /// # Errors
+    /// When the socket cannot be opened or configured.
+    pub fn start_loopback(&self, ifindex: u32, owner: Side) -> io::Result<()> {
+        let sk = packet_socket()?;
+        tcpao_sys::raw::set_int_option(&sk, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+        let stop = Arc::clone(&self.stop);
+        let thread = std::thread::Builder::new()
+            .name("capture-lo".into())
+            .spawn(move || read_frames(&sk, ifindex, Some(owner), &stop))?;
+        self.lock_reader().extra.push(thread);
         Ok(())
     }
 
@@ -309,11 +339,26 @@ impl Capture {
             .push(flow);
     }
 
+    /// Register one side's own view of a connection it restored with `TCP_REPAIR` (its
+    /// ISNs, SEQs and SNEs, which may deliberately differ from the other side's, e.g. a
+    /// corrupted `TCP_AO_REPAIR` image). Segments of that 4-tuple handled from `view.since`
+    /// on are checked with it on that side; the other side keeps its own view (its
+    /// handshake, or its own registered view). [`crate::repair`] registers every restore.
+    pub fn register_restored_view(&self, view: RestoredView) {
+        self.views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(view);
+    }
+
     /// Stop capturing, save the files if asked, and cross-check every segment. `mibs` are the
     /// (before, after) netns counters of the server and the client.
     pub fn finish(self, family: Family, mibs: &[Option<(NetnsMib, NetnsMib)>; 2]) -> XcheckReport {
         self.stop.store(true, Ordering::Release);
-        let thread = self.lock_reader().thread.take();
+        let (thread, extra) = {
+            let mut r = self.lock_reader();
+            (r.thread.take(), std::mem::take(&mut r.extra))
+        };
         let read = match thread.map(JoinHandle::join) {
             None => Err(self
                 .start_error
@@ -333,11 +378,35 @@ impl Capture {
             .restored
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let read = match read {
+        let views = self
+            .views
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut read = match read {
             Ok(r) => r,
             Err(e) => return XcheckReport::error(e),
         };
-        let mut report = xcheck::analyze(family, &read.frames, &keys, &restored, mibs);
+        for t in extra {
+            match t.join() {
+                Ok(Ok(r)) => {
+                    read.frames.extend(r.frames);
+                    read.truncated += r.truncated;
+                    read.drops = match (read.drops, r.drops) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(Err(e)) => {
+                    return XcheckReport::error(format!("reading the loopback capture failed: {e}"));
+                }
+                Err(_) => {
+                    return XcheckReport::error("the loopback capture thread panicked".into());
+                }
+            }
+        }
+        read.frames.sort_by_key(|f| f.ts);
+        let mut report =
+            xcheck::analyze_views(family, &read.frames, &keys, &restored, &views, mibs);
         if read.truncated > 0 {
             report.fail(format!(
                 "{} captured frames were larger than {FRAME_BUFFER} bytes and truncated",
@@ -360,7 +429,34 @@ impl Capture {
     }
 }
 
-fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadResult> {
+/// A packet socket for every protocol, with a large receive buffer and kernel receive
+/// timestamps (`SO_TIMESTAMPNS`, so frames carry the time the kernel handled them).
+fn packet_socket() -> io::Result<Socket> {
+    let sk = Socket::new(
+        Domain::PACKET,
+        Type::RAW,
+        Some(Protocol::from(ETH_P_ALL_BE)),
+    )?;
+    // A large buffer so bursts are not dropped; RCVBUFFORCE ignores rmem_max (root).
+    if setsockopt(&sk, sockopt::RcvBufForce, &(16 << 20)).is_err() {
+        sk.set_recv_buffer_size(16 << 20)?;
+    }
+    // Without kernel timestamps frames get the time they were read (later).
+    let _ = setsockopt(&sk, sockopt::ReceiveTimestampns, &true);
+    Ok(sk)
+}
+
+/// `SOL_PACKET` (`<linux/socket.h>`).
+const SOL_PACKET: i32 = 263;
+/// `PACKET_IGNORE_OUTGOING` (`<linux/if_packet.h>`).
+const PACKET_IGNORE_OUTGOING: i32 = 23;
+
+fn read_frames(
+    sk: &Socket,
+    ifindex: u32,
+    owner: Option<Side>,
+    stop: &AtomicBool,
+) -> io::Result<ReadResult> {
     let mut out = ReadResult::default();
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut stopping = false;
@@ -387,14 +483,31 @@ fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadR
             continue;
         }
         let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
         let msg = recvmsg::<LinkAddr>(
             sk.as_raw_fd(),
             &mut iov,
-            None,
+            Some(&mut cmsg),
             MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
         );
-        let (len, addr) = match msg {
-            Ok(m) => (m.bytes, m.address),
+        let (len, addr, kernel_ts) = match msg {
+            Ok(m) => {
+                let mut ts = None;
+                if let Ok(cmsgs) = m.cmsgs() {
+                    for c in cmsgs {
+                        if let nix::sys::socket::ControlMessageOwned::ScmTimestampns(t) = c {
+                            ts = Some(
+                                SystemTime::UNIX_EPOCH
+                                    + Duration::new(
+                                        u64::try_from(t.tv_sec()).unwrap_or(0),
+                                        u32::try_from(t.tv_nsec()).unwrap_or(0),
+                                    ),
+                            );
+                        }
+                    }
+                }
+                (m.bytes, m.address, ts)
+            }
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         };
@@ -406,13 +519,13 @@ fn read_frames(sk: &Socket, ifindex: u32, stop: &AtomicBool) -> io::Result<ReadR
             out.truncated += 1;
             continue;
         }
-        let from = if addr.pkttype() == PACKET_OUTGOING {
-            Side::Server
-        } else {
-            Side::Client
+        let from = match owner {
+            Some(side) => side,
+            None if addr.pkttype() == PACKET_OUTGOING => Side::Server,
+            None => Side::Client,
         };
         out.frames.push(Frame {
-            ts: SystemTime::now(),
+            ts: kernel_ts.unwrap_or_else(SystemTime::now),
             from,
             data: buf[..len].to_vec(),
         });

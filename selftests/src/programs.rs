@@ -52,6 +52,7 @@
 
 pub mod connect;
 pub mod connect_deny;
+pub mod restore;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,7 @@ use crate::topology::{Family, TopologyConfig};
 pub fn tests() -> Vec<Test> {
     let mut v = connect::tests();
     v.extend(connect_deny::tests());
+    v.extend(restore::tests());
     v
 }
 

@@ -18,13 +18,22 @@
 //! capture is read first), or registered with [`super::Capture::register_restored`] for
 //! sockets restored with `TCP_REPAIR`. A flow whose SYN-ACK never came (the expected-timeout
 //! cases) still has its SYNs verified: SYN traffic keys need only the sender's ISN.
+//!
+//! A side that restored a socket may register its own view of the connection
+//! ([`super::Capture::register_restored_view`]): from the view's time on (frame timestamps are
+//! the kernel's), that side's validator uses the view's ISNs, SEQs and SNEs, so a deliberately
+//! corrupted restore (wrong ISN or SNE on one side) is still checked segment by segment. A
+//! socket connected to itself (loopback, both ends one socket) has one ISN for both
+//! directions; its SYN sets both.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
 
-use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow};
+use std::time::SystemTime;
+
+use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow, RestoredView};
 use crate::counters::NetnsMib;
 use crate::peers::Side;
 use crate::topology::Family;
@@ -79,6 +88,7 @@ fn side_index(s: Side) -> usize {
 /// A decoded frame: who sent it and its TCP segment.
 struct Decoded<'a> {
     from: Side,
+    ts: SystemTime,
     seg: SegmentRef<'a>,
 }
 
@@ -137,6 +147,8 @@ struct FlowInfo {
 struct FlowCheck {
     validators: [Option<FlowValidator>; 2],
     md5: [Vec<RegisteredKey>; 2],
+    /// Restored views not applied yet, per side, in time order.
+    pending: [Vec<RestoredView>; 2],
 }
 
 fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
@@ -162,58 +174,81 @@ fn build_flow(
     info: &FlowInfo,
     keys: &[RegisteredKey],
 ) -> Result<FlowCheck, String> {
-    let (server, client) = *flow;
     let mut check = FlowCheck {
         validators: [None, None],
         md5: [Vec::new(), Vec::new()],
+        pending: [Vec::new(), Vec::new()],
     };
     for side in [Side::Server, Side::Client] {
-        let (local, remote) = match side {
-            Side::Server => (server, client),
-            Side::Client => (client, server),
-        };
         let i = side_index(side);
-        let mine: Vec<&RegisteredKey> = keys
-            .iter()
-            .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
-            .collect();
-        check.md5[i] = mine
-            .iter()
-            .filter(|k| k.algorithm == KeyAlgorithm::Md5)
-            .map(|k| (*k).clone())
-            .collect();
-        // TCP-MD5 lookup is longest-prefix: the most specific key first.
-        check.md5[i].sort_by_key(|k| std::cmp::Reverse(k.prefix));
-        let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
-        if mkts.is_empty() {
-            continue;
-        }
-        let local_isn = info.isn[i].unwrap_or(0);
-        let remote_isn = info.isn[1 - i].unwrap_or(0);
-        let conn = Connection::new(local, remote, local_isn, remote_isn);
-        let mut v = FlowValidator::new(conn, mkts)
-            .map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
-        if let Some(r) = &info.restored {
-            let (my_sne, peer_sne) = match side {
-                Side::Server => (r.server_sne, r.client_sne),
-                Side::Client => (r.client_sne, r.server_sne),
-            };
-            let (my_next, peer_next) = match side {
-                Side::Server => (r.server_next_seq, r.client_next_seq),
-                Side::Client => (r.client_next_seq, r.server_next_seq),
-            };
-            v.set_sne_tracker(
-                Direction::LocalToRemote,
-                SneTracker::with_state(my_next, my_sne),
-            );
-            v.set_sne_tracker(
-                Direction::RemoteToLocal,
-                SneTracker::with_state(peer_next, peer_sne),
-            );
-        }
-        check.validators[i] = Some(v);
+        let (md5, v) = build_side(flow, side, info.isn, info.restored.as_ref(), keys)?;
+        check.md5[i] = md5;
+        check.validators[i] = v;
     }
     Ok(check)
+}
+
+/// The MD5 keys and the TCP-AO validator of `side` for `flow`, with ISNs `isn` ([server,
+/// client]) and, for a restored flow, its SEQs and SNEs.
+fn build_side(
+    flow: &FlowKey,
+    side: Side,
+    isn: [Option<u32>; 2],
+    restored: Option<&RestoredFlow>,
+    keys: &[RegisteredKey],
+) -> Result<(Vec<RegisteredKey>, Option<FlowValidator>), String> {
+    let (server, client) = *flow;
+    let (local, remote) = match side {
+        Side::Server => (server, client),
+        Side::Client => (client, server),
+    };
+    let i = side_index(side);
+    let mine: Vec<&RegisteredKey> = keys
+        .iter()
+        .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
+        .collect();
+    let mut md5: Vec<RegisteredKey> = mine
+        .iter()
+        .filter(|k| k.algorithm == KeyAlgorithm::Md5)
+        .map(|k| (*k).clone())
+        .collect();
+    // TCP-MD5 lookup is longest-prefix: the most specific key first.
+    md5.sort_by_key(|k| std::cmp::Reverse(k.prefix));
+    let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
+    if mkts.is_empty() {
+        return Ok((md5, None));
+    }
+    let local_isn = isn[i].unwrap_or(0);
+    let remote_isn = isn[1 - i].unwrap_or(0);
+    let conn = Connection::new(local, remote, local_isn, remote_isn);
+    let mut v = FlowValidator::new(conn, mkts)
+        .map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
+    if let Some(r) = restored {
+        let (my_sne, peer_sne) = match side {
+            Side::Server => (r.server_sne, r.client_sne),
+            Side::Client => (r.client_sne, r.server_sne),
+        };
+        let (my_next, peer_next) = match side {
+            Side::Server => (r.server_next_seq, r.client_next_seq),
+            Side::Client => (r.client_next_seq, r.server_next_seq),
+        };
+        v.set_sne_tracker(
+            Direction::LocalToRemote,
+            SneTracker::with_state(my_next, my_sne),
+        );
+        v.set_sne_tracker(
+            Direction::RemoteToLocal,
+            SneTracker::with_state(peer_next, peer_sne),
+        );
+    }
+    Ok((md5, Some(v)))
+}
+
+fn flow_key_of(r: &RestoredFlow) -> FlowKey {
+    (
+        SocketAddr::new(r.server.0, r.server.1),
+        SocketAddr::new(r.client.0, r.client.1),
+    )
 }
 
 fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
@@ -228,10 +263,22 @@ fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
 /// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and
 /// client.
 pub fn analyze(
+    family: Family,
+    frames: &[Frame],
+    keys: &[RegisteredKey],
+    restored: &[RestoredFlow],
+    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
+) -> XcheckReport {
+    analyze_views(family, frames, keys, restored, &[], mibs)
+}
+
+/// [`analyze`] with the per-side views of restored sockets.
+pub fn analyze_views(
     _family: Family,
     frames: &[Frame],
     keys: &[RegisteredKey],
     restored: &[RestoredFlow],
+    views: &[RestoredView],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
 ) -> XcheckReport {
     let mut r = XcheckReport {
@@ -255,11 +302,17 @@ pub fn analyze(
             Ok(Some(seg)) => {
                 let t = seg.tcp_packet();
                 if t.syn() {
+                    let (src, dst) = endpoints(&seg);
                     let f = flows.entry(flow_of(frame.from, &seg)).or_default();
                     f.isn[side_index(frame.from)].get_or_insert(t.seq_number());
+                    if src == dst {
+                        // A socket connected to itself: one ISN for both directions.
+                        f.isn[1 - side_index(frame.from)].get_or_insert(t.seq_number());
+                    }
                 }
                 decoded.push(Decoded {
                     from: frame.from,
+                    ts: frame.ts,
                     seg,
                 });
             }
@@ -292,7 +345,15 @@ pub fn analyze(
             std::collections::hash_map::Entry::Vacant(e) => {
                 let info = flows.remove(&key).unwrap_or_default();
                 match build_flow(&key, &info, keys) {
-                    Ok(c) => e.insert(c),
+                    Ok(mut c) => {
+                        for v in views.iter().filter(|v| flow_key_of(&v.flow) == key) {
+                            c.pending[side_index(v.side)].push(*v);
+                        }
+                        for p in &mut c.pending {
+                            p.sort_by_key(|v| v.since);
+                        }
+                        e.insert(c)
+                    }
                     Err(err) => {
                         r.fail(err);
                         continue;
@@ -300,6 +361,18 @@ pub fn analyze(
                 }
             }
         };
+        // A side restored its socket before this segment: check with its view from now on.
+        for side in [Side::Server, Side::Client] {
+            let i = side_index(side);
+            while check.pending[i].first().is_some_and(|v| v.since <= d.ts) {
+                let v = check.pending[i].remove(0);
+                let isn = [Some(v.flow.server_isn), Some(v.flow.client_isn)];
+                match build_side(&key, side, isn, Some(&v.flow), keys) {
+                    Ok((_, validator)) => check.validators[i] = validator,
+                    Err(err) => r.fail(err),
+                }
+            }
+        }
         let (si, ri) = (side_index(d.from), side_index(d.from.other()));
         if auth.ao.is_some() {
             r.ao_segments += 1;
