@@ -397,7 +397,9 @@ impl Capture {
                     };
                 }
                 Ok(Err(e)) => {
-                    return XcheckReport::error(format!("reading the loopback capture failed: {e}"));
+                    return XcheckReport::error(format!(
+                        "reading the loopback capture failed: {e}"
+                    ));
                 }
                 Err(_) => {
                     return XcheckReport::error("the loopback capture thread panicked".into());

@@ -53,6 +53,9 @@ pub struct XcheckReport {
     pub verified: usize,
     /// Of those, how many the reference rejected.
     pub rejected: usize,
+    /// Segments the reference verified, per sender (`[server, client]`) and SNE (the SNE the
+    /// reference placed them in, RFC 5925 §6.2).
+    pub verified_sne: [std::collections::BTreeMap<u32, usize>; 2],
     /// Extra diagnostic lines.
     pub notes: Vec<String>,
     /// The first broken rule, as a sentence; `None` when the cross-check passed.
@@ -379,7 +382,10 @@ pub fn analyze_views(
             // Rule 1: the sender's view (LocalToRemote).
             if let Some(v) = check.validators[si].as_mut() {
                 match v.validate(Direction::LocalToRemote, &d.seg) {
-                    Verdict::Good { .. } => r.verified += 1,
+                    Verdict::Good { sne, .. } => {
+                        r.verified += 1;
+                        *r.verified_sne[si].entry(sne).or_default() += 1;
+                    }
                     Verdict::Bad {
                         key_id,
                         sne,
@@ -426,6 +432,19 @@ pub fn analyze_views(
                     md5_rejected_for[ri] += 1;
                 }
             }
+        }
+    }
+    if r.verified_sne.iter().flatten().any(|(sne, _)| *sne != 0) {
+        for side in [Side::Server, Side::Client] {
+            let per: Vec<String> = r.verified_sne[side_index(side)]
+                .iter()
+                .map(|(sne, n)| format!("SNE {sne}: {n}"))
+                .collect();
+            r.notes.push(format!(
+                "xcheck: {} segments verified per SNE: {}",
+                side.name(),
+                per.join(", ")
+            ));
         }
     }
     for side in [Side::Server, Side::Client] {
