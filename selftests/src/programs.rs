@@ -53,6 +53,7 @@
 pub mod connect;
 pub mod connect_deny;
 pub mod restore;
+pub mod self_connect;
 pub mod seq_ext;
 
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(connect_deny::tests());
     v.extend(restore::tests());
     v.extend(seq_ext::tests());
+    v.extend(self_connect::tests());
     v
 }
 
