@@ -50,6 +50,7 @@
 //! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 
+pub mod bench_lookups;
 pub mod connect;
 pub mod connect_deny;
 pub mod restore;
@@ -74,6 +75,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(restore::tests());
     v.extend(seq_ext::tests());
     v.extend(self_connect::tests());
+    v.extend(bench_lookups::tests());
     v
 }
 
