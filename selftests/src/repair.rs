@@ -391,3 +391,70 @@ fn fill_queue(sk: &Socket, q: Queue, data: &[u8]) -> PeerResult {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> Checkpoint {
+        Checkpoint {
+            local: "10.0.1.1:40000".parse().unwrap(),
+            remote: "10.0.254.1:7010".parse().unwrap(),
+            info: TcpInfo::default(),
+            mss: 1448,
+            timestamp: Some(1234),
+            window: RepairWindow {
+                snd_wl1: 5000,
+                snd_wnd: 65535,
+                max_window: 65535,
+                rcv_wnd: 65535,
+                rcv_wup: 5100,
+            },
+            send_seq: 1100,
+            recv_seq: 5200,
+            send_queue: vec![0; 100],
+            recv_queue: Vec::new(),
+            ao: Some(AoRepair {
+                snt_isn: 1000,
+                rcv_isn: 4000,
+                snd_sne: 0,
+                rcv_sne: 2,
+            }),
+            device: None,
+        }
+    }
+
+    #[test]
+    fn set_seqs_moves_queues_and_window_edges() {
+        let mut c = image();
+        assert_eq!(c.send_una(), 1000);
+        c.set_seqs(u32::MAX - 10, 7);
+        assert_eq!(c.send_una(), u32::MAX - 10);
+        assert_eq!(c.send_seq, 89, "the 100 queued bytes wrap");
+        assert_eq!(c.recv_seq, 7);
+        // Both edges keep their distance to rcv_nxt (-200 and -100).
+        assert_eq!(c.window.snd_wl1, 7u32.wrapping_sub(200));
+        assert_eq!(c.window.rcv_wup, 7u32.wrapping_sub(100));
+    }
+
+    #[test]
+    fn view_is_seen_from_the_restoring_side() {
+        let c = image();
+        let v = c.view(Side::Client).unwrap();
+        assert_eq!(v.side, Side::Client);
+        assert_eq!(v.flow.client, (c.local.ip(), 40000));
+        assert_eq!(v.flow.server, (c.remote.ip(), 7010));
+        assert_eq!((v.flow.client_isn, v.flow.server_isn), (1000, 4000));
+        assert_eq!(
+            (v.flow.client_next_seq, v.flow.server_next_seq),
+            (1000, 5200)
+        );
+        assert_eq!((v.flow.client_sne, v.flow.server_sne), (0, 2));
+        let s = c.view(Side::Server).unwrap();
+        assert_eq!(s.flow.server, (c.local.ip(), 40000));
+        assert_eq!((s.flow.server_isn, s.flow.client_isn), (1000, 4000));
+        let mut plain = image();
+        plain.ao = None;
+        assert!(plain.view(Side::Client).is_none());
+    }
+}

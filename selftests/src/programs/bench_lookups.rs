@@ -333,3 +333,40 @@ fn wait_eof(p: &Peer<'_>, sk: &socket2::Socket) -> PeerResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_welford_with_sample_stddev() {
+        let mut s = Stats::default();
+        for ms in [2u64, 4, 4, 4, 5, 5, 7, 9] {
+            s.add(Duration::from_millis(ms));
+        }
+        assert_eq!((s.min, s.max, s.n), (2_000_000, 9_000_000, 8));
+        assert!((s.mean - 5e6).abs() < 1.0);
+        // Sample variance of the classic example: 32 / 7.
+        assert!((s.stddev() - (32.0f64 / 7.0).sqrt() * 1e6).abs() < 1.0);
+        assert!(s.line("Delete: async", 512).contains("mean=5.000ms"));
+    }
+
+    #[test]
+    fn generated_addresses_are_odd_hosts_of_the_bench_network() {
+        assert_eq!(gen_addr(Family::Ipv4, 0).to_string(), "10.99.0.1");
+        assert_eq!(gen_addr(Family::Ipv4, 8191).to_string(), "10.99.63.255");
+        assert_eq!(gen_addr(Family::Ipv6, 1).to_string(), "2001:db8:99::3");
+        let (a, len) = server_net_addr(Family::Ipv4);
+        assert!(crate::capture::prefix_match(
+            a,
+            len,
+            gen_addr(Family::Ipv4, 8191)
+        ));
+        let (a, len) = server_net_addr(Family::Ipv6);
+        assert!(crate::capture::prefix_match(
+            a,
+            len,
+            gen_addr(Family::Ipv6, 8191)
+        ));
+    }
+}

@@ -259,8 +259,7 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     let mut hello = vec![0u8; MESSAGE_LEN];
     XorShift::seeded().fill(&mut hello);
     write_all(p, &sk, &hello, p.deadline())?;
-    let line;
-    if case.fault == Fault::None {
+    let line = if case.fault == Fault::None {
         let served = serve(p, &sk, QUOTA, p.deadline())?;
         if served != QUOTA {
             return Err(failure!(
@@ -268,7 +267,7 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
                 case.upstream
             ));
         }
-        line = format!("{} (server): server alive", case.upstream);
+        format!("{} (server): server alive", case.upstream)
     } else {
         let echo = case.fault == Fault::RecvSne;
         let (_, moved) = wait_grew(p, &sk, &before, case.server, echo)?;
@@ -289,10 +288,10 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
                     case.upstream
                 ));
             }
-            line = format!(
+            format!(
                 "{} (server): the server received and echoed {moved} bytes, the client drops them",
                 case.upstream
-            );
+            )
         } else {
             let mut buf = [0u8; 1];
             if read_now(&sk, &mut buf)? != Some(0) {
@@ -301,9 +300,9 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
                     case.upstream
                 ));
             }
-            line = format!("{} (server): server couldn't serve", case.upstream);
+            format!("{} (server): server couldn't serve", case.upstream)
         }
-    }
+    };
     let after = Counters::of(&sk)?;
     after
         .assert_grew_exactly(&before, case.server)
@@ -351,8 +350,7 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
     let before = Counters::of(&sk)?;
     p.sync()?; // 2: restored
     let deadline = p.deadline();
-    let line;
-    if case.fault == Fault::None {
+    let line = if case.fault == Fault::None {
         let mut hello = vec![0u8; MESSAGE_LEN];
         read_exact(p, &sk, &mut hello, deadline).map_err(|e| {
             failure!(
@@ -366,10 +364,10 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
                 case.upstream
             )
         })?;
-        line = format!(
+        format!(
             "{} (client): post-migrate connection is alive",
             case.upstream
-        );
+        )
     } else {
         let mut msg = vec![0u8; MESSAGE_LEN];
         XorShift::seeded().fill(&mut msg);
@@ -405,11 +403,11 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
             ));
         }
         p.signal();
-        line = format!(
+        format!(
             "{} (client): post-migrate connection is broken",
             case.upstream
-        );
-    }
+        )
+    };
     let after = Counters::of(&sk)?;
     after
         .assert_grew_exactly(&before, case.client)
