@@ -144,6 +144,9 @@ struct FlowInfo {
     isn: [Option<u32>; 2],
     /// SNE state at restore time of [server, client] send directions.
     restored: Option<RestoredFlow>,
+    /// Later connections on the same 4-tuple (a new SYN with another ISN, e.g. a SYN
+    /// accepted by a TIME-WAIT socket): from which decoded segment on, with which ISNs.
+    reincarnations: Vec<(usize, [Option<u32>; 2])>,
 }
 
 /// The validators of one flow: one per side, seen from that side.
@@ -152,6 +155,8 @@ struct FlowCheck {
     md5: [Vec<RegisteredKey>; 2],
     /// Restored views not applied yet, per side, in time order.
     pending: [Vec<RestoredView>; 2],
+    /// Later connections on the same 4-tuple not reached yet, in capture order.
+    reincarnations: std::collections::VecDeque<(usize, [Option<u32>; 2])>,
 }
 
 fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
@@ -181,6 +186,7 @@ fn build_flow(
         validators: [None, None],
         md5: [Vec::new(), Vec::new()],
         pending: [Vec::new(), Vec::new()],
+        reincarnations: info.reincarnations.iter().copied().collect(),
     };
     for side in [Side::Server, Side::Client] {
         let i = side_index(side);
@@ -307,10 +313,26 @@ pub fn analyze_views(
                 if t.syn() {
                     let (src, dst) = endpoints(&seg);
                     let f = flows.entry(flow_of(frame.from, &seg)).or_default();
-                    f.isn[side_index(frame.from)].get_or_insert(t.seq_number());
-                    if src == dst {
-                        // A socket connected to itself: one ISN for both directions.
-                        f.isn[1 - side_index(frame.from)].get_or_insert(t.seq_number());
+                    let (i, seq) = (side_index(frame.from), t.seq_number());
+                    // The ISNs of the latest connection on this 4-tuple.
+                    let cur = match f.reincarnations.last_mut() {
+                        Some((_, isn)) => isn,
+                        None => &mut f.isn,
+                    };
+                    if !t.ack() && cur[i].is_some_and(|known| known != seq) {
+                        // A new SYN with another ISN: a new connection on the same 4-tuple.
+                        let mut isn = [None, None];
+                        isn[i] = Some(seq);
+                        if src == dst {
+                            isn[1 - i] = Some(seq);
+                        }
+                        f.reincarnations.push((decoded.len(), isn));
+                    } else {
+                        cur[i].get_or_insert(seq);
+                        if src == dst {
+                            // A socket connected to itself: one ISN for both directions.
+                            cur[1 - i].get_or_insert(seq);
+                        }
                     }
                 }
                 decoded.push(Decoded {
@@ -328,7 +350,7 @@ pub fn analyze_views(
     let mut checks: HashMap<FlowKey, FlowCheck> = HashMap::new();
     let mut rejected_for = [0usize; 2];
     let mut md5_rejected_for = [0usize; 2];
-    for d in &decoded {
+    for (index, d) in decoded.iter().enumerate() {
         let auth = match d.seg.tcp_packet().auth_options() {
             Ok(a) => a,
             Err(e) => {
@@ -364,6 +386,21 @@ pub fn analyze_views(
                 }
             }
         };
+        // A new connection on the same 4-tuple starts here: check with its ISNs from now on.
+        while check
+            .reincarnations
+            .front()
+            .is_some_and(|(at, _)| *at <= index)
+        {
+            if let Some((_, isn)) = check.reincarnations.pop_front() {
+                for side in [Side::Server, Side::Client] {
+                    match build_side(&key, side, isn, None, keys) {
+                        Ok((_, v)) => check.validators[side_index(side)] = v,
+                        Err(err) => r.fail(err),
+                    }
+                }
+            }
+        }
         // A side restored its socket before this segment: check with its view from now on.
         for side in [Side::Server, Side::Client] {
             let i = side_index(side);
@@ -471,4 +508,144 @@ pub fn analyze_views(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tcpao_refimpl::wire::{TcpFlags, TcpRepr};
+    use tcpao_refimpl::{ConnectionSigner, MasterKey};
+
+    const SECRET: &[u8] = b"a test secret";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn signer(local: SocketAddr, remote: SocketAddr, isns: (u32, u32)) -> ConnectionSigner {
+        let mkt = Mkt::new(
+            100,
+            100,
+            tcpao_refimpl::Algorithm::HmacSha1,
+            MasterKey::new(SECRET.to_vec()),
+        );
+        ConnectionSigner::new(mkt, Connection::new(local, remote, isns.0, isns.1)).unwrap()
+    }
+
+    fn frame(
+        from: Side,
+        ts: u64,
+        s: &mut ConnectionSigner,
+        t: (u16, u16, u32, u32, TcpFlags),
+    ) -> Frame {
+        let repr = TcpRepr {
+            src_port: t.0,
+            dst_port: t.1,
+            seq_number: t.2,
+            ack_number: t.3,
+            flags: t.4,
+            window_len: 1000,
+            urgent_at: 0,
+            options: &[],
+            payload: &[],
+        };
+        let (pkt, _) = s.sign(&repr).unwrap();
+        let mut data = vec![0u8; 12];
+        data.extend_from_slice(&0x0800u16.to_be_bytes());
+        data.extend_from_slice(&pkt);
+        Frame {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_secs(ts),
+            from,
+            data,
+        }
+    }
+
+    fn keys() -> Vec<RegisteredKey> {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        [(Side::Server, cli), (Side::Client, srv)]
+            .into_iter()
+            .map(|(owner, peer)| {
+                RegisteredKey::ao(
+                    owner,
+                    KeyAlgorithm::HmacSha1,
+                    SECRET,
+                    100,
+                    100,
+                    peer.ip(),
+                    32,
+                )
+            })
+            .collect()
+    }
+
+    /// One handshake on the 4-tuple with ISNs (client, server), at time `t`.
+    fn handshake(t: u64, isn: (u32, u32)) -> Vec<Frame> {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let mut c = signer(cli, srv, (isn.0, isn.1));
+        let mut s = signer(srv, cli, (isn.1, isn.0));
+        let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+        vec![
+            frame(Side::Client, t, &mut c, (40000, 7010, isn.0, 0, syn)),
+            frame(
+                Side::Server,
+                t,
+                &mut s,
+                (7010, 40000, isn.1, isn.0 + 1, syn | ack),
+            ),
+            frame(
+                Side::Client,
+                t,
+                &mut c,
+                (40000, 7010, isn.0 + 1, isn.1 + 1, ack),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_second_connection_on_the_same_4_tuple_uses_its_own_isns() {
+        let mut frames = handshake(1, (1000, 5000));
+        frames.extend(handshake(2, (9000, 7000)));
+        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        assert_eq!(r.failure, None, "{r:?}");
+        assert_eq!((r.verified, r.rejected), (6, 0));
+    }
+
+    #[test]
+    fn a_restored_view_applies_from_its_time_on() {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let mut frames = handshake(1, (1000, 5000));
+        // The client restored at t=5 believing its ISN is 1001 (a corrupted image).
+        let mut c = signer(cli, srv, (1001, 5000));
+        c.set_sne_state(1001, 0);
+        frames.push(frame(
+            Side::Client,
+            6,
+            &mut c,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
+        let view = RestoredView {
+            side: Side::Client,
+            flow: RestoredFlow {
+                server: (srv.ip(), srv.port()),
+                client: (cli.ip(), cli.port()),
+                server_isn: 5000,
+                client_isn: 1001,
+                server_next_seq: 5001,
+                client_next_seq: 1001,
+                server_sne: 0,
+                client_sne: 0,
+            },
+            since: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+        };
+        let r = analyze_views(Family::Ipv4, &frames, &keys(), &[], &[view], &[None, None]);
+        assert_eq!(r.failure, None, "{r:?}");
+        assert_eq!(r.verified, 4);
+        // Without the view, the reference rejects the corrupted segment (rule 1).
+        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        assert!(
+            r.failure
+                .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
+        );
+    }
 }

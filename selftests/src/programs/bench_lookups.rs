@@ -51,6 +51,8 @@ const QUICK_SIZES: usize = 2;
 /// Iterations per metric with `--bench` (upstream `BENCH_NR_ITERS`) and without.
 const BENCH_ITERS: usize = 100;
 const QUICK_ITERS: usize = 20;
+/// Client ports: one per connection of a test (at most 2 × [`BENCH_ITERS`]).
+const FIRST_CLIENT_PORT: u16 = 20000;
 /// Option memory charged per key (upstream `KERNEL_TCP_AO_KEY_SZ_ROUND_UP`).
 const KEY_OPTMEM: usize = 300;
 
@@ -269,6 +271,7 @@ fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
     let mut added = std::collections::HashSet::new();
     let mut rng = XorShift::seeded();
     let mut registered = false;
+    let mut conn = 0usize;
     p.sync()?; // the server's keys are in place
     let mut worst = Stats::default();
     let mut random = Stats::default();
@@ -287,8 +290,13 @@ fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
             let sk = sockets::tcp_socket(family)?;
             sk.bind_device(Some(VETH_NAME.as_bytes()))
                 .or_fail("SO_BINDTODEVICE failed")?;
-            sk.bind(&SockAddr::from(SocketAddr::new(ip, 0)))
-                .or_fail(&format!("bind({ip}) failed"))?;
+            // A port of our own per connection: a 4-tuple used twice (the kernel's random
+            // choice repeats within 100 connects from one address) would meet the server's
+            // TIME-WAIT socket and start a second connection on the same 4-tuple.
+            let port = FIRST_CLIENT_PORT + u16::try_from(conn).unwrap_or(0);
+            conn += 1;
+            sk.bind(&SockAddr::from(SocketAddr::new(ip, port)))
+                .or_fail(&format!("bind({ip} port {port}) failed"))?;
             let key = TestKey::new(p.remote_addr(), 100, 100);
             if registered {
                 sk.add_ao_key(&key.to_ao_key()?)
