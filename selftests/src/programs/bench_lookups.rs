@@ -4,8 +4,8 @@
 //! test: it is left out of the default run.
 //!
 //! For each size N the listener gets N keys 100:100 for generated /32 (/128) peer addresses
-//! (`net.core.optmem_max` raised to 300 × N; the server has an address in the generated
-//! network, so one connected route reaches them all), then:
+//! (`net.core.optmem_max` raised to 300 × N; one route sends the whole generated network
+//! through the client's main address), then:
 //!
 //! - the client connects (timed until established) from the address of the oldest key,
 //!   which is the deepest in the kernel's newest-first key list ("Connect: worst case"), and
@@ -98,14 +98,15 @@ pub fn tests() -> Vec<Test> {
     v
 }
 
-/// An address of the server in the generated network, so one connected route reaches every
-/// generated address (upstream adds a host route per address, which takes minutes for 8192
-/// addresses under TCG).
-fn server_net_addr(family: Family) -> (IpAddr, u8) {
+/// The generated network: 10.99.0.0/16 or 2001:db8:99::/64. The server routes it through the
+/// client's main address, so reaching a generated address needs no neighbour resolution of
+/// its own (upstream adds a host route per address; a connected route made each first
+/// SYN-ACK to a new IPv6 address wait about a second for neighbour discovery).
+fn bench_net(family: Family) -> (IpAddr, u8) {
     match family {
-        Family::Ipv4 => (IpAddr::V4(Ipv4Addr::new(10, 99, 255, 254)), 16),
+        Family::Ipv4 => (IpAddr::V4(Ipv4Addr::new(10, 99, 0, 0)), 16),
         Family::Ipv6 => (
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0xffff, 0xfffe)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 0)),
             64,
         ),
     }
@@ -187,9 +188,9 @@ fn server(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
     let ips: Vec<IpAddr> = (0..n).map(|i| gen_addr(family, i)).collect();
     let keys: Vec<TestKey> = ips.iter().map(|ip| TestKey::new(*ip, 100, 100)).collect();
     let setup = Instant::now();
-    let (net_addr, net_prefix) = server_net_addr(family);
-    nl.add_address(p.link().veth_index, net_addr, net_prefix)
-        .map_err(|e| Failure::Setup(format!("address {net_addr}/{net_prefix}: {e}")))?;
+    let (net, net_prefix) = bench_net(family);
+    nl.add_route_via(p.link().veth_index, net, net_prefix, p.remote_addr())
+        .map_err(|e| Failure::Setup(format!("route {net}/{net_prefix}: {e}")))?;
     for (ip, k) in ips.iter().zip(&keys) {
         lsk.add_ao_key(&k.to_ao_key()?)
             .map_err(|e| failure!("adding key {} of {n} ({ip}) failed: {e}", keys.len()))?;
@@ -268,57 +269,68 @@ fn server(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
 fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
     let family = p.family();
     let nl = Netlink::open().map_err(|e| Failure::Setup(e.to_string()))?;
-    let mut added = std::collections::HashSet::new();
+    // Draw the source addresses now (worst case: the oldest key's; random: uniformly) and
+    // configure them before anything is timed.
     let mut rng = XorShift::seeded();
-    let mut registered = false;
-    let mut conn = 0usize;
-    p.sync()?; // the server's keys are in place
-    let mut worst = Stats::default();
-    let mut random = Stats::default();
-    for (stats, rand) in [(&mut worst, false), (&mut random, true)] {
-        for _ in 0..iters {
+    let picks: Vec<(bool, usize)> = (0..2 * iters)
+        .map(|i| {
+            let rand = i >= iters;
             let idx = if rand {
                 (rng.next_u64() % n as u64) as usize
             } else {
                 0
             };
-            let ip = gen_addr(family, idx);
-            if added.insert(ip) {
-                nl.add_address(p.link().veth_index, ip, family.host_prefix())
-                    .map_err(|e| Failure::Setup(format!("address {ip}: {e}")))?;
-            }
-            let sk = sockets::tcp_socket(family)?;
-            sk.bind_device(Some(VETH_NAME.as_bytes()))
-                .or_fail("SO_BINDTODEVICE failed")?;
-            // A port of our own per connection: a 4-tuple used twice (the kernel's random
-            // choice repeats within 100 connects from one address) would meet the server's
-            // TIME-WAIT socket and start a second connection on the same 4-tuple.
-            let port = FIRST_CLIENT_PORT + u16::try_from(conn).unwrap_or(0);
-            conn += 1;
-            sk.bind(&SockAddr::from(SocketAddr::new(ip, port)))
-                .or_fail(&format!("bind({ip} port {port}) failed"))?;
-            let key = TestKey::new(p.remote_addr(), 100, 100);
-            if registered {
-                sk.add_ao_key(&key.to_ao_key()?)
-                    .map_err(|e| failure!("adding the client key failed: {e}"))?;
-            } else {
-                sockets::add_key(p, &sk, &key)?;
-                registered = true;
-            }
-            p.sync()?; // the server waits in accept()
-            let r = timed(stats, || {
-                sockets::connect(p, &sk, p.remote_addr(), p.port(), p.deadline(), || false)
-            })?;
-            match r {
-                Connect::Established => {}
-                r => return Err(failure!("connect() from {ip} ended with {r:?}")),
-            }
-            // Let the server close first, so its side ends in TIME-WAIT. When the client
-            // closes first, a late duplicate of its last ACK can reach the listener after the
-            // server's socket is gone; the listener verifies it as a possible syncookie ACK
-            // (ISNs guessed from SEQ - 1 and ACK - 1), fails, and counts TCPAOBad.
-            wait_eof(p, &sk)?;
+            (rand, idx)
+        })
+        .collect();
+    let mut added = std::collections::BTreeSet::new();
+    for (_, idx) in &picks {
+        let ip = gen_addr(family, *idx);
+        if added.insert(ip) {
+            nl.add_address(p.link().veth_index, ip, family.host_prefix())
+                .map_err(|e| Failure::Setup(format!("address {ip}: {e}")))?;
         }
+    }
+    wait_not_tentative(p, &added)?;
+    let mut registered = false;
+    let mut conn = 0usize;
+    p.sync()?; // the server's keys are in place
+    let mut worst = Stats::default();
+    let mut random = Stats::default();
+    for (rand, idx) in picks {
+        let stats = if rand { &mut random } else { &mut worst };
+        let ip = gen_addr(family, idx);
+        let sk = sockets::tcp_socket(family)?;
+        sk.bind_device(Some(VETH_NAME.as_bytes()))
+            .or_fail("SO_BINDTODEVICE failed")?;
+        // A port of our own per connection: a 4-tuple used twice (the kernel's random
+        // choice repeats within 100 connects from one address) would meet the server's
+        // TIME-WAIT socket and start a second connection on the same 4-tuple.
+        let port = FIRST_CLIENT_PORT + u16::try_from(conn).unwrap_or(0);
+        conn += 1;
+        sk.bind(&SockAddr::from(SocketAddr::new(ip, port)))
+            .or_fail(&format!("bind({ip} port {port}) failed"))?;
+        let key = TestKey::new(p.remote_addr(), 100, 100);
+        if registered {
+            sk.add_ao_key(&key.to_ao_key()?)
+                .map_err(|e| failure!("adding the client key failed: {e}"))?;
+        } else {
+            sockets::add_key(p, &sk, &key)?;
+            registered = true;
+        }
+        p.sync()?; // the server waits in accept()
+        let r = timed(stats, || {
+            sockets::connect(p, &sk, p.remote_addr(), p.port(), p.deadline(), || false)
+        })?;
+        match r {
+            Connect::Established => {}
+            r => return Err(failure!("connect() from {ip} ended with {r:?}")),
+        }
+        // Let the server close first, so its side ends in TIME-WAIT. When the client
+        // closes first, a late duplicate of its last ACK can reach the listener after the
+        // server's socket is gone; the listener verifies it as a possible syncookie ACK
+        // (ISNs guessed from SEQ - 1 and ACK - 1), fails, and counts TCPAOBad.
+        wait_eof(p, &sk)?;
     }
     p.diag(worst.line("Connect: worst case", n));
     p.diag(random.line("Connect: random-search", n));
@@ -364,17 +376,47 @@ mod tests {
         assert_eq!(gen_addr(Family::Ipv4, 0).to_string(), "10.99.0.1");
         assert_eq!(gen_addr(Family::Ipv4, 8191).to_string(), "10.99.63.255");
         assert_eq!(gen_addr(Family::Ipv6, 1).to_string(), "2001:db8:99::3");
-        let (a, len) = server_net_addr(Family::Ipv4);
+        let (a, len) = bench_net(Family::Ipv4);
         assert!(crate::capture::prefix_match(
             a,
             len,
             gen_addr(Family::Ipv4, 8191)
         ));
-        let (a, len) = server_net_addr(Family::Ipv6);
+        let (a, len) = bench_net(Family::Ipv6);
         assert!(crate::capture::prefix_match(
             a,
             len,
             gen_addr(Family::Ipv6, 8191)
         ));
     }
+}
+
+/// Wait until no address of `addrs` is tentative any more (IPv6 `IFA_F_TENTATIVE` in
+/// `/proc/net/if_inet6`; even with `nodad` an address is tentative until the kernel's DAD
+/// work ran, and a SYN-ACK to it is dropped, which cost a 1 s retransmission).
+fn wait_not_tentative(p: &Peer<'_>, addrs: &std::collections::BTreeSet<IpAddr>) -> PeerResult {
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    if addrs.iter().all(IpAddr::is_ipv4) {
+        return Ok(());
+    }
+    let ok = p.wait_for(p.deadline(), || {
+        let table = std::fs::read_to_string("/proc/net/if_inet6")
+            .or_fail("reading /proc/net/if_inet6 failed")?;
+        let tentative = table.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(hex), Some(flags)) = (f.first(), f.get(4)) else {
+                return false;
+            };
+            let flags = u32::from_str_radix(flags, 16).unwrap_or(0);
+            let addr = u128::from_str_radix(hex, 16).map(|a| IpAddr::V6(Ipv6Addr::from(a)));
+            flags & IFA_F_TENTATIVE != 0 && addr.is_ok_and(|a| addrs.contains(&a))
+        });
+        Ok((!tentative).then_some(()))
+    })?;
+    ok.ok_or_else(|| {
+        failure!(
+            "the client's addresses stayed tentative for {:?}",
+            p.timeout()
+        )
+    })
 }
