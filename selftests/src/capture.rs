@@ -237,9 +237,11 @@ pub struct RestoredView {
     /// The connection as that side restored it (ISNs, next SEQs and SNEs of both directions,
     /// as its `TCP_AO_REPAIR` and queue sequence numbers say).
     pub flow: RestoredFlow,
-    /// Segments the kernel handled at or after this time belong to the restored socket;
-    /// earlier ones (same 4-tuple, the socket before the checkpoint) keep the view learnt
-    /// from the handshake.
+    /// Segments captured at or after this time may belong to the restored socket; earlier
+    /// ones (same 4-tuple, the socket before the checkpoint) keep the view learnt from the
+    /// handshake. Frames carry the time they were read, so a segment of the old socket can
+    /// be read after it: until a segment verifies with this view, one that fails with it but
+    /// verifies with the previous view is taken as the old socket's.
     pub since: SystemTime,
 }
 
@@ -431,8 +433,10 @@ impl Capture {
     }
 }
 
-/// A packet socket for every protocol, with a large receive buffer and kernel receive
-/// timestamps (`SO_TIMESTAMPNS`, so frames carry the time the kernel handled them).
+/// A packet socket for every protocol, with a large receive buffer. No `SO_TIMESTAMPNS`:
+/// enabling receive timestamps flips the kernel's `netstamp_needed_key` static branch on and
+/// off with every capture socket, and live code patching under TCG emulation crashed a guest
+/// once ("Oops: int3" in `netif_rx_internal`); frames carry the time they were read.
 fn packet_socket() -> io::Result<Socket> {
     let sk = Socket::new(
         Domain::PACKET,
@@ -443,8 +447,6 @@ fn packet_socket() -> io::Result<Socket> {
     if setsockopt(&sk, sockopt::RcvBufForce, &(16 << 20)).is_err() {
         sk.set_recv_buffer_size(16 << 20)?;
     }
-    // Without kernel timestamps frames get the time they were read (later).
-    let _ = setsockopt(&sk, sockopt::ReceiveTimestampns, &true);
     Ok(sk)
 }
 
@@ -485,31 +487,14 @@ fn read_frames(
             continue;
         }
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
         let msg = recvmsg::<LinkAddr>(
             sk.as_raw_fd(),
             &mut iov,
-            Some(&mut cmsg),
+            None,
             MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
         );
-        let (len, addr, kernel_ts) = match msg {
-            Ok(m) => {
-                let mut ts = None;
-                if let Ok(cmsgs) = m.cmsgs() {
-                    for c in cmsgs {
-                        if let nix::sys::socket::ControlMessageOwned::ScmTimestampns(t) = c {
-                            ts = Some(
-                                SystemTime::UNIX_EPOCH
-                                    + Duration::new(
-                                        u64::try_from(t.tv_sec()).unwrap_or(0),
-                                        u32::try_from(t.tv_nsec()).unwrap_or(0),
-                                    ),
-                            );
-                        }
-                    }
-                }
-                (m.bytes, m.address, ts)
-            }
+        let (len, addr) = match msg {
+            Ok(m) => (m.bytes, m.address),
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         };
@@ -527,7 +512,7 @@ fn read_frames(
             None => Side::Client,
         };
         out.frames.push(Frame {
-            ts: kernel_ts.unwrap_or_else(SystemTime::now),
+            ts: SystemTime::now(),
             from,
             data: buf[..len].to_vec(),
         });

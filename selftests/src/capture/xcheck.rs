@@ -20,9 +20,12 @@
 //! cases) still has its SYNs verified: SYN traffic keys need only the sender's ISN.
 //!
 //! A side that restored a socket may register its own view of the connection
-//! ([`super::Capture::register_restored_view`]): from the view's time on (frame timestamps are
-//! the kernel's), that side's validator uses the view's ISNs, SEQs and SNEs, so a deliberately
-//! corrupted restore (wrong ISN or SNE on one side) is still checked segment by segment. A
+//! ([`super::Capture::register_restored_view`]): from the view's time on, that side's validator
+//! uses the view's ISNs, SEQs and SNEs, so a deliberately corrupted restore (wrong ISN or SNE on
+//! one side) is still checked segment by segment. Frames carry the time they were read, so a
+//! segment of the old socket (same 4-tuple) may be read after the view's time: until the side
+//! sent a segment that verifies with the view, a segment that fails with it is checked with
+//! the previous view too. A
 //! socket connected to itself (loopback, both ends one socket) has one ISN for both
 //! directions; its SYN sets both.
 
@@ -157,6 +160,9 @@ struct FlowCheck {
     pending: [Vec<RestoredView>; 2],
     /// Later connections on the same 4-tuple not reached yet, in capture order.
     reincarnations: std::collections::VecDeque<(usize, [Option<u32>; 2])>,
+    /// Per side, the validator from before its last restored view, kept until a segment the
+    /// side sent verifies with the view (a late-read segment of the old socket may follow).
+    previous: [Option<FlowValidator>; 2],
 }
 
 fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
@@ -187,6 +193,7 @@ fn build_flow(
         md5: [Vec::new(), Vec::new()],
         pending: [Vec::new(), Vec::new()],
         reincarnations: info.reincarnations.iter().copied().collect(),
+        previous: [None, None],
     };
     for side in [Side::Server, Side::Client] {
         let i = side_index(side);
@@ -395,7 +402,10 @@ pub fn analyze_views(
             if let Some((_, isn)) = check.reincarnations.pop_front() {
                 for side in [Side::Server, Side::Client] {
                     match build_side(&key, side, isn, None, keys) {
-                        Ok((_, v)) => check.validators[side_index(side)] = v,
+                        Ok((_, v)) => {
+                            check.validators[side_index(side)] = v;
+                            check.previous[side_index(side)] = None;
+                        }
                         Err(err) => r.fail(err),
                     }
                 }
@@ -408,7 +418,9 @@ pub fn analyze_views(
                 let v = check.pending[i].remove(0);
                 let isn = [Some(v.flow.server_isn), Some(v.flow.client_isn)];
                 match build_side(&key, side, isn, Some(&v.flow), keys) {
-                    Ok((_, validator)) => check.validators[i] = validator,
+                    Ok((_, validator)) => {
+                        check.previous[i] = std::mem::replace(&mut check.validators[i], validator);
+                    }
                     Err(err) => r.fail(err),
                 }
             }
@@ -418,7 +430,20 @@ pub fn analyze_views(
             r.ao_segments += 1;
             // Rule 1: the sender's view (LocalToRemote).
             if let Some(v) = check.validators[si].as_mut() {
-                match v.validate(Direction::LocalToRemote, &d.seg) {
+                let mut verdict = v.validate(Direction::LocalToRemote, &d.seg);
+                match (&verdict, check.previous[si].as_mut()) {
+                    // The sender verified with its restored view: the old socket is done.
+                    (Verdict::Good { .. }, Some(_)) => check.previous[si] = None,
+                    // A segment of the old socket, read after the restore was registered.
+                    (Verdict::Bad { .. }, Some(prev)) => {
+                        let old = prev.validate(Direction::LocalToRemote, &d.seg);
+                        if old.is_accepted() {
+                            verdict = old;
+                        }
+                    }
+                    _ => {}
+                }
+                match verdict {
                     Verdict::Good { sne, .. } => {
                         r.verified += 1;
                         *r.verified_sne[si].entry(sne).or_default() += 1;
@@ -442,7 +467,14 @@ pub fn analyze_views(
             // Rule 2 input: the receiver's view (RemoteToLocal).
             if let Some(v) = check.validators[ri].as_mut() {
                 if let Verdict::Bad { .. } = v.validate(Direction::RemoteToLocal, &d.seg) {
-                    rejected_for[ri] += 1;
+                    // Sent to the receiver's old socket, read after its restore: check with
+                    // the view it had then.
+                    let old_ok = check.previous[ri].as_mut().is_some_and(|p| {
+                        p.validate(Direction::RemoteToLocal, &d.seg).is_accepted()
+                    });
+                    if !old_ok {
+                        rejected_for[ri] += 1;
+                    }
                 }
             }
         } else {
@@ -615,6 +647,15 @@ mod tests {
     fn a_restored_view_applies_from_its_time_on() {
         let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
         let mut frames = handshake(1, (1000, 5000));
+        // A last segment of the old socket, read only after the restore was registered.
+        let mut old = signer(cli, srv, (1000, 5000));
+        old.set_sne_state(1001, 0);
+        frames.push(frame(
+            Side::Client,
+            6,
+            &mut old,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
         // The client restored at t=5 believing its ISN is 1001 (a corrupted image).
         let mut c = signer(cli, srv, (1001, 5000));
         c.set_sne_state(1001, 0);
@@ -640,7 +681,7 @@ mod tests {
         };
         let r = analyze_views(Family::Ipv4, &frames, &keys(), &[], &[view], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
-        assert_eq!(r.verified, 4);
+        assert_eq!(r.verified, 5);
         // Without the view, the reference rejects the corrupted segment (rule 1).
         let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
         assert!(
