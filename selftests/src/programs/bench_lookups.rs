@@ -293,11 +293,10 @@ fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
     }
     wait_not_tentative(p, &added)?;
     let mut registered = false;
-    let mut conn = 0usize;
     p.sync()?; // the server's keys are in place
     let mut worst = Stats::default();
     let mut random = Stats::default();
-    for (rand, idx) in picks {
+    for (conn, (rand, idx)) in picks.into_iter().enumerate() {
         let stats = if rand { &mut random } else { &mut worst };
         let ip = gen_addr(family, idx);
         let sk = sockets::tcp_socket(family)?;
@@ -307,7 +306,6 @@ fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
         // choice repeats within 100 connects from one address) would meet the server's
         // TIME-WAIT socket and start a second connection on the same 4-tuple.
         let port = FIRST_CLIENT_PORT + u16::try_from(conn).unwrap_or(0);
-        conn += 1;
         sk.bind(&SockAddr::from(SocketAddr::new(ip, port)))
             .or_fail(&format!("bind({ip} port {port}) failed"))?;
         let key = TestKey::new(p.remote_addr(), 100, 100);
@@ -354,6 +352,36 @@ fn wait_eof(p: &Peer<'_>, sk: &socket2::Socket) -> PeerResult {
     }
 }
 
+/// Wait until no address of `addrs` is tentative any more (IPv6 `IFA_F_TENTATIVE` in
+/// `/proc/net/if_inet6`; even with `nodad` an address is tentative until the kernel's DAD
+/// work ran, and a SYN-ACK to it is dropped, which cost a 1 s retransmission).
+fn wait_not_tentative(p: &Peer<'_>, addrs: &std::collections::BTreeSet<IpAddr>) -> PeerResult {
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    if addrs.iter().all(IpAddr::is_ipv4) {
+        return Ok(());
+    }
+    let ok = p.wait_for(p.deadline(), || {
+        let table = std::fs::read_to_string("/proc/net/if_inet6")
+            .or_fail("reading /proc/net/if_inet6 failed")?;
+        let tentative = table.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(hex), Some(flags)) = (f.first(), f.get(4)) else {
+                return false;
+            };
+            let flags = u32::from_str_radix(flags, 16).unwrap_or(0);
+            let addr = u128::from_str_radix(hex, 16).map(|a| IpAddr::V6(Ipv6Addr::from(a)));
+            flags & IFA_F_TENTATIVE != 0 && addr.is_ok_and(|a| addrs.contains(&a))
+        });
+        Ok((!tentative).then_some(()))
+    })?;
+    ok.ok_or_else(|| {
+        failure!(
+            "the client's addresses stayed tentative for {:?}",
+            p.timeout()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,34 +417,4 @@ mod tests {
             gen_addr(Family::Ipv6, 8191)
         ));
     }
-}
-
-/// Wait until no address of `addrs` is tentative any more (IPv6 `IFA_F_TENTATIVE` in
-/// `/proc/net/if_inet6`; even with `nodad` an address is tentative until the kernel's DAD
-/// work ran, and a SYN-ACK to it is dropped, which cost a 1 s retransmission).
-fn wait_not_tentative(p: &Peer<'_>, addrs: &std::collections::BTreeSet<IpAddr>) -> PeerResult {
-    const IFA_F_TENTATIVE: u32 = 0x40;
-    if addrs.iter().all(IpAddr::is_ipv4) {
-        return Ok(());
-    }
-    let ok = p.wait_for(p.deadline(), || {
-        let table = std::fs::read_to_string("/proc/net/if_inet6")
-            .or_fail("reading /proc/net/if_inet6 failed")?;
-        let tentative = table.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (Some(hex), Some(flags)) = (f.first(), f.get(4)) else {
-                return false;
-            };
-            let flags = u32::from_str_radix(flags, 16).unwrap_or(0);
-            let addr = u128::from_str_radix(hex, 16).map(|a| IpAddr::V6(Ipv6Addr::from(a)));
-            flags & IFA_F_TENTATIVE != 0 && addr.is_ok_and(|a| addrs.contains(&a))
-        });
-        Ok((!tentative).then_some(()))
-    })?;
-    ok.ok_or_else(|| {
-        failure!(
-            "the client's addresses stayed tentative for {:?}",
-            p.timeout()
-        )
-    })
 }
