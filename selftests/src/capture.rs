@@ -434,9 +434,8 @@ impl Capture {
 }
 
 /// A packet socket for every protocol, with a large receive buffer. No `SO_TIMESTAMPNS`:
-/// enabling receive timestamps flips the kernel's `netstamp_needed_key` static branch on and
-/// off with every capture socket, and live code patching under TCG emulation crashed a guest
-/// once ("Oops: int3" in `netif_rx_internal`); frames carry the time they were read.
+/// receive timestamps would switch the kernel's `netstamp_needed_key` static branch on and off
+/// (live code patching) with every capture socket; frames carry the time they were read.
 fn packet_socket() -> io::Result<Socket> {
     let sk = Socket::new(
         Domain::PACKET,
