@@ -3,8 +3,8 @@
 //! corrupt the `TCP_AO_REPAIR` image on the way (kernel `restore.c`, all five cases, both
 //! sides).
 //!
-//! The client echoes 20 messages of 100 bytes, waits until the server acknowledged all of
-//! them, freezes its socket ([`crate::repair::freeze`]: no FIN), changes the image as the
+//! The client echoes 20 messages of 100 bytes; both sides wait until the other acknowledged
+//! everything (so no segment of the old socket is in flight), the client freezes its socket ([`crate::repair::freeze`]: no FIN), changes the image as the
 //! case says and restores it on a new socket with the same 4-tuple. The server keeps its
 //! accepted socket. After the restore the server first sends one message of its own, then
 //! the client sends; so both directions carry segments in every case, and each side's
@@ -254,6 +254,10 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
             case.upstream
         ));
     }
+    // Until the client's old socket acknowledged our last echo (its delayed ACK), a segment
+    // of it may still arrive and move our counters after the snapshot below.
+    repair::wait_all_acked(p, &sk)?;
+    p.sync()?; // 2a: both sides quiet => the client freezes its socket
     p.sync()?; // 2: the client restored its socket
     let before = Counters::of(&sk)?;
     let mut hello = vec![0u8; MESSAGE_LEN];
@@ -332,6 +336,7 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
     sockets::echo_verify(p, &sk, MESSAGES, MESSAGE_LEN, p.deadline())
         .map_err(|e| failure!("pre-migrate verify failed: {e}"))?;
     repair::wait_all_acked(p, &sk)?;
+    p.sync()?; // 2a: the server got our last ACK too
     let mut img = repair::freeze(sk)?;
     let ao = img
         .ao
