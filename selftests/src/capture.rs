@@ -237,12 +237,13 @@ pub struct RestoredView {
     /// The connection as that side restored it (ISNs, next SEQs and SNEs of both directions,
     /// as its `TCP_AO_REPAIR` and queue sequence numbers say).
     pub flow: RestoredFlow,
-    /// Segments captured at or after this time may belong to the restored socket; earlier
-    /// ones (same 4-tuple, the socket before the checkpoint) keep the view learnt from the
-    /// handshake. Frames carry the time they were read, so a segment of the old socket can
-    /// be read after it: until a segment verifies with this view, one that fails with it but
-    /// verifies with the previous view is taken as the old socket's.
-    pub since: SystemTime,
+    /// Index of the first captured frame that may belong to the restored socket; earlier
+    /// frames (same 4-tuple: the socket before the checkpoint) keep the previous view.
+    /// [`Capture::register_restored_view`] sets it: it first makes every reader drain what
+    /// its packet socket holds, so every segment the kernel handled before the call is
+    /// before the boundary. (Until a segment verifies with this view, one that fails with it
+    /// but verifies with the previous view is still taken as the old socket's.)
+    pub since_frame: usize,
 }
 
 #[derive(Debug, Default)]
@@ -252,9 +253,79 @@ struct Reader {
     extra: Vec<JoinHandle<io::Result<ReadResult>>>,
 }
 
+/// State the readers share with the test: the global frame order and drain requests.
+#[derive(Debug, Default)]
+struct ReaderShared {
+    /// Sequence number of the next frame any reader keeps (frames are merged by it).
+    next_frame: std::sync::atomic::AtomicUsize,
+    /// Drain requests and, per reader, the last one served.
+    drain: Mutex<Drain>,
+    drained: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Drain {
+    requested: u64,
+    served: Vec<u64>,
+}
+
+impl ReaderShared {
+    /// A new reader's index.
+    fn add_reader(&self) -> usize {
+        let mut d = self
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let requested = d.requested;
+        d.served.push(requested);
+        d.served.len() - 1
+    }
+
+    fn requested(&self) -> u64 {
+        self.drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .requested
+    }
+
+    fn served(&self, reader: usize, generation: u64) {
+        let mut d = self
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        d.served[reader] = d.served[reader].max(generation);
+        self.drained.notify_all();
+    }
+
+    /// Ask every reader to read all its socket holds now; wait (at most `limit`) until they
+    /// did. Returns whether they all did in time.
+    fn drain_all(&self, limit: Duration) -> bool {
+        let mut d = self
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        d.requested += 1;
+        let generation = d.requested;
+        let deadline = std::time::Instant::now() + limit;
+        while d.served.iter().any(|s| *s < generation) {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            d = self
+                .drained
+                .wait_timeout(d, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}
+
 #[derive(Debug, Default)]
 struct ReadResult {
-    frames: Vec<Frame>,
+    /// Frames with their global sequence numbers.
+    frames: Vec<(usize, Frame)>,
     truncated: usize,
     drops: Option<u32>,
 }
@@ -264,6 +335,7 @@ struct ReadResult {
 pub struct Capture {
     cfg: CaptureConfig,
     stop: Arc<AtomicBool>,
+    shared: Arc<ReaderShared>,
     reader: Mutex<Reader>,
     keys: Mutex<Vec<RegisteredKey>>,
     restored: Mutex<Vec<RestoredFlow>>,
@@ -277,6 +349,7 @@ impl Capture {
         Self {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(ReaderShared::default()),
             reader: Mutex::new(Reader::default()),
             keys: Mutex::new(Vec::new()),
             restored: Mutex::new(Vec::new()),
@@ -293,9 +366,11 @@ impl Capture {
     pub fn start(&self, ifindex: u32) -> io::Result<()> {
         let sk = packet_socket()?;
         let stop = Arc::clone(&self.stop);
+        let shared = Arc::clone(&self.shared);
+        let id = shared.add_reader();
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || read_frames(&sk, ifindex, None, &stop))?;
+            .spawn(move || read_frames(&sk, ifindex, None, &stop, &shared, id))?;
         self.lock_reader().thread = Some(thread);
         Ok(())
     }
@@ -312,9 +387,11 @@ impl Capture {
         let sk = packet_socket()?;
         tcpao_sys::raw::set_int_option(&sk, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
         let stop = Arc::clone(&self.stop);
+        let shared = Arc::clone(&self.shared);
+        let id = shared.add_reader();
         let thread = std::thread::Builder::new()
             .name("capture-lo".into())
-            .spawn(move || read_frames(&sk, ifindex, Some(owner), &stop))?;
+            .spawn(move || read_frames(&sk, ifindex, Some(owner), &stop, &shared, id))?;
         self.lock_reader().extra.push(thread);
         Ok(())
     }
@@ -343,10 +420,17 @@ impl Capture {
 
     /// Register one side's own view of a connection it restored with `TCP_REPAIR` (its
     /// ISNs, SEQs and SNEs, which may deliberately differ from the other side's, e.g. a
-    /// corrupted `TCP_AO_REPAIR` image). Segments of that 4-tuple handled from `view.since`
-    /// on are checked with it on that side; the other side keeps its own view (its
-    /// handshake, or its own registered view). [`crate::repair`] registers every restore.
-    pub fn register_restored_view(&self, view: RestoredView) {
+    /// corrupted `TCP_AO_REPAIR` image). Call it before the restored socket can send (still
+    /// in repair mode): the readers first read everything their sockets hold, and segments of
+    /// that 4-tuple captured from then on are checked with the view on that side
+    /// (`view.since_frame` is set here). The other side keeps its own view (its handshake, or
+    /// its own registered view). [`crate::repair`] registers every restore.
+    pub fn register_restored_view(&self, mut view: RestoredView) {
+        // Everything the kernel handled so far is in the readers' sockets: read it first. If
+        // a reader does not answer in time the boundary may be early; the fallback to the
+        // previous view still covers the old socket's segments.
+        let _ = self.shared.drain_all(Duration::from_secs(5));
+        view.since_frame = self.shared.next_frame.load(Ordering::SeqCst);
         self.views
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -408,9 +492,11 @@ impl Capture {
                 }
             }
         }
-        read.frames.sort_by_key(|f| f.ts);
-        let mut report =
-            xcheck::analyze_views(family, &read.frames, &keys, &restored, &views, mibs);
+        // Merge the readers in the order they kept the frames: frame i is then the one with
+        // sequence number i, which is what the restored views' boundaries count.
+        read.frames.sort_by_key(|(seq, _)| *seq);
+        let frames: Vec<Frame> = read.frames.into_iter().map(|(_, f)| f).collect();
+        let mut report = xcheck::analyze_views(family, &frames, &keys, &restored, &views, mibs);
         if read.truncated > 0 {
             report.fail(format!(
                 "{} captured frames were larger than {FRAME_BUFFER} bytes and truncated",
@@ -422,7 +508,7 @@ impl Capture {
             Some(d) => report.fail(format!("the capture dropped {d} frames")),
         }
         if let Some(dir) = &self.cfg.save_dir {
-            if let Err(e) = save(dir, &self.cfg.name, &read.frames, &keys, family) {
+            if let Err(e) = save(dir, &self.cfg.name, &frames, &keys, family) {
                 report.fail(format!(
                     "saving the capture to {} failed: {e}",
                     dir.display()
@@ -459,11 +545,20 @@ fn read_frames(
     ifindex: u32,
     owner: Option<Side>,
     stop: &AtomicBool,
+    shared: &ReaderShared,
+    id: usize,
 ) -> io::Result<ReadResult> {
     let mut out = ReadResult::default();
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut stopping = false;
+    let mut served = 0u64;
     loop {
+        let wanted = shared.requested();
+        if wanted > served {
+            while read_one(sk, ifindex, owner, &mut buf, &mut out, shared)? {}
+            served = wanted;
+            shared.served(id, wanted);
+        }
         let wait = if stopping {
             DRAIN_IDLE
         } else {
@@ -485,42 +580,60 @@ fn read_frames(
             stopping = stop.load(Ordering::Acquire);
             continue;
         }
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<LinkAddr>(
-            sk.as_raw_fd(),
-            &mut iov,
-            None,
-            MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
-        );
-        let (len, addr) = match msg {
-            Ok(m) => (m.bytes, m.address),
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let Some(addr) = addr else { continue };
-        if addr.ifindex() != ifindex as usize {
-            continue;
-        }
-        if len > FRAME_BUFFER {
-            out.truncated += 1;
-            continue;
-        }
-        let from = match owner {
-            Some(side) => side,
-            None if addr.pkttype() == PACKET_OUTGOING => Side::Server,
-            None => Side::Client,
-        };
-        out.frames.push(Frame {
-            ts: SystemTime::now(),
-            from,
-            data: buf[..len].to_vec(),
-        });
+        read_one(sk, ifindex, owner, &mut buf, &mut out, shared)?;
         if !stopping {
             stopping = stop.load(Ordering::Acquire);
         }
     }
     out.drops = crate::sockets::packet_drops(sk);
     Ok(out)
+}
+
+/// Read one frame without blocking; `Ok(false)` when the socket had nothing.
+fn read_one(
+    sk: &Socket,
+    ifindex: u32,
+    owner: Option<Side>,
+    buf: &mut [u8],
+    out: &mut ReadResult,
+    shared: &ReaderShared,
+) -> io::Result<bool> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<LinkAddr>(
+        sk.as_raw_fd(),
+        &mut iov,
+        None,
+        MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+    );
+    let (len, addr) = match msg {
+        Ok(m) => (m.bytes, m.address),
+        Err(nix::errno::Errno::EAGAIN) => return Ok(false),
+        Err(nix::errno::Errno::EINTR) => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(addr) = addr else { return Ok(true) };
+    if addr.ifindex() != ifindex as usize {
+        return Ok(true);
+    }
+    if len > FRAME_BUFFER {
+        out.truncated += 1;
+        return Ok(true);
+    }
+    let from = match owner {
+        Some(side) => side,
+        None if addr.pkttype() == PACKET_OUTGOING => Side::Server,
+        None => Side::Client,
+    };
+    let seq = shared.next_frame.fetch_add(1, Ordering::SeqCst);
+    out.frames.push((
+        seq,
+        Frame {
+            ts: SystemTime::now(),
+            from,
+            data: buf[..len].to_vec(),
+        },
+    ));
+    Ok(true)
 }
 
 /// Write `frames` as a pcap file (LINKTYPE_ETHERNET, microsecond timestamps).

@@ -30,7 +30,6 @@
 //! Everything needs `CAP_NET_ADMIN` in the socket's namespace.
 
 use std::net::SocketAddr;
-use std::time::SystemTime;
 
 use socket2::{SockAddr, Socket};
 use tcpao_sys::repair::{self as sys_repair, Queue, RepairMode, RepairWindow, TcpInfo};
@@ -187,7 +186,8 @@ impl Checkpoint {
                 server_sne: s.2,
                 client_sne: c.2,
             },
-            since: SystemTime::now(),
+            // Set by the capture when registered.
+            since_frame: 0,
         })
     }
 

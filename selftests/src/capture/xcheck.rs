@@ -22,10 +22,10 @@
 //! A side that restored a socket may register its own view of the connection
 //! ([`super::Capture::register_restored_view`]): from the view's time on, that side's validator
 //! uses the view's ISNs, SEQs and SNEs, so a deliberately corrupted restore (wrong ISN or SNE on
-//! one side) is still checked segment by segment. Frames carry the time they were read, so a
-//! segment of the old socket (same 4-tuple) may be read after the view's time: until the side
-//! sent a segment that verifies with the view, a segment that fails with it is checked with
-//! the previous view too. A
+//! one side) is still checked segment by segment. The view starts at a frame index the
+//! capture fixed after draining its sockets; should a segment of the old socket (same 4-tuple)
+//! still come later, then until the side sent a segment that verifies with the view, a segment
+//! that fails with it is checked with the previous view too. A
 //! socket connected to itself (loopback, both ends one socket) has one ISN for both
 //! directions; its SYN sets both.
 
@@ -33,8 +33,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
-
-use std::time::SystemTime;
 
 use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow, RestoredView};
 use crate::counters::NetnsMib;
@@ -94,7 +92,8 @@ fn side_index(s: Side) -> usize {
 /// A decoded frame: who sent it and its TCP segment.
 struct Decoded<'a> {
     from: Side,
-    ts: SystemTime,
+    /// Index of the frame in the capture.
+    frame: usize,
     seg: SegmentRef<'a>,
 }
 
@@ -313,7 +312,7 @@ pub fn analyze_views(
         f.isn = [Some(rf.server_isn), Some(rf.client_isn)];
         f.restored = Some(*rf);
     }
-    for frame in frames {
+    for (frame_index, frame) in frames.iter().enumerate() {
         match decode(frame) {
             Ok(Some(seg)) => {
                 let t = seg.tcp_packet();
@@ -344,7 +343,7 @@ pub fn analyze_views(
                 }
                 decoded.push(Decoded {
                     from: frame.from,
-                    ts: frame.ts,
+                    frame: frame_index,
                     seg,
                 });
             }
@@ -382,7 +381,7 @@ pub fn analyze_views(
                             c.pending[side_index(v.side)].push(*v);
                         }
                         for p in &mut c.pending {
-                            p.sort_by_key(|v| v.since);
+                            p.sort_by_key(|v| v.since_frame);
                         }
                         e.insert(c)
                     }
@@ -414,7 +413,10 @@ pub fn analyze_views(
         // A side restored its socket before this segment: check with its view from now on.
         for side in [Side::Server, Side::Client] {
             let i = side_index(side);
-            while check.pending[i].first().is_some_and(|v| v.since <= d.ts) {
+            while check.pending[i]
+                .first()
+                .is_some_and(|v| v.since_frame <= d.frame)
+            {
                 let v = check.pending[i].remove(0);
                 let isn = [Some(v.flow.server_isn), Some(v.flow.client_isn)];
                 match build_side(&key, side, isn, Some(&v.flow), keys) {
@@ -545,7 +547,7 @@ pub fn analyze_views(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
     use tcpao_refimpl::wire::{TcpFlags, TcpRepr};
     use tcpao_refimpl::{ConnectionSigner, MasterKey};
 
@@ -677,7 +679,7 @@ mod tests {
                 server_sne: 0,
                 client_sne: 0,
             },
-            since: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+            since_frame: 3,
         };
         let r = analyze_views(Family::Ipv4, &frames, &keys(), &[], &[view], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
