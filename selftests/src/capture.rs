@@ -228,14 +228,105 @@ pub struct RestoredFlow {
     pub client_sne: u32,
 }
 
+/// One side's own view of a connection it restored with `TCP_REPAIR`
+/// ([`Capture::register_restored_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoredView {
+    /// The side whose socket was restored: only its validator is built from `flow`.
+    pub side: Side,
+    /// The connection as that side restored it (ISNs, next SEQs and SNEs of both directions,
+    /// as its `TCP_AO_REPAIR` and queue sequence numbers say).
+    pub flow: RestoredFlow,
+    /// Index of the first captured frame that may belong to the restored socket; earlier
+    /// frames (same 4-tuple: the socket before the checkpoint) keep the previous view.
+    /// [`Capture::register_restored_view`] sets it: it first makes every reader drain what
+    /// its packet socket holds, so every segment the kernel handled before the call is
+    /// before the boundary. (Until a segment verifies with this view, one that fails with it
+    /// but verifies with the previous view is still taken as the old socket's.)
+    pub since_frame: usize,
+}
+
 #[derive(Debug, Default)]
 struct Reader {
     thread: Option<JoinHandle<io::Result<ReadResult>>>,
+    /// Readers of further interfaces ([`Capture::start_loopback`]).
+    extra: Vec<JoinHandle<io::Result<ReadResult>>>,
+}
+
+/// State the readers share with the test: the global frame order and drain requests.
+#[derive(Debug, Default)]
+struct ReaderShared {
+    /// Sequence number of the next frame any reader keeps: the index it gets in `live`
+    /// (readers assign it and push under `live`'s lock, so `live[i]` has sequence number i).
+    next_frame: std::sync::atomic::AtomicUsize,
+    /// Frames every reader kept so far, in sequence order ([`Capture::frames`] copies them).
+    live: Mutex<Vec<Frame>>,
+    /// Drain requests and, per reader, the last one served.
+    drain: Mutex<Drain>,
+    drained: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Drain {
+    requested: u64,
+    served: Vec<u64>,
+}
+
+impl ReaderShared {
+    /// A new reader's index.
+    fn add_reader(&self) -> usize {
+        let mut d = self
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let requested = d.requested;
+        d.served.push(requested);
+        d.served.len() - 1
+    }
+
+    fn requested(&self) -> u64 {
+        self.drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .requested
+    }
+
+    fn served(&self, reader: usize, generation: u64) {
+        let mut d = self
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        d.served[reader] = d.served[reader].max(generation);
+        self.drained.notify_all();
+    }
+
+    /// Ask every reader to read all its socket holds now; wait (at most `limit`) until they
+    /// did. Returns whether they all did in time.
+    fn drain_all(&self, limit: Duration) -> bool {
+        let mut d = self
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        d.requested += 1;
+        let generation = d.requested;
+        let deadline = std::time::Instant::now() + limit;
+        while d.served.iter().any(|s| *s < generation) {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            d = self
+                .drained
+                .wait_timeout(d, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
 }
 
 #[derive(Debug, Default)]
 struct ReadResult {
-    frames: Vec<Frame>,
     truncated: usize,
     drops: Option<u32>,
 }
@@ -245,12 +336,12 @@ struct ReadResult {
 pub struct Capture {
     cfg: CaptureConfig,
     stop: Arc<AtomicBool>,
+    shared: Arc<ReaderShared>,
     reader: Mutex<Reader>,
     keys: Mutex<Vec<RegisteredKey>>,
     restored: Mutex<Vec<RestoredFlow>>,
+    views: Mutex<Vec<RestoredView>>,
     start_error: Mutex<Option<String>>,
-    /// Frames read so far (the reader appends; [`Capture::frames`] copies).
-    live: Arc<Mutex<Vec<Frame>>>,
     /// IP packets a test crafted and injected (see [`Capture::register_crafted`]).
     crafted: Mutex<Vec<Vec<u8>>>,
 }
@@ -261,19 +352,22 @@ impl Capture {
         Self {
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(ReaderShared::default()),
             reader: Mutex::new(Reader::default()),
             keys: Mutex::new(Vec::new()),
             restored: Mutex::new(Vec::new()),
+            views: Mutex::new(Vec::new()),
             start_error: Mutex::new(None),
-            live: Arc::new(Mutex::new(Vec::new())),
             crafted: Mutex::new(Vec::new()),
         }
     }
 
-    /// A copy of the frames captured so far (the capture keeps running). Frames arrive with a
-    /// small delay: poll for the one you need with a deadline.
+    /// A copy of the frames captured so far by every reader, in the order they were kept (the
+    /// capture keeps running). Frames arrive with a small delay: poll for the one you need
+    /// with a deadline.
     pub fn frames(&self) -> Vec<Frame> {
-        self.live
+        self.shared
+            .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -295,21 +389,35 @@ impl Capture {
     /// # Errors
     /// When the socket cannot be opened (needs `CAP_NET_RAW`).
     pub fn start(&self, ifindex: u32) -> io::Result<()> {
-        let sk = Socket::new(
-            Domain::PACKET,
-            Type::RAW,
-            Some(Protocol::from(ETH_P_ALL_BE)),
-        )?;
-        // A large buffer so bursts are not dropped; RCVBUFFORCE ignores rmem_max (root).
-        if setsockopt(&sk, sockopt::RcvBufForce, &(16 << 20)).is_err() {
-            sk.set_recv_buffer_size(16 << 20)?;
-        }
+        let sk = packet_socket()?;
         let stop = Arc::clone(&self.stop);
-        let live = Arc::clone(&self.live);
+        let shared = Arc::clone(&self.shared);
+        let id = shared.add_reader();
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || read_frames(&sk, ifindex, &stop, &live))?;
+            .spawn(move || read_frames(&sk, ifindex, None, &stop, &shared, id))?;
         self.lock_reader().thread = Some(thread);
+        Ok(())
+    }
+
+    /// Also capture the loopback interface `ifindex` of the calling thread's namespace
+    /// (e.g. `lo` for a socket connected to itself), in a second background reader. A packet
+    /// socket on `lo` sees every packet twice (sent and received copies): the sent copies are
+    /// dropped with `PACKET_IGNORE_OUTGOING`. Both ends of a loopback flow belong to `owner`,
+    /// so its frames are attributed to that side; register the keys with that owner.
+    ///
+    /// # Errors
+    /// When the socket cannot be opened or configured.
+    pub fn start_loopback(&self, ifindex: u32, owner: Side) -> io::Result<()> {
+        let sk = packet_socket()?;
+        tcpao_sys::raw::set_int_option(&sk, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+        let stop = Arc::clone(&self.stop);
+        let shared = Arc::clone(&self.shared);
+        let id = shared.add_reader();
+        let thread = std::thread::Builder::new()
+            .name("capture-lo".into())
+            .spawn(move || read_frames(&sk, ifindex, Some(owner), &stop, &shared, id))?;
+        self.lock_reader().extra.push(thread);
         Ok(())
     }
 
@@ -335,11 +443,33 @@ impl Capture {
             .push(flow);
     }
 
+    /// Register one side's own view of a connection it restored with `TCP_REPAIR` (its
+    /// ISNs, SEQs and SNEs, which may deliberately differ from the other side's, e.g. a
+    /// corrupted `TCP_AO_REPAIR` image). Call it before the restored socket can send (still
+    /// in repair mode): the readers first read everything their sockets hold, and segments of
+    /// that 4-tuple captured from then on are checked with the view on that side
+    /// (`view.since_frame` is set here). The other side keeps its own view (its handshake, or
+    /// its own registered view). [`crate::repair`] registers every restore.
+    pub fn register_restored_view(&self, mut view: RestoredView) {
+        // Everything the kernel handled so far is in the readers' sockets: read it first. If
+        // a reader does not answer in time the boundary may be early; the fallback to the
+        // previous view still covers the old socket's segments.
+        let _ = self.shared.drain_all(Duration::from_secs(5));
+        view.since_frame = self.shared.next_frame.load(Ordering::SeqCst);
+        self.views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(view);
+    }
+
     /// Stop capturing, save the files if asked, and cross-check every segment. `mibs` are the
     /// (before, after) netns counters of the server and the client.
     pub fn finish(self, family: Family, mibs: &[Option<(NetnsMib, NetnsMib)>; 2]) -> XcheckReport {
         self.stop.store(true, Ordering::Release);
-        let thread = self.lock_reader().thread.take();
+        let (thread, extra) = {
+            let mut r = self.lock_reader();
+            (r.thread.take(), std::mem::take(&mut r.extra))
+        };
         let read = match thread.map(JoinHandle::join) {
             None => Err(self
                 .start_error
@@ -349,15 +479,7 @@ impl Capture {
                 .unwrap_or_else(|| "capture never started".into())),
             Some(Err(_)) => Err("the capture thread panicked".to_owned()),
             Some(Ok(Err(e))) => Err(format!("reading the capture failed: {e}")),
-            Some(Ok(Ok(mut r))) => {
-                r.frames = std::mem::take(
-                    &mut *self
-                        .live
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                );
-                Ok(r)
-            }
+            Some(Ok(Ok(r))) => Ok(r),
         };
         let keys = self
             .keys
@@ -367,16 +489,56 @@ impl Capture {
             .restored
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let read = match read {
+        let views = self
+            .views
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut read = match read {
             Ok(r) => r,
             Err(e) => return XcheckReport::error(e),
         };
+        for t in extra {
+            match t.join() {
+                Ok(Ok(r)) => {
+                    read.truncated += r.truncated;
+                    read.drops = match (read.drops, r.drops) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(Err(e)) => {
+                    return XcheckReport::error(format!(
+                        "reading the loopback capture failed: {e}"
+                    ));
+                }
+                Err(_) => {
+                    return XcheckReport::error("the loopback capture thread panicked".into());
+                }
+            }
+        }
+        // Every reader has stopped. The readers kept the frames in one list, in sequence
+        // order: frame i is the one with sequence number i, which is what the restored
+        // views' boundaries count.
+        let frames = std::mem::take(
+            &mut *self
+                .shared
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let crafted = self
             .crafted
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut report =
-            xcheck::analyze_with_crafted(family, &read.frames, &keys, &restored, mibs, &crafted);
+        let mut report = xcheck::analyze_capture(&xcheck::CaptureInput {
+            family,
+            frames: &frames,
+            keys: &keys,
+            restored: &restored,
+            views: &views,
+            crafted: &crafted,
+            mibs,
+        });
         if read.truncated > 0 {
             report.fail(format!(
                 "{} captured frames were larger than {FRAME_BUFFER} bytes and truncated",
@@ -388,7 +550,7 @@ impl Capture {
             Some(d) => report.fail(format!("the capture dropped {d} frames")),
         }
         if let Some(dir) = &self.cfg.save_dir {
-            if let Err(e) = save(dir, &self.cfg.name, &read.frames, &keys, family) {
+            if let Err(e) = save(dir, &self.cfg.name, &frames, &keys, family) {
                 report.fail(format!(
                     "saving the capture to {} failed: {e}",
                     dir.display()
@@ -399,16 +561,46 @@ impl Capture {
     }
 }
 
+/// A packet socket for every protocol, with a large receive buffer. No `SO_TIMESTAMPNS`:
+/// receive timestamps would switch the kernel's `netstamp_needed_key` static branch on and off
+/// (live code patching) with every capture socket; frames carry the time they were read.
+fn packet_socket() -> io::Result<Socket> {
+    let sk = Socket::new(
+        Domain::PACKET,
+        Type::RAW,
+        Some(Protocol::from(ETH_P_ALL_BE)),
+    )?;
+    // A large buffer so bursts are not dropped; RCVBUFFORCE ignores rmem_max (root).
+    if setsockopt(&sk, sockopt::RcvBufForce, &(16 << 20)).is_err() {
+        sk.set_recv_buffer_size(16 << 20)?;
+    }
+    Ok(sk)
+}
+
+/// `SOL_PACKET` (`<linux/socket.h>`).
+const SOL_PACKET: i32 = 263;
+/// `PACKET_IGNORE_OUTGOING` (`<linux/if_packet.h>`).
+const PACKET_IGNORE_OUTGOING: i32 = 23;
+
 fn read_frames(
     sk: &Socket,
     ifindex: u32,
+    owner: Option<Side>,
     stop: &AtomicBool,
-    live: &Mutex<Vec<Frame>>,
+    shared: &ReaderShared,
+    id: usize,
 ) -> io::Result<ReadResult> {
     let mut out = ReadResult::default();
     let mut buf = vec![0u8; FRAME_BUFFER];
     let mut stopping = false;
+    let mut served = 0u64;
     loop {
+        let wanted = shared.requested();
+        if wanted > served {
+            while read_one(sk, ifindex, owner, &mut buf, &mut out, shared)? {}
+            served = wanted;
+            shared.served(id, wanted);
+        }
         let wait = if stopping {
             DRAIN_IDLE
         } else {
@@ -430,44 +622,64 @@ fn read_frames(
             stopping = stop.load(Ordering::Acquire);
             continue;
         }
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<LinkAddr>(
-            sk.as_raw_fd(),
-            &mut iov,
-            None,
-            MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
-        );
-        let (len, addr) = match msg {
-            Ok(m) => (m.bytes, m.address),
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let Some(addr) = addr else { continue };
-        if addr.ifindex() != ifindex as usize {
-            continue;
-        }
-        if len > FRAME_BUFFER {
-            out.truncated += 1;
-            continue;
-        }
-        let from = if addr.pkttype() == PACKET_OUTGOING {
-            Side::Server
-        } else {
-            Side::Client
-        };
-        live.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Frame {
-                ts: SystemTime::now(),
-                from,
-                data: buf[..len].to_vec(),
-            });
+        read_one(sk, ifindex, owner, &mut buf, &mut out, shared)?;
         if !stopping {
             stopping = stop.load(Ordering::Acquire);
         }
     }
     out.drops = crate::sockets::packet_drops(sk);
     Ok(out)
+}
+
+/// Read one frame without blocking; `Ok(false)` when the socket had nothing.
+fn read_one(
+    sk: &Socket,
+    ifindex: u32,
+    owner: Option<Side>,
+    buf: &mut [u8],
+    out: &mut ReadResult,
+    shared: &ReaderShared,
+) -> io::Result<bool> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<LinkAddr>(
+        sk.as_raw_fd(),
+        &mut iov,
+        None,
+        MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+    );
+    let (len, addr) = match msg {
+        Ok(m) => (m.bytes, m.address),
+        Err(nix::errno::Errno::EAGAIN) => return Ok(false),
+        Err(nix::errno::Errno::EINTR) => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(addr) = addr else { return Ok(true) };
+    if addr.ifindex() != ifindex as usize {
+        return Ok(true);
+    }
+    if len > FRAME_BUFFER {
+        out.truncated += 1;
+        return Ok(true);
+    }
+    let from = match owner {
+        Some(side) => side,
+        None if addr.pkttype() == PACKET_OUTGOING => Side::Server,
+        None => Side::Client,
+    };
+    let frame = Frame {
+        ts: SystemTime::now(),
+        from,
+        data: buf[..len].to_vec(),
+    };
+    // The sequence number is taken under the lock: `live[i]` is frame number i.
+    let mut live = shared
+        .live
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seq = shared.next_frame.fetch_add(1, Ordering::SeqCst);
+    debug_assert_eq!(seq, live.len());
+    live.push(frame);
+    Ok(true)
 }
 
 /// Write `frames` as a pcap file (LINKTYPE_ETHERNET, microsecond timestamps).

@@ -381,6 +381,27 @@ impl Counters {
         }
     }
 
+    /// The set of counters that grew since `before` (per-key flags: any key's counter grew).
+    /// Poll for `after.grown(&before).contains(expected)`, then assert with
+    /// [`Counters::assert_grew_exactly`].
+    pub fn grown(&self, before: &Counters) -> Grew {
+        let mut g = Grew::empty();
+        for ((flag, _, old), (_, _, new)) in before.named().iter().zip(self.named().iter()) {
+            if new > old {
+                g |= *flag;
+            }
+        }
+        for (kb, ka) in before.keys.iter().zip(&self.keys) {
+            if ka.good > kb.good {
+                g |= Grew::KEY_GOOD;
+            }
+            if ka.bad > kb.bad {
+                g |= Grew::KEY_BAD;
+            }
+        }
+        g
+    }
+
     /// How much netns counter `name` grew since `before` (0 if it did not or decreased).
     pub fn ns_delta(&self, before: &Counters, name: &str) -> u64 {
         self.netns.get(name).saturating_sub(before.netns.get(name))

@@ -48,6 +48,7 @@ pub mod peers;
 pub mod probe;
 pub mod programs;
 pub mod registry;
+pub mod repair;
 pub mod selfcheck;
 pub mod sockets;
 pub mod solo;

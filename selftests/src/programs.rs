@@ -51,6 +51,7 @@
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 
 pub mod algorithms;
+pub mod bench_lookups;
 pub mod connect;
 pub mod connect_deny;
 pub mod corpus;
@@ -61,8 +62,11 @@ pub mod icmps_discard;
 pub mod inject;
 pub mod key_management;
 pub mod maclen;
+pub mod restore;
 pub mod rotation;
 pub mod rst;
+pub mod self_connect;
+pub mod seq_ext;
 pub mod setsockopt_closed;
 pub mod unsigned_md5;
 pub mod vrf_keys;
@@ -72,7 +76,7 @@ use std::time::Duration;
 
 use crate::capture::CaptureConfig;
 pub use crate::peers::{PairConfig, PairReport};
-use crate::peers::{Peer, PeerResult, run_pair};
+use crate::peers::{Peer, PeerResult, Side, run_pair};
 use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 use crate::sockets;
@@ -95,6 +99,10 @@ pub fn tests() -> Vec<Test> {
     v.extend(vrf_keys::tests());
     v.extend(rotation::tests());
     v.extend(inject::tests());
+    v.extend(restore::tests());
+    v.extend(seq_ext::tests());
+    v.extend(self_connect::tests());
+    v.extend(bench_lookups::tests());
     v
 }
 
@@ -106,6 +114,7 @@ pub struct PairTest {
     requires: Vec<Feature>,
     topology: TopologyConfig,
     timeout: Duration,
+    xcheck_snes: Vec<(Side, u32)>,
 }
 
 impl PairTest {
@@ -117,6 +126,7 @@ impl PairTest {
             requires: vec![Feature::Netns, Feature::Veth],
             topology: TopologyConfig::default(),
             timeout: Duration::from_secs(30),
+            xcheck_snes: Vec::new(),
         }
     }
 
@@ -146,6 +156,20 @@ impl PairTest {
         self
     }
 
+    /// The capture cross-check must have verified, from each peer, at least one segment in
+    /// each of these SNEs (RFC 5925 §6.2): proof that segments across a 2^32 wrap were
+    /// checked by the reference, not only counted by the kernel.
+    pub fn xcheck_snes(self, snes: &[u32]) -> Self {
+        self.xcheck_snes_from(Side::Server, snes)
+            .xcheck_snes_from(Side::Client, snes)
+    }
+
+    /// Like [`PairTest::xcheck_snes`], for the segments one peer sent.
+    pub fn xcheck_snes_from(mut self, sender: Side, snes: &[u32]) -> Self {
+        self.xcheck_snes.extend(snes.iter().map(|s| (sender, *s)));
+        self
+    }
+
     /// Register `program/ipv4/case` and `program/ipv6/case`.
     pub fn build<S, C>(self, server: S, client: C) -> Vec<Test>
     where
@@ -157,10 +181,11 @@ impl PairTest {
         Family::ALL
             .into_iter()
             .map(|family| {
-                let (s, c, topo) = (
+                let (s, c, topo, snes) = (
                     Arc::clone(&server),
                     Arc::clone(&client),
                     self.topology.clone(),
+                    self.xcheck_snes.clone(),
                 );
                 let mut req = self.requires.clone();
                 if family == Family::Ipv6 {
@@ -168,7 +193,9 @@ impl PairTest {
                 }
                 Test::new(
                     format!("{}/{}/{}", self.program, family.name(), self.case),
-                    move |ctx: &Ctx| run_case(ctx, family, &topo, |p| s(p), |p| c(p)),
+                    move |ctx: &Ctx| {
+                        run_case_checked(ctx, family, &topo, &snes, |p| s(p), |p| c(p))
+                    },
                 )
                 .requires(&req)
                 .timeout(self.timeout)
@@ -186,6 +213,26 @@ pub fn run_case<S, C>(
     ctx: &Ctx,
     family: Family,
     topology: &TopologyConfig,
+    server: S,
+    client: C,
+) -> TestResult
+where
+    S: FnOnce(&Peer<'_>) -> PeerResult + Send,
+    C: FnOnce(&Peer<'_>) -> PeerResult + Send,
+{
+    run_case_checked(ctx, family, topology, &[], server, client)
+}
+
+/// [`run_case`], and a pass also needs the cross-check to have verified segments sent by
+/// each `(peer, SNE)` of `snes` ([`PairTest::xcheck_snes`]).
+///
+/// # Errors
+/// Never, as [`run_case`].
+pub fn run_case_checked<S, C>(
+    ctx: &Ctx,
+    family: Family,
+    topology: &TopologyConfig,
+    snes: &[(Side, u32)],
     server: S,
     client: C,
 ) -> TestResult
@@ -215,6 +262,25 @@ where
         report.setup_breakdown,
         report.total_time.as_secs_f64() * 1e3
     ));
+    if report.outcome == Outcome::Pass && !snes.is_empty() {
+        let missing: Vec<String> = snes
+            .iter()
+            .filter(|(side, sne)| {
+                let i = usize::from(*side == Side::Client);
+                !report
+                    .xcheck
+                    .as_ref()
+                    .is_some_and(|x| x.verified_sne[i].contains_key(sne))
+            })
+            .map(|(side, sne)| format!("{} SNE {sne}", side.name()))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Outcome::Fail(format!(
+                "the capture cross-check verified no segment for: {}",
+                missing.join(", ")
+            )));
+        }
+    }
     Ok(report.outcome)
 }
 

@@ -432,6 +432,42 @@ impl Netlink {
             self.handle.route().add(msg).execute(),
         )
     }
+
+    /// `ip route add DST/PREFIX via GATEWAY dev INDEX` (main table): a whole network through
+    /// one neighbour, e.g. many generated peer addresses behind the other peer.
+    ///
+    /// # Errors
+    /// When the kernel rejects the request.
+    pub fn add_route_via(
+        &self,
+        index: u32,
+        dst: IpAddr,
+        prefix: u8,
+        gateway: IpAddr,
+    ) -> Result<()> {
+        let msg = match (dst, gateway) {
+            (IpAddr::V4(dst), IpAddr::V4(gw)) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst, prefix)
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            (IpAddr::V6(dst), IpAddr::V6(gw)) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(dst, prefix)
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            _ => {
+                return Err(Error::io(
+                    format!("route {dst}/{prefix} via {gateway}"),
+                    io::Error::new(io::ErrorKind::InvalidInput, "mixed address families"),
+                ));
+            }
+        };
+        self.run(
+            || format!("ip route add {dst}/{prefix} via {gateway} dev {index}"),
+            self.handle.route().add(msg).execute(),
+        )
+    }
 }
 
 /// One side's view of the built network.

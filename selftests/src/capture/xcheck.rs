@@ -18,13 +18,27 @@
 //! capture is read first), or registered with [`super::Capture::register_restored`] for
 //! sockets restored with `TCP_REPAIR`. A flow whose SYN-ACK never came (the expected-timeout
 //! cases) still has its SYNs verified: SYN traffic keys need only the sender's ISN.
+//!
+//! A side that restored a socket may register its own view of the connection
+//! ([`super::Capture::register_restored_view`]): from the view's time on, that side's validator
+//! uses the view's ISNs, SEQs and SNEs, so a deliberately corrupted restore (wrong ISN or SNE on
+//! one side) is still checked segment by segment. The view starts at a frame index the
+//! capture fixed after draining its sockets; should a segment of the old socket (same 4-tuple)
+//! still come later, then until the side sent a segment that verifies with the view, a segment
+//! that fails with it is checked with the previous view too. A
+//! socket connected to itself (loopback, both ends one socket) has one ISN for both
+//! directions; its SYN sets both.
+//!
+//! Segments the test built and injected itself ([`super::Capture::register_crafted`]) are not
+//! held to rule 1 and teach no ISN, but still count for rule 2. [`analyze_capture`] takes all
+//! of this at once; [`analyze`], [`analyze_with_crafted`] and [`analyze_views`] wrap it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
 
-use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow};
+use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow, RestoredView};
 use crate::counters::NetnsMib;
 use crate::peers::Side;
 use crate::topology::Family;
@@ -44,6 +58,9 @@ pub struct XcheckReport {
     pub verified: usize,
     /// Of those, how many the reference rejected.
     pub rejected: usize,
+    /// Segments the reference verified, per sender (`[server, client]`) and SNE (the SNE the
+    /// reference placed them in, RFC 5925 §6.2).
+    pub verified_sne: [std::collections::BTreeMap<u32, usize>; 2],
     /// Extra diagnostic lines.
     pub notes: Vec<String>,
     /// The first broken rule, as a sentence; `None` when the cross-check passed.
@@ -79,6 +96,11 @@ fn side_index(s: Side) -> usize {
 /// A decoded frame: who sent it and its TCP segment.
 struct Decoded<'a> {
     from: Side,
+    /// Index of the frame in the capture.
+    frame: usize,
+    /// Built and injected by the test ([`super::Capture::register_crafted`]): not held to
+    /// rule 1.
+    crafted: bool,
     seg: SegmentRef<'a>,
 }
 
@@ -131,12 +153,22 @@ struct FlowInfo {
     isn: [Option<u32>; 2],
     /// SNE state at restore time of [server, client] send directions.
     restored: Option<RestoredFlow>,
+    /// Later connections on the same 4-tuple (a new SYN with another ISN, e.g. a SYN
+    /// accepted by a TIME-WAIT socket): from which decoded segment on, with which ISNs.
+    reincarnations: Vec<(usize, [Option<u32>; 2])>,
 }
 
 /// The validators of one flow: one per side, seen from that side.
 struct FlowCheck {
     validators: [Option<FlowValidator>; 2],
     md5: [Vec<RegisteredKey>; 2],
+    /// Restored views not applied yet, per side, in time order.
+    pending: [Vec<RestoredView>; 2],
+    /// Later connections on the same 4-tuple not reached yet, in capture order.
+    reincarnations: std::collections::VecDeque<(usize, [Option<u32>; 2])>,
+    /// Per side, the validator from before its last restored view, kept until a segment the
+    /// side sent verifies with the view (a late-read segment of the old socket may follow).
+    previous: [Option<FlowValidator>; 2],
 }
 
 fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
@@ -162,58 +194,83 @@ fn build_flow(
     info: &FlowInfo,
     keys: &[RegisteredKey],
 ) -> Result<FlowCheck, String> {
-    let (server, client) = *flow;
     let mut check = FlowCheck {
         validators: [None, None],
         md5: [Vec::new(), Vec::new()],
+        pending: [Vec::new(), Vec::new()],
+        reincarnations: info.reincarnations.iter().copied().collect(),
+        previous: [None, None],
     };
     for side in [Side::Server, Side::Client] {
-        let (local, remote) = match side {
-            Side::Server => (server, client),
-            Side::Client => (client, server),
-        };
         let i = side_index(side);
-        let mine: Vec<&RegisteredKey> = keys
-            .iter()
-            .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
-            .collect();
-        check.md5[i] = mine
-            .iter()
-            .filter(|k| k.algorithm == KeyAlgorithm::Md5)
-            .map(|k| (*k).clone())
-            .collect();
-        // TCP-MD5 lookup is longest-prefix: the most specific key first.
-        check.md5[i].sort_by_key(|k| std::cmp::Reverse(k.prefix));
-        let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
-        if mkts.is_empty() {
-            continue;
-        }
-        let local_isn = info.isn[i].unwrap_or(0);
-        let remote_isn = info.isn[1 - i].unwrap_or(0);
-        let conn = Connection::new(local, remote, local_isn, remote_isn);
-        let mut v = FlowValidator::new(conn, mkts)
-            .map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
-        if let Some(r) = &info.restored {
-            let (my_sne, peer_sne) = match side {
-                Side::Server => (r.server_sne, r.client_sne),
-                Side::Client => (r.client_sne, r.server_sne),
-            };
-            let (my_next, peer_next) = match side {
-                Side::Server => (r.server_next_seq, r.client_next_seq),
-                Side::Client => (r.client_next_seq, r.server_next_seq),
-            };
-            v.set_sne_tracker(
-                Direction::LocalToRemote,
-                SneTracker::with_state(my_next, my_sne),
-            );
-            v.set_sne_tracker(
-                Direction::RemoteToLocal,
-                SneTracker::with_state(peer_next, peer_sne),
-            );
-        }
-        check.validators[i] = Some(v);
+        let (md5, v) = build_side(flow, side, info.isn, info.restored.as_ref(), keys)?;
+        check.md5[i] = md5;
+        check.validators[i] = v;
     }
     Ok(check)
+}
+
+/// The MD5 keys and the TCP-AO validator of `side` for `flow`, with ISNs `isn` ([server,
+/// client]) and, for a restored flow, its SEQs and SNEs.
+fn build_side(
+    flow: &FlowKey,
+    side: Side,
+    isn: [Option<u32>; 2],
+    restored: Option<&RestoredFlow>,
+    keys: &[RegisteredKey],
+) -> Result<(Vec<RegisteredKey>, Option<FlowValidator>), String> {
+    let (server, client) = *flow;
+    let (local, remote) = match side {
+        Side::Server => (server, client),
+        Side::Client => (client, server),
+    };
+    let i = side_index(side);
+    let mine: Vec<&RegisteredKey> = keys
+        .iter()
+        .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
+        .collect();
+    let mut md5: Vec<RegisteredKey> = mine
+        .iter()
+        .filter(|k| k.algorithm == KeyAlgorithm::Md5)
+        .map(|k| (*k).clone())
+        .collect();
+    // TCP-MD5 lookup is longest-prefix: the most specific key first.
+    md5.sort_by_key(|k| std::cmp::Reverse(k.prefix));
+    let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
+    if mkts.is_empty() {
+        return Ok((md5, None));
+    }
+    let local_isn = isn[i].unwrap_or(0);
+    let remote_isn = isn[1 - i].unwrap_or(0);
+    let conn = Connection::new(local, remote, local_isn, remote_isn);
+    let mut v = FlowValidator::new(conn, mkts)
+        .map_err(|e| format!("reference validator for {local} -> {remote}: {e}"))?;
+    if let Some(r) = restored {
+        let (my_sne, peer_sne) = match side {
+            Side::Server => (r.server_sne, r.client_sne),
+            Side::Client => (r.client_sne, r.server_sne),
+        };
+        let (my_next, peer_next) = match side {
+            Side::Server => (r.server_next_seq, r.client_next_seq),
+            Side::Client => (r.client_next_seq, r.server_next_seq),
+        };
+        v.set_sne_tracker(
+            Direction::LocalToRemote,
+            SneTracker::with_state(my_next, my_sne),
+        );
+        v.set_sne_tracker(
+            Direction::RemoteToLocal,
+            SneTracker::with_state(peer_next, peer_sne),
+        );
+    }
+    Ok((md5, Some(v)))
+}
+
+fn flow_key_of(r: &RestoredFlow) -> FlowKey {
+    (
+        SocketAddr::new(r.server.0, r.server.1),
+        SocketAddr::new(r.client.0, r.client.1),
+    )
 }
 
 fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
@@ -234,23 +291,102 @@ pub fn analyze(
     restored: &[RestoredFlow],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
 ) -> XcheckReport {
-    analyze_with_crafted(family, frames, keys, restored, mibs, &[])
+    analyze_capture(&CaptureInput {
+        family,
+        frames,
+        keys,
+        restored,
+        views: &[],
+        crafted: &[],
+        mibs,
+    })
 }
 
 /// [`analyze`], where the IP packets in `crafted` were built and injected by the test (not
 /// signed by a peer's kernel): rule 1 does not apply to them, rule 2 still counts them.
 pub fn analyze_with_crafted(
-    _family: Family,
+    family: Family,
     frames: &[Frame],
     keys: &[RegisteredKey],
     restored: &[RestoredFlow],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
     crafted: &[Vec<u8>],
 ) -> XcheckReport {
+    analyze_capture(&CaptureInput {
+        family,
+        frames,
+        keys,
+        restored,
+        views: &[],
+        crafted,
+        mibs,
+    })
+}
+
+/// [`analyze`] with the per-side views of restored sockets.
+pub fn analyze_views(
+    family: Family,
+    frames: &[Frame],
+    keys: &[RegisteredKey],
+    restored: &[RestoredFlow],
+    views: &[RestoredView],
+    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
+) -> XcheckReport {
+    analyze_capture(&CaptureInput {
+        family,
+        frames,
+        keys,
+        restored,
+        views,
+        crafted: &[],
+        mibs,
+    })
+}
+
+/// Everything one capture's cross-check needs ([`analyze_capture`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureInput<'a> {
+    /// The address family of the test.
+    pub family: Family,
+    /// Every captured frame, in capture order (restored views count frame indices in it).
+    pub frames: &'a [Frame],
+    /// The keys the peers installed.
+    pub keys: &'a [RegisteredKey],
+    /// Flows restored with `TCP_REPAIR` (both sides' ISNs, SEQs and SNEs).
+    pub restored: &'a [RestoredFlow],
+    /// One side's own view of a socket it restored, from a frame index on.
+    pub views: &'a [RestoredView],
+    /// IP packets the test built and injected itself: not held to rule 1, counted for rule 2.
+    pub crafted: &'a [Vec<u8>],
+    /// (before, after) netns MIBs of server and client.
+    pub mibs: &'a [Option<(NetnsMib, NetnsMib)>; 2],
+}
+
+/// The cross-check of one capture, the entry point the others wrap: every captured segment
+/// is checked (rule 1: kernel-signed segments verify with the sender's view; rule 2: the
+/// receiver's MIB rejections match the reference's), with restored sockets' per-side views
+/// and the test's crafted segments taken into account.
+pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
+    let CaptureInput {
+        family: _,
+        frames,
+        keys,
+        restored,
+        views,
+        crafted,
+        mibs,
+    } = *input;
     let mut r = XcheckReport {
         frames: frames.len(),
         ..XcheckReport::default()
     };
+    // Segments the test crafted, compared by TCP segment (the kernel may fill in the IPv4
+    // ID/checksum of a raw packet). They do not teach ISNs: no peer's kernel chose them.
+    let crafted_tcp: Vec<&[u8]> = crafted
+        .iter()
+        .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
+        .collect();
+    let mut crafted_seen = 0usize;
     // Pass 1: decode, learn ISNs.
     let mut decoded = Vec::new();
     let mut flows: HashMap<FlowKey, FlowInfo> = HashMap::new();
@@ -263,16 +399,43 @@ pub fn analyze_with_crafted(
         f.isn = [Some(rf.server_isn), Some(rf.client_isn)];
         f.restored = Some(*rf);
     }
-    for frame in frames {
+    for (frame_index, frame) in frames.iter().enumerate() {
         match decode(frame) {
             Ok(Some(seg)) => {
                 let t = seg.tcp_packet();
-                if t.syn() {
+                let crafted = crafted_tcp.contains(&seg.tcp);
+                if crafted {
+                    crafted_seen += 1;
+                }
+                if t.syn() && !crafted {
+                    let (src, dst) = endpoints(&seg);
                     let f = flows.entry(flow_of(frame.from, &seg)).or_default();
-                    f.isn[side_index(frame.from)].get_or_insert(t.seq_number());
+                    let (i, seq) = (side_index(frame.from), t.seq_number());
+                    // The ISNs of the latest connection on this 4-tuple.
+                    let cur = match f.reincarnations.last_mut() {
+                        Some((_, isn)) => isn,
+                        None => &mut f.isn,
+                    };
+                    if !t.ack() && cur[i].is_some_and(|known| known != seq) {
+                        // A new SYN with another ISN: a new connection on the same 4-tuple.
+                        let mut isn = [None, None];
+                        isn[i] = Some(seq);
+                        if src == dst {
+                            isn[1 - i] = Some(seq);
+                        }
+                        f.reincarnations.push((decoded.len(), isn));
+                    } else {
+                        cur[i].get_or_insert(seq);
+                        if src == dst {
+                            // A socket connected to itself: one ISN for both directions.
+                            cur[1 - i].get_or_insert(seq);
+                        }
+                    }
                 }
                 decoded.push(Decoded {
                     from: frame.from,
+                    frame: frame_index,
+                    crafted,
                     seg,
                 });
             }
@@ -285,17 +448,7 @@ pub fn analyze_with_crafted(
     let mut checks: HashMap<FlowKey, FlowCheck> = HashMap::new();
     let mut rejected_for = [0usize; 2];
     let mut md5_rejected_for = [0usize; 2];
-    let mut crafted_seen = 0usize;
-    // Compared by TCP segment (the kernel may fill in IPv4 ID/checksum of a raw packet).
-    let crafted_tcp: Vec<&[u8]> = crafted
-        .iter()
-        .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
-        .collect();
-    for d in &decoded {
-        let is_crafted = crafted_tcp.contains(&d.seg.tcp);
-        if is_crafted {
-            crafted_seen += 1;
-        }
+    for (index, d) in decoded.iter().enumerate() {
         let auth = match d.seg.tcp_packet().auth_options() {
             Ok(a) => a,
             Err(e) => {
@@ -315,7 +468,15 @@ pub fn analyze_with_crafted(
             std::collections::hash_map::Entry::Vacant(e) => {
                 let info = flows.remove(&key).unwrap_or_default();
                 match build_flow(&key, &info, keys) {
-                    Ok(c) => e.insert(c),
+                    Ok(mut c) => {
+                        for v in views.iter().filter(|v| flow_key_of(&v.flow) == key) {
+                            c.pending[side_index(v.side)].push(*v);
+                        }
+                        for p in &mut c.pending {
+                            p.sort_by_key(|v| v.since_frame);
+                        }
+                        e.insert(c)
+                    }
                     Err(err) => {
                         r.fail(err);
                         continue;
@@ -323,13 +484,65 @@ pub fn analyze_with_crafted(
                 }
             }
         };
+        // A new connection on the same 4-tuple starts here: check with its ISNs from now on.
+        while check
+            .reincarnations
+            .front()
+            .is_some_and(|(at, _)| *at <= index)
+        {
+            if let Some((_, isn)) = check.reincarnations.pop_front() {
+                for side in [Side::Server, Side::Client] {
+                    match build_side(&key, side, isn, None, keys) {
+                        Ok((_, v)) => {
+                            check.validators[side_index(side)] = v;
+                            check.previous[side_index(side)] = None;
+                        }
+                        Err(err) => r.fail(err),
+                    }
+                }
+            }
+        }
+        // A side restored its socket before this segment: check with its view from now on.
+        for side in [Side::Server, Side::Client] {
+            let i = side_index(side);
+            while check.pending[i]
+                .first()
+                .is_some_and(|v| v.since_frame <= d.frame)
+            {
+                let v = check.pending[i].remove(0);
+                let isn = [Some(v.flow.server_isn), Some(v.flow.client_isn)];
+                match build_side(&key, side, isn, Some(&v.flow), keys) {
+                    Ok((_, validator)) => {
+                        check.previous[i] = std::mem::replace(&mut check.validators[i], validator);
+                    }
+                    Err(err) => r.fail(err),
+                }
+            }
+        }
         let (si, ri) = (side_index(d.from), side_index(d.from.other()));
         if auth.ao.is_some() {
             r.ao_segments += 1;
             // Rule 1: the sender's view (LocalToRemote).
-            if let Some(v) = check.validators[si].as_mut().filter(|_| !is_crafted) {
-                match v.validate(Direction::LocalToRemote, &d.seg) {
-                    Verdict::Good { .. } => r.verified += 1,
+            // Not for crafted segments: no peer's kernel signed them.
+            if let Some(v) = check.validators[si].as_mut().filter(|_| !d.crafted) {
+                let mut verdict = v.validate(Direction::LocalToRemote, &d.seg);
+                match (&verdict, check.previous[si].as_mut()) {
+                    // The sender verified with its restored view: the old socket is done.
+                    (Verdict::Good { .. }, Some(_)) => check.previous[si] = None,
+                    // A segment of the old socket, read after the restore was registered.
+                    (Verdict::Bad { .. }, Some(prev)) => {
+                        let old = prev.validate(Direction::LocalToRemote, &d.seg);
+                        if old.is_accepted() {
+                            verdict = old;
+                        }
+                    }
+                    _ => {}
+                }
+                match verdict {
+                    Verdict::Good { sne, .. } => {
+                        r.verified += 1;
+                        *r.verified_sne[si].entry(sne).or_default() += 1;
+                    }
                     Verdict::Bad {
                         key_id,
                         sne,
@@ -349,12 +562,19 @@ pub fn analyze_with_crafted(
             // Rule 2 input: the receiver's view (RemoteToLocal).
             if let Some(v) = check.validators[ri].as_mut() {
                 if let Verdict::Bad { .. } = v.validate(Direction::RemoteToLocal, &d.seg) {
-                    rejected_for[ri] += 1;
+                    // Sent to the receiver's old socket, read after its restore: check with
+                    // the view it had then.
+                    let old_ok = check.previous[ri].as_mut().is_some_and(|p| {
+                        p.validate(Direction::RemoteToLocal, &d.seg).is_accepted()
+                    });
+                    if !old_ok {
+                        rejected_for[ri] += 1;
+                    }
                 }
             }
         } else {
             r.md5_segments += 1;
-            if let Some(k) = check.md5[si].first().filter(|_| !is_crafted) {
+            if let Some(k) = check.md5[si].first().filter(|_| !d.crafted) {
                 match tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
                     Ok(true) => r.verified += 1,
                     Ok(false) => {
@@ -384,6 +604,19 @@ pub fn analyze_with_crafted(
             crafted.len()
         ));
     }
+    if r.verified_sne.iter().flatten().any(|(sne, _)| *sne != 0) {
+        for side in [Side::Server, Side::Client] {
+            let per: Vec<String> = r.verified_sne[side_index(side)]
+                .iter()
+                .map(|(sne, n)| format!("SNE {sne}: {n}"))
+                .collect();
+            r.notes.push(format!(
+                "xcheck: {} segments verified per SNE: {}",
+                side.name(),
+                per.join(", ")
+            ));
+        }
+    }
     for side in [Side::Server, Side::Client] {
         let Some((before, after)) = &mibs[side_index(side)] else {
             continue;
@@ -408,4 +641,234 @@ pub fn analyze_with_crafted(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+    use tcpao_refimpl::wire::{TcpFlags, TcpRepr};
+    use tcpao_refimpl::{ConnectionSigner, MasterKey};
+
+    const SECRET: &[u8] = b"a test secret";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn signer(local: SocketAddr, remote: SocketAddr, isns: (u32, u32)) -> ConnectionSigner {
+        let mkt = Mkt::new(
+            100,
+            100,
+            tcpao_refimpl::Algorithm::HmacSha1,
+            MasterKey::new(SECRET.to_vec()),
+        );
+        ConnectionSigner::new(mkt, Connection::new(local, remote, isns.0, isns.1)).unwrap()
+    }
+
+    fn frame(
+        from: Side,
+        ts: u64,
+        s: &mut ConnectionSigner,
+        t: (u16, u16, u32, u32, TcpFlags),
+    ) -> Frame {
+        let repr = TcpRepr {
+            src_port: t.0,
+            dst_port: t.1,
+            seq_number: t.2,
+            ack_number: t.3,
+            flags: t.4,
+            window_len: 1000,
+            urgent_at: 0,
+            options: &[],
+            payload: &[],
+        };
+        let (pkt, _) = s.sign(&repr).unwrap();
+        let mut data = vec![0u8; 12];
+        data.extend_from_slice(&0x0800u16.to_be_bytes());
+        data.extend_from_slice(&pkt);
+        Frame {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_secs(ts),
+            from,
+            data,
+        }
+    }
+
+    fn keys() -> Vec<RegisteredKey> {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        [(Side::Server, cli), (Side::Client, srv)]
+            .into_iter()
+            .map(|(owner, peer)| {
+                RegisteredKey::ao(
+                    owner,
+                    KeyAlgorithm::HmacSha1,
+                    SECRET,
+                    100,
+                    100,
+                    peer.ip(),
+                    32,
+                )
+            })
+            .collect()
+    }
+
+    /// One handshake on the 4-tuple with ISNs (client, server), at time `t`.
+    fn handshake(t: u64, isn: (u32, u32)) -> Vec<Frame> {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let mut c = signer(cli, srv, (isn.0, isn.1));
+        let mut s = signer(srv, cli, (isn.1, isn.0));
+        let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+        vec![
+            frame(Side::Client, t, &mut c, (40000, 7010, isn.0, 0, syn)),
+            frame(
+                Side::Server,
+                t,
+                &mut s,
+                (7010, 40000, isn.1, isn.0 + 1, syn | ack),
+            ),
+            frame(
+                Side::Client,
+                t,
+                &mut c,
+                (40000, 7010, isn.0 + 1, isn.1 + 1, ack),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_second_connection_on_the_same_4_tuple_uses_its_own_isns() {
+        let mut frames = handshake(1, (1000, 5000));
+        frames.extend(handshake(2, (9000, 7000)));
+        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        assert_eq!(r.failure, None, "{r:?}");
+        assert_eq!((r.verified, r.rejected), (6, 0));
+    }
+
+    #[test]
+    fn a_restored_view_applies_from_its_time_on() {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let mut frames = handshake(1, (1000, 5000));
+        // A last segment of the old socket, read only after the restore was registered.
+        let mut old = signer(cli, srv, (1000, 5000));
+        old.set_sne_state(1001, 0);
+        frames.push(frame(
+            Side::Client,
+            6,
+            &mut old,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
+        // The client restored at t=5 believing its ISN is 1001 (a corrupted image).
+        let mut c = signer(cli, srv, (1001, 5000));
+        c.set_sne_state(1001, 0);
+        frames.push(frame(
+            Side::Client,
+            6,
+            &mut c,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
+        let view = RestoredView {
+            side: Side::Client,
+            flow: RestoredFlow {
+                server: (srv.ip(), srv.port()),
+                client: (cli.ip(), cli.port()),
+                server_isn: 5000,
+                client_isn: 1001,
+                server_next_seq: 5001,
+                client_next_seq: 1001,
+                server_sne: 0,
+                client_sne: 0,
+            },
+            since_frame: 3,
+        };
+        let r = analyze_views(Family::Ipv4, &frames, &keys(), &[], &[view], &[None, None]);
+        assert_eq!(r.failure, None, "{r:?}");
+        assert_eq!(r.verified, 5);
+        // Without the view, the reference rejects the corrupted segment (rule 1).
+        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        assert!(
+            r.failure
+                .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
+        );
+    }
+
+    #[test]
+    fn crafted_segments_skip_rule_1_even_on_a_restored_flow() {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let mut frames = handshake(1, (1000, 5000));
+        // The client restored with its true view.
+        let mut c = signer(cli, srv, (1000, 5000));
+        c.set_sne_state(1001, 0);
+        frames.push(frame(
+            Side::Client,
+            2,
+            &mut c,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
+        // A segment the test signed with wrong ISNs (a bad MAC), and a crafted SYN with
+        // another ISN that must not start a new connection on the 4-tuple.
+        let mut wrong = signer(cli, srv, (7, 7));
+        wrong.set_sne_state(1001, 0);
+        let bad = frame(
+            Side::Client,
+            3,
+            &mut wrong,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        );
+        let syn = frame(
+            Side::Client,
+            3,
+            &mut wrong,
+            (40000, 7010, 7, 0, TcpFlags::SYN),
+        );
+        frames.push(bad.clone());
+        frames.push(syn.clone());
+        frames.push(frame(
+            Side::Client,
+            4,
+            &mut c,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
+        let view = RestoredView {
+            side: Side::Client,
+            flow: RestoredFlow {
+                server: (srv.ip(), srv.port()),
+                client: (cli.ip(), cli.port()),
+                server_isn: 5000,
+                client_isn: 1000,
+                server_next_seq: 5001,
+                client_next_seq: 1001,
+                server_sne: 0,
+                client_sne: 0,
+            },
+            since_frame: 3,
+        };
+        let crafted = vec![bad.data[14..].to_vec(), syn.data[14..].to_vec()];
+        let input = CaptureInput {
+            family: Family::Ipv4,
+            frames: &frames,
+            keys: &keys(),
+            restored: &[],
+            views: &[view],
+            crafted: &crafted,
+            mibs: &[None, None],
+        };
+        let r = analyze_capture(&input);
+        assert_eq!(r.failure, None, "{r:?}");
+        // Three handshake segments and two kernel-signed ACKs; the crafted ones are skipped.
+        assert_eq!((r.verified, r.rejected), (5, 0));
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("2 captured segments were crafted"))
+        );
+        // Not registered as crafted, the bad segment breaks rule 1.
+        let r = analyze_capture(&CaptureInput {
+            crafted: &[],
+            ..input
+        });
+        assert!(
+            r.failure
+                .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
+        );
+    }
 }

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `restore`: migrate a live TCP-AO connection to another socket with `TCP_REPAIR`, and
+//! corrupt the `TCP_AO_REPAIR` image on the way (kernel `restore.c`, all five cases, both
+//! sides).
+//!
+//! The client echoes 20 messages of 100 bytes; both sides wait until the other acknowledged
+//! everything (so no segment of the old socket is in flight), the client freezes its socket ([`crate::repair::freeze`]: no FIN), changes the image as the
+//! case says and restores it on a new socket with the same 4-tuple. The server keeps its
+//! accepted socket. After the restore the server first sends one message of its own, then
+//! the client sends; so both directions carry segments in every case, and each side's
+//! counters are deterministic:
+//!
+//! | case | server | client |
+//! |---|---|---|
+//! | migrate | `GOOD`, serves the quota | `GOOD`, every echo back |
+//! | wrong send ISN / wrong receive ISN | `BAD`, serves nothing | `BAD`, no echo |
+//! | wrong send SNE | `BAD`, serves nothing | `GOOD` (the server's segments verify), no echo |
+//! | wrong receive SNE | `GOOD` (the client's segments verify), its echoes are lost | `BAD`, no echo |
+//!
+//! "Broken" is decided by polling: each side waits until its expected counters moved and
+//! the other side said the same, then checks that no echo came back. The client's restored
+//! view (its own, corrupted ISNs or SNEs) is registered with the capture, so the reference
+//! checks the client's post-restore segments with the values the client's kernel used.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use nix::poll::PollFlags;
+use socket2::Socket;
+
+use crate::counters::{Counters, Grew};
+use crate::failure;
+use crate::peers::{Peer, PeerResult};
+use crate::programs::PairTest;
+use crate::registry::Test;
+use crate::repair::{self, Restore};
+use crate::sockets::{self, TestKey, XorShift};
+
+const MESSAGES: usize = 20;
+const MESSAGE_LEN: usize = 100;
+const QUOTA: usize = MESSAGES * MESSAGE_LEN;
+
+/// How the client's `TCP_AO_REPAIR` image is changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    SendIsn,
+    RecvIsn,
+    SendSne,
+    RecvSne,
+}
+
+struct Case {
+    slug: &'static str,
+    upstream: &'static str,
+    fault: Fault,
+    server: Grew,
+    client: Grew,
+}
+
+const CASES: [Case; 5] = [
+    Case {
+        slug: "migrate",
+        upstream: "TCP-AO migrate to another socket",
+        fault: Fault::None,
+        server: Grew::GOOD,
+        client: Grew::GOOD,
+    },
+    Case {
+        slug: "wrong-send-isn",
+        upstream: "TCP-AO with wrong send ISN",
+        fault: Fault::SendIsn,
+        server: Grew::BAD,
+        client: Grew::BAD,
+    },
+    Case {
+        slug: "wrong-receive-isn",
+        upstream: "TCP-AO with wrong receive ISN",
+        fault: Fault::RecvIsn,
+        server: Grew::BAD,
+        client: Grew::BAD,
+    },
+    Case {
+        slug: "wrong-send-sne",
+        upstream: "TCP-AO with wrong send SEQ ext number",
+        fault: Fault::SendSne,
+        server: Grew::BAD,
+        client: Grew::GOOD,
+    },
+    Case {
+        slug: "wrong-receive-sne",
+        upstream: "TCP-AO with wrong receive SEQ ext number",
+        fault: Fault::RecvSne,
+        server: Grew::GOOD,
+        client: Grew::BAD,
+    },
+];
+
+/// The program's tests: 5 cases × 2 families.
+pub fn tests() -> Vec<Test> {
+    CASES
+        .iter()
+        .flat_map(|c| {
+            PairTest::new("restore", c.slug)
+                .ao()
+                .build(move |p| server(p, c), move |p| client(p, c))
+        })
+        .collect()
+}
+
+fn key(p: &Peer<'_>) -> TestKey {
+    TestKey::new(p.remote_addr(), 100, 100)
+}
+
+/// Read whatever `sk` has now without blocking; `Ok(None)` at EOF.
+pub(crate) fn read_now(mut sk: &Socket, buf: &mut [u8]) -> PeerResult<Option<usize>> {
+    match sk.read(buf) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(0)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
+        Err(e) => Err(failure!("read() failed: {e}")),
+    }
+}
+
+/// Write all of `data` before `deadline`.
+pub(crate) fn write_all(
+    p: &Peer<'_>,
+    mut sk: &Socket,
+    mut data: &[u8],
+    deadline: Instant,
+) -> PeerResult {
+    while !data.is_empty() {
+        match sk.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !sockets::wait_fd(p, sk, PollFlags::POLLOUT, deadline, || false)? {
+                    return Err(failure!("write() timed out with {} bytes left", data.len()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failure!("write() failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Read exactly `buf.len()` bytes before `deadline`.
+pub(crate) fn read_exact(
+    p: &Peer<'_>,
+    sk: &Socket,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> PeerResult {
+    let mut got = 0;
+    while got < buf.len() {
+        match read_now(sk, &mut buf[got..])? {
+            None => {
+                return Err(failure!(
+                    "the peer closed the connection after {got} of {} bytes",
+                    buf.len()
+                ));
+            }
+            Some(0) => {
+                if !sockets::wait_fd(p, sk, PollFlags::POLLIN, deadline, || false)? {
+                    return Err(failure!(
+                        "read() timed out after {got} of {} bytes",
+                        buf.len()
+                    ));
+                }
+            }
+            Some(n) => got += n,
+        }
+    }
+    Ok(())
+}
+
+/// Echo `quota` bytes back (kernel `test_server_run` with a quota); returns the bytes served.
+pub(crate) fn serve(
+    p: &Peer<'_>,
+    sk: &Socket,
+    quota: usize,
+    deadline: Instant,
+) -> PeerResult<usize> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut served = 0;
+    while served < quota {
+        let want = (quota - served).min(buf.len());
+        match read_now(sk, &mut buf[..want])? {
+            None => break,
+            Some(0) => {
+                if !sockets::wait_fd(p, sk, PollFlags::POLLIN, deadline, || false)? {
+                    break;
+                }
+            }
+            Some(n) => {
+                write_all(p, sk, &buf[..n], deadline)?;
+                served += n;
+            }
+        }
+    }
+    Ok(served)
+}
+
+/// Wait until every counter of `expected` grew since `before` on `sk`, echoing whatever
+/// arrives meanwhile; returns the snapshot and the bytes echoed.
+fn wait_grew(
+    p: &Peer<'_>,
+    sk: &Socket,
+    before: &Counters,
+    expected: Grew,
+    echo: bool,
+) -> PeerResult<(Counters, usize)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut moved = 0;
+    let got = p.wait_for(p.deadline(), || {
+        if echo {
+            if let Some(n) = read_now(sk, &mut buf)? {
+                if n > 0 {
+                    write_all(p, sk, &buf[..n], p.deadline())?;
+                    moved += n;
+                }
+            }
+        }
+        let c = Counters::of(sk)?;
+        Ok(c.grown(before).contains(expected).then_some(c))
+    })?;
+    match got {
+        Some(c) => Ok((c, moved)),
+        None => {
+            let c = Counters::of(sk)?;
+            Err(failure!(
+                "the expected counters ({expected:?}) did not all grow within {:?}: {}",
+                p.timeout(),
+                c.assert_grew_exactly(before, expected)
+                    .err()
+                    .map_or_else(|| "they did".to_owned(), |e| e.to_string())
+            ))
+        }
+    }
+}
+
+fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
+    let lsk = sockets::listen(p, p.port(), 1)?;
+    sockets::add_key(p, &lsk, &key(p))?;
+    p.sync()?; // 1: key added => connect()
+    let sk = sockets::accept(p, &lsk, p.deadline(), || false)?
+        .ok_or_else(|| failure!("the server accepted no connection within {:?}", p.timeout()))?;
+    drop(lsk);
+    let served = serve(p, &sk, QUOTA, p.deadline())?;
+    if served != QUOTA {
+        return Err(failure!(
+            "{}: pre-migrate, the server served {served} of {QUOTA} bytes",
+            case.upstream
+        ));
+    }
+    // Until the client's old socket acknowledged our last echo (its delayed ACK), a segment
+    // of it may still arrive and move our counters after the snapshot below.
+    repair::wait_all_acked(p, &sk)?;
+    p.sync()?; // 2a: both sides quiet => the client freezes its socket
+    p.sync()?; // 2: the client restored its socket
+    let before = Counters::of(&sk)?;
+    let mut hello = vec![0u8; MESSAGE_LEN];
+    XorShift::seeded().fill(&mut hello);
+    write_all(p, &sk, &hello, p.deadline())?;
+    let line = if case.fault == Fault::None {
+        let served = serve(p, &sk, QUOTA, p.deadline())?;
+        if served != QUOTA {
+            return Err(failure!(
+                "{} (server): server served: {served} of {QUOTA} bytes",
+                case.upstream
+            ));
+        }
+        format!("{} (server): server alive", case.upstream)
+    } else {
+        let echo = case.fault == Fault::RecvSne;
+        let (_, moved) = wait_grew(p, &sk, &before, case.server, echo)?;
+        p.signal();
+        // The client decides when the connection is known broken on its side.
+        if p.wait_for(p.deadline(), || Ok((p.peer_signals() > 0).then_some(())))?
+            .is_none()
+        {
+            return Err(failure!(
+                "{}: the client did not see the broken connection in time",
+                case.upstream
+            ));
+        }
+        if echo {
+            if moved == 0 {
+                return Err(failure!(
+                    "{} (server): no data reached the server, though the client's segments verify",
+                    case.upstream
+                ));
+            }
+            format!(
+                "{} (server): the server received and echoed {moved} bytes, the client drops them",
+                case.upstream
+            )
+        } else {
+            let mut buf = [0u8; 1];
+            if read_now(&sk, &mut buf)? != Some(0) {
+                return Err(failure!(
+                    "{} (server): server served data on a broken connection",
+                    case.upstream
+                ));
+            }
+            format!("{} (server): server couldn't serve", case.upstream)
+        }
+    };
+    let after = Counters::of(&sk)?;
+    after
+        .assert_grew_exactly(&before, case.server)
+        .map_err(|e| failure!("{} (server): {e}", case.upstream))?;
+    let name = if case.server.contains(Grew::NS_BAD) {
+        "TCPAOBad"
+    } else {
+        "TCPAOGood"
+    };
+    p.diag(line);
+    p.diag(format!(
+        "{}(server): counter {name} increased {} => {}",
+        case.upstream,
+        before.netns.get(name),
+        after.netns.get(name)
+    ));
+    p.sync()?; // 3: both checked => close
+    Ok(())
+}
+
+fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
+    let k = key(p);
+    let sk = sockets::client_socket(p)?;
+    sockets::add_key(p, &sk, &k)?;
+    p.sync()?; // 1
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+    sockets::echo_verify(p, &sk, MESSAGES, MESSAGE_LEN, p.deadline())
+        .map_err(|e| failure!("pre-migrate verify failed: {e}"))?;
+    repair::wait_all_acked(p, &sk)?;
+    p.sync()?; // 2a: the server got our last ACK too
+    let mut img = repair::freeze(sk)?;
+    let ao = img
+        .ao
+        .as_mut()
+        .ok_or_else(|| failure!("the checkpoint has no TCP-AO state"))?;
+    let orig = *ao;
+    match case.fault {
+        Fault::None => {}
+        Fault::SendIsn => ao.snt_isn = ao.snt_isn.wrapping_add(1),
+        Fault::RecvIsn => ao.rcv_isn = ao.rcv_isn.wrapping_add(1),
+        Fault::SendSne => ao.snd_sne = ao.snd_sne.wrapping_add(1),
+        Fault::RecvSne => ao.rcv_sne = ao.rcv_sne.wrapping_add(1),
+    }
+    p.diag(format!("checkpoint {orig:?}, restored as {:?}", img.ao));
+    let sk = img.restore(p, &Restore::new(std::slice::from_ref(&k)))?;
+    let before = Counters::of(&sk)?;
+    p.sync()?; // 2: restored
+    let deadline = p.deadline();
+    let line = if case.fault == Fault::None {
+        let mut hello = vec![0u8; MESSAGE_LEN];
+        read_exact(p, &sk, &mut hello, deadline).map_err(|e| {
+            failure!(
+                "{} (client): the server's message did not arrive: {e}",
+                case.upstream
+            )
+        })?;
+        sockets::echo_verify(p, &sk, MESSAGES, MESSAGE_LEN, deadline).map_err(|e| {
+            failure!(
+                "{} (client): post-migrate connection is broken: {e}",
+                case.upstream
+            )
+        })?;
+        format!(
+            "{} (client): post-migrate connection is alive",
+            case.upstream
+        )
+    } else {
+        let mut msg = vec![0u8; MESSAGE_LEN];
+        XorShift::seeded().fill(&mut msg);
+        write_all(p, &sk, &msg, deadline)?;
+        wait_grew(p, &sk, &before, case.client, false)?;
+        if p.wait_for(deadline, || Ok((p.peer_signals() > 0).then_some(())))?
+            .is_none()
+        {
+            return Err(failure!(
+                "{}: the server did not see its expected counters move",
+                case.upstream
+            ));
+        }
+        // Whatever arrived: at most the server's own message (when the server's segments
+        // verify here), never the echo.
+        let mut buf = vec![0u8; 4 * MESSAGE_LEN];
+        let mut got = 0;
+        while let Some(n) = read_now(&sk, &mut buf[got..])? {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let allowed = if case.client.contains(Grew::SOCK_GOOD) {
+            MESSAGE_LEN
+        } else {
+            0
+        };
+        if got > allowed {
+            return Err(failure!(
+                "{} (client): post-migrate connection is working: {got} bytes came back",
+                case.upstream
+            ));
+        }
+        p.signal();
+        format!(
+            "{} (client): post-migrate connection is broken",
+            case.upstream
+        )
+    };
+    let after = Counters::of(&sk)?;
+    after
+        .assert_grew_exactly(&before, case.client)
+        .map_err(|e| failure!("{} (client): {e}", case.upstream))?;
+    let name = if case.client.contains(Grew::NS_BAD) {
+        "TCPAOBad"
+    } else {
+        "TCPAOGood"
+    };
+    p.diag(line);
+    p.diag(format!(
+        "{} (client): counter {name} increased {} => {}",
+        case.upstream,
+        before.netns.get(name),
+        after.netns.get(name)
+    ));
+    p.sync()?; // 3
+    Ok(())
+}
