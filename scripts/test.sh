@@ -3,7 +3,7 @@
 #
 # The one test command for a fresh machine (CI runs it through .ci/run):
 #   1. scripts/setup.sh (tools, virtme-ng venv, default TCP-AO kernel),
-#   2. cargo fmt --check, clippy -D warnings, cargo test --workspace on the host kernel
+#   2. cargo fmt --check, clippy -D warnings, cargo doc -D warnings, cargo test --workspace on the host kernel
 #      (pure tests run; kernel-facing ones skip with a reason when the host lacks TCP-AO),
 #   3. one boot of the default kernel (Debian sid, CONFIG_TCP_AO=y) running the tcpao-sys
 #      test binaries with TCPAO_REQUIRE_TCP_AO=1 and the whole selftest suite,
@@ -29,6 +29,9 @@ cargo fmt --all --check || failed_steps+=(fmt)
 
 step "cargo clippy"
 cargo clippy -q --workspace --all-targets -- -D warnings || failed_steps+=(clippy)
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc -q --workspace --no-deps || failed_steps+=(doc)
 
 step "cargo test --workspace (host kernel $(uname -r))"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log_dir/host.log"

@@ -16,7 +16,7 @@ use crate::failure;
 use crate::peers::{Peer, PeerResult, Side};
 use crate::sockets::{self, TestKey};
 
-/// Messages the echo of [`echo_case`] exchanges, and their size.
+/// Messages the echo exchanges in the extras programs (see [`echo_client`]).
 pub const MESSAGES: usize = 10;
 /// Size of each echo message.
 pub const MESSAGE_LEN: usize = 200;
