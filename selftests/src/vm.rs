@@ -931,6 +931,8 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         .unwrap_or(path);
         cmd.env("PATH", joined);
     }
+    // One vCPU under TCG: see `VmArgs::cpus` (multi-threaded TCG and static-key patching).
+    let cpus = args.cpus.unwrap_or(if kvm { 2 } else { 1 });
     cmd.arg("-r").arg(&kernel.image);
     cmd.args([
         "--user",
@@ -939,7 +941,7 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         "--memory",
         &args.memory,
         "--cpus",
-        &args.cpus.to_string(),
+        &cpus.to_string(),
     ]);
     if !kvm {
         cmd.arg("--disable-kvm");
@@ -963,7 +965,7 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         kernel.origin,
         kernel.release.as_deref().unwrap_or("release unknown"),
         if kvm { "KVM" } else { "TCG" },
-        args.cpus,
+        cpus,
         args.memory,
         args.timeout
     );
