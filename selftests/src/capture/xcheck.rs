@@ -12,7 +12,11 @@
 //! 2. When a receiving peer's `TCPAOBad` (or `TCPMD5Failure`) grew during the test, the reference
 //!    must also reject at least one segment sent to it, checked with the **receiver's** keys.
 //!    A kernel that counts bad MACs on segments the reference accepts is wrong (or the
-//!    reference is).
+//!    reference is). One kernel path is modelled here: a segment that reaches a peer after
+//!    that peer reset the connection (its socket is gone) may meet the peer's TCP-AO
+//!    *listener*, which takes an ACK without SYN for a possible syncookie ACK and verifies it
+//!    with ISNs guessed as SEQ − 1 and ACK − 1 (`tcp_inbound_ao_hash()`, `TCP_LISTEN`). The
+//!    reference checks such late segments the same way, and a rejection there counts too.
 //!
 //! Traffic keys need the ISNs: they are learnt from each flow's SYN and SYN-ACK (the whole
 //! capture is read first), or registered with [`super::Capture::register_restored`] for
@@ -169,6 +173,33 @@ struct FlowCheck {
     /// Per side, the validator from before its last restored view, kept until a segment the
     /// side sent verifies with the view (a late-read segment of the old socket may follow).
     previous: [Option<FlowValidator>; 2],
+}
+
+/// Checks a segment that reached `receiver` after it reset the flow the way the receiver's
+/// TCP-AO listener would: an ACK without SYN is a possible syncookie ACK, verified with the
+/// ISNs guessed from it (sender's ISN = SEQ − 1, receiver's = ACK − 1). `true` when the
+/// receiver's keys reject it that way. Kernel: `tcp_inbound_ao_hash()`, `TCP_LISTEN` branch.
+fn rejected_as_syncookie_ack(
+    flow: &FlowKey,
+    receiver: Side,
+    seg: &SegmentRef<'_>,
+    keys: &[RegisteredKey],
+) -> bool {
+    let t = seg.tcp_packet();
+    if !t.ack() || t.syn() || t.rst() {
+        return false;
+    }
+    let r = side_index(receiver);
+    let mut isn = [None, None];
+    isn[r] = Some(t.ack_number().wrapping_sub(1));
+    isn[1 - r] = Some(t.seq_number().wrapping_sub(1));
+    match build_side(flow, receiver, isn, None, keys) {
+        Ok((_, Some(mut v))) => matches!(
+            v.validate(Direction::RemoteToLocal, seg),
+            Verdict::Bad { .. }
+        ),
+        _ => false,
+    }
 }
 
 fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
@@ -448,7 +479,18 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
     let mut checks: HashMap<FlowKey, FlowCheck> = HashMap::new();
     let mut rejected_for = [0usize; 2];
     let mut md5_rejected_for = [0usize; 2];
+    // Per flow, which sides ([server, client]) reset it: their socket is gone.
+    let mut reset: HashMap<FlowKey, [bool; 2]> = HashMap::new();
+    // Per receiving side, segments sent after it reset the flow that its listener rejects.
+    let mut late_rejected_for = [0usize; 2];
     for (index, d) in decoded.iter().enumerate() {
+        {
+            let t = d.seg.tcp_packet();
+            if !d.crafted && (t.rst() || t.syn()) {
+                // A RST ends the sender's socket; a SYN (new connection) starts a new one.
+                reset.entry(flow_of(d.from, &d.seg)).or_default()[side_index(d.from)] = t.rst();
+            }
+        }
         let auth = match d.seg.tcp_packet().auth_options() {
             Ok(a) => a,
             Err(e) => {
@@ -570,6 +612,10 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                     if !old_ok {
                         rejected_for[ri] += 1;
                     }
+                } else if reset.get(&key).is_some_and(|r| r[ri])
+                    && rejected_as_syncookie_ack(&key, d.from.other(), &d.seg, keys)
+                {
+                    late_rejected_for[ri] += 1;
                 }
             }
         } else {
@@ -621,11 +667,21 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         let Some((before, after)) = &mibs[side_index(side)] else {
             continue;
         };
-        for (counter, rejected) in [
-            ("TCPAOBad", rejected_for[side_index(side)]),
-            ("TCPMD5Failure", md5_rejected_for[side_index(side)]),
+        let i = side_index(side);
+        for (counter, rejected, late) in [
+            ("TCPAOBad", rejected_for[i], late_rejected_for[i]),
+            ("TCPMD5Failure", md5_rejected_for[i], 0),
         ] {
             let grew = after.get(counter).saturating_sub(before.get(counter));
+            if late > 0 {
+                r.notes.push(format!(
+                    "xcheck: {}: {late} segments arrived after it reset the connection; checked as \
+                     its listener checks a possible syncookie ACK (ISNs SEQ-1/ACK-1), tcpao-refimpl \
+                     rejects them",
+                    side.name()
+                ));
+            }
+            let rejected = rejected + late;
             if grew > 0 && rejected == 0 && r.verified > 0 {
                 r.fail(format!(
                     "the {} kernel counted {grew} bad segments ({counter}), but tcpao-refimpl found every \
@@ -870,5 +926,79 @@ mod tests {
             r.failure
                 .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
         );
+    }
+    fn mib_with_bad(bad: u64) -> NetnsMib {
+        let netstat = format!("TcpExt: TCPAOBad TCPMD5Failure\nTcpExt: {bad} 0\n");
+        NetnsMib::parse(&netstat, "", "").unwrap()
+    }
+
+    /// A late ACK reaching the server after it reset the connection meets its listener, which
+    /// checks it as a syncookie ACK (ISNs SEQ-1/ACK-1) and counts TCPAOBad (rule 2).
+    #[test]
+    fn a_late_ack_after_a_reset_explains_tcpaobad() {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let isn = (1000, 5000);
+        let mut frames = handshake(1, isn);
+        let mut s = signer(srv, cli, (isn.1, isn.0));
+        s.set_sne_state(5001, 0);
+        let mut c = signer(cli, srv, isn);
+        c.set_sne_state(1101, 0);
+        let rst = rst_frame(&mut s);
+        // The client had sent 100 bytes: its SEQ - 1 is not its ISN.
+        let late = frame(
+            Side::Client,
+            3,
+            &mut c,
+            (40000, 7010, 1101, 5001, TcpFlags::ACK),
+        );
+        let mibs = [Some((mib_with_bad(0), mib_with_bad(1))), None];
+        // The ACK before the reset: the established socket accepts it, so the TCPAOBad is
+        // unexplained.
+        let mut before = frames.clone();
+        before.extend([late.clone(), rst.clone()]);
+        let r = analyze(Family::Ipv4, &before, &keys(), &[], &mibs);
+        assert!(
+            r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
+            "{r:?}"
+        );
+        // After the reset it is explained, and said so.
+        frames.extend([rst, late]);
+        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &mibs);
+        assert_eq!(r.failure, None, "{r:?}");
+        assert_eq!((r.verified, r.rejected), (5, 0));
+        assert!(
+            r.notes.iter().any(|n| n.contains("syncookie")),
+            "{:?}",
+            r.notes
+        );
+        // Without a counted bad segment nothing fails either.
+        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        assert_eq!(r.failure, None, "{r:?}");
+        // The first ACK after the handshake: SEQ - 1 and ACK - 1 are the true ISNs, so the
+        // listener accepts its MAC and cannot have counted it.
+        let mut first = handshake(1, isn);
+        let mut c = signer(cli, srv, isn);
+        c.set_sne_state(1001, 0);
+        first.push(rst_frame(&mut s));
+        first.push(frame(
+            Side::Client,
+            3,
+            &mut c,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
+        let r = analyze(Family::Ipv4, &first, &keys(), &[], &mibs);
+        assert!(
+            r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
+            "{r:?}"
+        );
+    }
+
+    fn rst_frame(s: &mut ConnectionSigner) -> Frame {
+        frame(
+            Side::Server,
+            2,
+            s,
+            (7010, 40000, 5001, 1001, TcpFlags::RST | TcpFlags::ACK),
+        )
     }
 }

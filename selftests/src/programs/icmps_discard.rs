@@ -147,6 +147,9 @@ fn server(p: &Peer<'_>, accept: bool) -> PeerResult {
     p.sync()?;
     let sk = sockets::accept(p, &lsk, p.deadline(), || false)?
         .ok_or_else(|| failure!("the server accepted no connection within {:?}", p.timeout()))?;
+    // No listener once the connection is up: a client segment that arrives after the server
+    // closed would meet it and be counted in TCPAOBad as a failed syncookie ACK.
+    drop(lsk);
     // The accepted socket inherits accept_icmps from the listener.
     let inherited = sk
         .ao_accept_icmps()
