@@ -8,6 +8,14 @@
 #   flows100k  the same mix over 100,000 connections open at once (the memory bound)
 #   real       a bulk transfer over one TCP-AO connection (HMAC-SHA-1), captured from the
 #              Linux 7.2 TCP-AO kernel in the VM (selftest corpus-bulk/ipv4/transfer)
+#   jumbo      the same with a 65,535-byte MTU: segments as large as on lo
+#              (corpus-bulk/ipv4/jumbo)
+#   bgp        a BGP session on port 179 announcing a full IPv4 table of 2^20 /24s over
+#              TCP-AO (corpus-bulk/ipv4/bgp-full-table): tshark dissects every BGP message
+#
+# tcpao-verify runs single-threaded (-j 1) for segments/s and the CPU ratios, and with one
+# thread per core (-j NPROC, the default) for the wall-time ratio; connections are spread
+# over threads, so a capture of one connection gains nothing from more threads.
 #
 # Inputs are made once and kept in ${XDG_CACHE_HOME:-~/.cache}/tcpao/bench (not in git).
 # Making the real one boots the VM (root, ~5 min under TCG). Every number in the table comes
@@ -39,16 +47,20 @@ if [ ! -s "$cache/flows100k.pcap" ]; then
     $B gen "$cache/flows100k.pcap.tmp" "$cache/flows100k.keys.toml" 1000000 100000 >&2
     mv "$cache/flows100k.pcap.tmp" "$cache/flows100k.pcap"
 fi
-if [ ! -s "$cache/real.pcap" ]; then
-    echo "# making $cache/real.pcap in the TCP-AO VM" >&2
+if [ ! -s "$cache/real.pcap" ] || [ ! -s "$cache/jumbo.pcap" ] || [ ! -s "$cache/bgp.pcap" ]; then
+    echo "# making $cache/{real,jumbo,bgp}.pcap in the TCP-AO VM" >&2
     cargo build --release -q -p tcpao-selftests
     rm -rf "$cache/real.tmp"
     target/release/tcpao-selftests vm -- --save-pcaps "$cache/real.tmp" corpus-bulk/ >&2
-    mv "$cache/real.tmp/corpus-bulk_ipv4_transfer.keys.toml" "$cache/real.keys.toml"
-    mv "$cache/real.tmp/corpus-bulk_ipv4_transfer.expect.toml" "$cache/real.expect.toml"
-    mv "$cache/real.tmp/corpus-bulk_ipv4_transfer.pcap" "$cache/real.pcap"
+    for pair in real:transfer jumbo:jumbo bgp:bgp-full-table; do
+        name=${pair%%:*}; case=${pair#*:}
+        for ext in keys.toml expect.toml pcap; do
+            mv "$cache/real.tmp/corpus-bulk_ipv4_$case.$ext" "$cache/$name.$ext"
+        done
+    done
     rm -rf "$cache/real.tmp"
 fi
+threads=$(nproc)
 
 # timed CMD...: run RUNS times; sets T (best wall s), CPU (best user+sys s), RSS (max KiB)
 timed() {
@@ -86,11 +98,11 @@ cpu() {
     fi
 }
 
-printf '%-10s %7s %8s %9s %8s %8s %8s %7s %9s %8s %8s %12s\n' capture MB segments "seg/s" wall_s cpu_s bare_cpu "x bare" tshark_s "x tshark" "x wall" "RSS MiB"
-for name in synthetic flows100k real; do
+printf '%-10s %7s %8s %9s %8s %8s %8s %7s %9s %8s %8s %8s %12s\n' capture MB segments "seg/s" wall_s wallN_s cpu_s bare_cpu "x bare" tshark_s "x tshark" "x wallN" "RSS MiB"
+for name in synthetic flows100k real jumbo bgp; do
     f="$cache/$name.pcap"; k="$cache/$name.keys.toml"
     mb=$(awk "BEGIN { printf \"%.1f\", $(stat -c %s "$f") / 1048576 }")
-    timed "$V" --keys "$k" --quiet "$f"
+    timed "$V" -j 1 --keys "$k" --quiet "$f"
     vt=$T; vrss=$RSS
     # summary: N frames, M TCP segments in F flows; good G, bad B, ...
     segs=$(sed -n 's/^summary: [0-9]* frames, \([0-9]*\) TCP segments.*/\1/p' "$cache/out.txt")
@@ -100,16 +112,19 @@ for name in synthetic flows100k real; do
         echo "bench-verify: $name: only $good of $segs segments verified ($result)" >&2
         exit 1
     fi
-    vcpu=$(cpu "$V" --keys "$k" --quiet "$f")
+    vcpu=$(cpu "$V" -j 1 --keys "$k" --quiet "$f")
+    timed "$V" -j "$threads" --keys "$k" --quiet "$f"
+    vtn=$T; [ "$RSS" -gt "$vrss" ] && vrss=$RSS
     bare_cpu=$($B bare "$f" "$k" | awk '{ print $6 }')
     timed tshark -r "$f"
     tt=$T; tcpu=$CPU; trss=$RSS
-    awk -v n="$name" -v mb="$mb" -v s="$segs" -v vt="$vt" -v vc="$vcpu" -v b="$bare_cpu" -v tt="$tt" -v tc="$tcpu" -v vr="$vrss" -v tr="$trss" 'BEGIN {
-        printf "%-10s %7s %8d %9.0f %8.3f %8.3f %8.3f %7.2f %9.2f %8.1f %8.1f %5.1f/%-6.0f\n",
-            n, mb, s, s / vc, vt, vc, b, vc / b, tc, tc / vc, tt / vt, vr / 1024, tr / 1024 }'
+    awk -v n="$name" -v mb="$mb" -v s="$segs" -v vt="$vt" -v vtn="$vtn" -v vc="$vcpu" -v b="$bare_cpu" -v tt="$tt" -v tc="$tcpu" -v vr="$vrss" -v tr="$trss" 'BEGIN {
+        printf "%-10s %7s %8d %9.0f %8.3f %8.3f %8.3f %8.3f %7.2f %9.2f %8.1f %8.1f %5.1f/%-6.0f\n",
+            n, mb, s, s / vc, vt, vtn, vc, b, vc / b, tc, tc / vc, tt / vtn, vr / 1024, tr / 1024 }'
 done
-echo "# seg/s: TCP segments per CPU second of tcpao-verify (one thread, every MAC checked). cpu_s: its user+sys time"
-echo "# (perf task-clock), wall_s: its wall time. bare_cpu: CPU time of the bare RustCrypto MAC over the same bytes."
-echo "# x bare = cpu_s / bare_cpu. tshark_s: user+sys of tshark -r; x tshark = tshark CPU / tcpao-verify CPU;"
-echo "# x wall = the same ratio in wall time. RSS MiB: peak resident memory, tcpao-verify/tshark (/usr/bin/time -v)."
+echo "# seg/s: TCP segments per CPU second of tcpao-verify -j 1 (one thread, every MAC checked). cpu_s: its user+sys"
+echo "# time (perf task-clock); wall_s: its wall time; wallN_s: wall time of tcpao-verify -j $threads. bare_cpu: CPU time"
+echo "# of the bare RustCrypto MAC over the same bytes. x bare = cpu_s / bare_cpu. tshark_s: user+sys of tshark -r;"
+echo "# x tshark = tshark CPU / tcpao-verify -j 1 CPU; x wallN = tshark wall / tcpao-verify -j $threads wall."
+echo "# RSS MiB: peak resident memory, tcpao-verify (either run) / tshark (/usr/bin/time -v)."
 echo "# Best of $runs runs each; CPU times rather than wall times for the ratios, as the machine may be shared."

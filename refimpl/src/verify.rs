@@ -19,6 +19,7 @@
 
 pub mod explain;
 pub mod keys;
+pub mod parallel;
 pub mod report;
 
 use std::collections::HashMap;
@@ -492,6 +493,9 @@ pub struct Checker<'k> {
     frames: u64,
     tcp_segments: u64,
     next_flow_id: u64,
+    /// Set by [`parallel`]: flow ids are `(capture index << 40) | first frame number`, which
+    /// orders flows by first appearance across workers (renumbered after the merge).
+    sharded_ids: Option<u64>,
     omitted_flows: u64,
     tick: u64,
     capture_name: String,
@@ -596,6 +600,7 @@ impl<'k> Checker<'k> {
             frames: 0,
             tcp_segments: 0,
             next_flow_id: 1,
+            sharded_ids: None,
             omitted_flows: 0,
             tick: 0,
             capture_name: String::new(),
@@ -623,11 +628,7 @@ impl<'k> Checker<'k> {
         reader: &mut CaptureReader,
         mut progress: impl FnMut(u64),
     ) -> Result<(), CaptureError> {
-        self.capture_name = name.to_string();
-        self.captures.push(name.to_string());
-        // Flows do not span captures: retire the previous capture's flows.
-        self.retire_all();
-        self.cold.clear();
+        self.begin_capture(name);
         let mut n = 0u32;
         let res = reader.for_each_frame(|f| {
             self.process(f);
@@ -645,6 +646,18 @@ impl<'k> Checker<'k> {
                 self.errors.push(format!("{name}: {e}"));
                 Err(e)
             }
+        }
+    }
+
+    /// Start the next capture: flows do not span captures, so the previous capture's flows
+    /// are retired.
+    fn begin_capture(&mut self, name: &str) {
+        self.capture_name = name.to_string();
+        self.captures.push(name.to_string());
+        self.retire_all();
+        self.cold.clear();
+        if let Some(i) = self.sharded_ids.as_mut() {
+            *i += 1;
         }
     }
 
@@ -726,7 +739,14 @@ impl<'k> Checker<'k> {
         let flow = match self.flows.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let mut st = new_flow(&mut self.next_flow_id, &self.capture_name, keys, frame, s);
+                let id = match self.sharded_ids {
+                    Some(capture) => (capture << 40) | frame.number,
+                    None => {
+                        self.next_flow_id += 1;
+                        self.next_flow_id - 1
+                    }
+                };
+                let mut st = new_flow(id, &self.capture_name, keys, frame, s);
                 if let Some(c) = self.cold.remove(&key) {
                     // Resume an evicted connection: the report continues as a new flow.
                     st.client = c.client.map(usize::from);
@@ -1034,14 +1054,12 @@ impl<'k> Checker<'k> {
 }
 
 fn new_flow(
-    next_flow_id: &mut u64,
+    id: u64,
     capture_name: &str,
     keys: &KeysFile,
     frame: &Frame<'_>,
     s: &SegInfo<'_>,
 ) -> FlowState {
-    let id = *next_flow_id;
-    *next_flow_id += 1;
     let mut st = FlowState {
         report: FlowReport {
             id,

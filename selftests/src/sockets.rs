@@ -185,7 +185,16 @@ pub fn connect_ok(peer: &Peer<'_>, sk: &Socket, addr: IpAddr, port: u16) -> Peer
     }
 }
 
-fn write_all(peer: &Peer<'_>, mut sk: &Socket, mut buf: &[u8], deadline: Instant) -> PeerResult {
+/// Write all of `buf`, waiting for room until `deadline`.
+///
+/// # Errors
+/// A failure when the socket errs or stays full until `deadline`.
+pub fn write_all(
+    peer: &Peer<'_>,
+    mut sk: &Socket,
+    mut buf: &[u8],
+    deadline: Instant,
+) -> PeerResult {
     while !buf.is_empty() {
         match sk.write(buf) {
             Ok(0) => return Err(failure!("write() returned 0")),

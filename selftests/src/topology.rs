@@ -244,6 +244,18 @@ impl Netlink {
         )
     }
 
+    /// `ip link set dev INDEX mtu MTU`.
+    ///
+    /// # Errors
+    /// When the kernel rejects the request.
+    pub fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.run(
+            || format!("ip link set {index} mtu {mtu}"),
+            self.handle.link().set(msg).execute(),
+        )
+    }
+
     /// `ip link set dev INDEX master CONTROLLER` (e.g. enslave the veth to the VRF).
     ///
     /// # Errors

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tcpao_refimpl::verify::keys::KeysFile;
-use tcpao_refimpl::verify::{Options, check_files, report};
+use tcpao_refimpl::verify::parallel::check_files_threads;
+use tcpao_refimpl::verify::{Options, report};
 
 /// Verify TCP-AO (RFC 5925) and TCP-MD5 (RFC 2385) signatures in pcap/pcapng captures.
 #[derive(Debug, Parser)]
@@ -34,6 +35,10 @@ struct Cli {
     /// Print only the summary (text mode).
     #[arg(long, short)]
     quiet: bool,
+    /// Worker threads; connections are spread over them (one connection stays on one
+    /// thread). Default: the number of CPUs.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Capture files (pcap or pcapng).
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
@@ -94,7 +99,11 @@ fn main() -> ExitCode {
         enabled: io::stderr().is_terminal(),
         last: Instant::now(),
     };
-    let rep = check_files(&keys, opts, &cli.captures, |n, d, t| {
+    let threads = cli.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let rep = check_files_threads(&keys, opts, &cli.captures, threads, |n, d, t| {
         progress.update(n, d, t)
     });
     let mut out = io::stdout().lock();

@@ -91,8 +91,9 @@ pub enum Hypothesis {
 pub(crate) struct ExplainState {
     /// Failing segments examined, per side.
     tried: [u32; 2],
-    /// Hypothesis hits, per side.
-    hits: [HashMap<Hypothesis, u32>; 2],
+    /// Hypothesis hits, per side, with the order each was first found in (the tie-break:
+    /// a `HashMap`'s order is random).
+    hits: [HashMap<Hypothesis, (u32, usize)>; 2],
     /// Unsigned segments per side (counted whether or not `--explain` is on).
     pub(crate) unsigned: [u64; 2],
 }
@@ -219,7 +220,7 @@ impl ExplainState {
             }
         }
         for h in found {
-            *self.hits[si].entry(h).or_insert(0) += 1;
+            self.hit(si, h);
         }
     }
 
@@ -236,22 +237,28 @@ impl ExplainState {
             .map_or(0, |e| e.index);
         for o in keys.mkts.iter().filter(|o| o.index != sel) {
             if crate::md5::verify_md5(&s.seg, o.secret.as_bytes()).unwrap_or(false) {
-                *self.hits[si]
-                    .entry(Hypothesis::OtherSecret {
+                self.hit(
+                    si,
+                    Hypothesis::OtherSecret {
                         mkt: sel,
                         secret_of: o.index,
-                    })
-                    .or_insert(0) += 1;
+                    },
+                );
             }
         }
     }
 
+    fn hit(&mut self, si: usize, h: Hypothesis) {
+        let next = self.hits[si].len();
+        self.hits[si].entry(h).or_insert((0, next)).0 += 1;
+    }
+
     /// Best hypothesis for side `si`: (hypothesis, hits, tried).
     fn best(&self, si: usize) -> Option<(Hypothesis, u32, u32)> {
-        let mut v: Vec<(&Hypothesis, &u32)> = self.hits[si].iter().collect();
-        // Deterministic: most hits, then a fixed preference order.
-        v.sort_by_key(|(h, n)| (std::cmp::Reverse(**n), rank(h)));
-        v.first().map(|(h, n)| (**h, **n, self.tried[si]))
+        let mut v: Vec<(&Hypothesis, &(u32, usize))> = self.hits[si].iter().collect();
+        // Deterministic: most hits, then a fixed preference order, then the first found.
+        v.sort_by_key(|(h, (n, first))| (std::cmp::Reverse(*n), rank(h), *first));
+        v.first().map(|(h, (n, _))| (**h, *n, self.tried[si]))
     }
 
     /// The sentences for a finished flow (`ci` is the client's side index).

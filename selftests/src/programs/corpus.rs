@@ -23,6 +23,8 @@
 //! received), the active closer until it read EOF (it sent that last ACK), then both meet at
 //! a barrier and read their counters.
 
+mod bgp;
+
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -39,11 +41,11 @@ use tcpao_sys::{Algorithm, AoRepair, TcpAoExt};
 use crate::capture::{CaptureConfig, RestoredFlow};
 use crate::counters::NetnsMib;
 use crate::failure;
-use crate::peers::{OrFail, PairConfig, Peer, PeerResult, Side, run_pair};
+use crate::peers::{Failure, OrFail, PairConfig, Peer, PeerResult, Side, run_pair};
 use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 use crate::sockets::{self, Connect, TestKey};
-use crate::topology::{Family, VETH_NAME};
+use crate::topology::{Family, Netlink, VETH_NAME};
 
 /// The netns counters an expectation is built from.
 pub const COUNTERS: [&str; 7] = [
@@ -85,8 +87,11 @@ enum Kind {
     MidConnection,
     /// The client excludes TCP options, the server includes them: every SYN is rejected.
     Misconfigured,
-    /// A bulk transfer for the benchmark (hidden program `corpus-bulk`).
-    Bulk,
+    /// A bulk transfer for the benchmark (hidden program `corpus-bulk`); with an MTU, both
+    /// veth ends get it first (65,535: segments as large as on `lo`).
+    Bulk(Option<u32>),
+    /// A BGP session on port 179 announcing a full IPv4 table (hidden, benchmark input).
+    BgpTable,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +202,27 @@ pub fn tests() -> Vec<Test> {
         Case {
             name: "transfer",
             what: "bulk transfer over one HMAC-SHA-1 connection (benchmark input)",
-            kind: Kind::Bulk,
+            kind: Kind::Bulk(None),
+        },
+        Family::Ipv4,
+        true,
+    ));
+    v.push(make_test(
+        "corpus-bulk",
+        Case {
+            name: "bgp-full-table",
+            what: "a BGP session on port 179 announcing a full IPv4 table of /24s (benchmark input)",
+            kind: Kind::BgpTable,
+        },
+        Family::Ipv4,
+        true,
+    ));
+    v.push(make_test(
+        "corpus-bulk",
+        Case {
+            name: "jumbo",
+            what: "the same with a 65,535-byte MTU: segments as large as on lo (benchmark input)",
+            kind: Kind::Bulk(Some(JUMBO_MTU)),
         },
         Family::Ipv4,
         true,
@@ -216,7 +241,7 @@ fn make_test(program: &str, case: Case, family: Family, hidden: bool) -> Test {
         req.push(Feature::Ipv6);
     }
     let timeout = match case.kind {
-        Kind::Bulk => Duration::from_secs(600),
+        Kind::Bulk(_) | Kind::BgpTable => Duration::from_secs(600),
         Kind::SneWrap | Kind::Misconfigured => Duration::from_secs(90),
         _ => Duration::from_secs(60),
     };
@@ -399,7 +424,25 @@ fn server(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             serve_and_close(p, &sk)?;
             settle(p, rec, &base, &base)
         }
-        Kind::Bulk => {
+        Kind::BgpTable => {
+            let lsk = sockets::listen(p, BGP_PORT, 1)?;
+            sockets::add_key(p, &lsk, &key_of(p, &SHA1_SPEC, 100, 101))?;
+            p.sync()?;
+            let sk = sockets::accept(p, &lsk, p.deadline(), || false)?.ok_or_else(|| {
+                failure!("the server accepted no connection within {:?}", p.timeout())
+            })?;
+            drop(lsk);
+            let open = bgp::open_and_keepalive(BGP_SERVER_AS, server_id(p.family()));
+            sockets::write_all(p, &sk, &open, p.deadline())?;
+            let got = discard_until_eof(p, &sk, p.test_deadline())?;
+            p.diag(format!("received {got} bytes of BGP messages"));
+            sk.shutdown(std::net::Shutdown::Write)
+                .or_fail("shutdown(SHUT_WR) failed")?;
+            wait_closed(p, &sk)?;
+            settle(p, rec, &base, &base)
+        }
+        Kind::Bulk(mtu) => {
+            set_mtu(p, mtu)?;
             let (_lsk, sk) = accept_one(p, |p, lsk| {
                 sockets::add_key(p, lsk, &key_of(p, &SHA1_SPEC, 100, 101))
             })?;
@@ -510,7 +553,31 @@ fn client(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             echo_and_close(p, &sk, 10, 300)?;
             settle(p, rec, &base, &base)
         }
-        Kind::Bulk => {
+        Kind::BgpTable => {
+            let sk = sockets::client_socket(p)?;
+            sockets::add_key(p, &sk, &key_of(p, &SHA1_SPEC, 101, 100))?;
+            p.sync()?;
+            sockets::connect_ok(p, &sk, p.remote_addr(), BGP_PORT)?;
+            let mut stream = bgp::open_and_keepalive(BGP_CLIENT_AS, [10, 0, 1, 1]);
+            stream.extend(bgp::full_table(
+                BGP_CLIENT_AS,
+                [10, 0, 1, 1],
+                bgp_prefixes(),
+            ));
+            sockets::write_all(p, &sk, &stream, p.test_deadline())?;
+            p.diag(format!(
+                "sent {} bytes of BGP messages ({} prefixes)",
+                stream.len(),
+                bgp_prefixes()
+            ));
+            sk.shutdown(std::net::Shutdown::Write)
+                .or_fail("shutdown(SHUT_WR) failed")?;
+            let got = discard_until_eof(p, &sk, p.deadline())?;
+            p.diag(format!("received {got} bytes of BGP messages"));
+            settle(p, rec, &base, &base)
+        }
+        Kind::Bulk(mtu) => {
+            set_mtu(p, mtu)?;
             let sk = connect_with(p, &[key_of(p, &SHA1_SPEC, 101, 100)])?;
             let total = bulk_bytes();
             send_bulk(p, &sk, total)?;
@@ -761,6 +828,34 @@ fn serve_until_error(p: &Peer<'_>, mut sk: &Socket) -> PeerResult<Option<io::Err
             Err(e) => return Ok(Some(e.kind())),
         }
     }
+}
+
+const BGP_PORT: u16 = 179;
+const BGP_CLIENT_AS: u32 = 65_001;
+const BGP_SERVER_AS: u32 = 4_200_000_002;
+
+fn server_id(_: Family) -> [u8; 4] {
+    [10, 0, 254, 1]
+}
+
+/// Prefixes of the full table: `TCPAO_BGP_PREFIXES`, default 1,048,576 (about the size of
+/// the IPv4 Internet table).
+fn bgp_prefixes() -> u32 {
+    std::env::var("TCPAO_BGP_PREFIXES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+/// The largest veth MTU (`ETH_MAX_MTU`); `lo` has 65,536.
+const JUMBO_MTU: u32 = 65_535;
+
+/// Give this side's veth `mtu` (before the handshake, so that the MSS follows).
+fn set_mtu(p: &Peer<'_>, mtu: Option<u32>) -> PeerResult {
+    let Some(mtu) = mtu else { return Ok(()) };
+    let nl = Netlink::open().map_err(|e| Failure::Setup(e.to_string()))?;
+    nl.set_mtu(p.link().veth_index, mtu)
+        .map_err(|e| Failure::Setup(e.to_string()))
 }
 
 /// Bytes of the bulk transfer: `TCPAO_BULK_BYTES`, default 48 MiB.
