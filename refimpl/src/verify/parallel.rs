@@ -2,9 +2,11 @@
 //! Verification on several cores: the capture is read on the calling thread and its frames
 //! are sharded by TCP connection (the unordered 4-tuple) over worker threads, each running
 //! its own [`Checker`] on whole flows in capture order. The merged [`Report`] is the one
-//! [`super::check_files`] makes (flows in order of first appearance, numbered from 1), except
-//! that with more flows than [`Options::max_flow_reports`] the flows left out of the listing
-//! may differ.
+//! [`super::check_files`] makes (flows in order of first appearance, numbered from 1, every
+//! verdict and count the same), except when the live-flow table overflows: each worker has
+//! its share of [`Options::max_flows`], so connections may be evicted and resumed (listed as
+//! new flows) at other points, and with more flows than [`Options::max_flow_reports`] the
+//! flows left out of the listing may differ.
 //!
 //! One flow is checked on one thread (its SNE, ISNs and key state are sequential), so a
 //! capture holding a single connection gains nothing; captures of many sessions (route
@@ -17,10 +19,13 @@ use crate::capture::{CaptureReader, Frame, LinkType, SkipCounts, Timestamp};
 use super::keys::KeysFile;
 use super::{Checker, Options, Report};
 
-/// Frames per batch handed to a worker.
+/// A batch handed to a worker holds at most this many frames ...
 const BATCH_FRAMES: usize = 512;
-/// Batches in flight per worker (bounds memory: about `BATCHES * BATCH_FRAMES` frames).
-const BATCHES: usize = 4;
+/// ... or about this many bytes (one frame more at most).
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches queued per worker. Memory in flight is bounded by about
+/// `threads * (BATCHES + 2) * BATCH_BYTES` (8 MiB with 2 threads), whatever the capture.
+const BATCHES: usize = 2;
 
 /// One frame of a batch: everything of [`Frame`] but the bytes, which live in the batch.
 struct Meta {
@@ -176,7 +181,8 @@ pub fn check_files_threads<P: AsRef<std::path::Path>>(
             let res = reader.for_each_frame(|f| {
                 let w = shard(f.ip, threads);
                 batches[w].push(f);
-                if batches[w].frames.len() >= BATCH_FRAMES {
+                if batches[w].frames.len() >= BATCH_FRAMES || batches[w].bytes.len() >= BATCH_BYTES
+                {
                     let _ = txs[w].send(Msg::Frames(std::mem::take(&mut batches[w])));
                 }
                 n = n.wrapping_add(1);
