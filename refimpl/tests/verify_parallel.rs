@@ -86,22 +86,11 @@ fn many_interleaved_connections_give_the_same_report() {
     // 40 connections (IPv4 and IPv6), each with its own verdicts: good, a wrong secret on
     // one side (bad), an unknown KeyID (key not found), an unsigned side, and some cut
     // before the handshake ends. Their segments are interleaved round robin.
-    let keys_text = r#"
-[[mkt]]
-algorithm = "hmac-sha1"
-secret = "secret"
-send_id = 1
-recv_id = 2
-local = "10.0.0.1"
-
-[[mkt]]
-algorithm = "hmac-sha1"
-secret = "secret"
-send_id = 1
-recv_id = 2
-local = "fd00::1"
-"#;
-    let keys = KeysFile::parse(keys_text).unwrap();
+    let keys_text = format!(
+        "{KEYS_STD}\n[[mkt]]\nalgorithm = \"hmac-sha1\"\nsecret = \"secret\"\n\
+         send_id = 1\nrecv_id = 2\nlocal = \"fd00::1\"\n"
+    );
+    let keys = KeysFile::parse(&keys_text).unwrap();
     let mut sessions = Vec::new();
     for i in 0..40u16 {
         let (c, s) = if i % 3 == 0 {

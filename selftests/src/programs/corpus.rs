@@ -425,20 +425,13 @@ fn server(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             settle(p, rec, &base, &base)
         }
         Kind::BgpTable => {
-            let lsk = sockets::listen(p, BGP_PORT, 1)?;
-            sockets::add_key(p, &lsk, &key_of(p, &SHA1_SPEC, 100, 101))?;
-            p.sync()?;
-            let sk = sockets::accept(p, &lsk, p.deadline(), || false)?.ok_or_else(|| {
-                failure!("the server accepted no connection within {:?}", p.timeout())
+            let (lsk, sk) = accept_on(p, BGP_PORT, |p, lsk| {
+                sockets::add_key(p, lsk, &key_of(p, &SHA1_SPEC, 100, 101))
             })?;
             drop(lsk);
             let open = bgp::open_and_keepalive(BGP_SERVER_AS, server_id(p.family()));
             sockets::write_all(p, &sk, &open, p.deadline())?;
-            let got = discard_until_eof(p, &sk, p.test_deadline())?;
-            p.diag(format!("received {got} bytes of BGP messages"));
-            sk.shutdown(std::net::Shutdown::Write)
-                .or_fail("shutdown(SHUT_WR) failed")?;
-            wait_closed(p, &sk)?;
+            receive_and_close(p, &sk, "bytes of BGP messages")?;
             settle(p, rec, &base, &base)
         }
         Kind::Bulk(mtu) => {
@@ -446,11 +439,7 @@ fn server(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             let (_lsk, sk) = accept_one(p, |p, lsk| {
                 sockets::add_key(p, lsk, &key_of(p, &SHA1_SPEC, 100, 101))
             })?;
-            let got = discard_until_eof(p, &sk, p.test_deadline())?;
-            p.diag(format!("received {got} bytes"));
-            sk.shutdown(std::net::Shutdown::Write)
-                .or_fail("shutdown(SHUT_WR) failed")?;
-            wait_closed(p, &sk)?;
+            receive_and_close(p, &sk, "bytes")?;
             settle(p, rec, &base, &base)
         }
         Kind::Rotation => {
@@ -726,7 +715,25 @@ fn accept_one(
     p: &Peer<'_>,
     configure: impl FnOnce(&Peer<'_>, &Socket) -> PeerResult,
 ) -> PeerResult<(Socket, Socket)> {
-    let lsk = sockets::listen(p, p.port(), 1)?;
+    accept_on(p, p.port(), configure)
+}
+
+/// Read until EOF (saying how many `what` came), close our half, wait for the last ACK.
+fn receive_and_close(p: &Peer<'_>, sk: &Socket, what: &str) -> PeerResult {
+    let got = discard_until_eof(p, sk, p.test_deadline())?;
+    p.diag(format!("received {got} {what}"));
+    sk.shutdown(std::net::Shutdown::Write)
+        .or_fail("shutdown(SHUT_WR) failed")?;
+    wait_closed(p, sk)
+}
+
+/// [`accept_one`] on `port`.
+fn accept_on(
+    p: &Peer<'_>,
+    port: u16,
+    configure: impl FnOnce(&Peer<'_>, &Socket) -> PeerResult,
+) -> PeerResult<(Socket, Socket)> {
+    let lsk = sockets::listen(p, port, 1)?;
     configure(p, &lsk)?;
     p.sync()?;
     let sk = sockets::accept(p, &lsk, p.deadline(), || false)?
