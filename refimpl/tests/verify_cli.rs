@@ -249,3 +249,49 @@ fn several_captures_in_one_run() {
     assert_eq!(v["flows"].as_array().unwrap().len(), 2);
     assert_eq!(v["captures"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn thread_count_does_not_change_the_report_and_zero_is_refused() {
+    let t = Tmp::new("threads");
+    let keys = t.file("keys.toml", KEYS_STD.as_bytes());
+    // Three connections, one with a wrong server secret, interleaved.
+    let mut packets = Vec::new();
+    let mut sessions: Vec<Vec<Vec<u8>>> = (0..3u16)
+        .map(|i| {
+            let ssign = if i == 1 {
+                Signing::Ao(mkt(2, 1, Algorithm::HmacSha1, "wrong"))
+            } else {
+                ao(2, 1)
+            };
+            let mut s = Session::new(
+                sa(&format!("10.0.0.1:{}", 40_000 + i)),
+                sa("10.0.0.2:179"),
+                1_000 + u32::from(i),
+                9_000 + u32::from(i),
+                ao(1, 2),
+                ssign,
+            );
+            s.conversation(3);
+            s.packets
+        })
+        .collect();
+    while sessions.iter().any(|s| !s.is_empty()) {
+        for s in &mut sessions {
+            if !s.is_empty() {
+                packets.push(s.remove(0));
+            }
+        }
+    }
+    let cap = t.file("three.pcap", &pcap(LinkType::Ethernet, &packets));
+    let one = bin(&["--json", "--segments", "-j", "1"], &keys, &[&cap]);
+    assert_eq!(one.status.code(), Some(1));
+    for j in ["2", "3", "8"] {
+        let many = bin(&["--json", "--segments", "--threads", j], &keys, &[&cap]);
+        assert_eq!(many.status.code(), Some(1));
+        assert_eq!(json(&one), json(&many), "--threads {j}");
+    }
+    let zero = bin(&["-j", "0"], &keys, &[&cap]);
+    assert_eq!(zero.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&zero.stderr);
+    assert!(err.contains("--threads"), "{err}");
+}
