@@ -21,13 +21,7 @@
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
-use aes::Aes128;
-use cmac::Cmac;
 use criterion::{Criterion, Throughput};
-use digest::{KeyInit, Mac};
-use hmac::Hmac;
-use sha1::Sha1;
-use sha2::Sha256;
 use tcpao_refimpl::mac::mac_message;
 use tcpao_refimpl::sign::{AoSign, Auth, IpHeader, build_segment};
 use tcpao_refimpl::validate::Direction;
@@ -38,43 +32,10 @@ use tcpao_refimpl::{
 
 const PAYLOADS: [usize; 3] = [64, 512, 1460];
 
-// Same layout as the crate's keyed state: not boxed, cloned per segment.
-#[allow(clippy::large_enum_variant)]
-enum Bare {
-    Sha1(Hmac<Sha1>),
-    Cmac(Cmac<Aes128>),
-    Sha256(Hmac<Sha256>),
-}
+#[path = "support/bare.rs"]
+mod bare;
 
-impl Bare {
-    fn new(alg: Algorithm, key: &[u8]) -> Self {
-        match alg {
-            Algorithm::HmacSha1 => Bare::Sha1(KeyInit::new_from_slice(key).unwrap()),
-            Algorithm::AesCmac128 => Bare::Cmac(KeyInit::new_from_slice(key).unwrap()),
-            Algorithm::HmacSha256 => Bare::Sha256(KeyInit::new_from_slice(key).unwrap()),
-        }
-    }
-
-    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
-        match self {
-            Bare::Sha1(m) => m
-                .clone()
-                .chain_update(msg)
-                .verify_truncated_left(tag)
-                .is_ok(),
-            Bare::Cmac(m) => m
-                .clone()
-                .chain_update(msg)
-                .verify_truncated_left(tag)
-                .is_ok(),
-            Bare::Sha256(m) => m
-                .clone()
-                .chain_update(msg)
-                .verify_truncated_left(tag)
-                .is_ok(),
-        }
-    }
-}
+use bare::Bare;
 
 struct Setup {
     packet: Vec<u8>,
@@ -124,19 +85,8 @@ fn setup(alg: Algorithm, payload_len: usize) -> Setup {
     let msg_len = mac_message(0, &seg, true).unwrap().len();
     let msg = vec![0x42u8; msg_len];
     let bare = Bare::new(alg, keys.send_other.as_bytes());
-    let mut tag = vec![0u8; 12];
     // A tag the bare loop verifies successfully, so both loops do the same work.
-    match &bare {
-        Bare::Sha1(m) => {
-            tag.copy_from_slice(&m.clone().chain_update(&msg).finalize().into_bytes()[..12])
-        }
-        Bare::Cmac(m) => {
-            tag.copy_from_slice(&m.clone().chain_update(&msg).finalize().into_bytes()[..12])
-        }
-        Bare::Sha256(m) => {
-            tag.copy_from_slice(&m.clone().chain_update(&msg).finalize().into_bytes()[..12])
-        }
-    }
+    let tag = bare.tag(&msg, 12);
     assert!(bare.verify(&msg, &tag));
     let validator = FlowValidator::new(conn, [mkt]).unwrap();
     Setup {

@@ -23,12 +23,6 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use aes::Aes128;
-use cmac::Cmac;
-use digest::{KeyInit, Mac};
-use hmac::Hmac;
-use sha1::Sha1;
-use sha2::Sha256;
 use tcpao_refimpl::capture::writer::{ByteOrder, PcapWriter, encapsulate};
 use tcpao_refimpl::capture::{CaptureReader, LinkType, Timestamp};
 use tcpao_refimpl::kdf::Connection;
@@ -43,6 +37,8 @@ const ALGS: [(Algorithm, &str, u8, u8); 3] = [
     (Algorithm::AesCmac128, "aes-128-cmac", 3, 4),
     (Algorithm::HmacSha256, "hmac-sha256", 5, 6),
 ];
+/// A 20-byte traffic key, as the KDF outputs (AES-CMAC uses 16 of them).
+const TRAFFIC_KEY: [u8; 20] = [0x42; 20];
 const SECRET: &str = "synthetic benchmark secret";
 /// Payload sizes of data segments (pure ACKs have none).
 const SIZES: [usize; 6] = [1, 64, 200, 536, 1200, 1448];
@@ -228,50 +224,10 @@ fn gen_capture(pcap: &str, keys: &str, segments: u64, flows: u32) -> Res {
     Ok(())
 }
 
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone)]
-enum Bare {
-    Sha1(Hmac<Sha1>),
-    Cmac(Cmac<Aes128>),
-    Sha256(Hmac<Sha256>),
-}
+#[path = "../benches/support/bare.rs"]
+mod bare;
 
-impl Bare {
-    fn new(alg: Algorithm) -> Self {
-        // A 20-byte traffic key, as the KDF outputs (16 for AES-CMAC).
-        let key = [0x42u8; 20];
-        match alg {
-            Algorithm::HmacSha1 => Bare::Sha1(KeyInit::new_from_slice(&key).expect("any length")),
-            Algorithm::AesCmac128 => {
-                Bare::Cmac(KeyInit::new_from_slice(&key[..16]).expect("16 bytes"))
-            }
-            Algorithm::HmacSha256 => {
-                Bare::Sha256(KeyInit::new_from_slice(&key).expect("any length"))
-            }
-        }
-    }
-
-    /// MAC `msg` with a clone of the keyed state and compare the first 12 bytes with `tag`.
-    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
-        match self {
-            Bare::Sha1(m) => m
-                .clone()
-                .chain_update(msg)
-                .verify_truncated_left(tag)
-                .is_ok(),
-            Bare::Cmac(m) => m
-                .clone()
-                .chain_update(msg)
-                .verify_truncated_left(tag)
-                .is_ok(),
-            Bare::Sha256(m) => m
-                .clone()
-                .chain_update(msg)
-                .verify_truncated_left(tag)
-                .is_ok(),
-        }
-    }
-}
+use bare::Bare;
 
 fn bare(file: &str, keys: &str) -> Res {
     let keys = KeysFile::load(keys)?;
@@ -301,7 +257,7 @@ fn bare(file: &str, keys: &str) -> Res {
         }
         ControlFlow::Continue(())
     })?;
-    let states: Vec<Bare> = ALGS.iter().map(|a| Bare::new(a.0)).collect();
+    let states: Vec<Bare> = ALGS.iter().map(|a| Bare::new(a.0, &TRAFFIC_KEY)).collect();
     let buf = vec![0x5au8; 70_000];
     let tag = [0u8; 12];
     let (mut best, mut best_cpu) = (f64::MAX, f64::MAX);
