@@ -9,6 +9,9 @@
 //! in repair mode), `TCP_REPAIR_OPTIONS`, the timestamp clock, the queue contents,
 //! `TCP_REPAIR_WINDOW`, `TCP_AO_REPAIR`, no queue, `TCP_REPAIR` off without a window probe.
 //!
+//! [`snapshot`] takes the same image but leaves the socket running, for a test that restores
+//! an earlier state of a connection after it moved on (or closed).
+//!
 //! Between the two, a test may change what it likes: other ports ([`Checkpoint::local`],
 //! [`Checkpoint::remote`]), other sequence numbers ([`Checkpoint::set_seqs`]), other ISNs or
 //! SNEs ([`Checkpoint::ao`]). Each restore registers the restoring side's view of the
@@ -284,6 +287,20 @@ pub fn checkpoint(sk: &Socket) -> PeerResult<Checkpoint> {
         ao,
         device,
     })
+}
+
+/// [`checkpoint`], then leave repair mode without a window probe: the connection goes on as
+/// before and the image can later be restored on another socket (kernel
+/// `test_enable_repair()`, `test_sock_checkpoint()`, `test_ao_checkpoint()`,
+/// `test_disable_repair()`). [`kill`] the socket before restoring the image on the same ports.
+///
+/// # Errors
+/// As [`checkpoint`], or when repair mode cannot be left.
+pub fn snapshot(sk: &Socket) -> PeerResult<Checkpoint> {
+    let c = checkpoint(sk)?;
+    sys_repair::set_repair(sk, RepairMode::OffNoWindowProbe)
+        .map_err(|e| step("TCP_REPAIR off", &e))?;
+    Ok(c)
 }
 
 /// Close `sk` without a FIN or RST: repair mode on, then close (kernel `test_kill_sk`).

@@ -35,17 +35,16 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::poll::PollFlags;
 use socket2::{SockAddr, Socket};
-use tcpao_sys::TcpAoExt;
-use tcpao_sys::repair::{self, Queue, RepairMode, RepairOption, RepairWindow};
+use tcpao_sys::repair::tcp_info;
 
-use crate::capture::RestoredFlow;
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{OrFail, Peer, PeerResult, Side};
+use crate::peers::{OrFail, Peer, PeerResult};
 use crate::programs::PairTest;
 use crate::registry::Test;
+use crate::repair::{self, Checkpoint, Restore};
 use crate::sockets::{self, TestKey};
-use crate::topology::{Family, VETH_NAME};
+use crate::topology::Family;
 
 const PROGRAM: &str = "rst";
 /// Bytes served per connection (kernel `quota`) in messages of `PACKET_SIZE`.
@@ -253,114 +252,13 @@ fn wait_port_state(p: &Peer<'_>, port: u16, state: u8, name: &str) -> PeerResult
     Ok(())
 }
 
-/// What a `TCP_REPAIR` checkpoint keeps of a socket (kernel `test_sock_checkpoint` +
-/// `test_ao_checkpoint`, the subset the restore recipe of Linux 7.2 needs).
-struct Image {
-    local: SocketAddr,
-    remote: SocketAddr,
-    snd_seq: u32,
-    rcv_seq: u32,
-    window: RepairWindow,
-    mss: u32,
-    ao: tcpao_sys::AoRepair,
-}
-
-fn checkpoint(sk: &Socket) -> PeerResult<Image> {
-    let addr = |a: io::Result<SockAddr>, what: &str| -> PeerResult<SocketAddr> {
-        a.or_fail(what)?
-            .as_socket()
-            .ok_or_else(|| failure!("{what}: not an IP address"))
-    };
-    let local = addr(sk.local_addr(), "getsockname() failed")?;
-    let remote = addr(sk.peer_addr(), "getpeername() failed")?;
-    repair::set_repair(sk, RepairMode::On).or_fail("TCP_REPAIR on failed")?;
-    let img = (|| -> tcpao_sys::Result<Image> {
-        let ao = sk.ao_repair()?;
-        repair::set_repair_queue(sk, Queue::Send)?;
-        let snd_seq = repair::queue_seq(sk)?;
-        repair::set_repair_queue(sk, Queue::Recv)?;
-        let rcv_seq = repair::queue_seq(sk)?;
-        repair::set_repair_queue(sk, Queue::None)?;
-        Ok(Image {
-            local,
-            remote,
-            snd_seq,
-            rcv_seq,
-            window: repair::repair_window(sk)?,
-            mss: repair::mss(sk)?,
-            ao,
-        })
-    })()
-    .or_fail("checkpointing the socket failed")?;
-    repair::set_repair(sk, RepairMode::OffNoWindowProbe).or_fail("TCP_REPAIR off failed")?;
-    Ok(img)
-}
-
-/// Close `sk` without a FIN or RST (kernel `test_kill_sk`: repair mode, then close).
-fn kill(sk: Socket) -> PeerResult {
-    repair::set_repair(&sk, RepairMode::On).or_fail("TCP_REPAIR on failed")?;
-    drop(sk);
-    Ok(())
-}
-
-/// Restore `img` on a new socket with its send SEQ moved by `seq_adjust`, re-adding `key`
-/// (already registered with the capture by the original socket), and register the flow's ISNs
-/// with the capture.
-fn restore(p: &Peer<'_>, img: &Image, key: &TestKey, seq_adjust: u32) -> PeerResult<Socket> {
-    let sk = sockets::tcp_socket(p.family())?;
-    repair::set_repair(&sk, RepairMode::On).or_fail("TCP_REPAIR on failed")?;
-    sk.set_reuse_address(true).or_fail("SO_REUSEADDR failed")?;
-    sk.bind_device(Some(VETH_NAME.as_bytes()))
-        .or_fail("SO_BINDTODEVICE failed")?;
-    sk.add_ao_key(&key.to_ao_key()?)
-        .or_fail("setsockopt(TCP_AO_ADD_KEY) on the restored socket failed")?;
-    sk.bind(&SockAddr::from(img.local)).or_fail(&format!(
-        "bind({}) of the restored socket failed",
-        img.local
-    ))?;
-    let snd_seq = img.snd_seq.wrapping_add(seq_adjust);
-    (|| -> tcpao_sys::Result<()> {
-        repair::set_repair_queue(&sk, Queue::Send)?;
-        repair::set_queue_seq(&sk, snd_seq)?;
-        repair::set_repair_queue(&sk, Queue::Recv)?;
-        repair::set_queue_seq(&sk, img.rcv_seq)
-    })()
-    .or_fail("restoring the queue sequence numbers failed")?;
-    match sk.connect(&SockAddr::from(img.remote)) {
-        Ok(()) => {}
-        Err(e) => return Err(failure!("connect() in repair mode failed: {e}")),
-    }
-    let mss = u16::try_from(img.mss).unwrap_or(u16::MAX);
-    let window = RepairWindow {
-        snd_wl1: img.rcv_seq,
-        rcv_wup: img.rcv_seq,
-        ..img.window
-    };
-    (|| -> tcpao_sys::Result<()> {
-        repair::set_repair_options(&sk, &[RepairOption::Mss(mss)])?;
-        repair::set_repair_window(&sk, &window)?;
-        sk.set_ao_repair(&img.ao)?;
-        repair::set_repair_queue(&sk, Queue::None)?;
-        repair::set_repair(&sk, RepairMode::OffNoWindowProbe)
-    })()
-    .or_fail("restoring the socket failed")?;
-    if let Some(c) = p.capture() {
-        let (client, server) = match p.side() {
-            Side::Client => (img.local, img.remote),
-            Side::Server => (img.remote, img.local),
-        };
-        c.register_restored(RestoredFlow {
-            server: (server.ip(), server.port()),
-            client: (client.ip(), client.port()),
-            server_isn: img.ao.rcv_isn,
-            client_isn: img.ao.snt_isn,
-            server_next_seq: img.rcv_seq,
-            client_next_seq: snd_seq,
-            server_sne: img.ao.rcv_sne,
-            client_sne: img.ao.snd_sne,
-        });
-    }
-    Ok(sk)
+/// Restore `img` on a new socket with its send SEQ moved `seq_adjust` ahead, re-adding `key`
+/// (already registered with the capture by the original socket); [`repair`] registers the
+/// restored view of the flow with the capture.
+fn restore(p: &Peer<'_>, img: &Checkpoint, key: &TestKey, seq_adjust: u32) -> PeerResult<Socket> {
+    let mut img = img.clone();
+    img.set_seqs(img.send_una().wrapping_add(seq_adjust), img.recv_seq);
+    img.restore(p, &Restore::new(std::slice::from_ref(key)))
 }
 
 /// Write one message; errors are returned, not failures (the peer may have reset us).
@@ -478,7 +376,7 @@ fn active_client(p: &Peer<'_>) -> PeerResult {
     if let Ok(Some(e)) = sks[2].take_error() {
         return Err(failure!("sk[2]: unexpected error {e}"));
     }
-    let st = repair::tcp_info(&sks[2]).or_fail("TCP_INFO failed")?.state;
+    let st = tcp_info(&sks[2]).or_fail("TCP_INFO failed")?.state;
     if st != TCP_SYN_SENT {
         return Err(failure!("sk[2] is in TCP state {st}, expected SYN-SENT"));
     }
@@ -520,11 +418,11 @@ fn passive_client(p: &Peer<'_>) -> PeerResult {
     sockets::echo_verify(p, &sk, QUOTA / PACKET_SIZE, PACKET_SIZE, p.deadline())
         .map_err(|e| failure!("Failed to send data on connected socket: {e}"))?;
     p.diag("Verified established tcp connection");
-    let img = checkpoint(&sk)?;
+    let img = repair::snapshot(&sk)?;
     p.sync()?; // 2
     wait_eof(p, &sk)?;
     p.sync()?; // 3: the server's socket is a FIN-WAIT-2 time-wait socket
-    kill(sk)?;
+    repair::kill(sk)?;
     // In window, but new data after the server's half-duplex close.
     let sk = restore(p, &img, &k, 5)?;
     let c1 = Counters::of(&sk)?;
@@ -621,14 +519,14 @@ fn time_wait_client(p: &Peer<'_>) -> PeerResult {
     p.sync()?; // 1
     sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
     sockets::echo_verify(p, &sk, QUOTA / PACKET_SIZE, PACKET_SIZE, p.deadline())?;
-    let img = checkpoint(&sk)?;
+    let img = repair::snapshot(&sk)?;
     p.sync()?; // 2
     wait_eof(p, &sk)?;
     sk.shutdown(std::net::Shutdown::Write)
         .or_fail("shutdown(SHUT_WR) failed")?;
     // LAST-ACK until the server acknowledges our FIN, then CLOSE.
     let closed = p.wait_for(p.deadline(), || {
-        let st = repair::tcp_info(&sk).or_fail("TCP_INFO failed")?.state;
+        let st = tcp_info(&sk).or_fail("TCP_INFO failed")?.state;
         Ok((st == TCP_CLOSE).then_some(()))
     })?;
     if closed.is_none() {
@@ -658,7 +556,7 @@ fn time_wait_client(p: &Peer<'_>) -> PeerResult {
         .assert_grew_exactly(&c1, Grew::GOOD)
         .map_err(|e| failure!("client: {e}"))?;
     p.diag("the TIME-WAIT socket answered with a signed ACK");
-    kill(sk)?;
+    repair::kill(sk)?;
     p.sync()?; // 4
     netns_check(p, &ns_before)
 }
