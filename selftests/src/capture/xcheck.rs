@@ -927,6 +927,7 @@ mod tests {
                 .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
         );
     }
+
     fn mib_with_bad(bad: u64) -> NetnsMib {
         let netstat = format!("TcpExt: TCPAOBad TCPMD5Failure\nTcpExt: {bad} 0\n");
         NetnsMib::parse(&netstat, "", "").unwrap()

@@ -429,7 +429,7 @@ fn server(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
                 sockets::add_key(p, lsk, &key_of(p, &SHA1_SPEC, 100, 101))
             })?;
             drop(lsk);
-            let open = bgp::open_and_keepalive(BGP_SERVER_AS, server_id(p.family()));
+            let open = bgp::open_and_keepalive(BGP_SERVER_AS, BGP_SERVER_ID);
             sockets::write_all(p, &sk, &open, p.deadline())?;
             receive_and_close(p, &sk, "bytes of BGP messages")?;
             settle(p, rec, &base, &base)
@@ -547,17 +547,13 @@ fn client(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             sockets::add_key(p, &sk, &key_of(p, &SHA1_SPEC, 101, 100))?;
             p.sync()?;
             sockets::connect_ok(p, &sk, p.remote_addr(), BGP_PORT)?;
-            let mut stream = bgp::open_and_keepalive(BGP_CLIENT_AS, [10, 0, 1, 1]);
-            stream.extend(bgp::full_table(
-                BGP_CLIENT_AS,
-                [10, 0, 1, 1],
-                bgp_prefixes(),
-            ));
+            let prefixes = bgp_prefixes();
+            let mut stream = bgp::open_and_keepalive(BGP_CLIENT_AS, BGP_CLIENT_ID);
+            stream.extend(bgp::full_table(BGP_CLIENT_AS, BGP_CLIENT_ID, prefixes));
             sockets::write_all(p, &sk, &stream, p.test_deadline())?;
             p.diag(format!(
-                "sent {} bytes of BGP messages ({} prefixes)",
-                stream.len(),
-                bgp_prefixes()
+                "sent {} bytes of BGP messages ({prefixes} prefixes)",
+                stream.len()
             ));
             sk.shutdown(std::net::Shutdown::Write)
                 .or_fail("shutdown(SHUT_WR) failed")?;
@@ -841,9 +837,9 @@ const BGP_PORT: u16 = 179;
 const BGP_CLIENT_AS: u32 = 65_001;
 const BGP_SERVER_AS: u32 = 4_200_000_002;
 
-fn server_id(_: Family) -> [u8; 4] {
-    [10, 0, 254, 1]
-}
+/// BGP Identifiers (and the client's NEXT_HOP): the peers' IPv4 test addresses.
+const BGP_SERVER_ID: [u8; 4] = [10, 0, 254, 1];
+const BGP_CLIENT_ID: [u8; 4] = [10, 0, 1, 1];
 
 /// Prefixes of the full table: `TCPAO_BGP_PREFIXES`, default 1,048,576 (about the size of
 /// the IPv4 Internet table).

@@ -59,7 +59,8 @@ impl Rng {
     }
 }
 
-/// One UPDATE: the attributes for an AS path of `hops` ASNs from `origin_as`, then `nlri`.
+/// One UPDATE: ORIGIN IGP, AS_PATH `path` (4-octet ASNs), NEXT_HOP `next_hop`, MED `med`,
+/// then the encoded prefixes `nlri`.
 fn update(path: &[u32], next_hop: [u8; 4], med: u32, nlri: &[u8]) -> Vec<u8> {
     let mut attrs = Vec::with_capacity(64);
     attrs.extend_from_slice(&[0x40, 1, 1, 0]); // ORIGIN IGP
