@@ -43,6 +43,7 @@ pub mod cli;
 pub mod counters;
 pub mod harness;
 pub mod ktap;
+pub mod lab;
 pub mod netns;
 pub mod peers;
 pub mod probe;

@@ -291,6 +291,15 @@ pub fn echo_verify(
 pub struct XorShift(u64);
 
 impl XorShift {
+    /// Seeded with `seed` (reproducible; 0 is mapped to a fixed odd constant).
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
     /// Seeded from the clock.
     pub fn seeded() -> Self {
         let t = std::time::SystemTime::now()
