@@ -531,14 +531,13 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
         })
         .collect();
     let plain = Flavour::named("plain").unwrap_or(FLAVOURS[0]);
-    let lock = lab.lock()?;
     // The baseline: the unmutated kernel must pass every step a mutant could run.
-    let base_img = lab.build(&plain, true)?;
+    let base_img = lab.image("plain", BuildPolicy::IfMissing)?;
     let mut base_steps = Vec::new();
     for s in &suites {
         base_steps.extend(mutant_steps(&lab, s, None, None, args.jobs)?);
     }
-    eprintln!("# mutate: baseline run of {} on the unmutated kernel", key);
+    eprintln!("# mutate: baseline run of {key} on the unmutated kernel");
     let t0 = Instant::now();
     let base = vm::run_guest(
         &machine(base_img.kernel(), Duration::from_secs(3600)),
@@ -560,7 +559,7 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
         fmt_secs(base_secs),
         fmt_secs(guest_timeout)
     );
-    // Resume: outcomes already recorded for this tree and config.
+    // Resume: outcomes already recorded for the same mutant (same line, same edit).
     let journal = out_dir.join("results.jsonl");
     let mut done_before: BTreeMap<(String, String), Outcome> = BTreeMap::new();
     if let Ok(t) = fs::read_to_string(&journal) {
@@ -576,12 +575,13 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
         .append(true)
         .open(&journal)
         .map_err(io_err("results.jsonl"))?;
+    let image_dir = lab.root.join("mutants");
+    fs::create_dir_all(&image_dir).map_err(io_err("mutant images dir"))?;
     let mut outcomes: Vec<Outcome> = Vec::new();
     for (i, m) in chosen.iter().enumerate() {
         if interrupted() {
             eprintln!(
-                "# mutate: interrupted; {} of {} mutants judged (resume with the same command)",
-                i,
+                "# mutate: interrupted; {i} of {} mutants judged (resume with the same command)",
                 chosen.len()
             );
             break;
@@ -606,8 +606,16 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
         }
         let fresh: BTreeSet<String> = pending.iter().map(|(s, _)| (*s).to_owned()).collect();
         if !pending.is_empty() {
-            let applied = mutate::apply(&lab.source.tree, m)?;
-            match lab.build(&plain, false) {
+            // The tree is edited and the lab locked only while the mutant builds; its image
+            // is copied out, so other lab builds can run while it boots.
+            let built = {
+                let _lock = lab.lock()?;
+                let applied = mutate::apply(&lab.source.tree, m)?;
+                let r = lab.build(&plain, false);
+                applied.restore()?;
+                r
+            };
+            match built {
                 Err(VmError::Build { failing, .. }) => {
                     for (s, _) in &pending {
                         fates.insert(
@@ -623,9 +631,14 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
                 }
                 Err(e) => return Err(e),
                 Ok(img) => {
+                    let image = image_dir.join(format!("{}.bzImage", std::process::id()));
+                    fs::copy(&img.image, &image).map_err(io_err("mutant image"))?;
+                    let mut kernel = img.kernel();
+                    kernel.image = image.clone();
+                    kernel.origin = format!("mutant {}", m.id);
                     while !pending.is_empty() && !interrupted() {
                         let steps: Vec<Step> = pending.iter().map(|(_, st)| st.clone()).collect();
-                        let mut mach = machine(img.kernel(), guest_timeout);
+                        let mut mach = machine(kernel.clone(), guest_timeout);
                         mach.echo = false;
                         let done = vm::run_guest(&mach, &steps, &[])?;
                         let judged = judge(&done);
@@ -648,9 +661,9 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
                             }
                         }
                     }
+                    let _ = fs::remove_file(&image);
                 }
             }
-            applied.restore()?;
         }
         if interrupted() && fates.len() < suites.len() {
             break;
@@ -675,14 +688,13 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
                 fate,
                 secs,
             };
-            if fresh.contains(*s) || !done_before.contains_key(&(m.id.clone(), (*s).to_owned())) {
+            if fresh.contains(*s) {
                 let _ = writeln!(log, "{}", serde_json::to_string(&o).unwrap_or_default());
             }
             outcomes.push(o);
         }
         eprintln!("# mutate: {line}");
     }
-    drop(lock);
     let equiv = mutate::equivalents();
     let ktap = mutate::ktap(&outcomes, &equiv);
     let summary = mutate::summary(&outcomes, &equiv);

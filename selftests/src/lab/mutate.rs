@@ -535,9 +535,12 @@ pub fn apply(tree: &Path, m: &Mutant) -> Result<Applied, VmError> {
     }
     lines[m.line - 1] = &m.after;
     let new = lines.join("\n");
-    edit::apply(tree, &format!("mutant {}", m.id), std::slice::from_ref(&m.file), |t| {
-        fs::write(t.join(&m.file), &new).map_err(io_err(m.file.as_str()))
-    })
+    edit::apply(
+        tree,
+        &format!("mutant {}", m.id),
+        std::slice::from_ref(&m.file),
+        |t| fs::write(t.join(&m.file), &new).map_err(io_err(m.file.as_str())),
+    )
 }
 
 /// How a mutant fared against a suite.
