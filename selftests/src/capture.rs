@@ -363,9 +363,11 @@ impl Capture {
     }
 
     /// A copy of the frames captured so far by every reader, in the order they were kept (the
-    /// capture keeps running). Frames arrive with a small delay: poll for the one you need
-    /// with a deadline.
+    /// capture keeps running). The readers first read everything their sockets hold, so every
+    /// frame the kernel handled before this call is in it (a segment the kernel counted, say,
+    /// is in the copy); a frame still on its way (in a qdisc, a retransmission) may not be.
     pub fn frames(&self) -> Vec<Frame> {
+        let _ = self.shared.drain_all(Duration::from_secs(5));
         self.shared
             .live
             .lock()

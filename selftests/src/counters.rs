@@ -377,7 +377,10 @@ impl Counters {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(Failure::Fail(problems.join("; ")))
+            Err(Failure::Fail(format!(
+                "{} (before: {before}; after: {self})",
+                problems.join("; ")
+            )))
         }
     }
 
@@ -480,9 +483,9 @@ IpExt: InNoRoutes\nIpExt: 0\n";
         let e = before
             .assert_grew_exactly(&before, Grew::NS_GOOD)
             .unwrap_err();
-        assert_eq!(
-            e,
-            Failure::Fail("counter TCPAOGood did not increase: 7 => 7".into())
+        assert!(
+            matches!(&e, Failure::Fail(m) if m.starts_with("counter TCPAOGood did not increase: 7 => 7 (before: ") && m.contains("TCPAOGood=7")),
+            "{e:?}"
         );
         let e = good
             .assert_grew_exactly(&before, Grew::NS_BAD)
