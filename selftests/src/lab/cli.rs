@@ -461,6 +461,82 @@ fn judge(done: &Finished) -> BTreeMap<String, Fate> {
     out
 }
 
+/// The step that runs only the failed tests of a suite again.
+fn rerun_step(
+    lab: &Lab,
+    suite: &str,
+    failed: &[String],
+    jobs: usize,
+) -> Result<Option<Step>, VmError> {
+    let names: Vec<&String> = failed
+        .iter()
+        .filter(|n| n.contains('/') && !n.contains(' '))
+        .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    if suite == "ours" {
+        let mut args = vec!["--jobs".to_owned(), jobs.to_string(), "--exact".into()];
+        args.extend(names.into_iter().cloned());
+        return Ok(Some(Step::suite("ours", args)));
+    }
+    let files = upstream_files(&names);
+    Ok(Some(Step::upstream(
+        "upstream",
+        lab.upstream_programs()?,
+        files,
+    )))
+}
+
+/// `upstream/<program>/<family>/<case>` names → the programs' binaries, sorted, once each.
+fn upstream_files(names: &[&String]) -> Vec<String> {
+    let mut files: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let mut p = n.split('/');
+            let (_, prog, fam) = (p.next()?, p.next()?, p.next()?);
+            Some(format!("{prog}_{fam}"))
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Runs the failed tests of every killed suite once more on the same mutant: a failure that
+/// does not come back was not the mutant's doing (a test that is flaky under load), and the
+/// suite's fate becomes [`Fate::Flaky`]. Crashes and hangs are not rerun.
+fn confirm_kills(
+    lab: &Lab,
+    kernel: &vm::Kernel,
+    limit: Duration,
+    jobs: usize,
+    fates: &mut BTreeMap<String, Fate>,
+) -> Result<(), VmError> {
+    let mut steps = Vec::new();
+    for (suite, fate) in fates.iter() {
+        if let Fate::Killed(failed) = fate {
+            if let Some(st) = rerun_step(lab, suite, failed, jobs)? {
+                steps.push(st);
+            }
+        }
+    }
+    if steps.is_empty() || interrupted() {
+        return Ok(());
+    }
+    let mut mach = machine(kernel.clone(), limit);
+    mach.echo = false;
+    let done = vm::run_guest(&mach, &steps, &[])?;
+    let again = judge(&done);
+    done.cleanup();
+    for (suite, fate) in fates.iter_mut() {
+        if let (Fate::Killed(failed), Some(Fate::Survived)) = (&*fate, again.get(suite)) {
+            *fate = Fate::Flaky(failed.clone());
+        }
+    }
+    Ok(())
+}
+
 fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
     let lab = Lab::open(args.source.as_deref())?;
     mutate::restore_if_interrupted(&lab.source.tree)?;
@@ -661,6 +737,7 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
                             }
                         }
                     }
+                    confirm_kills(&lab, &kernel, guest_timeout, args.jobs, &mut fates)?;
                     let _ = fs::remove_file(&image);
                 }
             }
@@ -802,6 +879,43 @@ mod tests {
             ..GuestRun::default()
         };
         assert_eq!(judge(&finished(run))["ours"], Fate::TimedOut);
+    }
+
+    #[test]
+    fn reruns_name_the_failed_tests_or_programs() {
+        let lab = Lab {
+            root: PathBuf::from("/nonexistent"),
+            source: super::super::Source {
+                id: "x".into(),
+                tree: PathBuf::from("/nonexistent"),
+                origin: super::super::Origin::Dir,
+            },
+        };
+        let failed = vec![
+            "rst/ipv4/active-reset".to_owned(),
+            "plan promised 3 results, 1 arrived".to_owned(),
+        ];
+        assert_eq!(
+            rerun_step(&lab, "ours", &failed, 2).unwrap(),
+            Some(Step::suite(
+                "ours",
+                vec![
+                    "--jobs".into(),
+                    "2".into(),
+                    "--exact".into(),
+                    "rst/ipv4/active-reset".into()
+                ]
+            ))
+        );
+        assert_eq!(
+            rerun_step(&lab, "ours", &failed[1..], 2).unwrap(),
+            None,
+            "nothing to rerun"
+        );
+        let a = "upstream/rst/ipv6/x".to_owned();
+        let b = "upstream/rst/ipv6/exit".to_owned();
+        let c = "upstream/connect/ipv4/y".to_owned();
+        assert_eq!(upstream_files(&[&a, &b, &c]), ["connect_ipv4", "rst_ipv6"]);
     }
 
     #[test]

@@ -555,6 +555,9 @@ pub enum Fate {
     TimedOut,
     /// Every test passed.
     Survived,
+    /// Tests failed once, but passed when run again on the same mutant: the failure was not
+    /// the mutant's (a flaky test under load). Counted as survived.
+    Flaky(Vec<String>),
     /// No test of the suite executes the mutated line (from the coverage data): not run.
     NoCoverage,
     /// The mutant did not compile: the failing target.
@@ -574,6 +577,7 @@ impl Fate {
             Fate::Crashed(_) => "crashed",
             Fate::TimedOut => "timed-out",
             Fate::Survived => "survived",
+            Fate::Flaky(_) => "flaky",
             Fate::NoCoverage => "no-coverage",
             Fate::DidNotBuild(_) => "did-not-build",
         }
@@ -672,14 +676,16 @@ pub fn ktap(outcomes: &[Outcome], equiv: &BTreeMap<String, String>) -> String {
             Fate::Crashed(l) => writeln!(s, "ok {n} {name} # crashed: {}", l.replace('#', "%")),
             Fate::TimedOut => writeln!(s, "ok {n} {name} # the run hung"),
             Fate::DidNotBuild(t) => writeln!(s, "ok {n} {name} # SKIP did not build ({t})"),
-            Fate::Survived | Fate::NoCoverage if equiv.contains_key(&o.mutant.id) => {
+            Fate::Survived | Fate::NoCoverage | Fate::Flaky(_)
+                if equiv.contains_key(&o.mutant.id) =>
+            {
                 writeln!(
                     s,
                     "ok {n} {name} # XFAIL equivalent: {}",
                     equiv[&o.mutant.id].replace('#', "%")
                 )
             }
-            Fate::Survived | Fate::NoCoverage => {
+            Fate::Survived | Fate::NoCoverage | Fate::Flaky(_) => {
                 for l in o.mutant.diff().lines() {
                     let _ = writeln!(s, "# {l}");
                 }
