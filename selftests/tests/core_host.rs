@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The suite's core on the host kernel (no TCP-AO needed): topology, two-peer runner, echo,
 //! counters, capture, failure propagation and teardown. Needs root (netns, veth, AF_PACKET);
-//! without it every test here says so and returns.
+//! without it every trial is reported as ignored, and the reason is printed once.
 
 use std::sync::Mutex;
+
+use libtest_mimic::{Arguments, Trial};
 use std::time::{Duration, Instant};
 
 use tcpao_selftests::counters::Counters;
@@ -16,20 +18,7 @@ use tcpao_selftests::topology::{Family, Netlink};
 /// The leak check counts this process's sockets: run the tests of this file one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped: needs root for network namespaces");
-        false
-    }
-}
-
-#[test]
 fn plain_tcp_echo_across_the_veth_both_families() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -98,11 +87,7 @@ fn plain_tcp_echo_across_the_veth_both_families() {
     }
 }
 
-#[test]
 fn failure_of_one_side_releases_the_other_at_once() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -148,11 +133,7 @@ fn failure_of_one_side_releases_the_other_at_once() {
     );
 }
 
-#[test]
 fn panics_are_failures_and_nothing_leaks() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -283,11 +264,7 @@ fn md5_pair(
     )
 }
 
-#[test]
 fn md5_traffic_is_captured_and_verified_by_the_reference() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -318,11 +295,7 @@ fn md5_traffic_is_captured_and_verified_by_the_reference() {
     }
 }
 
-#[test]
 fn md5_wrong_key_is_counted_and_the_reference_agrees() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -349,11 +322,7 @@ fn md5_wrong_key_is_counted_and_the_reference_agrees() {
     );
 }
 
-#[test]
 fn xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -374,11 +343,7 @@ fn xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment() {
     }
 }
 
-#[test]
 fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -395,11 +360,7 @@ fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts
     }
 }
 
-#[test]
 fn save_pcaps_writes_a_capture_and_a_keys_file() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -430,4 +391,53 @@ fn save_pcaps_writes_a_capture_and_a_keys_file() {
         keys.contains("local = \"10.0.254.1\"") && keys.contains("peer = \"10.0.1.1/32\""),
         "{keys}"
     );
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!(
+            "note: every trial is ignored: network namespaces, veth pairs and AF_PACKET need root"
+        );
+    }
+    let tests: [(&str, fn()); 8] = [
+        (
+            "plain_tcp_echo_across_the_veth_both_families",
+            plain_tcp_echo_across_the_veth_both_families,
+        ),
+        (
+            "failure_of_one_side_releases_the_other_at_once",
+            failure_of_one_side_releases_the_other_at_once,
+        ),
+        (
+            "panics_are_failures_and_nothing_leaks",
+            panics_are_failures_and_nothing_leaks,
+        ),
+        (
+            "md5_traffic_is_captured_and_verified_by_the_reference",
+            md5_traffic_is_captured_and_verified_by_the_reference,
+        ),
+        (
+            "md5_wrong_key_is_counted_and_the_reference_agrees",
+            md5_wrong_key_is_counted_and_the_reference_agrees,
+        ),
+        (
+            "xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment",
+            xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment,
+        ),
+        (
+            "xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts",
+            xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts,
+        ),
+        (
+            "save_pcaps_writes_a_capture_and_a_keys_file",
+            save_pcaps_writes_a_capture_and_a_keys_file,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| Trial::test(name, move || Ok(f())).with_ignored_flag(!root))
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }
