@@ -245,13 +245,14 @@ fn bare(file: &str, keys: &str) -> Res {
             return ControlFlow::Continue(());
         };
         let key_id = seg.tcp[r.start + 2];
-        let entry = keys.mkts.iter().find(|e| {
-            e.ao_algorithm().is_some() && (e.send_id == Some(key_id) || e.recv_id == Some(key_id))
-        });
-        if let Some(e) = entry {
-            let alg = e.ao_algorithm().expect("filtered");
-            let idx = ALGS.iter().position(|a| a.0 == alg).unwrap_or(0) as u8;
-            if let Ok(m) = mac_message(0, &seg, e.include_options) {
+        let mkt = keys
+            .mkts
+            .iter()
+            .filter_map(|e| e.mkt())
+            .find(|m| m.send_id == key_id || m.recv_id == key_id);
+        if let Some(m) = mkt {
+            let idx = ALGS.iter().position(|a| a.0 == m.algorithm).unwrap_or(0) as u8;
+            if let Ok(m) = mac_message(0, &seg, m.include_options) {
                 work.push((idx, m.len() as u32));
             }
         }
