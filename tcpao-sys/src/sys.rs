@@ -46,6 +46,8 @@ unsafe impl Pod for uapi::tcp_repair_opt {}
 unsafe impl Pod for uapi::tcp_repair_window {}
 // SAFETY: an array of `u8` accepts every bit pattern.
 unsafe impl<const N: usize> Pod for [u8; N] {}
+// SAFETY: `struct tpacket_stats` is two `u32`s; every bit pattern valid.
+unsafe impl Pod for libc::tpacket_stats {}
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc == -1 {
@@ -303,4 +305,65 @@ pub(crate) fn socket_family(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     };
     cvt(rc)?;
     Ok(libc::c_int::from(ss.ss_family))
+}
+
+/// A new `AF_PACKET` socket of `kind` (`SOCK_RAW` or `SOCK_DGRAM`, close-on-exec) for every
+/// protocol (`ETH_P_ALL`).
+pub(crate) fn packet_socket(kind: libc::c_int) -> io::Result<OwnedFd> {
+    let protocol = libc::c_int::from((libc::ETH_P_ALL as u16).to_be());
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: `fd` was just returned by socket(2), is open, and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Wait at most `timeout_ms` (0: do not wait) until `fd` is readable; EINTR counts as not
+/// readable yet.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: libc::c_int) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live `pollfd` and the count is 1; `fd` is a borrowed, open
+    // descriptor.
+    let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+    match cvt(rc) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `recvfrom(fd, buf, MSG_DONTWAIT | MSG_TRUNC)` on a packet socket: the packet's full length
+/// (which may exceed `buf`) and its link-layer address, or `None` when nothing is queued.
+pub(crate) fn recv_packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, libc::sockaddr_ll)>> {
+    // SAFETY: `sockaddr_ll` is integers and a byte array: all-zero bytes are a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = socklen(size_of::<libc::sockaddr_ll>())?;
+    // SAFETY: `buf` is an exclusive borrow of `buf.len()` bytes and the kernel writes at most
+    // that many (MSG_TRUNC only changes the returned length); `addr` is a live
+    // `sockaddr_ll` of `len` bytes and the kernel writes at most `len` there. `fd` is a
+    // borrowed, open descriptor.
+    let rc = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            (&raw mut addr).cast::<libc::sockaddr>(),
+            &raw mut len,
+        )
+    };
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some((rc as usize, addr)))
 }

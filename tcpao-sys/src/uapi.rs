@@ -73,6 +73,30 @@ pub const TCP_RECV_QUEUE: i32 = 1;
 /// `TCP_SEND_QUEUE`: value for `TCP_REPAIR_QUEUE`.
 pub const TCP_SEND_QUEUE: i32 = 2;
 
+/// `TCP_ESTABLISHED`: a `tcpi_state` value (`include/net/tcp_states.h`; libc has no names
+/// for the Linux TCP states).
+pub const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_SYN_SENT`: a `tcpi_state` value.
+pub const TCP_SYN_SENT: u8 = 2;
+/// `TCP_SYN_RECV`: a `tcpi_state` value.
+pub const TCP_SYN_RECV: u8 = 3;
+/// `TCP_FIN_WAIT1`: a `tcpi_state` value.
+pub const TCP_FIN_WAIT1: u8 = 4;
+/// `TCP_FIN_WAIT2`: a `tcpi_state` value.
+pub const TCP_FIN_WAIT2: u8 = 5;
+/// `TCP_TIME_WAIT`: a `tcpi_state` value.
+pub const TCP_TIME_WAIT: u8 = 6;
+/// `TCP_CLOSE`: a `tcpi_state` value.
+pub const TCP_CLOSE: u8 = 7;
+/// `TCP_CLOSE_WAIT`: a `tcpi_state` value.
+pub const TCP_CLOSE_WAIT: u8 = 8;
+/// `TCP_LAST_ACK`: a `tcpi_state` value.
+pub const TCP_LAST_ACK: u8 = 9;
+/// `TCP_LISTEN`: a `tcpi_state` value.
+pub const TCP_LISTEN: u8 = 10;
+/// `TCP_CLOSING`: a `tcpi_state` value.
+pub const TCP_CLOSING: u8 = 11;
+
 /// `TCPOPT_MSS`: `opt_code` for [`tcp_repair_opt`].
 pub const TCPOPT_MSS: u32 = 2;
 /// `TCPOPT_WINDOW`: `opt_code` for [`tcp_repair_opt`] (`opt_val` = snd_wscale | rcv_wscale << 16).
