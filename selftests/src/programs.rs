@@ -15,7 +15,8 @@
 //!
 //! ```no_run
 //! use tcpao_selftests::counters::{Counters, Grew};
-//! use tcpao_selftests::peers::{Peer, PeerResult};
+//! use tcpao_selftests::PeerResult;
+//! use tcpao_selftests::peers::Peer;
 //! use tcpao_selftests::programs::PairTest;
 //! use tcpao_selftests::sockets::{self, TestKey};
 //! use tcpao_selftests::{Test, failure};
@@ -46,7 +47,7 @@
 //!
 //! Keys added with [`sockets::add_key`] / [`sockets::add_md5_key`] are registered with the
 //! capture, so every signed segment is checked by the reference; a key installed another way
-//! must be registered with [`crate::capture::Capture::register`] by hand. Return
+//! must be registered with [`sockets::register`] by hand. Return
 //! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 
@@ -75,12 +76,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capture::CaptureConfig;
+use crate::outcome::{Outcome, PeerResult, TestResult};
 pub use crate::peers::{PairConfig, PairReport};
-use crate::peers::{Peer, PeerResult, Side, run_pair};
+use crate::peers::{Peer, run_pair};
 use crate::probe::Feature;
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::registry::{Ctx, Test};
 use crate::sockets;
-use crate::topology::{Family, TopologyConfig};
+use crate::topology::{Family, Side, TopologyConfig};
 
 /// Every program's tests.
 pub fn tests() -> Vec<Test> {

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, unshare};
 
+use crate::outcome::{Outcome, TestResult};
 use crate::probe::Feature;
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::registry::{Ctx, Test};
 
 /// The harness's own tests (visible and hidden).
 ///

@@ -119,6 +119,41 @@ impl Family {
     }
 }
 
+/// Which peer a function runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The listening peer (kernel: main thread, netns A, 10.0.254.1).
+    Server,
+    /// The connecting peer (kernel: second thread, netns B, 10.0.1.1).
+    Client,
+}
+
+impl Side {
+    /// `server` or `client`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
+    }
+
+    /// 0 for the server, 1 for the client.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Server => 0,
+            Side::Client => 1,
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Server => Side::Client,
+            Side::Client => Side::Server,
+        }
+    }
+}
+
 /// What a test needs from the network beyond the default pair.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopologyConfig {

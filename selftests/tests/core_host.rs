@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tcpao_selftests::counters::Counters;
 use tcpao_selftests::failure;
 use tcpao_selftests::netns::NetnsHolds;
-use tcpao_selftests::peers::{Failure, Outcome, PairConfig, TEST_TIMEOUT, run_pair};
+use tcpao_selftests::outcome::{Failure, Outcome};
+use tcpao_selftests::peers::{PairConfig, TEST_TIMEOUT, run_pair};
 use tcpao_selftests::sockets::{self, Connect};
 use tcpao_selftests::topology::{Family, Netlink};
 
@@ -204,7 +205,8 @@ fn md5_pair(
     expect_connect: bool,
     save: Option<&std::path::Path>,
 ) -> tcpao_selftests::peers::PairReport {
-    use tcpao_selftests::capture::{CaptureConfig, RegisteredKey};
+    use tcpao_refimpl::verify::keys::EntryKey;
+    use tcpao_selftests::capture::{CaptureConfig, key_entry};
     use tcpao_sys::{MasterKey, Md5Ext, Md5Key, PeerPrefix};
     let mut cfg = PairConfig::new(family);
     if let Some(dir) = save {
@@ -221,12 +223,11 @@ fn md5_pair(
             };
             lsk.add_md5_key(&key)
                 .map_err(|e| failure!("server: TCP_MD5SIG_EXT: {e}"))?;
-            p.capture().unwrap().register(RegisteredKey::md5(
+            let key = EntryKey::Md5(tcpao_refimpl::MasterKey::new(server_capture_pw));
+            p.capture().unwrap().register(
                 p.side(),
-                server_capture_pw,
-                p.remote_addr(),
-                family.host_prefix(),
-            ));
+                key_entry(key, p.local_addr(), p.remote_addr(), family.host_prefix()),
+            );
             let before = Counters::netns()?;
             p.sync()?;
             if expect_connect {
@@ -437,7 +438,13 @@ fn main() -> std::process::ExitCode {
     ];
     let trials = tests
         .into_iter()
-        .map(|(name, f)| Trial::test(name, move || Ok(f())).with_ignored_flag(!root))
+        .map(|(name, f)| {
+            Trial::test(name, move || {
+                f();
+                Ok(())
+            })
+            .with_ignored_flag(!root)
+        })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -42,10 +42,11 @@ use std::net::SocketAddr;
 
 use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
 
-use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow, RestoredView};
+use tcpao_refimpl::verify::keys::KeyEntry;
+
+use super::{Frame, RestoredFlow, RestoredView};
 use crate::counters::NetnsMib;
-use crate::peers::Side;
-use crate::topology::Family;
+use crate::topology::{Family, Side};
 
 /// Result of the cross-check of one test.
 #[derive(Debug, Clone, Default)]
@@ -87,13 +88,6 @@ impl XcheckReport {
         } else {
             self.notes.push(format!("xcheck: also: {why}"));
         }
-    }
-}
-
-fn side_index(s: Side) -> usize {
-    match s {
-        Side::Server => 0,
-        Side::Client => 1,
     }
 }
 
@@ -165,7 +159,8 @@ struct FlowInfo {
 /// The validators of one flow: one per side, seen from that side.
 struct FlowCheck {
     validators: [Option<FlowValidator>; 2],
-    md5: [Vec<RegisteredKey>; 2],
+    /// TCP-MD5 keys of each side, most specific first.
+    md5: [Vec<KeyEntry>; 2],
     /// Restored views not applied yet, per side, in time order.
     pending: [Vec<RestoredView>; 2],
     /// Later connections on the same 4-tuple not reached yet, in capture order.
@@ -183,13 +178,13 @@ fn rejected_as_syncookie_ack(
     flow: &FlowKey,
     receiver: Side,
     seg: &SegmentRef<'_>,
-    keys: &[RegisteredKey],
+    keys: &[(Side, KeyEntry)],
 ) -> bool {
     let t = seg.tcp_packet();
     if !t.ack() || t.syn() || t.rst() {
         return false;
     }
-    let r = side_index(receiver);
+    let r = Side::index(receiver);
     let mut isn = [None, None];
     isn[r] = Some(t.ack_number().wrapping_sub(1));
     isn[1 - r] = Some(t.seq_number().wrapping_sub(1));
@@ -202,28 +197,10 @@ fn rejected_as_syncookie_ack(
     }
 }
 
-fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
-    let alg = match k.algorithm {
-        KeyAlgorithm::HmacSha1 => tcpao_refimpl::Algorithm::HmacSha1,
-        KeyAlgorithm::AesCmac128 => tcpao_refimpl::Algorithm::AesCmac128,
-        KeyAlgorithm::HmacSha256 => tcpao_refimpl::Algorithm::HmacSha256,
-        KeyAlgorithm::Md5 => return None,
-    };
-    Mkt::new(
-        k.send_id,
-        k.recv_id,
-        alg,
-        tcpao_refimpl::MasterKey::new(k.secret.to_vec()),
-    )
-    .with_mac_len(usize::from(k.maclen))
-    .ok()
-    .map(|m| m.with_include_options(k.include_options))
-}
-
 fn build_flow(
     flow: &FlowKey,
     info: &FlowInfo,
-    keys: &[RegisteredKey],
+    keys: &[(Side, KeyEntry)],
 ) -> Result<FlowCheck, String> {
     let mut check = FlowCheck {
         validators: [None, None],
@@ -233,7 +210,7 @@ fn build_flow(
         previous: [None, None],
     };
     for side in [Side::Server, Side::Client] {
-        let i = side_index(side);
+        let i = Side::index(side);
         let (md5, v) = build_side(flow, side, info.isn, info.restored.as_ref(), keys)?;
         check.md5[i] = md5;
         check.validators[i] = v;
@@ -248,26 +225,27 @@ fn build_side(
     side: Side,
     isn: [Option<u32>; 2],
     restored: Option<&RestoredFlow>,
-    keys: &[RegisteredKey],
-) -> Result<(Vec<RegisteredKey>, Option<FlowValidator>), String> {
+    keys: &[(Side, KeyEntry)],
+) -> Result<(Vec<KeyEntry>, Option<FlowValidator>), String> {
     let (server, client) = *flow;
     let (local, remote) = match side {
         Side::Server => (server, client),
         Side::Client => (client, server),
     };
-    let i = side_index(side);
-    let mine: Vec<&RegisteredKey> = keys
+    let i = Side::index(side);
+    let mine: Vec<&KeyEntry> = keys
         .iter()
-        .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
+        .filter(|(owner, e)| *owner == side && e.peer.is_some_and(|p| p.contains(remote.ip())))
+        .map(|(_, e)| e)
         .collect();
-    let mut md5: Vec<RegisteredKey> = mine
+    let mut md5: Vec<KeyEntry> = mine
         .iter()
-        .filter(|k| k.algorithm == KeyAlgorithm::Md5)
-        .map(|k| (*k).clone())
+        .filter(|e| e.mkt().is_none())
+        .map(|e| (*e).clone())
         .collect();
     // TCP-MD5 lookup is longest-prefix: the most specific key first.
-    md5.sort_by_key(|k| std::cmp::Reverse(k.prefix));
-    let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
+    md5.sort_by_key(|e| std::cmp::Reverse(e.peer.map_or(0, |p| p.len)));
+    let mkts: Vec<Mkt> = mine.iter().filter_map(|e| e.mkt().cloned()).collect();
     if mkts.is_empty() {
         return Ok((md5, None));
     }
@@ -318,7 +296,7 @@ fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
 pub fn analyze(
     family: Family,
     frames: &[Frame],
-    keys: &[RegisteredKey],
+    keys: &[(Side, KeyEntry)],
     restored: &[RestoredFlow],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
 ) -> XcheckReport {
@@ -338,7 +316,7 @@ pub fn analyze(
 pub fn analyze_with_crafted(
     family: Family,
     frames: &[Frame],
-    keys: &[RegisteredKey],
+    keys: &[(Side, KeyEntry)],
     restored: &[RestoredFlow],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
     crafted: &[Vec<u8>],
@@ -358,7 +336,7 @@ pub fn analyze_with_crafted(
 pub fn analyze_views(
     family: Family,
     frames: &[Frame],
-    keys: &[RegisteredKey],
+    keys: &[(Side, KeyEntry)],
     restored: &[RestoredFlow],
     views: &[RestoredView],
     mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
@@ -382,7 +360,7 @@ pub struct CaptureInput<'a> {
     /// Every captured frame, in capture order (restored views count frame indices in it).
     pub frames: &'a [Frame],
     /// The keys the peers installed.
-    pub keys: &'a [RegisteredKey],
+    pub keys: &'a [(Side, KeyEntry)],
     /// Flows restored with `TCP_REPAIR` (both sides' ISNs, SEQs and SNEs).
     pub restored: &'a [RestoredFlow],
     /// One side's own view of a socket it restored, from a frame index on.
@@ -441,7 +419,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 if t.syn() && !crafted {
                     let (src, dst) = endpoints(&seg);
                     let f = flows.entry(flow_of(frame.from, &seg)).or_default();
-                    let (i, seq) = (side_index(frame.from), t.seq_number());
+                    let (i, seq) = (Side::index(frame.from), t.seq_number());
                     // The ISNs of the latest connection on this 4-tuple.
                     let cur = match f.reincarnations.last_mut() {
                         Some((_, isn)) => isn,
@@ -488,7 +466,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
             let t = d.seg.tcp_packet();
             if !d.crafted && (t.rst() || t.syn()) {
                 // A RST ends the sender's socket; a SYN (new connection) starts a new one.
-                reset.entry(flow_of(d.from, &d.seg)).or_default()[side_index(d.from)] = t.rst();
+                reset.entry(flow_of(d.from, &d.seg)).or_default()[Side::index(d.from)] = t.rst();
             }
         }
         let auth = match d.seg.tcp_packet().auth_options() {
@@ -512,7 +490,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 match build_flow(&key, &info, keys) {
                     Ok(mut c) => {
                         for v in views.iter().filter(|v| flow_key_of(&v.flow) == key) {
-                            c.pending[side_index(v.side)].push(*v);
+                            c.pending[Side::index(v.side)].push(*v);
                         }
                         for p in &mut c.pending {
                             p.sort_by_key(|v| v.since_frame);
@@ -536,8 +514,8 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 for side in [Side::Server, Side::Client] {
                     match build_side(&key, side, isn, None, keys) {
                         Ok((_, v)) => {
-                            check.validators[side_index(side)] = v;
-                            check.previous[side_index(side)] = None;
+                            check.validators[Side::index(side)] = v;
+                            check.previous[Side::index(side)] = None;
                         }
                         Err(err) => r.fail(err),
                     }
@@ -546,7 +524,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         }
         // A side restored its socket before this segment: check with its view from now on.
         for side in [Side::Server, Side::Client] {
-            let i = side_index(side);
+            let i = Side::index(side);
             while check.pending[i]
                 .first()
                 .is_some_and(|v| v.since_frame <= d.frame)
@@ -561,7 +539,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 }
             }
         }
-        let (si, ri) = (side_index(d.from), side_index(d.from.other()));
+        let (si, ri) = (Side::index(d.from), Side::index(d.from.other()));
         if auth.ao.is_some() {
             r.ao_segments += 1;
             // Rule 1: the sender's view (LocalToRemote).
@@ -621,7 +599,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         } else {
             r.md5_segments += 1;
             if let Some(k) = check.md5[si].first().filter(|_| !d.crafted) {
-                match tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                match tcpao_refimpl::verify_md5(&d.seg, k.secret()) {
                     Ok(true) => r.verified += 1,
                     Ok(false) => {
                         r.verified += 1;
@@ -638,7 +616,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 }
             }
             if let Some(k) = check.md5[ri].first() {
-                if let Ok(false) = tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                if let Ok(false) = tcpao_refimpl::verify_md5(&d.seg, k.secret()) {
                     md5_rejected_for[ri] += 1;
                 }
             }
@@ -652,7 +630,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
     }
     if r.verified_sne.iter().flatten().any(|(sne, _)| *sne != 0) {
         for side in [Side::Server, Side::Client] {
-            let per: Vec<String> = r.verified_sne[side_index(side)]
+            let per: Vec<String> = r.verified_sne[Side::index(side)]
                 .iter()
                 .map(|(sne, n)| format!("SNE {sne}: {n}"))
                 .collect();
@@ -664,10 +642,10 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         }
     }
     for side in [Side::Server, Side::Client] {
-        let Some((before, after)) = &mibs[side_index(side)] else {
+        let Some((before, after)) = &mibs[Side::index(side)] else {
             continue;
         };
-        let i = side_index(side);
+        let i = Side::index(side);
         for (counter, rejected, late) in [
             ("TCPAOBad", rejected_for[i], late_rejected_for[i]),
             ("TCPMD5Failure", md5_rejected_for[i], 0),
@@ -750,19 +728,16 @@ mod tests {
         }
     }
 
-    fn keys() -> Vec<RegisteredKey> {
+    fn keys() -> Vec<(Side, KeyEntry)> {
         let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
-        [(Side::Server, cli), (Side::Client, srv)]
+        [(Side::Server, srv, cli), (Side::Client, cli, srv)]
             .into_iter()
-            .map(|(owner, peer)| {
-                RegisteredKey::ao(
+            .map(|(owner, local, peer)| {
+                let mkt = Mkt::new(100, 100, tcpao_refimpl::Algorithm::HmacSha1, SECRET);
+                let key = tcpao_refimpl::verify::keys::EntryKey::Ao(mkt);
+                (
                     owner,
-                    KeyAlgorithm::HmacSha1,
-                    SECRET,
-                    100,
-                    100,
-                    peer.ip(),
-                    32,
+                    super::super::key_entry(key, local.ip(), peer.ip(), 32),
                 )
             })
             .collect()

@@ -487,14 +487,14 @@ pub fn mutants_of(file: &str, text: &str) -> Vec<Mutant> {
 /// Picks `n` mutants: round-robin over the operators, each operator's mutants in a seeded
 /// shuffle, so every operator and many functions are represented.
 pub fn sample(all: &[Mutant], n: usize, seed: u64) -> Vec<Mutant> {
-    let mut rng = crate::sockets::XorShift::new(seed);
+    let mut rng = crate::rng::Rng::new(seed);
     let mut by_op: Vec<Vec<&Mutant>> = OPERATORS
         .iter()
         .map(|op| all.iter().filter(|m| m.op == *op).collect())
         .collect();
     for g in &mut by_op {
         for i in (1..g.len()).rev() {
-            let j = usize::try_from(rng.next_u64() % (i as u64 + 1)).unwrap_or(0);
+            let j = usize::try_from(rng.below(i as u64 + 1)).unwrap_or(0);
             g.swap(i, j);
         }
     }

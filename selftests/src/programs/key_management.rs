@@ -30,16 +30,18 @@ use tcpao_sys::{Algorithm, AoRepair, Error, KeySelector, PeerPrefix, TcpAoExt};
 use crate::capture::CaptureConfig;
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Failure, OrFail, PairConfig, Peer, PeerResult, Side, run_pair};
+use crate::outcome::{Failure, OrFail, Outcome, PeerResult, TestResult};
+use crate::peers::{PairConfig, Peer, run_pair};
 use crate::probe::Feature;
 use crate::programs::setsockopt_closed::{
-    Rng, add_verified, compare_key, dump_all, errno_name, expect_error, is_os, key_with,
-    make_listen, run_seed, typed_ok,
+    add_verified, compare_key, dump_all, errno_name, expect_error, is_os, key_with, make_listen,
+    typed_ok,
 };
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::registry::{Ctx, Test};
+use crate::rng::{Rng, run_seed};
 use crate::sockets::{self, DEFAULT_TEST_PASSWORD, TestKey};
 use crate::solo::{Solo, SoloTest};
-use crate::topology::{Family, TopologyConfig, VRF_IFINDEX};
+use crate::topology::{Family, Side, TopologyConfig, VRF_IFINDEX};
 
 const PROGRAM: &str = "key-management";
 const SECOND_PASSWORD: &[u8] = b"at all times sincere friends of freedom have been rare";

@@ -30,11 +30,13 @@ use socket2::Socket;
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Peer, PeerResult};
+use crate::outcome::PeerResult;
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
 use crate::repair::{self, Restore};
-use crate::sockets::{self, TestKey, XorShift};
+use crate::rng::Rng;
+use crate::sockets::{self, TestKey};
 
 const MESSAGES: usize = 20;
 const MESSAGE_LEN: usize = 100;
@@ -261,7 +263,7 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     p.sync()?; // 2: the client restored its socket
     let before = Counters::of(&sk)?;
     let mut hello = vec![0u8; MESSAGE_LEN];
-    XorShift::seeded().fill(&mut hello);
+    Rng::from_clock().fill(&mut hello);
     write_all(p, &sk, &hello, p.deadline())?;
     let line = if case.fault == Fault::None {
         let served = serve(p, &sk, QUOTA, p.deadline())?;
@@ -375,7 +377,7 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
         )
     } else {
         let mut msg = vec![0u8; MESSAGE_LEN];
-        XorShift::seeded().fill(&mut msg);
+        Rng::from_clock().fill(&mut msg);
         write_all(p, &sk, &msg, deadline)?;
         wait_grew(p, &sk, &before, case.client, false)?;
         if p.wait_for(deadline, || Ok((p.peer_signals() > 0).then_some(())))?

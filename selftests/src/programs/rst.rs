@@ -36,10 +36,12 @@ use nix::errno::Errno;
 use nix::poll::PollFlags;
 use socket2::{SockAddr, Socket};
 use tcpao_sys::repair::tcp_info;
+use tcpao_sys::uapi::{TCP_CLOSE, TCP_FIN_WAIT2, TCP_SYN_SENT, TCP_TIME_WAIT};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{OrFail, Peer, PeerResult};
+use crate::outcome::{OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
 use crate::repair::{self, Checkpoint, Restore};
@@ -50,12 +52,6 @@ const PROGRAM: &str = "rst";
 /// Bytes served per connection (kernel `quota`) in messages of `PACKET_SIZE`.
 const QUOTA: usize = 1000;
 const PACKET_SIZE: usize = 100;
-
-/// `TCP_SYN_SENT`, `TCP_FIN_WAIT2`, `TCP_TIME_WAIT`, `TCP_CLOSE` (`include/net/tcp_states.h`).
-const TCP_SYN_SENT: u8 = 2;
-const TCP_FIN_WAIT2: u8 = 5;
-const TCP_TIME_WAIT: u8 = 6;
-const TCP_CLOSE: u8 = 7;
 
 /// The program's tests.
 pub fn tests() -> Vec<Test> {

@@ -20,12 +20,15 @@ use socket2::Socket;
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Peer, PeerResult, Side};
+use crate::outcome::PeerResult;
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::restore::{read_now, serve};
 use crate::registry::Test;
 use crate::repair::{self, Checkpoint, Restore};
-use crate::sockets::{self, TestKey, XorShift};
+use crate::rng::Rng;
+use crate::sockets::{self, TestKey};
+use crate::topology::Side;
 
 const MESSAGES: usize = 20;
 const MESSAGE_LEN: usize = 1000;
@@ -262,7 +265,7 @@ fn client(p: &Peer<'_>, kind: Kind) -> PeerResult {
         Kind::Retransmit => {
             let mut img = freeze_moved(p, sk)?;
             let mut data = vec![0u8; RETRANS_LEN];
-            XorShift::seeded().fill(&mut data);
+            Rng::from_clock().fill(&mut data);
             // Unacknowledged data across the wrap: the restored kernel owns it as sent and
             // retransmits it when its retransmission timer fires.
             img.send_queue = data;

@@ -21,7 +21,6 @@ use std::io;
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
-use std::sync::OnceLock;
 
 use nix::libc;
 use socket2::{SockAddr, Socket};
@@ -36,9 +35,10 @@ use tcpao_sys::{
 
 use crate::failure;
 use crate::netns;
-use crate::peers::{Failure, OrFail, PeerResult};
+use crate::outcome::{Failure, OrFail, PeerResult};
 use crate::probe::Feature;
 use crate::registry::Test;
+use crate::rng::{Rng, run_seed};
 use crate::sockets::{self, DEFAULT_TEST_PASSWORD};
 use crate::solo::{Solo, SoloTest};
 use crate::topology::Family;
@@ -48,57 +48,6 @@ const PROGRAM: &str = "setsockopt-closed";
 // ---------------------------------------------------------------------------------------
 // Shared helpers (also used by `key-management`).
 // ---------------------------------------------------------------------------------------
-
-/// A small SplitMix64 generator: seeded, so a failure is reproducible from the printed seed.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// Next 64 bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform-ish value in `0..n` (n > 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// Fill `buf` with random bytes.
-    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-}
-
-/// The seed of this run: `TCPAO_SEED` if set (decimal or 0x-hex), else the clock; the same
-/// for every test of the process, so both peers of a pair derive the same data.
-pub(crate) fn run_seed() -> u64 {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    *SEED.get_or_init(|| {
-        let env = std::env::var("TCPAO_SEED").ok().and_then(|v| {
-            let v = v.trim();
-            v.strip_prefix("0x")
-                .map_or_else(|| v.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
-        });
-        env.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0x5eed, |d| d.as_nanos() as u64)
-        })
-    })
-}
 
 /// Name of an errno (`EINVAL`).
 pub(crate) fn errno_name(e: i32) -> String {
