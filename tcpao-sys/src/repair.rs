@@ -241,8 +241,7 @@ pub fn set_timestamp<F: AsFd + ?Sized>(fd: &F, ts: u32) -> Result<()> {
 /// A snapshot of the `TCP_INFO` fields a checkpoint needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TcpInfo {
-    /// `tcpi_state`: [`uapi::TCP_ESTABLISHED`](crate::uapi::TCP_ESTABLISHED),
-    /// [`uapi::TCP_LISTEN`](crate::uapi::TCP_LISTEN), ...
+    /// `tcpi_state`: [`uapi::TCP_ESTABLISHED`], [`uapi::TCP_LISTEN`], ...
     pub state: u8,
     /// `tcpi_options` (`TCPI_OPT_*` bits).
     pub options: u8,

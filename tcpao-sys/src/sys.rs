@@ -4,9 +4,13 @@
 //!
 //! Memory safety rests on two facts: (1) every typed option argument implements the
 //! `unsafe` marker trait [`Pod`], so any byte pattern the kernel writes into it is a valid
-//! value; (2) the kernel never reads or writes more than `optlen` bytes at `optval`, and the
-//! pointer/length pairs passed here always describe memory we own for the duration of the
-//! call (or are NULL).
+//! value and every byte of it is initialized; (2) the kernel never reads or writes more than
+//! `optlen` bytes at `optval`, and the pointer/length pairs passed here always describe
+//! memory we own for the duration of the call (or are NULL).
+//!
+//! The first fact also makes the `uapi` structs readable and writable as bytes, safely:
+//! `as_bytes()` and `as_bytes_mut()` (defined here), for tests that send the kernel exactly
+//! the bytes a C program would, with one field broken.
 #![allow(unsafe_code)]
 
 use crate::uapi;
@@ -15,13 +19,15 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 
-/// Types that are plain old data: no padding the kernel could not fill, no invalid bit
-/// patterns, no pointers. Any bytes written by the kernel form a valid value.
+/// Types that are plain old data: no padding bytes, no invalid bit patterns, no pointers.
+/// Any bytes written by the kernel form a valid value, and every byte of a value is
+/// initialized.
 ///
 /// # Safety
 ///
 /// Implement only for `#[repr(C)]` integer-only structs/arrays for which every bit pattern is
-/// a valid value.
+/// a valid value and whose fields cover every byte (the `uapi` layout assertions check the
+/// offsets and sizes of each struct).
 pub(crate) unsafe trait Pod: Sized {}
 
 // SAFETY: integers accept every bit pattern.
@@ -48,6 +54,48 @@ unsafe impl Pod for uapi::tcp_repair_window {}
 unsafe impl<const N: usize> Pod for [u8; N] {}
 // SAFETY: `struct tpacket_stats` is two `u32`s; every bit pattern valid.
 unsafe impl Pod for libc::tpacket_stats {}
+
+/// The bytes of a plain-old-data value.
+fn bytes_of<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: `T: Pod` has no padding, so all `size_of::<T>()` bytes at `v` are initialized;
+    // the slice borrows `v` immutably for its lifetime.
+    unsafe { std::slice::from_raw_parts(ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
+}
+
+/// The bytes of a plain-old-data value, writable.
+fn bytes_of_mut<T: Pod>(v: &mut T) -> &mut [u8] {
+    // SAFETY: as in `bytes_of`; the slice borrows `v` exclusively, and whatever bytes are
+    // written through it form a valid `T` (`T: Pod` accepts every bit pattern).
+    unsafe { std::slice::from_raw_parts_mut(ptr::from_mut(v).cast::<u8>(), size_of::<T>()) }
+}
+
+/// `as_bytes()`/`as_bytes_mut()` for the `uapi` structs.
+macro_rules! uapi_bytes {
+    ($($t:ident),* $(,)?) => {$(
+        impl uapi::$t {
+            #[doc = concat!("The `struct ", stringify!($t), "` as the kernel reads it, byte for byte.")]
+            pub fn as_bytes(&self) -> &[u8] {
+                bytes_of(self)
+            }
+
+            #[doc = concat!("The `struct ", stringify!($t), "` as bytes to overwrite (any bytes are a valid value).")]
+            pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+                bytes_of_mut(self)
+            }
+        }
+    )*};
+}
+
+uapi_bytes!(
+    tcp_ao_add,
+    tcp_ao_del,
+    tcp_ao_info_opt,
+    tcp_ao_getsockopt,
+    tcp_ao_repair,
+    tcp_md5sig,
+    tcp_repair_opt,
+    tcp_repair_window,
+);
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc == -1 {
