@@ -69,6 +69,7 @@ pub mod rst;
 pub mod self_connect;
 pub mod seq_ext;
 pub mod setsockopt_closed;
+pub mod sockopt;
 pub mod unsigned_md5;
 pub mod vrf_keys;
 

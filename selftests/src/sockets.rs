@@ -236,6 +236,77 @@ fn read_some(
     }
 }
 
+/// Read whatever `sk` has now without blocking: `Ok(Some(0))` when nothing is queued,
+/// `Ok(None)` at EOF.
+///
+/// # Errors
+/// A read failure.
+pub fn read_now(mut sk: &Socket, buf: &mut [u8]) -> PeerResult<Option<usize>> {
+    match sk.read(buf) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(0)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
+        Err(e) => Err(failure!("read() failed: {e}")),
+    }
+}
+
+/// Read exactly `buf.len()` bytes before `deadline`.
+///
+/// # Errors
+/// EOF, a read failure or the deadline.
+pub fn read_exact(peer: &Peer<'_>, sk: &Socket, buf: &mut [u8], deadline: Instant) -> PeerResult {
+    let mut got = 0;
+    while got < buf.len() {
+        match read_now(sk, &mut buf[got..])? {
+            None => {
+                return Err(failure!(
+                    "the peer closed the connection after {got} of {} bytes",
+                    buf.len()
+                ));
+            }
+            Some(0) => {
+                if !wait_fd(peer, sk, PollFlags::POLLIN, deadline, || false)? {
+                    return Err(failure!(
+                        "read() timed out after {got} of {} bytes",
+                        buf.len()
+                    ));
+                }
+            }
+            Some(n) => got += n,
+        }
+    }
+    Ok(())
+}
+
+/// Echo up to `quota` bytes back (kernel `test_server_run(sk, quota)`); stops early at EOF
+/// or when nothing arrives before `deadline`. Returns the bytes echoed.
+///
+/// # Errors
+/// A read/write failure, or a write the peer does not make room for before `deadline`.
+pub fn echo_quota(peer: &Peer<'_>, sk: &Socket, quota: u64, deadline: Instant) -> PeerResult<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut served = 0u64;
+    while served < quota {
+        let want = usize::try_from(quota - served)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        match read_now(sk, &mut buf[..want])? {
+            None => break,
+            Some(0) => {
+                if !wait_fd(peer, sk, PollFlags::POLLIN, deadline, || false)? {
+                    break;
+                }
+            }
+            Some(n) => {
+                write_all(peer, sk, &buf[..n], deadline)?;
+                served += n as u64;
+            }
+        }
+    }
+    Ok(served)
+}
+
 /// Echo everything received on `sk` back until the peer closes (kernel `test_server_run`).
 /// Returns the number of bytes served.
 ///

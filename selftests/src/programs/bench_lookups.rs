@@ -340,7 +340,7 @@ fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
 fn wait_eof(p: &Peer<'_>, sk: &socket2::Socket) -> PeerResult {
     let mut buf = [0u8; 64];
     loop {
-        match crate::programs::restore::read_now(sk, &mut buf)? {
+        match sockets::read_now(sk, &mut buf)? {
             None => return Ok(()),
             Some(0) => {
                 if !sockets::wait_fd(p, sk, nix::poll::PollFlags::POLLIN, p.deadline(), || false)? {

@@ -122,39 +122,13 @@ fn netns_check(p: &Peer<'_>, before: &Counters) -> PeerResult {
 }
 
 /// Echo exactly `QUOTA` bytes (kernel `test_server_run(sk, quota, ...)`).
-fn serve_quota(p: &Peer<'_>, mut sk: &Socket) -> PeerResult {
-    let deadline = p.deadline();
-    let mut buf = [0u8; QUOTA];
-    let mut served = 0;
-    while served < QUOTA {
-        let n = match sk.read(&mut buf[..QUOTA - served]) {
-            Ok(0) => return Err(failure!("server: the client closed after {served} bytes")),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !sockets::wait_fd(p, sk, PollFlags::POLLIN, deadline, || false)? {
-                    return Err(failure!("servered only {served} bytes"));
-                }
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(failure!("servered only {served} bytes: {e}")),
-        };
-        let mut out = &buf[..n];
-        while !out.is_empty() {
-            match sk.write(out) {
-                Ok(w) => out = &out[w..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !sockets::wait_fd(p, sk, PollFlags::POLLOUT, deadline, || false)? {
-                        return Err(failure!("server: write() timed out"));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(failure!("server: write() failed: {e}")),
-            }
-        }
-        served += n;
+fn serve_quota(p: &Peer<'_>, sk: &Socket) -> PeerResult {
+    let served = sockets::echo_quota(p, sk, QUOTA as u64, p.deadline())?;
+    if served < QUOTA as u64 {
+        return Err(failure!(
+            "server: served only {served} of {QUOTA} bytes before EOF or the deadline"
+        ));
     }
-    p.diag(format!("servered {served} bytes"));
     Ok(())
 }
 

@@ -23,7 +23,6 @@ use crate::failure;
 use crate::outcome::PeerResult;
 use crate::peers::Peer;
 use crate::programs::PairTest;
-use crate::programs::restore::{read_now, serve};
 use crate::registry::Test;
 use crate::repair::{self, Checkpoint, Restore};
 use crate::rng::Rng;
@@ -152,8 +151,8 @@ fn server(p: &Peer<'_>, kind: Kind) -> PeerResult {
     let mut sk = sockets::accept(p, &lsk, p.deadline(), || false)?
         .ok_or_else(|| failure!("the server accepted no connection within {:?}", p.timeout()))?;
     drop(lsk);
-    let served = serve(p, &sk, QUOTA, p.deadline())?;
-    if served != QUOTA {
+    let served = sockets::echo_quota(p, &sk, QUOTA as u64, p.deadline())?;
+    if served != QUOTA as u64 {
         return Err(failure!("server served: {served} of {QUOTA} bytes"));
     }
     let pre_good = Counters::netns()?.netns.ao_good();
@@ -167,8 +166,8 @@ fn server(p: &Peer<'_>, kind: Kind) -> PeerResult {
                 sk = img.restore(p, &Restore::new(&keys))?;
                 let before = Counters::of(&sk)?;
                 p.sync()?; // restored on both sides => data
-                let served = serve(p, &sk, QUOTA, p.deadline())?;
-                if served != QUOTA {
+                let served = sockets::echo_quota(p, &sk, QUOTA as u64, p.deadline())?;
+                if served != QUOTA as u64 {
                     return Err(failure!(
                         "round {round}: server served: {served} of {QUOTA} bytes across the wrap"
                     ));
@@ -206,14 +205,14 @@ fn server(p: &Peer<'_>, kind: Kind) -> PeerResult {
                 ));
             }
             let mut b = [0u8; 1];
-            if read_now(&sk, &mut b)? != Some(0) {
+            if sockets::read_now(&sk, &mut b)? != Some(0) {
                 return Err(failure!(
                     "the retransmitted duplicate reached the application"
                 ));
             }
             p.sync()?; // the client's data was acknowledged => new data after the wrap
-            let served = serve(p, &sk, MESSAGE_LEN, p.deadline())?;
-            if served != MESSAGE_LEN {
+            let served = sockets::echo_quota(p, &sk, MESSAGE_LEN as u64, p.deadline())?;
+            if served != MESSAGE_LEN as u64 {
                 return Err(failure!(
                     "server served: {served} of {MESSAGE_LEN} bytes after the wrap"
                 ));
