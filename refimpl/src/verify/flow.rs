@@ -35,6 +35,9 @@ struct End {
     key_ids: [u64; 4],
     rnext_ids: [u64; 4],
     good: u64,
+    /// The last KeyID this end sent and the keys-file entry it selects: the selection
+    /// depends only on the end's addresses and the KeyID, which change rarely.
+    selected: Option<(u8, Option<u32>)>,
 }
 
 /// What an evicted, still open flow needs to be resumed: who is who, ISNs and SNE state.
@@ -305,11 +308,20 @@ impl<'a, 's> FlowKeys<'a, 's> {
 
 impl Receiver for FlowKeys<'_, '_> {
     fn find_mkt(&mut self, key_id: u8) -> Option<usize> {
+        let end = &mut self.flow.ends[self.si];
+        if let Some((id, found)) = end.selected {
+            if id == key_id {
+                return found.map(|i| i as usize);
+            }
+        }
         let (src, dst) = (self.s.src.ip(), self.s.dst.ip());
-        self.keys
+        let found = self
+            .keys
             .mkts
             .iter()
-            .position(|e| e.matches_ao(src, dst, key_id))
+            .position(|e| e.matches_ao(src, dst, key_id));
+        end.selected = Some((key_id, found.map(|i| i as u32)));
+        found
     }
 
     fn mkt(&self, index: usize) -> &Mkt {
