@@ -207,6 +207,23 @@ impl PairTest {
     }
 }
 
+/// The pair configuration of a test the harness runs: its family and slowness, a timeout
+/// that leaves the harness a margin to report a hang as a timeout of ours (not its own), and
+/// a capture named `name` (saved with `--save-pcaps`).
+pub fn pair_config(ctx: &Ctx, family: Family, name: &str) -> PairConfig {
+    let mut cfg = PairConfig::new(family);
+    cfg.slow_factor = ctx.slow_factor();
+    cfg.timeout = ctx
+        .timeout()
+        .saturating_sub(ctx.timeout() / 10)
+        .max(Duration::from_secs(1));
+    cfg.capture = Some(CaptureConfig::new(
+        name,
+        ctx.pcap_dir().map(std::path::Path::to_path_buf),
+    ));
+    cfg
+}
+
 /// Run one case under the harness: fresh topology, capture (saved with `--save-pcaps`),
 /// diagnostics and the cross-check count printed as KTAP `#` lines.
 ///
@@ -243,18 +260,8 @@ where
     S: FnOnce(&Peer<'_>) -> PeerResult + Send,
     C: FnOnce(&Peer<'_>) -> PeerResult + Send,
 {
-    let mut cfg = PairConfig::new(family);
+    let mut cfg = pair_config(ctx, family, ctx.name());
     cfg.topology = topology.clone();
-    cfg.slow_factor = ctx.slow_factor();
-    // Leave the harness a margin to report a hang as a timeout of ours, not its own.
-    cfg.timeout = ctx
-        .timeout()
-        .saturating_sub(ctx.timeout() / 10)
-        .max(Duration::from_secs(1));
-    cfg.capture = Some(CaptureConfig::new(
-        ctx.name(),
-        ctx.pcap_dir().map(std::path::Path::to_path_buf),
-    ));
     let report = run_pair(&cfg, server, client);
     for d in &report.diagnostics {
         ctx.diag(d);

@@ -562,9 +562,21 @@ pub fn setup_server(nl: &Netlink, client_ns: &NetnsFd, cfg: &TopologyConfig) -> 
     for n in &cfg.extra_clients {
         peers.extend(Family::ALL.iter().map(|f| f.test_addr(*n)));
     }
-    configure(nl, veth, &mine, &peers)?;
+    addresses_and_routes(nl, veth, &mine, &peers, cfg)
+}
+
+/// Give the veth `veth` this side's addresses `mine`, routes to `peers`, and the VRF if the
+/// topology asks for one.
+fn addresses_and_routes(
+    nl: &Netlink,
+    veth: u32,
+    mine: &[IpAddr],
+    peers: &[IpAddr],
+    cfg: &TopologyConfig,
+) -> Result<Link> {
+    configure(nl, veth, mine, peers)?;
     let vrf_index = if cfg.vrf {
-        Some(add_vrf_with_route(nl, veth, &peers, &mine)?)
+        Some(add_vrf_with_route(nl, veth, peers, mine)?)
     } else {
         None
     };
@@ -587,16 +599,7 @@ pub fn setup_client(nl: &Netlink, cfg: &TopologyConfig) -> Result<Link> {
         mine.extend(Family::ALL.iter().map(|f| f.test_addr(*n)));
     }
     let peers: Vec<IpAddr> = Family::ALL.iter().map(|f| f.server_addr()).collect();
-    configure(nl, veth, &mine, &peers)?;
-    let vrf_index = if cfg.vrf {
-        Some(add_vrf_with_route(nl, veth, &peers, &mine)?)
-    } else {
-        None
-    };
-    Ok(Link {
-        veth_index: veth,
-        vrf_index,
-    })
+    addresses_and_routes(nl, veth, &mine, &peers, cfg)
 }
 
 fn configure(nl: &Netlink, veth: u32, mine: &[IpAddr], peers: &[IpAddr]) -> Result<()> {

@@ -35,7 +35,7 @@
 //!
 //! Segments the test built and injected itself ([`super::Capture::register_crafted`]) are not
 //! held to rule 1 and teach no ISN, but still count for rule 2. [`analyze_capture`] takes all
-//! of this at once; [`analyze`], [`analyze_with_crafted`] and [`analyze_views`] wrap it.
+//! of this at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -291,67 +291,6 @@ fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
     )
 }
 
-/// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and
-/// client.
-pub fn analyze(
-    family: Family,
-    frames: &[Frame],
-    keys: &[(Side, KeyEntry)],
-    restored: &[RestoredFlow],
-    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
-) -> XcheckReport {
-    analyze_capture(&CaptureInput {
-        family,
-        frames,
-        keys,
-        restored,
-        views: &[],
-        crafted: &[],
-        mibs,
-    })
-}
-
-/// [`analyze`], where the IP packets in `crafted` were built and injected by the test (not
-/// signed by a peer's kernel): rule 1 does not apply to them, rule 2 still counts them.
-pub fn analyze_with_crafted(
-    family: Family,
-    frames: &[Frame],
-    keys: &[(Side, KeyEntry)],
-    restored: &[RestoredFlow],
-    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
-    crafted: &[Vec<u8>],
-) -> XcheckReport {
-    analyze_capture(&CaptureInput {
-        family,
-        frames,
-        keys,
-        restored,
-        views: &[],
-        crafted,
-        mibs,
-    })
-}
-
-/// [`analyze`] with the per-side views of restored sockets.
-pub fn analyze_views(
-    family: Family,
-    frames: &[Frame],
-    keys: &[(Side, KeyEntry)],
-    restored: &[RestoredFlow],
-    views: &[RestoredView],
-    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
-) -> XcheckReport {
-    analyze_capture(&CaptureInput {
-        family,
-        frames,
-        keys,
-        restored,
-        views,
-        crafted: &[],
-        mibs,
-    })
-}
-
 /// Everything one capture's cross-check needs ([`analyze_capture`]).
 #[derive(Debug, Clone, Copy)]
 pub struct CaptureInput<'a> {
@@ -371,7 +310,7 @@ pub struct CaptureInput<'a> {
     pub mibs: &'a [Option<(NetnsMib, NetnsMib)>; 2],
 }
 
-/// The cross-check of one capture, the entry point the others wrap: every captured segment
+/// The cross-check of one capture: every captured segment
 /// is checked (rule 1: kernel-signed segments verify with the sender's view; rule 2: the
 /// receiver's MIB rejections match the reference's), with restored sockets' per-side views
 /// and the test's crafted segments taken into account.
@@ -770,7 +709,7 @@ mod tests {
     fn a_second_connection_on_the_same_4_tuple_uses_its_own_isns() {
         let mut frames = handshake(1, (1000, 5000));
         frames.extend(handshake(2, (9000, 7000)));
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        let r = run(&frames, &[], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
         assert_eq!((r.verified, r.rejected), (6, 0));
     }
@@ -797,25 +736,12 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let view = RestoredView {
-            side: Side::Client,
-            flow: RestoredFlow {
-                server: (srv.ip(), srv.port()),
-                client: (cli.ip(), cli.port()),
-                server_isn: 5000,
-                client_isn: 1001,
-                server_next_seq: 5001,
-                client_next_seq: 1001,
-                server_sne: 0,
-                client_sne: 0,
-            },
-            since_frame: 3,
-        };
-        let r = analyze_views(Family::Ipv4, &frames, &keys(), &[], &[view], &[None, None]);
+        let view = client_view(1001);
+        let r = run(&frames, &[view], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
         assert_eq!(r.verified, 5);
         // Without the view, the reference rejects the corrupted segment (rule 1).
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        let r = run(&frames, &[], &[None, None]);
         assert!(
             r.failure
                 .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
@@ -859,20 +785,7 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let view = RestoredView {
-            side: Side::Client,
-            flow: RestoredFlow {
-                server: (srv.ip(), srv.port()),
-                client: (cli.ip(), cli.port()),
-                server_isn: 5000,
-                client_isn: 1000,
-                server_next_seq: 5001,
-                client_next_seq: 1001,
-                server_sne: 0,
-                client_sne: 0,
-            },
-            since_frame: 3,
-        };
+        let view = client_view(1000);
         let crafted = vec![bad.data[14..].to_vec(), syn.data[14..].to_vec()];
         let input = CaptureInput {
             family: Family::Ipv4,
@@ -901,6 +814,42 @@ mod tests {
             r.failure
                 .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
         );
+    }
+
+    /// The cross-check of `frames` with the test keys and `views`, no crafted segments.
+    fn run(
+        frames: &[Frame],
+        views: &[RestoredView],
+        mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
+    ) -> XcheckReport {
+        analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames,
+            keys: &keys(),
+            restored: &[],
+            views,
+            crafted: &[],
+            mibs,
+        })
+    }
+
+    /// The client's view of the test flow restored at frame 3 with client ISN `client_isn`.
+    fn client_view(client_isn: u32) -> RestoredView {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        RestoredView {
+            side: Side::Client,
+            flow: RestoredFlow {
+                server: (srv.ip(), srv.port()),
+                client: (cli.ip(), cli.port()),
+                server_isn: 5000,
+                client_isn,
+                server_next_seq: 5001,
+                client_next_seq: 1001,
+                server_sne: 0,
+                client_sne: 0,
+            },
+            since_frame: 3,
+        }
     }
 
     fn mib_with_bad(bad: u64) -> NetnsMib {
@@ -932,14 +881,14 @@ mod tests {
         // unexplained.
         let mut before = frames.clone();
         before.extend([late.clone(), rst.clone()]);
-        let r = analyze(Family::Ipv4, &before, &keys(), &[], &mibs);
+        let r = run(&before, &[], &mibs);
         assert!(
             r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
             "{r:?}"
         );
         // After the reset it is explained, and said so.
         frames.extend([rst, late]);
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &mibs);
+        let r = run(&frames, &[], &mibs);
         assert_eq!(r.failure, None, "{r:?}");
         assert_eq!((r.verified, r.rejected), (5, 0));
         assert!(
@@ -948,7 +897,7 @@ mod tests {
             r.notes
         );
         // Without a counted bad segment nothing fails either.
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        let r = run(&frames, &[], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
         // The first ACK after the handshake: SEQ - 1 and ACK - 1 are the true ISNs, so the
         // listener accepts its MAC and cannot have counted it.
@@ -962,7 +911,7 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let r = analyze(Family::Ipv4, &first, &keys(), &[], &mibs);
+        let r = run(&first, &[], &mibs);
         assert!(
             r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
             "{r:?}"

@@ -43,12 +43,13 @@ use tcpao_sys::repair::{self, Queue, RepairMode, RepairOption, RepairWindow};
 use tcpao_sys::uapi::TCP_CLOSE;
 use tcpao_sys::{Algorithm, AoRepair, TcpAoExt};
 
-use crate::capture::{CaptureConfig, RestoredFlow};
+use crate::capture::RestoredFlow;
 use crate::counters::NetnsMib;
 use crate::failure;
 use crate::outcome::{Failure, OrFail, Outcome, PeerResult, TestResult};
-use crate::peers::{PairConfig, Peer, run_pair};
+use crate::peers::{Peer, run_pair};
 use crate::probe::Feature;
+use crate::programs::pair_config;
 use crate::registry::{Ctx, Test};
 use crate::rng::Rng;
 use crate::sockets::{self, Connect, TestKey};
@@ -317,16 +318,7 @@ fn settle(p: &Peer<'_>, rec: &Mutex<Record>, base: &NetnsMib, kept: &NetnsMib) -
 }
 
 fn run(ctx: &Ctx, case: Case, family: Family) -> TestResult {
-    let mut cfg = PairConfig::new(family);
-    cfg.slow_factor = ctx.slow_factor();
-    cfg.timeout = ctx
-        .timeout()
-        .saturating_sub(ctx.timeout() / 10)
-        .max(Duration::from_secs(1));
-    cfg.capture = Some(CaptureConfig::new(
-        ctx.name(),
-        ctx.pcap_dir().map(Path::to_path_buf),
-    ));
+    let cfg = pair_config(ctx, family, ctx.name());
     let rec = Mutex::new(Record::default());
     let report = run_pair(&cfg, |p| server(p, case, &rec), |p| client(p, case, &rec));
     for d in &report.diagnostics {

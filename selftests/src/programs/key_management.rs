@@ -25,12 +25,12 @@ use socket2::Socket;
 use tcpao_sys::repair::{RepairMode, set_repair};
 use tcpao_sys::{Algorithm, AoRepair, Error, KeySelector, PeerPrefix, TcpAoExt};
 
-use crate::capture::CaptureConfig;
 use crate::counters::{Counters, Grew};
 use crate::failure;
 use crate::outcome::{Failure, OrFail, Outcome, PeerResult, TestResult};
-use crate::peers::{PairConfig, Peer, run_pair};
+use crate::peers::{Peer, run_pair};
 use crate::probe::Feature;
+use crate::programs::pair_config;
 use crate::programs::sockopt::{
     add_verified, compare_key, dump_all, errno_name, expect_error, is_os, key_with, make_listen,
     typed_ok,
@@ -840,20 +840,12 @@ fn run_cell(family: Family, slug: &str) -> RunCell {
 }
 
 fn run_scenario(ctx: &Ctx, family: Family, sc: &'static Scenario) -> ScenarioRun {
-    let mut cfg = PairConfig::new(family);
+    let name = format!("{PROGRAM}/{}/{}", family.name(), sc.slug);
+    let mut cfg = pair_config(ctx, family, &name);
     cfg.topology = TopologyConfig {
         vrf: sc.kind == Kind::Match,
         ..TopologyConfig::default()
     };
-    cfg.slow_factor = ctx.slow_factor();
-    cfg.timeout = ctx
-        .timeout()
-        .saturating_sub(ctx.timeout() / 10)
-        .max(Duration::from_secs(1));
-    cfg.capture = Some(CaptureConfig::new(
-        &format!("{PROGRAM}/{}/{}", family.name(), sc.slug),
-        ctx.pcap_dir().map(std::path::Path::to_path_buf),
-    ));
     let checks = Checks::default();
     let report = run_pair(&cfg, |p| server(p, sc, &checks), |p| client(p, sc, &checks));
     let mut diagnostics = vec![format!(
