@@ -13,10 +13,10 @@
 //!    too, select the MKT by KeyID among the keys file's entries for the segment's
 //!    addresses and verify the MAC, with traffic keys (RFC 5925 §5.2) derived once per
 //!    connection and MKT;
-//! 5. say why, for the report, and re-check a failure against common misconfigurations
-//!    when asked ([`explain`]);
-//! 6. move the SNE reference on and count the [`Verdict`] in [`Counts`], named as in the
-//!    JSON output and as the Linux counters.
+//! 5. with `--explain`, re-check a failure against common misconfigurations ([`explain`]);
+//! 6. move the SNE reference on, count the [`Verdict`] in [`Counts`] (named as in the JSON
+//!    output and as the Linux counters) and, for a kept failure or with `--segments`, record
+//!    the segment with the sentence that says why.
 //!
 //! Memory is bounded: only per-flow state is kept (no segments are buffered), flows are
 //! retired some time after FIN/RST and, beyond [`Options::max_flows`], least recently
@@ -425,7 +425,30 @@ impl<'k> Checker<'k> {
         // Step 3: ISNs and SNE (RFC 5925 §5.2, §6.2).
         flow.learn_isns(si, s);
         let sne = flow.sne_for(si, s);
-        let mut rec = SegmentVerdict {
+        let ao = match auth {
+            AuthOption::Ao { option, .. } => {
+                let ids = (option.key_id(), option.rnext_key_id());
+                flow.saw_key_ids(si, ids.0, ids.1);
+                Some(ids)
+            }
+            _ => None,
+        };
+        // Step 4: the verdict, decided where the validator decides it.
+        let decision = verdict::decide(&mut FlowKeys::new(keys, flow, si, s), &s.seg, auth, sne);
+        let (verdict, mkt) = (decision.verdict, decision.mkt.map(|i| keys.mkts[i].index));
+        // Step 5, with --explain: which misconfiguration would explain a failure.
+        explain_failure(flow, keys, opts, si, s, auth, verdict, mkt, sne);
+        // Step 6: the SNE reference, FIN/RST, the counts.
+        flow.advance(si, s, &verdict, frame.timestamp);
+        self.counts.add(&verdict);
+        flow.report.counts.add(&verdict);
+        let fail = verdict.is_failure() || matches!(verdict, Verdict::Unverifiable { .. });
+        let keep_failure = fail && flow.report.failures.len() < opts.max_failures;
+        if !opts.record_segments && !keep_failure {
+            return;
+        }
+        // The record, with the report's sentence for the verdict.
+        let rec = SegmentVerdict {
             frame: frame.number,
             timestamp: frame.timestamp,
             flow: flow.report.id,
@@ -433,43 +456,20 @@ impl<'k> Checker<'k> {
             dst: s.dst,
             seq: s.seq,
             ack: s.ack,
-            flags: String::new(),
+            flags: flag_string(tcp),
             payload_len: s.payload_len,
-            key_id: None,
-            rnext_key_id: None,
-            mkt: None,
-            sne: None,
-            verdict: Verdict::Unauthenticated,
-            reason: None,
+            key_id: ao.map(|a| a.0),
+            rnext_key_id: ao.map(|a| a.1),
+            mkt,
+            sne: ao.map(|_| sne),
+            verdict,
+            reason: reason(keys, s, &decision, sne),
         };
-        if let AuthOption::Ao { option, .. } = auth {
-            let (key_id, rnext) = (option.key_id(), option.rnext_key_id());
-            flow.saw_key_ids(si, key_id, rnext);
-            rec.key_id = Some(key_id);
-            rec.rnext_key_id = Some(rnext);
-            rec.sne = Some(sne);
+        if keep_failure {
+            flow.report.failures.push(rec.clone());
         }
-        // Step 4: the verdict, decided where the validator decides it.
-        let decision = verdict::decide(&mut FlowKeys::new(keys, flow, si, s), &s.seg, auth, sne);
-        rec.verdict = decision.verdict;
-        rec.mkt = decision.mkt.map(|i| keys.mkts[i].index);
-        // Step 5: why, and which misconfiguration would explain a failure.
-        rec.reason = reason(keys, s, &decision, sne);
-        explain_failure(flow, keys, opts, si, s, auth, &rec, sne);
-        // Step 6: the SNE reference, FIN/RST, the counts.
-        flow.advance(si, s, &rec.verdict, frame.timestamp);
-        self.counts.add(&rec.verdict);
-        flow.report.counts.add(&rec.verdict);
-        let fail = rec.verdict.is_failure() || matches!(rec.verdict, Verdict::Unverifiable { .. });
-        let keep_failure = fail && flow.report.failures.len() < opts.max_failures;
-        if opts.record_segments || keep_failure {
-            rec.flags = flag_string(tcp);
-            if keep_failure {
-                flow.report.failures.push(rec.clone());
-            }
-            if opts.record_segments {
-                flow.report.segments.push(rec);
-            }
+        if opts.record_segments {
+            flow.report.segments.push(rec);
         }
     }
 
@@ -497,7 +497,7 @@ impl<'k> Checker<'k> {
     }
 }
 
-/// Step 5: the report's sentence for a verdict.
+/// The report's sentence for a verdict.
 fn reason(keys: &KeysFile, s: &SegInfo<'_>, d: &Decision, sne: u32) -> Option<String> {
     let (src, dst) = (s.src.ip(), s.dst.ip());
     let entry = d.mkt.map(|i| &keys.mkts[i]);
@@ -551,8 +551,9 @@ fn reason(keys: &KeysFile, s: &SegInfo<'_>, d: &Decision, sne: u32) -> Option<St
     })
 }
 
-/// Step 5, with `--explain`: re-check a failing segment under common misconfigurations.
-/// Unsigned segments are tallied whether or not `--explain` is on.
+/// Step 5, with `--explain`: re-check a failing segment under common misconfigurations
+/// (`mkt`: the entry the segment selected). Unsigned segments are tallied whether or not
+/// `--explain` is on.
 #[allow(clippy::too_many_arguments)]
 fn explain_failure(
     flow: &mut FlowState,
@@ -561,10 +562,11 @@ fn explain_failure(
     si: usize,
     s: &SegInfo<'_>,
     auth: &AuthOption<'_>,
-    rec: &SegmentVerdict,
+    verdict: Verdict,
+    mkt: Option<usize>,
     sne: u32,
 ) {
-    match (auth, rec.verdict) {
+    match (auth, verdict) {
         (_, Verdict::Unsigned | Verdict::Md5NotFound) => flow.explain.unsigned[si] += 1,
         (AuthOption::Ao { option, .. }, Verdict::Bad { .. } | Verdict::KeyNotFound { .. })
             if opts.explain =>
@@ -578,7 +580,7 @@ fn explain_failure(
                 option.mac().len(),
                 sne,
                 isns,
-                rec.mkt,
+                mkt,
                 opts.explain_budget,
             );
         }
