@@ -10,12 +10,14 @@ mod error;
 mod ext;
 mod info;
 mod key;
+pub mod kcov;
 mod probe;
 pub mod raw;
 pub mod repair;
 mod role;
 mod rotate;
 mod sys;
+pub mod tun;
 pub mod uapi;
 
 pub use addr::PeerPrefix;
