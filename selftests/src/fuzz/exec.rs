@@ -1,0 +1,1080 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Running a program on the kernel and judging it: the topology (namespace A with a veth to
+//! B, a TUN device to the virtual peer and a VRF device), socket slots, each operation's
+//! result against the [`Model`], the virtual peer's wire checks, and coverage from KCOV.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+use socket2::{Domain, SockAddr, Socket, Type};
+use tcpao_sys::kcov::Kcov;
+use tcpao_sys::raw::{self, OptLen};
+use tcpao_sys::tun::{IFF_NO_PI, IFF_TUN, Tun};
+use tcpao_sys::uapi::{
+    SOL_TCP, TCP_AO_ADD_KEY, TCP_AO_DEL_KEY, TCP_AO_GET_KEYS, TCP_AO_INFO, TCP_AO_REPAIR,
+};
+
+use super::encode::{self, Devices, GET_SIZE, INFO_SIZE, REPAIR_SIZE};
+use super::model::{self, Ctx, Expect, Model, Output, state};
+use super::peer::{self, PeerConn};
+use super::prog::*;
+use crate::netns::{self, NetnsFd};
+use crate::topology::Netlink;
+
+const TCP_REPAIR: i32 = 19;
+const TCP_MD5SIG: i32 = 14;
+const TCP_MD5SIG_EXT: i32 = 32;
+
+/// What went wrong in a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// `divergence`, `wire`, `counter`, `console`.
+    pub kind: String,
+    /// Index of the operation.
+    pub op: usize,
+    /// Operation name.
+    pub op_name: String,
+    /// What differed.
+    pub detail: String,
+}
+
+impl Finding {
+    /// A key that identifies "the same" finding across runs (minimisation keeps it).
+    pub fn signature(&self) -> String {
+        let d: String = self
+            .detail
+            .split(|c: char| c == ':' || c == '(')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        format!("{}/{}/{}", self.kind, self.op_name, d.trim())
+    }
+}
+
+/// The result of one execution.
+#[derive(Debug, Clone, Default)]
+pub struct ExecResult {
+    /// The first finding, if any (checking stops there).
+    pub finding: Option<Finding>,
+    /// Coverage: KCOV program counters of the whole program.
+    pub pcs: Vec<u64>,
+    /// Calls judged: (predicted, unpredicted).
+    pub judged: (u64, u64),
+    /// Operations run.
+    pub ops: usize,
+}
+
+/// The namespaces, devices and descriptors a worker fuzzes in.
+#[derive(Debug)]
+pub struct Topo {
+    ns_a: NetnsFd,
+    ns_b: NetnsFd,
+    tun: Tun,
+    /// Device indices.
+    pub dev: Devices,
+}
+
+fn nl_err(e: crate::topology::Error) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl Topo {
+    /// Builds the topology; the calling thread ends up in namespace A.
+    ///
+    /// # Errors
+    /// Namespace, netlink or TUN errors.
+    pub fn new() -> io::Result<Topo> {
+        netns::enter_new_netns()?;
+        let ns_b = NetnsFd::current()?;
+        let nl = Netlink::open().map_err(nl_err)?;
+        nl.link_up(1).map_err(nl_err)?;
+        netns::enter_new_netns()?;
+        let ns_a = NetnsFd::current()?;
+        for (k, v) in [
+            ("net/ipv6/conf/default/accept_dad", "0"),
+            ("net/ipv6/conf/all/accept_dad", "0"),
+        ] {
+            let _ = netns::sysctl_write(k, v);
+        }
+        let nl = Netlink::open().map_err(nl_err)?;
+        nl.link_up(1).map_err(nl_err)?;
+        let veth = nl.add_veth("fz0", "fz0", &ns_b).map_err(nl_err)?;
+        for (a, p) in [("10.0.1.1", 24), ("fd00:1::1", 64)] {
+            nl.add_address(veth, a.parse().map_err(io::Error::other)?, p)
+                .map_err(nl_err)?;
+        }
+        nl.link_up(veth).map_err(nl_err)?;
+        let vrf = nl.add_vrf("fzvrf", 77, 0).map_err(nl_err)?;
+        let tun = Tun::open("fztun", IFF_TUN | IFF_NO_PI)?;
+        let ti = nl.link_index(tun.name()).map_err(nl_err)?;
+        for (a, p) in [("10.0.2.1", 24), ("fd00:2::1", 64)] {
+            nl.add_address(ti, a.parse().map_err(io::Error::other)?, p)
+                .map_err(nl_err)?;
+        }
+        nl.link_up(ti).map_err(nl_err)?;
+        setns(&ns_b, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        let configure_b = || -> io::Result<()> {
+            for (k, v) in [
+                ("net/ipv6/conf/default/accept_dad", "0"),
+                ("net/ipv6/conf/all/accept_dad", "0"),
+                ("net/ipv6/conf/fz0/accept_dad", "0"),
+            ] {
+                let _ = netns::sysctl_write(k, v);
+            }
+            let nl = Netlink::open().map_err(nl_err)?;
+            let vb = nl.link_index("fz0").map_err(nl_err)?;
+            for (a, p) in [("10.0.1.2", 24), ("fd00:1::2", 64)] {
+                nl.add_address(vb, a.parse().map_err(io::Error::other)?, p)
+                    .map_err(nl_err)?;
+            }
+            nl.link_up(vb).map_err(nl_err)
+        };
+        let r = configure_b();
+        setns(&ns_a, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        r?;
+        Ok(Topo {
+            ns_a,
+            ns_b,
+            tun,
+            dev: Devices {
+                vrf: vrf as i32,
+                veth: veth as i32,
+            },
+        })
+    }
+
+    fn socket_in(&self, ns: Ns, v6: bool) -> io::Result<Socket> {
+        let d = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        if ns == Ns::A {
+            return Socket::new(d, Type::STREAM, None);
+        }
+        setns(&self.ns_b, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        let s = Socket::new(d, Type::STREAM, None);
+        setns(&self.ns_a, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        s
+    }
+}
+
+/// A live slot.
+#[derive(Debug)]
+struct Slot {
+    sock: Socket,
+    v6: bool,
+    ns: Ns,
+}
+
+fn errno(r: &io::Result<impl Sized>) -> Result<(), i32> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+fn errname(e: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(e))
+}
+
+fn show(r: Result<(), i32>) -> String {
+    match r {
+        Ok(()) => "success".into(),
+        Err(e) => errname(e),
+    }
+}
+
+/// Runs programs on one topology.
+#[derive(Debug)]
+pub struct Executor {
+    topo: Topo,
+    kcov: Option<Kcov>,
+    runs: u64,
+}
+
+/// Marker for a stopped program (the first finding ends checking).
+type Step = Result<(), Finding>;
+
+struct Run<'a> {
+    topo: &'a Topo,
+    slots: Vec<Option<Slot>>,
+    model: Model,
+    port_base: u16,
+    peer: Option<PeerConn>,
+    child_of_peer: Option<u8>,
+    judged: (u64, u64),
+}
+
+impl Executor {
+    /// A topology in the calling thread and, when `kcov`, KCOV for it.
+    ///
+    /// # Errors
+    /// Topology errors; a KCOV that cannot be opened is not an error (`kcov()` is `None`).
+    pub fn new(kcov: bool) -> io::Result<(Executor, Option<String>)> {
+        let topo = Topo::new()?;
+        let (kcov, why) = if kcov {
+            match Kcov::open(1 << 18).and_then(|k| k.enable().map(|()| k)) {
+                Ok(k) => (Some(k), None),
+                Err(e) => (None, Some(format!("KCOV unavailable ({e})"))),
+            }
+        } else {
+            (None, Some("KCOV not requested".into()))
+        };
+        Ok((
+            Executor {
+                topo,
+                kcov,
+                runs: 0,
+            },
+            why,
+        ))
+    }
+
+    /// Whether coverage is collected.
+    pub fn has_kcov(&self) -> bool {
+        self.kcov.is_some()
+    }
+
+    /// The device indices.
+    pub fn devices(&self) -> Devices {
+        self.topo.dev
+    }
+
+    /// Runs `p` and judges every operation.
+    pub fn run(&mut self, p: &Prog) -> ExecResult {
+        self.runs += 1;
+        let port_base = 20_000 + ((self.runs % 4000) as u16) * 8;
+        let mut run = Run {
+            topo: &self.topo,
+            slots: (0..SLOTS).map(|_| None).collect(),
+            model: Model::new(self.topo.dev),
+            port_base,
+            peer: None,
+            child_of_peer: None,
+            judged: (0, 0),
+        };
+        if let Some(k) = &self.kcov {
+            k.reset();
+        }
+        let mut finding = None;
+        let mut ops = 0;
+        for (i, op) in p.ops.iter().enumerate() {
+            ops += 1;
+            if let Err(mut f) = run.op(op) {
+                f.op = i;
+                finding = Some(f);
+                break;
+            }
+        }
+        let pcs = self.kcov.as_ref().map(Kcov::collect).unwrap_or_default();
+        // Close everything (aborting connections) and drain the device.
+        for s in run.slots.iter_mut().flatten() {
+            let _ = s.sock.set_linger(Some(Duration::ZERO));
+        }
+        let judged = run.judged;
+        drop(run);
+        let _ = peer::drain(&self.topo.tun);
+        ExecResult {
+            finding,
+            pcs,
+            judged,
+            ops,
+        }
+    }
+}
+
+fn div(op: &Op, detail: String) -> Finding {
+    Finding {
+        kind: "divergence".into(),
+        op: 0,
+        op_name: op.name().into(),
+        detail,
+    }
+}
+
+fn other(kind: &str, op: &Op, detail: String) -> Finding {
+    Finding {
+        kind: kind.into(),
+        op: 0,
+        op_name: op.name().into(),
+        detail,
+    }
+}
+
+impl Run<'_> {
+    fn slot(&self, s: u8) -> Option<&Slot> {
+        self.slots.get(usize::from(s)).and_then(Option::as_ref)
+    }
+
+    fn port(&self, p: u8) -> u16 {
+        self.port_base + u16::from(p)
+    }
+
+    fn ctx(&self, s: u8) -> Ctx {
+        let st = self
+            .slot(s)
+            .and_then(|x| tcpao_sys::repair::tcp_info(&x.sock).ok())
+            .map_or(state::CLOSE, |i| i.state);
+        Ctx {
+            state: st,
+            bound_dev: 0,
+        }
+    }
+
+    fn judge(&mut self, op: &Op, want: Expect, got: Result<(), i32>) -> Step {
+        match want {
+            Expect::Any => {
+                self.judged.1 += 1;
+                Ok(())
+            }
+            Expect::Ok if got.is_ok() => {
+                self.judged.0 += 1;
+                Ok(())
+            }
+            Expect::Err(e) if got == Err(e) => {
+                self.judged.0 += 1;
+                Ok(())
+            }
+            w => Err(div(
+                op,
+                format!(
+                    "{}: the model predicts {}, the kernel returned {}",
+                    op.name(),
+                    match w {
+                        Expect::Ok => "success".into(),
+                        Expect::Err(e) => errname(e),
+                        Expect::Any => "anything".into(),
+                    },
+                    show(got)
+                ),
+            )),
+        }
+    }
+
+    fn setopt(&self, s: u8, name: i32, b: Option<&[u8]>, n: u32) -> Result<(), i32> {
+        let Some(x) = self.slot(s) else {
+            return Err(libc_ebadf());
+        };
+        errno(&raw::setsockopt_bytes(&x.sock, SOL_TCP, name, b, Some(n)))
+    }
+
+    fn op(&mut self, op: &Op) -> Step {
+        let topo = self.topo;
+        let dev = topo.dev;
+        let fam = |x: &Slot| (x.ns, x.v6);
+        match *op {
+            Op::Socket { s, v6, ns } => {
+                self.slots[usize::from(s)] = None;
+                self.model.close(s);
+                if let Ok(sock) = topo.socket_in(ns, v6) {
+                    let _ = sock.set_nonblocking(true);
+                    let _ = sock.set_reuse_address(true);
+                    self.slots[usize::from(s)] = Some(Slot { sock, v6, ns });
+                    self.model.socket(s, v6, ns);
+                }
+                Ok(())
+            }
+            Op::Close { s, abort } => {
+                if let Some(x) = self.slot(s) {
+                    if abort {
+                        let _ = x.sock.set_linger(Some(Duration::ZERO));
+                    }
+                }
+                self.slots[usize::from(s)] = None;
+                self.model.close(s);
+                if self.child_of_peer == Some(s) {
+                    self.child_of_peer = None;
+                }
+                Ok(())
+            }
+            Op::Bind { s, addr, port } => {
+                if let Some(x) = self.slot(s) {
+                    let a = SocketAddr::new(encode::ip(addr, x.ns, x.v6), self.port(port));
+                    let _ = x.sock.bind(&SockAddr::from(a));
+                }
+                Ok(())
+            }
+            Op::Listen { s } => {
+                if let Some(x) = self.slot(s) {
+                    let _ = x.sock.listen(8);
+                }
+                Ok(())
+            }
+            Op::Connect { s, dst, port } => self.connect(op, s, dst, port),
+            Op::Accept { s, into } => self.accept(op, s, into),
+            Op::Send { s, len } => {
+                if let Some(x) = self.slot(s) {
+                    let _ = x.sock.send(&vec![0x42; usize::from(len)]);
+                    self.model.set_floating(s);
+                }
+                self.check_peer_replies(op)
+            }
+            Op::Recv { s } => {
+                if let Some(x) = self.slot(s) {
+                    let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+                    let _ = x.sock.recv(&mut b);
+                }
+                Ok(())
+            }
+            Op::Shutdown { s, how } => {
+                if let Some(x) = self.slot(s) {
+                    let h = match how {
+                        0 => std::net::Shutdown::Read,
+                        1 => std::net::Shutdown::Write,
+                        _ => std::net::Shutdown::Both,
+                    };
+                    let _ = x.sock.shutdown(h);
+                }
+                self.check_peer_replies(op)
+            }
+            Op::Repair { s, val } => {
+                if self.slot(s).is_none() {
+                    return Ok(());
+                }
+                let ctx = self.ctx(s);
+                let got = self.setopt(s, TCP_REPAIR, Some(&i32::from(val).to_ne_bytes()), 4);
+                let want = self.model.repair(s, i32::from(val), ctx);
+                self.judge(op, want, got)
+            }
+            Op::AoAdd { s, a } => {
+                let Some(x) = self.slot(s) else { return Ok(()) };
+                let (ns, v6) = fam(x);
+                let (b, n) = encode::with_len(encode::add_bytes(&a, ns, v6, &dev), a.len);
+                let ctx = self.ctx(s);
+                let got = self.setopt(s, TCP_AO_ADD_KEY, b.as_deref(), n);
+                let want = self.model.add(s, b.as_deref(), n, ctx);
+                self.judge(op, want, got)
+            }
+            Op::AoDel { s, d } => {
+                let Some(x) = self.slot(s) else { return Ok(()) };
+                let (ns, v6) = fam(x);
+                let (b, n) = encode::with_len(encode::del_bytes(&d, ns, v6, &dev), d.len);
+                let ctx = self.ctx(s);
+                let got = self.setopt(s, TCP_AO_DEL_KEY, b.as_deref(), n);
+                let want = self.model.del(s, b.as_deref(), n, ctx);
+                self.judge(op, want, got)
+            }
+            Op::AoSetInfo { s, i } => {
+                if self.slot(s).is_none() {
+                    return Ok(());
+                }
+                let (b, n) = encode::with_len(encode::info_bytes(&i), i.len);
+                let ctx = self.ctx(s);
+                let got = self.setopt(s, TCP_AO_INFO, b.as_deref(), n);
+                let want = self.model.set_info(s, b.as_deref(), n, ctx);
+                self.judge(op, want, got)
+            }
+            Op::AoGetInfo { s, len } => self.get_info(op, s, len),
+            Op::AoGetKeys { s, g } => self.get_keys(op, s, &g),
+            Op::AoSetRepair { s, r } => {
+                if self.slot(s).is_none() {
+                    return Ok(());
+                }
+                let (b, n) = encode::with_len(encode::repair_bytes(&r), r.len);
+                let ctx = self.ctx(s);
+                let got = self.setopt(s, TCP_AO_REPAIR, b.as_deref(), n);
+                let want = self.model.set_repair(s, b.as_deref(), n, ctx);
+                self.judge(op, want, got)
+            }
+            Op::AoGetRepair { s, len } => {
+                let Some(x) = self.slot(s) else { return Ok(()) };
+                let (n, cap) = encode::get_len(len, REPAIR_SIZE);
+                let mut buf = vec![0u8; cap];
+                let ctx = self.ctx(s);
+                let got = errno(&raw::getsockopt_bytes(
+                    &x.sock,
+                    SOL_TCP,
+                    TCP_AO_REPAIR,
+                    Some(&mut buf),
+                    OptLen::Value(n),
+                ));
+                let want = self.model.get_repair(s, n, ctx);
+                self.judge(op, want, got)
+            }
+            Op::Md5 { s, m } => {
+                let Some(x) = self.slot(s) else { return Ok(()) };
+                let (ns, v6) = fam(x);
+                let (b, n) = encode::with_len(encode::md5_bytes(&m, ns, v6, &dev), m.len);
+                let name = if m.ext { TCP_MD5SIG_EXT } else { TCP_MD5SIG };
+                let ctx = self.ctx(s);
+                let got = self.setopt(s, name, b.as_deref(), n);
+                let want = self.model.md5(s, m.ext, b.as_deref(), n, ctx);
+                self.judge(op, want, got)
+            }
+            Op::PeerConnect {
+                s,
+                key,
+                near_wrap,
+                auth,
+            } => self.peer_connect(op, s, key, near_wrap, auth),
+            Op::PeerSend { seg } => self.peer_send(op, &seg),
+        }
+    }
+
+    fn connect(&mut self, op: &Op, s: u8, dst: Addr, port: u8) -> Step {
+        let Some(x) = self.slot(s) else { return Ok(()) };
+        let (ns, v6) = (x.ns, x.v6);
+        let ip = encode::ip(dst, ns, v6);
+        let a = SocketAddr::new(ip, self.port(port));
+        let ctx = self.ctx(s);
+        let got = match x.sock.connect(&SockAddr::from(a)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(115) => Ok(()),
+            Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
+        };
+        if ctx.state != state::CLOSE {
+            self.judged.1 += 1;
+            return Ok(());
+        }
+        let (family, addr) = match ip {
+            IpAddr::V4(v) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v.octets());
+                (encode::AF_INET, b)
+            }
+            IpAddr::V6(v) => (encode::AF_INET6, v.octets()),
+        };
+        let predicted = self.model.connect(s, addr, family);
+        match predicted {
+            Some(e) => self.judge(op, Expect::Err(e), got)?,
+            None => {
+                if got == Err(129) {
+                    return Err(div(
+                        op,
+                        "connect: the model predicts a matching key, the kernel returned \
+                         EKEYREJECTED"
+                            .into(),
+                    ));
+                }
+                self.judged.0 += 1;
+            }
+        }
+        if dst == Addr::Veth || dst == Addr::Local {
+            self.model.set_floating(s);
+        }
+        // Let the handshake finish (over veth it runs in softirq; over TUN nobody answers).
+        if let Some(x) = self.slot(s) {
+            let mut fds = [nix::poll::PollFd::new(
+                x.sock.as_fd(),
+                nix::poll::PollFlags::POLLOUT,
+            )];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16));
+        }
+        let _ = peer::drain(&self.topo.tun);
+        Ok(())
+    }
+
+    fn accept(&mut self, op: &Op, s: u8, into: u8) -> Step {
+        let Some(x) = self.slot(s) else { return Ok(()) };
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let mut got = None;
+        while Instant::now() < deadline {
+            match x.sock.accept() {
+                Ok((c, _)) => {
+                    got = Some(c);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(child) = got else { return Ok(()) };
+        let (v6, ns) = (x.v6, x.ns);
+        let listener_keys = self
+            .model
+            .sock(s)
+            .and_then(|m| m.ao.as_ref())
+            .map(|a| a.keys.clone());
+        let _ = child.set_nonblocking(true);
+        let peer_port = child
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port());
+        self.slots[usize::from(into)] = Some(Slot {
+            sock: child,
+            v6,
+            ns,
+        });
+        self.model.socket(into, v6, ns);
+        if self.peer.as_ref().map(|p| p.me.port()) == peer_port && peer_port.is_some() {
+            self.child_of_peer = Some(into);
+        } else {
+            self.model.set_floating(into);
+        }
+        // The child's keys: copies of the listener's keys that match the peer.
+        let (keys, info) = self.read_kernel(into);
+        if let (Some(lk), Some(keys)) = (&listener_keys, &keys) {
+            for k in keys {
+                let known = lk.iter().any(|l| {
+                    model::KeyM { uid: 0, ..l.clone() } == model::KeyM { uid: 0, ..k.key.clone() }
+                });
+                if !known {
+                    return Err(div(
+                        op,
+                        format!(
+                            "accept: the child has a key the listener does not have: {:?}",
+                            k.key
+                        ),
+                    ));
+                }
+            }
+        }
+        if listener_keys.is_none() && keys.as_ref().is_some_and(|k| !k.is_empty()) {
+            return Err(div(
+                op,
+                "accept: a listener without TCP-AO produced a child with keys".into(),
+            ));
+        }
+        self.model.adopt(into, keys.unwrap_or_default(), info);
+        self.judged.1 += 1;
+        Ok(())
+    }
+
+    /// The kernel's keys (all) and info of a slot.
+    fn read_kernel(&self, s: u8) -> (Option<Vec<model::KeyRecord>>, Option<(bool, bool, [u64; 5])>) {
+        let Some(x) = self.slot(s) else {
+            return (None, None);
+        };
+        let mut b = vec![0u8; GET_SIZE * 16];
+        b[272..276].copy_from_slice(&16u32.to_ne_bytes());
+        b[276..278].copy_from_slice(&4u16.to_ne_bytes());
+        let keys = raw::getsockopt_bytes(
+            &x.sock,
+            SOL_TCP,
+            TCP_AO_GET_KEYS,
+            Some(&mut b),
+            OptLen::Value(GET_SIZE as i32),
+        )
+        .ok()
+        .map(|_| {
+            let n = u32::from_ne_bytes([b[272], b[273], b[274], b[275]]).min(16) as usize;
+            (0..n)
+                .map(|i| model::parse_record(&b[i * GET_SIZE..(i + 1) * GET_SIZE]))
+                .collect()
+        });
+        let mut ib = vec![0u8; INFO_SIZE];
+        let info = raw::getsockopt_bytes(
+            &x.sock,
+            SOL_TCP,
+            TCP_AO_INFO,
+            Some(&mut ib),
+            OptLen::Buffer,
+        )
+        .ok()
+        .map(|_| {
+            let bits = u32::from_ne_bytes([ib[0], ib[1], ib[2], ib[3]]);
+            (bits & 4 != 0, bits & 16 != 0, counters_of(&ib))
+        });
+        (keys, info)
+    }
+
+    fn get_info(&mut self, op: &Op, s: u8, len: GetLen) -> Step {
+        let Some(x) = self.slot(s) else { return Ok(()) };
+        let (n, cap) = encode::get_len(len, INFO_SIZE);
+        let mut buf = vec![0u8; cap];
+        if let GetLen::Long { nonzero: true, .. } = len {
+            if let Some(l) = buf.last_mut() {
+                *l = 1;
+            }
+        }
+        let input = buf.clone();
+        let got = raw::getsockopt_bytes(&x.sock, SOL_TCP, TCP_AO_INFO, Some(&mut buf), OptLen::Value(n));
+        let (want, out) = self.model.get_info(s, &input, n);
+        self.judge(op, want, errno(&got))?;
+        if let Output::Info {
+            current,
+            rnext,
+            ao_required,
+            accept_icmps,
+            counters_min,
+            written,
+        } = out
+        {
+            if written < INFO_SIZE {
+                return Ok(());
+            }
+            let bits = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            let kc = (bits & 1 != 0, buf[6]);
+            let kr = (bits & 2 != 0, buf[7]);
+            let mut bad = Vec::new();
+            if let Some(c) = current {
+                if c != kc && !(c.0 == kc.0 && !c.0) {
+                    bad.push(format!("current {kc:?}, model {c:?}"));
+                }
+            }
+            if let Some(r) = rnext {
+                if r != kr && !(r.0 == kr.0 && !r.0) {
+                    bad.push(format!("rnext {kr:?}, model {r:?}"));
+                }
+            }
+            if (bits & 4 != 0) != ao_required {
+                bad.push(format!("ao_required {}, model {ao_required}", bits & 4 != 0));
+            }
+            if (bits & 16 != 0) != accept_icmps {
+                bad.push(format!("accept_icmps {}, model {accept_icmps}", bits & 16 != 0));
+            }
+            let kcnt = counters_of(&buf);
+            for (i, (k, m)) in kcnt.iter().zip(counters_min).enumerate() {
+                if *k < m {
+                    return Err(other(
+                        "counter",
+                        op,
+                        format!("ao-get-info: counter {i} went backwards: {k} < {m}"),
+                    ));
+                }
+            }
+            self.model.saw_counters(s, kcnt);
+            if !bad.is_empty() {
+                return Err(div(op, format!("ao-get-info: {}", bad.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    fn get_keys(&mut self, op: &Op, s: u8, g: &GetArg) -> Step {
+        let Some(x) = self.slot(s) else { return Ok(()) };
+        let (n, rec) = encode::get_len(g.len, GET_SIZE);
+        let nkeys = usize::from(g.nkeys);
+        // The kernel writes nkeys records at a stride of optlen, plus nkeys at offset 272.
+        let cap = rec.max(GET_SIZE).max(nkeys * rec.max(n.max(0) as usize)).max(GET_SIZE);
+        let mut buf = vec![0u8; cap];
+        let filter = encode::get_bytes(g, x.ns, x.v6, &self.topo.dev);
+        buf[..GET_SIZE].copy_from_slice(&filter);
+        if let GetLen::Long { nonzero: true, .. } = g.len {
+            buf[rec - 1] = 1;
+        }
+        let input = buf.clone();
+        let got = raw::getsockopt_bytes(&x.sock, SOL_TCP, TCP_AO_GET_KEYS, Some(&mut buf), OptLen::Value(n));
+        let (want, out) = self.model.get_keys(s, &input[..rec.max(GET_SIZE)], n);
+        let ret_len = got.as_ref().ok().copied().flatten();
+        self.judge(op, want, errno(&got))?;
+        let Output::Keys {
+            records,
+            flags_known,
+        } = out
+        else {
+            return Ok(());
+        };
+        if ret_len != Some(GET_SIZE as i32) {
+            return Err(div(
+                op,
+                format!("ao-get-keys: optlen written back {ret_len:?}, want {GET_SIZE}"),
+            ));
+        }
+        let total = u32::from_ne_bytes([buf[272], buf[273], buf[274], buf[275]]) as usize;
+        if total != records.len() {
+            return Err(div(
+                op,
+                format!(
+                    "ao-get-keys: nkeys {total}, the model matches {} keys: {:?}",
+                    records.len(),
+                    records.iter().map(|r| &r.key).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        let stride = n as usize;
+        if stride < GET_SIZE {
+            return Ok(());
+        }
+        let shown = total.min(nkeys);
+        let got: Vec<model::KeyRecord> = (0..shown)
+            .map(|i| {
+                let mut r = buf[i * stride..i * stride + GET_SIZE].to_vec();
+                if i == 0 {
+                    r[272..276].fill(0);
+                }
+                model::parse_record(&r)
+            })
+            .collect();
+        if let Some(why) = model::compare_keys(&got, &records[..shown], flags_known) {
+            return Err(div(op, format!("ao-get-keys: {why}")));
+        }
+        Ok(())
+    }
+
+    fn peer_connect(
+        &mut self,
+        op: &Op,
+        s: u8,
+        key: u8,
+        near_wrap: bool,
+        auth: SegAuth,
+    ) -> Step {
+        let Some(x) = self.slot(s) else { return Ok(()) };
+        if x.ns != Ns::A || self.ctx(s).state != state::LISTEN {
+            return Ok(());
+        }
+        let v6 = x.v6;
+        let Some(port) = x
+            .sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port())
+        else {
+            return Ok(());
+        };
+        let peer_ip = encode::ip(Addr::Tun, Ns::A, v6);
+        let keys: Vec<model::KeyM> = self
+            .model
+            .sock(s)
+            .and_then(|m| m.ao.as_ref())
+            .map(|a| a.keys.clone())
+            .unwrap_or_default();
+        let (family, addr) = match peer_ip {
+            IpAddr::V4(v) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v.octets());
+                (encode::AF_INET, b)
+            }
+            IpAddr::V6(v) => (encode::AF_INET6, v.octets()),
+        };
+        let matching: Vec<&model::KeyM> = keys
+            .iter()
+            .filter(|k| k.matches_peer(&addr, family))
+            .collect();
+        let k = if matching.is_empty() {
+            None
+        } else {
+            Some(matching[usize::from(key) % matching.len()].clone())
+        };
+        let isn = if near_wrap {
+            0xffff_ff00
+        } else {
+            0x1000_0000u32.wrapping_mul(u32::from(key) + 1) ^ u32::from(self.port_base)
+        };
+        let sport = self.port_base + 5;
+        let (syn, mut conn) = peer::syn(v6, sport, port, isn, k.as_ref(), auth);
+        conn.listener = s;
+        let _ = peer::drain(&self.topo.tun);
+        let _ = self.topo.tun.send(&syn);
+        let replies = peer::drain(&self.topo.tun);
+        let synack = replies
+            .iter()
+            .find(|r| r.flags.contains(tcpao_refimpl::wire::TcpFlags::SYN) && r.dport == sport);
+        let good = auth == SegAuth::Good;
+        match (synack, k.is_some(), good) {
+            (Some(sa), _, _) => {
+                conn.kisn = sa.seq;
+                conn.rcv_nxt = sa.seq.wrapping_add(1);
+                conn.ksne = tcpao_refimpl::SneTracker::new(sa.seq);
+                if let Err(why) = peer::check_reply(sa, &conn, &keys, 0) {
+                    return Err(other("wire", op, format!("SYN-ACK: {why}")));
+                }
+                if k.is_some() && !good {
+                    return Err(div(
+                        op,
+                        format!("peer-connect: the kernel answered a {auth:?} SYN with a SYN-ACK"),
+                    ));
+                }
+                if let (Some(k), Some((kid, _, _))) = (&k, sa.ao) {
+                    if kid != k.sndid {
+                        return Err(other(
+                            "wire",
+                            op,
+                            format!(
+                                "SYN-ACK signed with KeyID {kid}; the SYN asked for RNextKeyID {}",
+                                k.sndid
+                            ),
+                        ));
+                    }
+                }
+                let ack = tcpao_refimpl::wire::TcpRepr {
+                    src_port: sport,
+                    dst_port: port,
+                    seq_number: conn.snd_nxt,
+                    ack_number: conn.rcv_nxt,
+                    flags: tcpao_refimpl::wire::TcpFlags::ACK,
+                    window_len: 65_535,
+                    urgent_at: 0,
+                    options: &[],
+                    payload: &[],
+                };
+                let sne = conn.sne.sne_for(conn.snd_nxt);
+                if let Some(p) = peer::sign(&conn, &ack, SegAuth::Good, None, sne) {
+                    let _ = self.topo.tun.send(&p);
+                }
+                conn.established = true;
+                let _ = peer::drain(&self.topo.tun);
+                self.peer = Some(conn);
+                Ok(())
+            }
+            (None, true, true) if keys.len() == matching.len() || !keys.is_empty() => {
+                Err(div(
+                    op,
+                    format!(
+                        "peer-connect: a good SYN signed with a key of the listener got no \
+                         SYN-ACK ({} replies)",
+                        replies.len()
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn peer_send(&mut self, op: &Op, seg: &Seg) -> Step {
+        let Some(mut conn) = self.peer.clone() else {
+            return Ok(());
+        };
+        if !conn.established {
+            return Ok(());
+        }
+        let child = self.child_of_peer;
+        let before = child.and_then(|c| self.counters(c));
+        let child_state = child.map(|c| self.ctx(c).state);
+        let Some(pkt) = peer::segment(&mut conn, seg) else {
+            return Ok(());
+        };
+        let _ = self.topo.tun.send(&pkt);
+        let replies = peer::drain(&self.topo.tun);
+        // Predicted counter deltas on the accepted child (the only socket the segment reaches).
+        if let (Some(c), Some(b), Some(st)) = (child, before, child_state) {
+            let synced = (1..=9).contains(&st) && st != state::CLOSE && conn.key.is_some();
+            if synced {
+                if let Some(a) = self.counters(c) {
+                    let idx = match seg.auth {
+                        SegAuth::Good => Some(0),
+                        SegAuth::BadMac | SegAuth::WrongMaclen => Some(1),
+                        SegAuth::UnknownKey => Some(2),
+                        SegAuth::Unsigned => Some(3),
+                        SegAuth::Md5 => None,
+                    };
+                    for i in 0..5 {
+                        if a[i] < b[i] {
+                            return Err(other(
+                                "counter",
+                                op,
+                                format!("peer-send: socket counter {i} went backwards"),
+                            ));
+                        }
+                    }
+                    if let Some(i) = idx {
+                        if a[i] != b[i] + 1 {
+                            return Err(div(
+                                op,
+                                format!(
+                                    "peer-send: a {:?} segment moved counters {b:?} -> {a:?}; the \
+                                     model expects counter {i} +1",
+                                    seg.auth
+                                ),
+                            ));
+                        }
+                    }
+                    self.model.saw_counters(c, a);
+                }
+                if seg.auth == SegAuth::Good {
+                    if let Some(r) = seg.rnext {
+                        self.model.rnext_request(c, r);
+                    }
+                }
+            }
+        }
+        self.peer = Some(conn);
+        self.check_replies(op, &replies)
+    }
+
+    fn check_peer_replies(&mut self, op: &Op) -> Step {
+        let replies = peer::drain(&self.topo.tun);
+        self.check_replies(op, &replies)
+    }
+
+    fn check_replies(&mut self, op: &Op, replies: &[peer::Reply]) -> Step {
+        let Some(mut conn) = self.peer.clone() else {
+            return Ok(());
+        };
+        let keys: Vec<model::KeyM> = self
+            .child_of_peer
+            .and_then(|c| self.model.sock(c))
+            .and_then(|m| m.ao.as_ref())
+            .map(|a| a.keys.clone())
+            .unwrap_or_else(|| conn.key.iter().cloned().collect());
+        for r in replies {
+            if r.dport != conn.me.port() || r.sport != conn.them.port() {
+                continue;
+            }
+            let sne = conn.ksne.observe(r.seq, r.seg_len);
+            if let Err(why) = peer::check_reply(r, &conn, &keys, sne) {
+                return Err(other("wire", op, why));
+            }
+            let end = r.seq.wrapping_add(r.seg_len);
+            if end.wrapping_sub(conn.rcv_nxt) as i32 > 0 {
+                conn.rcv_nxt = end;
+            }
+        }
+        self.peer = Some(conn);
+        Ok(())
+    }
+
+    fn counters(&self, s: u8) -> Option<[u64; 5]> {
+        let x = self.slot(s)?;
+        let mut ib = vec![0u8; INFO_SIZE];
+        raw::getsockopt_bytes(&x.sock, SOL_TCP, TCP_AO_INFO, Some(&mut ib), OptLen::Buffer).ok()?;
+        Some(counters_of(&ib))
+    }
+}
+
+fn counters_of(ib: &[u8]) -> [u64; 5] {
+    let mut c = [0u64; 5];
+    for (i, v) in c.iter_mut().enumerate() {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&ib[8 + 8 * i..16 + 8 * i]);
+        *v = u64::from_ne_bytes(x);
+    }
+    c
+}
+
+fn libc_ebadf() -> i32 {
+    9
+}
+
+/// Edges of a PC trace (hash of each pair of consecutive PCs, as syzkaller's signal) and the
+/// distinct PCs.
+pub fn edges(pcs: &[u64]) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    let mut e = BTreeSet::new();
+    let mut prev = 0u64;
+    for &pc in pcs {
+        e.insert(pc ^ prev.rotate_left(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        prev = pc;
+    }
+    (e, pcs.iter().copied().collect())
+}
+
+/// Whether the fd is still open (for tests).
+pub fn is_socket(fd: &impl AsFd) -> bool {
+    tcpao_sys::repair::tcp_info(fd).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_count_pairs_and_pcs() {
+        let (e, p) = edges(&[1, 2, 1, 2, 3]);
+        assert_eq!(p.len(), 3);
+        assert_eq!(e.len(), 4, "1, 1->2, 2->1, 2->3 (the second 1->2 repeats)");
+        assert!(edges(&[]).0.is_empty());
+    }
+
+    #[test]
+    fn finding_signature_ignores_numbers() {
+        let f = |d: &str| Finding {
+            kind: "divergence".into(),
+            op: 3,
+            op_name: "ao-add".into(),
+            detail: d.into(),
+        };
+        assert_eq!(
+            f("ao-add: the model predicts EEXIST").signature(),
+            "divergence/ao-add/ao-add"
+        );
+        assert_eq!(f("nkeys 3, x").signature(), f("nkeys 4, x").signature());
+    }
+}
