@@ -17,8 +17,8 @@
 pub mod encode;
 pub mod engine;
 pub mod exec;
-pub mod mutate;
 pub mod model;
+pub mod mutate;
 pub mod peer;
 pub mod prog;
 pub mod repro;

@@ -385,8 +385,7 @@ impl KcovMap {
     /// `KCOV_DISABLE` (for the thread that enabled it).
     pub(crate) fn disable(&self) -> io::Result<()> {
         // SAFETY: KCOV_DISABLE takes an (ignored) integer argument, no pointer.
-        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), KCOV_DISABLE, 0 as libc::c_ulong) })
-            .map(drop)
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), KCOV_DISABLE, 0 as libc::c_ulong) }).map(drop)
     }
 }
 

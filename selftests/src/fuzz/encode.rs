@@ -319,10 +319,13 @@ mod tests {
 
     #[test]
     fn lengths() {
-        let (b, n) = with_len(vec![1; 48], Len::Long {
-            extra: 8,
-            nonzero: true,
-        });
+        let (b, n) = with_len(
+            vec![1; 48],
+            Len::Long {
+                extra: 8,
+                nonzero: true,
+            },
+        );
         let b = b.unwrap();
         assert_eq!((b.len(), n), (56, 56));
         assert_eq!(b[55], 0xa5);

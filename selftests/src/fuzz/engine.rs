@@ -156,7 +156,8 @@ pub struct Summary {
 }
 
 fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "?".into(), |s| s.trim().into())
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().into())
 }
 
 /// Entry point of `tcpao-selftests fuzz`.
@@ -219,9 +220,7 @@ fn run(args: &FuzzArgs) -> i32 {
         args.seed
     );
     if !ex.has_kcov() {
-        eprintln!(
-            "# fuzz: no KCOV: running blind, coverage is not measured (edges stay 0)"
-        );
+        eprintln!("# fuzz: no KCOV: running blind, coverage is not measured (edges stay 0)");
     }
     let out = args.out.clone();
     if let Some(o) = &out {
@@ -388,7 +387,10 @@ pub fn read_prog(text: &str) -> Result<Prog, String> {
 }
 
 fn replay(ex: &mut Executor, path: &Path) -> i32 {
-    let p = match fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| read_prog(&t)) {
+    let p = match fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| read_prog(&t))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("tcpao-selftests fuzz: {}: {e}", path.display());
@@ -399,11 +401,17 @@ fn replay(ex: &mut Executor, path: &Path) -> i32 {
     let r = ex.run(&p);
     match r.finding {
         None => {
-            println!("# replay: no finding ({} calls judged by the model)", r.judged.0);
+            println!(
+                "# replay: no finding ({} calls judged by the model)",
+                r.judged.0
+            );
             0
         }
         Some(f) => {
-            println!("# replay: [{}] op {} {}: {}", f.kind, f.op, f.op_name, f.detail);
+            println!(
+                "# replay: [{}] op {} {}: {}",
+                f.kind, f.op, f.op_name, f.detail
+            );
             1
         }
     }
@@ -459,9 +467,7 @@ fn minimise_and_write(
         p.clone()
     } else {
         mutate::minimise(p, 150, |cand| {
-            ex.run(cand)
-                .finding
-                .is_some_and(|g| g.signature() == sig)
+            ex.run(cand).finding.is_some_and(|g| g.signature() == sig)
         })
     };
     let confirmed = ex.run(&min).finding;
@@ -490,16 +496,28 @@ fn minimise_and_write(
     let _ = fs::write(dir.join("prog.json"), min.to_json());
     let _ = fs::write(
         dir.join("prog.txt"),
-        format!("# [{}] op {}: {}\n{min}", detail.kind, detail.op, detail.detail),
+        format!(
+            "# [{}] op {}: {}\n{min}",
+            detail.kind, detail.op, detail.detail
+        ),
     );
-    let _ = fs::write(dir.join("repro.c"), repro::c_program(&min, ex.devices(), detail));
+    let _ = fs::write(
+        dir.join("repro.c"),
+        repro::c_program(&min, ex.devices(), detail),
+    );
     let _ = fs::write(dir.join("case.json"), repro::suite_case(&min, detail));
     if let Ok(mut file) = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(o.join("findings.txt"))
     {
-        let _ = writeln!(file, "{}\t{}\t{}", dir.display(), detail.kind, detail.detail);
+        let _ = writeln!(
+            file,
+            "{}\t{}\t{}",
+            dir.display(),
+            detail.kind,
+            detail.detail
+        );
     }
     (min, Some(dir.display().to_string()))
 }
@@ -529,7 +547,13 @@ mod tests {
 
     #[test]
     fn console_markers_cover_the_sanitizers() {
-        for m in ["KASAN:", "WARNING:", "BUG:", "refcount_t:", "blocked for more than"] {
+        for m in [
+            "KASAN:",
+            "WARNING:",
+            "BUG:",
+            "refcount_t:",
+            "blocked for more than",
+        ] {
             assert!(CONSOLE_MARKERS.contains(&m));
         }
     }

@@ -331,16 +331,9 @@ impl AoM {
         sndid: i32,
         rcvid: i32,
     ) -> Option<&KeyM> {
-        self.keys.iter().find(|k| {
-            k.matches(
-                l3index,
-                addr,
-                prefix.min(k.prefix),
-                family,
-                sndid,
-                rcvid,
-            )
-        })
+        self.keys
+            .iter()
+            .find(|k| k.matches(l3index, addr, prefix.min(k.prefix), family, sndid, rcvid))
     }
 
     /// `tcp_ao_established_key(sk, ao, sndid, rcvid)`: first key with these IDs.
@@ -578,6 +571,19 @@ impl Model {
     /// destination are dropped and Current/RNext default to the first match
     /// (`tcp_ao_connect_init`). Returns the predicted errno, `None` when the kernel decides.
     pub fn connect(&mut self, s: u8, daddr: [u8; 16], family: u16) -> Option<i32> {
+        // Connecting to the any-address connects to loopback (tcp_v6_connect replaces ::
+        // with ::1; IPv4 routing turns 0.0.0.0 into 127.0.0.1): resolved divergence 1.
+        let daddr = if family == AF_INET && v4(&daddr) == 0 {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[127, 0, 0, 1]);
+            a
+        } else if family == AF_INET6 && any6(&daddr) {
+            let mut a = [0u8; 16];
+            a[15] = 1;
+            a
+        } else {
+            daddr
+        };
         let sk = self.sock_mut(s)?;
         sk.daddr = Some(daddr);
         let l3 = 0;
@@ -622,12 +628,7 @@ impl Model {
 
     /// Takes the kernel's view of a socket's keys and info (after `accept`, or when the model
     /// cannot follow): `keys` in kernel order with their current/rnext flags.
-    pub fn adopt(
-        &mut self,
-        s: u8,
-        keys: Vec<KeyRecord>,
-        info: Option<(bool, bool, [u64; 5])>,
-    ) {
+    pub fn adopt(&mut self, s: u8, keys: Vec<KeyRecord>, info: Option<(bool, bool, [u64; 5])>) {
         let Some(sk) = self.sock_mut(s) else {
             return;
         };
@@ -783,9 +784,9 @@ fn md5_lookup<'a>(
 
 /// `tcp_ao_required(sk, addr, family, l3index, false)` for an MD5 add.
 fn ao_required_for(sk: &SockM, addr: &[u8; 16], family: u16, l3index: i32) -> bool {
-    sk.ao.as_ref().is_some_and(|ao| {
-        ao.ao_required || ao.lookup(l3index, addr, family, 255, -1, -1).is_some()
-    })
+    sk.ao
+        .as_ref()
+        .is_some_and(|ao| ao.ao_required || ao.lookup(l3index, addr, family, 255, -1, -1).is_some())
 }
 
 fn add_cmd(
@@ -1295,11 +1296,7 @@ pub fn parse_record(r: &[u8]) -> KeyRecord {
 }
 
 /// Compares kernel records with the prediction; `None` when they agree, else why not.
-pub fn compare_keys(
-    got: &[KeyRecord],
-    want: &[KeyRecord],
-    flags_known: bool,
-) -> Option<String> {
+pub fn compare_keys(got: &[KeyRecord], want: &[KeyRecord], flags_known: bool) -> Option<String> {
     if got.len() != want.len() {
         return Some(format!(
             "{} keys reported, the model has {}: kernel {:?} model {:?}",
@@ -1310,7 +1307,13 @@ pub fn compare_keys(
         ));
     }
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let same = KeyM { uid: 0, ..g.key.clone() } == KeyM { uid: 0, ..w.key.clone() };
+        let same = KeyM {
+            uid: 0,
+            ..g.key.clone()
+        } == KeyM {
+            uid: 0,
+            ..w.key.clone()
+        };
         if !same {
             return Some(format!("key {i}: kernel {:?}, model {:?}", g.key, w.key));
         }
@@ -1431,15 +1434,15 @@ mod tests {
         m.socket(0, false, Ns::A);
         // Short optlen before anything else; NULL optval faults; reserved bits.
         assert_eq!(
-            add(&mut m, 0, &AddArg { len: Len::Short(3), ..key(1, 1) }, CLOSED),
-            Expect::Err(EINVAL)
-        );
-        assert_eq!(
-            add(&mut m, 0, &AddArg { len: Len::Null, ..key(1, 1) }, CLOSED),
-            Expect::Err(EFAULT)
-        );
-        assert_eq!(
-            add(&mut m, 0, &AddArg { len: Len::Short(208), ..key(1, 1) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    len: Len::Short(3),
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
             Expect::Err(EINVAL)
         );
         assert_eq!(
@@ -1447,7 +1450,34 @@ mod tests {
                 &mut m,
                 0,
                 &AddArg {
-                    len: Len::Long { extra: 8, nonzero: true },
+                    len: Len::Null,
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
+            Expect::Err(EFAULT)
+        );
+        assert_eq!(
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    len: Len::Short(208),
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
+            Expect::Err(EINVAL)
+        );
+        assert_eq!(
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    len: Len::Long {
+                        extra: 8,
+                        nonzero: true
+                    },
                     reserved: 1,
                     ..key(1, 1)
                 },
@@ -1457,20 +1487,53 @@ mod tests {
             "E2BIG comes before the reserved check"
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { reserved: 1, ..key(1, 1) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    reserved: 1,
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
             Expect::Err(EINVAL)
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { keylen: 81, reserved: 1, ..key(1, 1) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    keylen: 81,
+                    reserved: 1,
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
             Expect::Err(EINVAL)
         );
         // Address rules.
         assert_eq!(
-            add(&mut m, 0, &AddArg { prefix: 33, ..key(1, 1) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    prefix: 33,
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
             Expect::Err(EINVAL)
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { prefix: 0, ..key(1, 1) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    prefix: 0,
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
             Expect::Err(EINVAL),
             "prefix 0 needs the any-address"
         );
@@ -1478,18 +1541,38 @@ mod tests {
             add(
                 &mut m,
                 0,
-                &AddArg { addr: AddrArg::Sel(Addr::Any), prefix: 0, ..key(1, 1) },
+                &AddArg {
+                    addr: AddrArg::Sel(Addr::Any),
+                    prefix: 0,
+                    ..key(1, 1)
+                },
                 CLOSED
             ),
             Expect::Ok
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { prefix: 24, ..key(2, 2) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    prefix: 24,
+                    ..key(2, 2)
+                },
+                CLOSED
+            ),
             Expect::Err(EINVAL),
             "host bits past the prefix"
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { addr: AddrArg::Port(Addr::Tun, 1), ..key(2, 2) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    addr: AddrArg::Port(Addr::Tun, 1),
+                    ..key(2, 2)
+                },
+                CLOSED
+            ),
             Expect::Err(EINVAL)
         );
         // Overlap with the any-address key on either ID.
@@ -1498,29 +1581,75 @@ mod tests {
         assert_eq!(add(&mut m, 0, &key(2, 2), CLOSED), Expect::Ok);
         // Crypto: maclen 17 EMSGSIZE, unknown algorithm ENOENT, cmac(aes) alias.
         assert_eq!(
-            add(&mut m, 0, &AddArg { maclen: 17, ..key(3, 3) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    maclen: 17,
+                    ..key(3, 3)
+                },
+                CLOSED
+            ),
             Expect::Err(EMSGSIZE)
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { alg: Alg::HmacSha512, ..key(3, 3) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    alg: Alg::HmacSha512,
+                    ..key(3, 3)
+                },
+                CLOSED
+            ),
             Expect::Err(ENOENT)
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { alg: Alg::CmacAes, keylen: 20, ..key(3, 3) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    alg: Alg::CmacAes,
+                    keylen: 20,
+                    ..key(3, 3)
+                },
+                CLOSED
+            ),
             Expect::Err(ENOENT)
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { alg: Alg::Unterminated, ..key(3, 3) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    alg: Alg::Unterminated,
+                    ..key(3, 3)
+                },
+                CLOSED
+            ),
             Expect::Err(ENOENT)
         );
         assert_eq!(
-            add(&mut m, 0, &AddArg { alg: Alg::CmacAes, keylen: 16, ..key(3, 3) }, CLOSED),
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    alg: Alg::CmacAes,
+                    keylen: 16,
+                    ..key(3, 3)
+                },
+                CLOSED
+            ),
             Expect::Ok
         );
         // Newest first.
         assert_eq!(
             all_keys(&m, 0),
-            [(3, 3, false, false), (2, 2, false, false), (1, 1, false, false)]
+            [
+                (3, 3, false, false),
+                (2, 2, false, false),
+                (1, 1, false, false)
+            ]
         );
     }
 
@@ -1537,7 +1666,11 @@ mod tests {
         assert_eq!(add(&mut m, 0, &key(1, 1), EST), Expect::Err(EISCONN));
         assert_eq!(m.repair(0, 1, EST), Expect::Ok);
         assert_eq!(add(&mut m, 0, &key(1, 1), EST), Expect::Ok);
-        assert_eq!(all_keys(&m, 0), [(1, 1, true, true)], "first key is current and rnext");
+        assert_eq!(
+            all_keys(&m, 0),
+            [(1, 1, true, true)],
+            "first key is current and rnext"
+        );
         // A second key, then deleting the current one is EBUSY and moves it to the head.
         assert_eq!(add(&mut m, 0, &key(2, 2), EST), Expect::Ok);
         assert_eq!(all_keys(&m, 0)[0].0, 2);
@@ -1561,7 +1694,15 @@ mod tests {
         };
         assert_eq!(del(&mut m, 0, &d, EST), Expect::Err(ENOENT));
         assert_eq!(
-            del(&mut m, 0, &DelArg { del_async: true, ..del_of(&key(2, 2)) }, EST),
+            del(
+                &mut m,
+                0,
+                &DelArg {
+                    del_async: true,
+                    ..del_of(&key(2, 2))
+                },
+                EST
+            ),
             Expect::Err(EINVAL)
         );
     }
@@ -1604,7 +1745,10 @@ mod tests {
             len: Len::Exact,
         };
         let (b, n) = with_len(info_bytes(&i), i.len);
-        assert_eq!(m.set_info(0, b.as_deref(), n, CLOSED), Expect::Err(EKEYREJECTED));
+        assert_eq!(
+            m.set_info(0, b.as_deref(), n, CLOSED),
+            Expect::Err(EKEYREJECTED)
+        );
         let i = InfoArg {
             ao_required: false,
             accept_icmps: true,
@@ -1656,6 +1800,25 @@ mod tests {
         assert_eq!(add(&mut m, 0, &veth, CLOSED), Expect::Err(EINVAL));
     }
 
+    /// Resolved divergence 1 (docs/fuzz.md): `connect()` to the any-address goes to
+    /// loopback, so a key for another peer does not match it and the kernel refuses with
+    /// EKEYREJECTED (the model had matched the any-address against every key).
+    #[test]
+    fn connect_to_the_any_address_is_loopback() {
+        for v6 in [false, true] {
+            let mut m = Model::new(DEV);
+            m.socket(0, v6, Ns::A);
+            let veth = AddArg {
+                addr: AddrArg::Sel(Addr::Veth),
+                prefix: if v6 { 128 } else { 32 },
+                ..key(0, 0)
+            };
+            assert_eq!(add(&mut m, 0, &veth, CLOSED), Expect::Ok);
+            let fam = if v6 { AF_INET6 } else { AF_INET };
+            assert_eq!(m.connect(0, [0; 16], fam), Some(EKEYREJECTED), "v6 {v6}");
+        }
+    }
+
     #[test]
     fn get_keys_filters() {
         let mut m = Model::new(DEV);
@@ -1679,7 +1842,11 @@ mod tests {
         let b = get_bytes(&g, Ns::A, false, &DEV);
         assert_eq!(m.get_keys(0, &b, 304).0, Expect::Err(ENOENT), "no ao_info");
         assert_eq!(add(&mut m, 0, &key(1, 1), CLOSED), Expect::Ok);
-        assert_eq!(m.get_keys(0, &b, 304).0, Expect::Err(EINVAL), "get_all + is_current");
+        assert_eq!(
+            m.get_keys(0, &b, 304).0,
+            Expect::Err(EINVAL),
+            "get_all + is_current"
+        );
         g.get_all = false;
         g.is_current = false;
         let b = get_bytes(&g, Ns::A, false, &DEV);
@@ -1702,7 +1869,19 @@ mod tests {
     fn record_parsing_and_comparison() {
         let mut m = Model::new(DEV);
         m.socket(0, false, Ns::A);
-        assert_eq!(add(&mut m, 0, &AddArg { alg: Alg::CmacAes128, keylen: 20, ..key(1, 1) }, CLOSED), Expect::Ok);
+        assert_eq!(
+            add(
+                &mut m,
+                0,
+                &AddArg {
+                    alg: Alg::CmacAes128,
+                    keylen: 20,
+                    ..key(1, 1)
+                },
+                CLOSED
+            ),
+            Expect::Ok
+        );
         let ao = m.sock(0).unwrap().ao.as_ref().unwrap();
         assert_eq!(ao.keys[0].key.len(), 16, "folded");
         assert_eq!(ao.keys[0].alg_name, "cmac(aes)");
@@ -1722,11 +1901,25 @@ mod tests {
             is_current: false,
             is_rnext: false,
         };
-        assert_eq!(compare_keys(&[got.clone()], &[want.clone()], true), None);
+        assert_eq!(
+            compare_keys(
+                std::slice::from_ref(&got),
+                std::slice::from_ref(&want),
+                true
+            ),
+            None
+        );
         let mut other = got;
         other.key.maclen = 4;
-        assert!(compare_keys(&[other], &[want], true).unwrap().contains("key 0"));
+        assert!(
+            compare_keys(&[other], &[want], true)
+                .unwrap()
+                .contains("key 0")
+        );
         let dbg = format!("{:?}", m.sock(0).unwrap().ao.as_ref().unwrap().keys[0]);
-        assert!(!dbg.contains("key: ["), "Debug must not print key bytes: {dbg}");
+        assert!(
+            !dbg.contains("key: ["),
+            "Debug must not print key bytes: {dbg}"
+        );
     }
 }

@@ -246,7 +246,13 @@ pub fn random_op(r: &mut Rng, live: &[(u8, bool)]) -> Op {
         2 => Op::Listen { s },
         3 => Op::Connect {
             s,
-            dst: r.pick(&[Addr::Veth, Addr::Veth, Addr::Tun, Addr::Unreach, Addr::Local]),
+            dst: r.pick(&[
+                Addr::Veth,
+                Addr::Veth,
+                Addr::Tun,
+                Addr::Unreach,
+                Addr::Local,
+            ]),
             port: r.below(u64::from(PORTS)) as u8,
         },
         4 => Op::Accept { s, into: slot(r) },
@@ -329,7 +335,11 @@ pub fn live_slots(ops: &[Op]) -> Vec<(u8, bool)> {
 /// A new program following one of a few socket lives, with random operations mixed in.
 pub fn generate(r: &mut Rng) -> Prog {
     let v6 = r.chance(1, 2);
-    let mut ops = vec![Op::Socket { s: 0, v6, ns: Ns::A }];
+    let mut ops = vec![Op::Socket {
+        s: 0,
+        v6,
+        ns: Ns::A,
+    }];
     let keys = 1 + r.below(3);
     for _ in 0..keys {
         ops.push(Op::AoAdd {
@@ -359,7 +369,11 @@ pub fn generate(r: &mut Rng) -> Prog {
         }
         // A client to a listener in B over veth, with matching keys there.
         1 => {
-            ops.push(Op::Socket { s: 1, v6, ns: Ns::B });
+            ops.push(Op::Socket {
+                s: 1,
+                v6,
+                ns: Ns::B,
+            });
             let mut a = add_arg(r, v6);
             a.addr = AddrArg::Sel(Addr::Veth);
             a.prefix = if v6 { 128 } else { 32 };
@@ -569,7 +583,10 @@ pub fn mutate_op(r: &mut Rng, op: &mut Op) {
                 *ns = if *ns == Ns::A { Ns::B } else { Ns::A };
             }
         }
-        Op::Bind { addr, port, .. } | Op::Connect { dst: addr, port, .. } => {
+        Op::Bind { addr, port, .. }
+        | Op::Connect {
+            dst: addr, port, ..
+        } => {
             *addr = r.pick(&ADDRS);
             *port = r.below(u64::from(PORTS)) as u8;
         }
@@ -642,7 +659,10 @@ fn simpler(op: &Op) -> Vec<Op> {
         Op::AoAdd { s, a } => {
             push(Op::AoAdd {
                 s,
-                a: AddArg { len: Len::Exact, ..a },
+                a: AddArg {
+                    len: Len::Exact,
+                    ..a
+                },
             });
             push(Op::AoAdd {
                 s,
@@ -671,7 +691,10 @@ fn simpler(op: &Op) -> Vec<Op> {
         Op::AoDel { s, d } => {
             push(Op::AoDel {
                 s,
-                d: DelArg { len: Len::Exact, ..d },
+                d: DelArg {
+                    len: Len::Exact,
+                    ..d
+                },
             });
             push(Op::AoDel {
                 s,

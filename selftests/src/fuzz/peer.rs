@@ -16,7 +16,7 @@ use tcpao_refimpl::{
 use tcpao_sys::tun::Tun;
 
 use super::model::KeyM;
-use super::prog::{SegAuth, Seg, key_bytes};
+use super::prog::{Seg, SegAuth, key_bytes};
 
 /// The reference's algorithm for a model key.
 pub fn algorithm(k: &KeyM) -> Algorithm {
@@ -145,13 +145,12 @@ pub struct PeerConn {
     pub established: bool,
 }
 
-/// What verifying a kernel segment found wrong, if anything.
-pub fn check_reply(
-    r: &Reply,
-    conn: &PeerConn,
-    keys: &[KeyM],
-    ksne: u32,
-) -> Result<(), String> {
+/// Verifies a segment the kernel sent on `conn` with the reference.
+///
+/// # Errors
+/// What is wrong with it: unsigned on a TCP-AO connection, a KeyID no key for the peer has,
+/// a MAC length other than the key's, a MAC that does not verify.
+pub fn check_reply(r: &Reply, conn: &PeerConn, keys: &[KeyM], ksne: u32) -> Result<(), String> {
     let Some((key_id, _rnext, maclen)) = r.ao else {
         return if conn.key.is_some() && !r.flags.contains(TcpFlags::RST) {
             Err(format!(
@@ -162,7 +161,20 @@ pub fn check_reply(
             Ok(())
         };
     };
-    let Some(k) = keys.iter().find(|k| k.sndid == key_id) else {
+    // The key the kernel signs with matches the peer: of several keys with this SendID
+    // (for other peers), only the peer's counts (resolved divergence 2, docs/fuzz.md).
+    let (family, addr) = match conn.me.ip() {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (2, b)
+        }
+        IpAddr::V6(a) => (10, a.octets()),
+    };
+    let Some(k) = keys
+        .iter()
+        .find(|k| k.sndid == key_id && k.matches_peer(&addr, family))
+    else {
         return Err(format!(
             "the kernel signed with KeyID {key_id}, which no key of the socket has as SendID"
         ));
@@ -175,7 +187,12 @@ pub fn check_reply(
     }
     let mkt = kernel_mkt(k).ok_or("key outside the reference's range")?;
     let syn_only = r.flags.contains(TcpFlags::SYN) && !r.flags.contains(TcpFlags::ACK);
-    let c = Connection::new(conn.them, conn.me, conn.kisn, if syn_only { 0 } else { conn.isn });
+    let c = Connection::new(
+        conn.them,
+        conn.me,
+        conn.kisn,
+        if syn_only { 0 } else { conn.isn },
+    );
     let keys = TrafficKeys::derive(&mkt, &c).map_err(|e| e.to_string())?;
     let seg = SegmentRef::parse(&r.packet).map_err(|e| e.to_string())?;
     match verify_mac(keys.for_send(syn_only), ksne, &seg, mkt.include_options) {
@@ -194,7 +211,9 @@ fn addr_pair(v6: bool) -> (IpAddr, IpAddr) {
     use super::prog::{Addr, Ns};
     (ip(Addr::Tun, Ns::A, v6), {
         if v6 {
-            "fd00:2::1".parse().unwrap_or(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+            "fd00:2::1"
+                .parse()
+                .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
         } else {
             IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 2, 1))
         }
@@ -273,7 +292,12 @@ pub fn sign(
         mkt.send_id = k.rcvid.wrapping_add(77);
     }
     let syn_only = tcp.flags.contains(TcpFlags::SYN) && !tcp.flags.contains(TcpFlags::ACK);
-    let c = Connection::new(conn.me, conn.them, conn.isn, if syn_only { 0 } else { conn.kisn });
+    let c = Connection::new(
+        conn.me,
+        conn.them,
+        conn.isn,
+        if syn_only { 0 } else { conn.kisn },
+    );
     let mut signer = ConnectionSigner::new(mkt, c).ok()?;
     signer.set_sne_state(tcp.seq_number, sne);
     if let Some(r) = rnext {
@@ -351,7 +375,11 @@ mod tests {
         let k = key();
         let (pkt, conn) = syn(false, 40_000, 80, 0xffff_fff0, Some(&k), SegAuth::Good);
         let r = parse_reply(pkt.clone()).unwrap();
-        assert_eq!(r.ao, Some((7, 5, 12)), "KeyID = socket's RecvID, RNext = its SendID");
+        assert_eq!(
+            r.ao,
+            Some((7, 5, 12)),
+            "KeyID = socket's RecvID, RNext = its SendID"
+        );
         // Checked as if the kernel had sent it with the mirrored key: the peer's MKT.
         let mkt = peer_mkt(&k, 12).unwrap();
         let c = Connection::new(conn.me, conn.them, conn.isn, 0);
@@ -383,9 +411,70 @@ mod tests {
         let first = parse_reply(segment(&mut conn, &s).unwrap()).unwrap();
         assert_eq!(first.ao.map(|a| a.1), Some(9), "RNextKeyID request");
         assert_eq!(conn.sne.sne(), 1, "the peer's SNE moved past the wrap");
-        let wrong = parse_reply(segment(&mut conn, &Seg { auth: SegAuth::WrongMaclen, ..s }).unwrap())
-            .unwrap();
+        let wrong = parse_reply(
+            segment(
+                &mut conn,
+                &Seg {
+                    auth: SegAuth::WrongMaclen,
+                    ..s
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(wrong.ao.map(|a| a.2), Some(8));
+    }
+
+    /// Resolved divergence 2 (docs/fuzz.md): two keys share SendID 3, one for the peer's
+    /// /24 with a 4-byte MAC and a newer one for another host with a 16-byte MAC; the
+    /// kernel's SYN-ACK is signed with the peer's key, and the checker must pick that one.
+    #[test]
+    fn the_checker_picks_the_key_that_matches_the_peer() {
+        let peer_net = KeyM {
+            addr: [10, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            prefix: 24,
+            sndid: 3,
+            rcvid: 3,
+            maclen: 4,
+            ..key()
+        };
+        let other = KeyM {
+            addr: [10, 0, 1, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sndid: 3,
+            rcvid: 3,
+            maclen: 16,
+            ..key()
+        };
+        // The kernel's SYN-ACK, built here with the peer's key from the kernel's side.
+        let (_, mut conn) = syn(false, 40_003, 80, 77, Some(&peer_net), SegAuth::Good);
+        conn.kisn = 1234;
+        let kconn = PeerConn {
+            me: conn.them,
+            them: conn.me,
+            isn: conn.kisn,
+            kisn: conn.isn,
+            key: Some(KeyM {
+                sndid: 3,
+                rcvid: 3,
+                ..peer_net.clone()
+            }),
+            ..conn.clone()
+        };
+        let tcp = TcpRepr {
+            src_port: 80,
+            dst_port: 40_003,
+            seq_number: 1234,
+            ack_number: 78,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window_len: 1000,
+            urgent_at: 0,
+            options: &[],
+            payload: &[],
+        };
+        let pkt = sign(&kconn, &tcp, SegAuth::Good, None, 0).unwrap();
+        let r = parse_reply(pkt).unwrap();
+        assert_eq!(r.ao.map(|a| (a.0, a.2)), Some((3, 4)));
+        check_reply(&r, &conn, &[other, peer_net], 0).unwrap();
     }
 
     #[test]
@@ -393,11 +482,18 @@ mod tests {
         let k = key();
         let (pkt, conn) = syn(false, 40_002, 80, 5, None, SegAuth::Good);
         let r = parse_reply(pkt).unwrap();
-        assert!(check_reply(&r, &conn, &[k.clone()], 0).is_ok(), "no key: unsigned is right");
+        assert!(
+            check_reply(&r, &conn, std::slice::from_ref(&k), 0).is_ok(),
+            "no key: unsigned is right"
+        );
         let conn = PeerConn {
             key: Some(k.clone()),
             ..conn
         };
-        assert!(check_reply(&r, &conn, &[k], 0).unwrap_err().contains("unsigned"));
+        assert!(
+            check_reply(&r, &conn, &[k], 0)
+                .unwrap_err()
+                .contains("unsigned")
+        );
     }
 }

@@ -640,7 +640,11 @@ impl fmt::Display for OpText<'_> {
 /// The key bytes of a seed and length: a fixed pattern, so a program replays identically.
 pub fn key_bytes(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| seed.wrapping_mul(31).wrapping_add((i as u8).wrapping_mul(7)) ^ 0x5a)
+        .map(|i| {
+            seed.wrapping_mul(31)
+                .wrapping_add((i as u8).wrapping_mul(7))
+                ^ 0x5a
+        })
         .collect()
 }
 
@@ -666,7 +670,11 @@ mod tests {
         let bad = Prog {
             ops: vec![Op::Close { s: 9, abort: false }],
         };
-        assert!(Prog::from_json(&bad.to_json()).unwrap_err().contains("slot"));
+        assert!(
+            Prog::from_json(&bad.to_json())
+                .unwrap_err()
+                .contains("slot")
+        );
         let bad = Prog {
             ops: vec![Op::Bind {
                 s: 0,

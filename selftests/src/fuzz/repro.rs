@@ -168,7 +168,12 @@ int main(void)
         match *op {
             Op::Socket { s, v6, ns } => {
                 fam[usize::from(s)] = (v6, ns);
-                let _ = writeln!(c, "\tnew_sock({s}, {}, {});", u8::from(v6), u8::from(ns == Ns::B));
+                let _ = writeln!(
+                    c,
+                    "\tnew_sock({s}, {}, {});",
+                    u8::from(v6),
+                    u8::from(ns == Ns::B)
+                );
             }
             Op::Bind { s, addr, port } => {
                 let (v6, ns) = fam[usize::from(s)];
@@ -181,7 +186,10 @@ int main(void)
                 );
             }
             Op::Listen { s } => {
-                let _ = writeln!(c, "\trc = listen(fds[{s}], 8);\n\treport({i}, \"listen\", rc, -1);");
+                let _ = writeln!(
+                    c,
+                    "\trc = listen(fds[{s}], 8);\n\treport({i}, \"listen\", rc, -1);"
+                );
             }
             Op::Connect { s, dst, port } => {
                 let (v6, ns) = fam[usize::from(s)];
@@ -208,7 +216,10 @@ int main(void)
                 );
             }
             Op::Recv { s } => {
-                let _ = writeln!(c, "\t{{ char d[4096]; rc = recv(fds[{s}], d, sizeof(d), MSG_DONTWAIT); }}");
+                let _ = writeln!(
+                    c,
+                    "\t{{ char d[4096]; rc = recv(fds[{s}], d, sizeof(d), MSG_DONTWAIT); }}"
+                );
             }
             Op::Shutdown { s, how } => {
                 let _ = writeln!(c, "\tshutdown(fds[{s}], {});", how.min(2));
@@ -255,7 +266,11 @@ int main(void)
                     if m.ext { 32 } else { 14 },
                     b,
                     n,
-                    if m.ext { "TCP_MD5SIG_EXT" } else { "TCP_MD5SIG" },
+                    if m.ext {
+                        "TCP_MD5SIG_EXT"
+                    } else {
+                        "TCP_MD5SIG"
+                    },
                 );
             }
             Op::AoGetInfo { s, len } | Op::AoGetRepair { s, len } => {
