@@ -573,6 +573,11 @@ impl Run<'_> {
             }
             IpAddr::V6(v) => (encode::AF_INET6, v.octets()),
         };
+        // Routing comes before the key check (ip_route_connect in tcp_v{4,6}_connect): B has
+        // no route to the TUN side (resolved divergence 4, docs/fuzz.md).
+        if ns == Ns::B && matches!(dst, Addr::Tun | Addr::Mapped | Addr::TunNet) {
+            return self.judge(op, Expect::Err(101), got);
+        }
         let predicted = self.model.connect(s, addr, family);
         match predicted {
             Some(e) => self.judge(op, Expect::Err(e), got)?,

@@ -459,6 +459,9 @@ impl Model {
         let Some(sk) = self.sock(s) else {
             return (Expect::Any, Output::None);
         };
+        if optlen < 0 {
+            return (Expect::Err(EINVAL), Output::None);
+        }
         if optlen <= 0 {
             return (Expect::Err(EINVAL), Output::None);
         }
@@ -490,6 +493,11 @@ impl Model {
         let Some(sk) = self.sock(s) else {
             return (Expect::Any, Output::None);
         };
+        // do_tcp_getsockopt() refuses a negative optlen before any option (resolved
+        // divergence 5, docs/fuzz.md).
+        if optlen < 0 {
+            return (Expect::Err(EINVAL), Output::None);
+        }
         let Some(ao) = &sk.ao else {
             return (Expect::Err(ENOENT), Output::None);
         };
@@ -535,6 +543,9 @@ impl Model {
         let Some(sk) = self.sock(s) else {
             return Expect::Any;
         };
+        if optlen < 0 {
+            return Expect::Err(EINVAL);
+        }
         if ctx.state == LISTEN {
             return Expect::Err(EPERM);
         }
@@ -1863,6 +1874,19 @@ mod tests {
         let b = get_bytes(&g, Ns::A, false, &DEV);
         assert_eq!(m.get_keys(0, &b, 304).0, Expect::Err(EINVAL));
         assert_eq!(m.get_keys(0, &b, 0).0, Expect::Err(EINVAL));
+    }
+
+    /// Resolved divergence 5 (docs/fuzz.md): a negative optlen is EINVAL before the
+    /// option's own checks (ENOENT without ao_info, EPERM on a listener).
+    #[test]
+    fn negative_getsockopt_optlen_comes_first() {
+        let mut m = Model::new(DEV);
+        m.socket(0, false, Ns::A);
+        assert_eq!(m.get_keys(0, &[0; 304], -1).0, Expect::Err(EINVAL));
+        assert_eq!(m.get_keys(0, &[0; 304], 304).0, Expect::Err(ENOENT));
+        assert_eq!(m.get_repair(0, -1, LISTENING), Expect::Err(EINVAL));
+        assert_eq!(m.get_repair(0, 16, LISTENING), Expect::Err(EPERM));
+        assert_eq!(m.get_info(0, &[0; 48], -1).0, Expect::Err(EINVAL));
     }
 
     #[test]

@@ -310,6 +310,9 @@ pub fn sign(
         if off < pkt.len() {
             pkt[off] ^= 0x01;
         }
+        // A wrong checksum would be dropped before TCP-AO looks at the segment (resolved
+        // divergence 3, docs/fuzz.md).
+        tcpao_refimpl::sign::fill_tcp_checksum(&mut pkt).ok()?;
     }
     Some(pkt)
 }
@@ -387,6 +390,10 @@ mod tests {
         let seg = SegmentRef::parse(&pkt).unwrap();
         assert!(verify_mac(keys.for_send(true), 0, &seg, true).unwrap());
         let (bad, _) = syn(false, 40_000, 80, 1, Some(&k), SegAuth::BadMac);
+        // Resolved divergence 3: the bad MAC comes with a correct checksum.
+        let mut refilled = bad.clone();
+        tcpao_refimpl::sign::fill_tcp_checksum(&mut refilled).unwrap();
+        assert_eq!(refilled, bad, "the checksum of a bad-MAC segment is right");
         let seg = SegmentRef::parse(&bad).unwrap();
         let c = Connection::new(conn.me, conn.them, 1, 0);
         let keys = TrafficKeys::derive(&mkt, &c).unwrap();
