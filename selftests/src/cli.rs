@@ -172,6 +172,15 @@ pub struct FuzzArgs {
     /// Seconds between two points of the coverage timeline.
     #[arg(long, default_value_t = 10)]
     pub sample_secs: u64,
+    /// Run a feedback fuzzer and a blind one side by side (two threads, each with its own
+    /// namespaces and KCOV), on the same time budget; results in `OUT/feedback` and
+    /// `OUT/blind`.
+    #[arg(long, conflicts_with = "blind")]
+    pub compare: bool,
+    /// Measure which TCP-AO receive functions KCOV sees for a connection over veth and for
+    /// one through the TUN device (symbolised with /proc/kallsyms), then exit.
+    #[arg(long)]
+    pub kcov_probe: bool,
     /// Run this program (a `prog.json` or `case.json`) once and report, instead of fuzzing.
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,

@@ -12,6 +12,7 @@
 //!   against the model, the wire (every segment the kernel sends to the virtual peer verified
 //!   by `tcpao-refimpl`) and the counters (never backwards).
 //! * [`engine`]: the loop: corpus, coverage, findings, progress, JSON summary.
+//! * [`probe`]: what KCOV sees of the receive path, over veth and through TUN.
 //! * [`repro`]: a finding as a suite test case and as a standalone C program.
 
 pub mod encode;
@@ -20,6 +21,7 @@ pub mod exec;
 pub mod model;
 pub mod mutate;
 pub mod peer;
+pub mod probe;
 pub mod prog;
 pub mod repro;
 

@@ -162,6 +162,9 @@ fn kernel_release() -> String {
 
 /// Entry point of `tcpao-selftests fuzz`.
 pub fn main(args: &FuzzArgs) -> i32 {
+    if args.compare {
+        return compare(args);
+    }
     // Namespaces belong to threads: the whole run happens in one thread of its own.
     let a = args.clone();
     match std::thread::Builder::new()
@@ -175,6 +178,31 @@ pub fn main(args: &FuzzArgs) -> i32 {
             1
         }
     }
+}
+
+/// Feedback and blind side by side: two threads, same time budget, same seed.
+fn compare(args: &FuzzArgs) -> i32 {
+    let mut handles = Vec::new();
+    for (name, blind) in [("feedback", false), ("blind", true)] {
+        let mut a = args.clone();
+        a.compare = false;
+        a.blind = blind;
+        a.out = args.out.as_ref().map(|o| o.join(name));
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("fuzz-{name}"))
+                .spawn(move || run(&a)),
+        );
+    }
+    let mut worst = 0;
+    for h in handles {
+        let code = match h.map(std::thread::JoinHandle::join) {
+            Ok(Ok(c)) => c,
+            _ => 1,
+        };
+        worst = worst.max(code);
+    }
+    worst
 }
 
 /// Whether this kernel answers TCP-AO socket options at all.
@@ -201,6 +229,9 @@ fn run(args: &FuzzArgs) -> i32 {
     };
     if let Some(path) = &args.replay {
         return replay(&mut ex, path);
+    }
+    if args.kcov_probe {
+        return super::probe::kcov_probe(&mut ex);
     }
     let feedback = ex.has_kcov() && !args.blind;
     let blind_reason = if feedback {

@@ -241,6 +241,7 @@ struct Run<'a> {
     port_base: u16,
     peer: Option<PeerConn>,
     child_of_peer: Option<u8>,
+    peer_conns: u16,
     judged: (u64, u64),
 }
 
@@ -282,7 +283,7 @@ impl Executor {
     /// Runs `p` and judges every operation.
     pub fn run(&mut self, p: &Prog) -> ExecResult {
         self.runs += 1;
-        let port_base = 20_000 + ((self.runs % 4000) as u16) * 8;
+        let port_base = 20_000 + ((self.runs % 2000) as u16) * 16;
         let mut run = Run {
             topo: &self.topo,
             slots: (0..SLOTS).map(|_| None).collect(),
@@ -290,6 +291,7 @@ impl Executor {
             port_base,
             peer: None,
             child_of_peer: None,
+            peer_conns: 0,
             judged: (0, 0),
         };
         if let Some(k) = &self.kcov {
@@ -632,17 +634,19 @@ impl Run<'_> {
             .and_then(|m| m.ao.as_ref())
             .map(|a| a.keys.clone());
         let _ = child.set_nonblocking(true);
-        let peer_port = child
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map(|a| a.port());
+        let peer_sa = child.peer_addr().ok().and_then(|a| a.as_socket());
+        let peer_port = peer_sa.map(|a| a.port());
         self.slots[usize::from(into)] = Some(Slot {
             sock: child,
             v6,
             ns,
         });
         self.model.socket(into, v6, ns);
+        // An accepted socket has its peer as destination: keys for other addresses are
+        // refused (resolved divergence 6, docs/fuzz.md).
+        if let Some(sa) = peer_sa {
+            self.model.set_daddr(into, sa.ip());
+        }
         if self.peer.as_ref().map(|p| p.me.port()) == peer_port && peer_port.is_some() {
             self.child_of_peer = Some(into);
         } else {
@@ -906,7 +910,10 @@ impl Run<'_> {
         } else {
             0x1000_0000u32.wrapping_mul(u32::from(key) + 1) ^ u32::from(self.port_base)
         };
-        let sport = self.port_base + 5;
+        // A new source port per connection: reusing the 4-tuple of a live connection gets a
+        // challenge ACK, not a SYN-ACK (resolved divergence 7, docs/fuzz.md).
+        self.peer_conns += 1;
+        let sport = self.port_base + 4 + self.peer_conns;
         let (syn, mut conn) = peer::syn(v6, sport, port, isn, k.as_ref(), auth);
         conn.listener = s;
         let _ = peer::drain(&self.topo.tun);

@@ -630,6 +630,20 @@ impl Model {
         None
     }
 
+    /// Records the destination of `s` (an accepted socket's peer), as the kernel's
+    /// `inet_daddr`/`sk_v6_daddr`.
+    pub fn set_daddr(&mut self, s: u8, ip: std::net::IpAddr) {
+        if let Some(sk) = self.sock_mut(s) {
+            let mut a = [0u8; 16];
+            match ip {
+                std::net::IpAddr::V4(v) if !sk.v6 => a[..4].copy_from_slice(&v.octets()),
+                std::net::IpAddr::V4(v) => a = v.to_ipv6_mapped().octets(),
+                std::net::IpAddr::V6(v) => a = v.octets(),
+            }
+            sk.daddr = Some(a);
+        }
+    }
+
     /// Marks `s` as connected to a peer that may move Current_key.
     pub fn set_floating(&mut self, s: u8) {
         if let Some(sk) = self.sock_mut(s) {
@@ -1809,6 +1823,25 @@ mod tests {
         assert_eq!(all_keys(&m, 0), [(2, 2, true, true)]);
         // A key not covering the destination is now refused.
         assert_eq!(add(&mut m, 0, &veth, CLOSED), Expect::Err(EINVAL));
+    }
+
+    /// Resolved divergence 6 (docs/fuzz.md): an accepted socket refuses a key that does not
+    /// cover its peer (EINVAL), as a connected one does.
+    #[test]
+    fn accepted_sockets_check_keys_against_the_peer() {
+        let mut m = Model::new(DEV);
+        m.socket(1, false, Ns::A);
+        m.set_daddr(1, "10.0.2.2".parse().unwrap());
+        let mut r = key(0, 0);
+        r.addr = AddrArg::Sel(Addr::Veth);
+        assert_eq!(
+            add(&mut m, 1, &r, EST),
+            Expect::Err(EISCONN),
+            "no ao_info yet"
+        );
+        assert_eq!(m.repair(1, 1, EST), Expect::Ok);
+        assert_eq!(add(&mut m, 1, &r, EST), Expect::Err(EINVAL));
+        assert_eq!(add(&mut m, 1, &key(0, 0), EST), Expect::Ok);
     }
 
     /// Resolved divergence 1 (docs/fuzz.md): `connect()` to the any-address goes to
