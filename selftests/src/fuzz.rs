@@ -13,8 +13,10 @@
 //!   by `tcpao-refimpl`) and the counters (never backwards).
 //! * [`engine`]: the loop: corpus, coverage, findings, progress, JSON summary.
 //! * [`probe`]: what KCOV sees of the receive path, over veth and through TUN.
+//! * [`cases`]: findings kept as suite tests (`fuzz-cases/any/*`).
 //! * [`repro`]: a finding as a suite test case and as a standalone C program.
 
+pub mod cases;
 pub mod encode;
 pub mod engine;
 pub mod exec;

@@ -65,6 +65,7 @@ pub fn all_tests() -> Vec<Test> {
     let mut all = Vec::new();
     all.extend(selfcheck::tests());
     all.extend(programs::tests());
+    all.extend(fuzz::cases::tests());
     all
 }
 

@@ -1031,8 +1031,11 @@ impl Run<'_> {
                     }
                     self.model.saw_counters(c, a);
                 }
-                if seg.auth == SegAuth::Good {
-                    if let Some(r) = seg.rnext {
+                // Every verified segment carries an RNextKeyID (the peer's own RecvID when it
+                // asks for nothing else), and it moves Current_key when a key has that SendID
+                // (resolved divergence 9, docs/fuzz.md).
+                if seg.auth == SegAuth::Good && !seg.rst {
+                    if let Some(r) = seg.rnext.or(conn.key.as_ref().map(|k| k.sndid)) {
                         self.model.rnext_request(c, r);
                     }
                 }
