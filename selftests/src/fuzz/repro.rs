@@ -114,7 +114,7 @@ int main(void)
 	socklen_t sl;
 	int rc, one = 1;
 
-	(void)one;
+	(void)one; (void)ss; (void)sl; (void)rc;
 	if (unshare(CLONE_NEWNET)) { perror("unshare"); return 1; }
 	ns_b = open("/proc/thread-self/ns/net", O_RDONLY);
 	sh("ip link set lo up");
@@ -143,6 +143,24 @@ int main(void)
     let mut fam = [(false, Ns::A); SLOTS as usize];
     for (i, op) in p.ops.iter().enumerate() {
         let _ = writeln!(c, "\n\t/* {i}: {} */", OpText(op));
+        if i == f.op {
+            let d: String = f
+                .detail
+                .chars()
+                .map(|ch| {
+                    if ch == '"' || ch == '\\' || ch.is_control() {
+                        '\''
+                    } else {
+                        ch
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                c,
+                "\tprintf(\"op {i}: the fuzzer found here: [{}] {d}\\n\");",
+                f.kind
+            );
+        }
         let want = if i == f.op && f.kind == "divergence" {
             "-1 /* see the finding above */"
         } else {
@@ -328,6 +346,30 @@ mod tests {
         }
         assert!(c.contains("int main(void)"));
         assert!(c.trim_end().ends_with('}'));
+        // The C program must build warning-free (gcc is on every machine of this kind).
+        let dir = std::env::temp_dir().join(format!("tcpao-repro-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for seed in 0..6 {
+            let q = generate(&mut Rng::new(seed));
+            let g = Finding {
+                op: q.ops.len() - 1,
+                detail: "a \"quoted\" detail\nwith a newline".into(),
+                ..f.clone()
+            };
+            let src = dir.join(format!("r{seed}.c"));
+            std::fs::write(&src, c_program(&q, Devices { vrf: 4, veth: 2 }, &g)).unwrap();
+            let out = std::process::Command::new("gcc")
+                .args(["-fsyntax-only", "-Wall", "-Werror"])
+                .arg(&src)
+                .output()
+                .expect("gcc runs");
+            assert!(
+                out.status.success(),
+                "seed {seed}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
         let case = suite_case(&p, &f);
         let v: serde_json::Value = serde_json::from_str(&case).unwrap();
         let back: Prog = serde_json::from_value(v["prog"].clone()).unwrap();
