@@ -17,7 +17,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 9] = [
+pub const RESOLVED: [(&str, &str); 14] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -49,6 +49,26 @@ pub const RESOLVED: [(&str, &str); 9] = [
     (
         "peer-rnext-moves-current",
         include_str!("../../fuzz-cases/peer-rnext-moves-current.json"),
+    ),
+    (
+        "bind-clears-ipv4-destination",
+        include_str!("../../fuzz-cases/bind-clears-ipv4-destination.json"),
+    ),
+    (
+        "connect-reports-pending-error",
+        include_str!("../../fuzz-cases/connect-reports-pending-error.json"),
+    ),
+    (
+        "connect-pending-error-before-keys",
+        include_str!("../../fuzz-cases/connect-pending-error-before-keys.json"),
+    ),
+    (
+        "listener-bound-elsewhere",
+        include_str!("../../fuzz-cases/listener-bound-elsewhere.json"),
+    ),
+    (
+        "child-slot-reused",
+        include_str!("../../fuzz-cases/child-slot-reused.json"),
     ),
     (
         "second-peer-connection",

@@ -250,6 +250,9 @@ fn run(args: &FuzzArgs) -> i32 {
         kernel_release(),
         args.seed
     );
+    if !ex.has_tun() {
+        eprintln!("# fuzz: no TUN device (CONFIG_TUN): the virtual peer's operations do nothing");
+    }
     if !ex.has_kcov() {
         eprintln!("# fuzz: no KCOV: running blind, coverage is not measured (edges stay 0)");
     }

@@ -644,6 +644,16 @@ impl Model {
         }
     }
 
+    /// A successful `bind()`: IPv4's `__inet_bind()` resets `inet_daddr` (resolved divergence
+    /// 11, docs/fuzz.md); IPv6 keeps `sk_v6_daddr`.
+    pub fn bound(&mut self, s: u8) {
+        if let Some(sk) = self.sock_mut(s) {
+            if !sk.v6 {
+                sk.daddr = None;
+            }
+        }
+    }
+
     /// Marks `s` as connected to a peer that may move Current_key.
     pub fn set_floating(&mut self, s: u8) {
         if let Some(sk) = self.sock_mut(s) {
@@ -1823,6 +1833,23 @@ mod tests {
         assert_eq!(all_keys(&m, 0), [(2, 2, true, true)]);
         // A key not covering the destination is now refused.
         assert_eq!(add(&mut m, 0, &veth, CLOSED), Expect::Err(EINVAL));
+    }
+
+    /// Resolved divergence 11 (docs/fuzz.md): after a refused connect, `bind()` clears the
+    /// IPv4 destination, so a key for another network is accepted again.
+    #[test]
+    fn bind_clears_the_ipv4_destination() {
+        let mut m = Model::new(DEV);
+        m.socket(0, false, Ns::A);
+        m.set_daddr(0, "10.0.1.2".parse().unwrap());
+        let net = AddArg {
+            addr: AddrArg::Sel(Addr::TunNet),
+            prefix: 24,
+            ..key(3, 1)
+        };
+        assert_eq!(add(&mut m, 0, &net, CLOSED), Expect::Err(EINVAL));
+        m.bound(0);
+        assert_eq!(add(&mut m, 0, &net, CLOSED), Expect::Ok);
     }
 
     /// Resolved divergence 6 (docs/fuzz.md): an accepted socket refuses a key that does not

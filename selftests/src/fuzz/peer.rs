@@ -206,7 +206,8 @@ pub fn check_reply(r: &Reply, conn: &PeerConn, keys: &[KeyM], ksne: u32) -> Resu
     }
 }
 
-fn addr_pair(v6: bool) -> (IpAddr, IpAddr) {
+/// `(peer, kernel)` addresses of the TUN link.
+pub fn addr_pair(v6: bool) -> (IpAddr, IpAddr) {
     use super::encode::ip;
     use super::prog::{Addr, Ns};
     (ip(Addr::Tun, Ns::A, v6), {
