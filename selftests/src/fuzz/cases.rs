@@ -17,7 +17,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 14] = [
+pub const RESOLVED: [(&str, &str); 15] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -69,6 +69,10 @@ pub const RESOLVED: [(&str, &str); 14] = [
     (
         "child-slot-reused",
         include_str!("../../fuzz-cases/child-slot-reused.json"),
+    ),
+    (
+        "listener-rst-after-peer-reset",
+        include_str!("../../fuzz-cases/listener-rst-after-peer-reset.json"),
     ),
     (
         "second-peer-connection",

@@ -143,6 +143,11 @@ pub struct PeerConn {
     pub ksne: SneTracker,
     /// Established (the handshake completed from the peer's view).
     pub established: bool,
+    /// The peer reset the connection: the kernel has no socket for it any more, and what
+    /// answers is the listener.
+    pub reset: bool,
+    /// SEQ of the last segment the peer sent.
+    pub last_seq: u32,
 }
 
 /// Verifies a segment the kernel sent on `conn` with the reference.
@@ -186,6 +191,23 @@ pub fn check_reply(r: &Reply, conn: &PeerConn, keys: &[KeyM], ksne: u32) -> Resu
         ));
     }
     let mkt = kernel_mkt(k).ok_or("key outside the reference's range")?;
+    if conn.reset && r.flags.contains(TcpFlags::RST) {
+        // A listener answering a segment of a connection it no longer has signs its RST with
+        // the traffic key of a SYN from the peer with ISN = that segment's SEQ and SNE 0
+        // (tcp_ao_prepare_reset(), listener branch): resolved divergence 15, docs/fuzz.md.
+        let c = Connection::new(conn.me, conn.them, conn.last_seq, 0);
+        let keys = TrafficKeys::derive(&mkt, &c).map_err(|e| e.to_string())?;
+        let seg = SegmentRef::parse(&r.packet).map_err(|e| e.to_string())?;
+        return match verify_mac(keys.for_send(true), 0, &seg, mkt.include_options) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "listener RST seq {} signed with KeyID {key_id}: the MAC does not verify with \
+                 the SYN context of the segment it answers",
+                r.seq
+            )),
+            Err(e) => Err(format!("reference cannot check the segment: {e}")),
+        };
+    }
     let syn_only = r.flags.contains(TcpFlags::SYN) && !r.flags.contains(TcpFlags::ACK);
     let c = Connection::new(
         conn.them,
@@ -243,6 +265,8 @@ pub fn syn(
         sne: SneTracker::new(isn),
         ksne: SneTracker::new(0),
         established: false,
+        reset: false,
+        last_seq: isn,
     };
     let tcp = TcpRepr {
         src_port: sport,
@@ -346,6 +370,10 @@ pub fn segment(conn: &mut PeerConn, s: &Seg) -> Option<Vec<u8>> {
     };
     let sne = conn.sne.sne_for(seq);
     let pkt = sign(conn, &tcp, s.auth, s.rnext, sne)?;
+    conn.last_seq = seq;
+    if s.rst && s.auth == SegAuth::Good && s.seq_off == 0 {
+        conn.reset = true;
+    }
     if s.seq_off == 0 && !s.rst {
         let len = tcp.payload.len() as u32 + u32::from(s.fin);
         conn.sne.observe(seq, len);
@@ -483,6 +511,50 @@ mod tests {
         let r = parse_reply(pkt).unwrap();
         assert_eq!(r.ao.map(|a| (a.0, a.2)), Some((3, 4)));
         check_reply(&r, &conn, &[other, peer_net], 0).unwrap();
+    }
+
+    /// Resolved divergence 15 (docs/fuzz.md): after the peer reset the connection, the
+    /// listener answers its next segment with an RST signed with the SYN context of that
+    /// segment (ISN = its SEQ, the other ISN 0, SNE 0).
+    #[test]
+    fn listener_rsts_are_checked_with_the_syn_context() {
+        let k = KeyM {
+            sndid: 2,
+            rcvid: 2,
+            maclen: 4,
+            ..key()
+        };
+        let (_, mut conn) = syn(false, 40_004, 80, 10, Some(&k), SegAuth::Good);
+        conn.kisn = 5000;
+        conn.last_seq = 777;
+        let mkt = kernel_mkt(&k).unwrap();
+        let c = Connection::new(conn.me, conn.them, 777, 0);
+        let keys = TrafficKeys::derive(&mkt, &c).unwrap();
+        let sign = tcpao_refimpl::AoSign {
+            key: keys.for_send(true),
+            mac_len: 4,
+            key_id: 2,
+            rnext_key_id: 2,
+            sne: 0,
+            include_options: true,
+        };
+        let tcp = TcpRepr {
+            src_port: 80,
+            dst_port: 40_004,
+            seq_number: 9,
+            ack_number: 0,
+            flags: TcpFlags::RST,
+            window_len: 0,
+            urgent_at: 0,
+            options: &[],
+            payload: &[],
+        };
+        let ip = IpHeader::new(conn.them.ip(), conn.me.ip());
+        let pkt = build_segment(&ip, &tcp, &Auth::Ao(sign)).unwrap();
+        let r = parse_reply(pkt).unwrap();
+        assert!(check_reply(&r, &conn, std::slice::from_ref(&k), 0).is_err());
+        conn.reset = true;
+        check_reply(&r, &conn, &[k], 0).unwrap();
     }
 
     #[test]
