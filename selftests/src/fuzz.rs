@@ -11,6 +11,7 @@
 //! * [`exec`]: runs a program on the kernel (namespaces, veth, TUN, KCOV) and checks it
 //!   against the model, the wire (every segment the kernel sends to the virtual peer verified
 //!   by `tcpao-refimpl`) and the counters (never backwards).
+//! * [`wire`]: the wire oracle for kernel-to-kernel segments on the veth.
 //! * [`engine`]: the loop: corpus, coverage, findings, progress, JSON summary.
 //! * [`probe`]: what KCOV sees of the receive path, over veth and through TUN.
 //! * [`cases`]: findings kept as suite tests (`fuzz-cases/any/*`).
@@ -26,5 +27,6 @@ pub mod peer;
 pub mod probe;
 pub mod prog;
 pub mod repro;
+pub mod wire;
 
 pub use engine::main;

@@ -149,6 +149,8 @@ pub struct Summary {
     pub judged: (u64, u64),
     /// Whether the kernel console was watched.
     pub console: bool,
+    /// TCP-AO segments between the namespaces (veth) the wire oracle verified.
+    pub veth_segments_verified: u64,
     /// Findings.
     pub findings: Vec<Reported>,
     /// Coverage over time.
@@ -394,6 +396,7 @@ fn run(args: &FuzzArgs) -> i32 {
         corpus: corpus.len(),
         judged,
         console: console.available(),
+        veth_segments_verified: ex.veth_verified(),
         findings: findings.into_values().collect(),
         timeline,
     };

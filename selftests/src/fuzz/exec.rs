@@ -254,6 +254,7 @@ fn show(r: Result<(), i32>) -> String {
 pub struct Executor {
     topo: Topo,
     kcov: Option<Kcov>,
+    wire: Option<super::wire::VethWire>,
     runs: u64,
 }
 
@@ -262,6 +263,7 @@ type Step = Result<(), Finding>;
 
 struct Run<'a> {
     topo: &'a Topo,
+    wire: Option<&'a mut super::wire::VethWire>,
     slots: Vec<Option<Slot>>,
     model: Model,
     port_base: u16,
@@ -286,14 +288,21 @@ impl Executor {
         } else {
             (None, Some("KCOV not requested".into()))
         };
+        let wire = super::wire::VethWire::open(topo.dev.veth as u32).ok();
         Ok((
             Executor {
                 topo,
                 kcov,
+                wire,
                 runs: 0,
             },
             why,
         ))
+    }
+
+    /// TCP-AO segments between the namespaces verified by the wire oracle so far.
+    pub fn veth_verified(&self) -> u64 {
+        self.wire.as_ref().map_or(0, |w| w.verified)
     }
 
     /// Whether the virtual peer (TUN) is there.
@@ -315,8 +324,12 @@ impl Executor {
     pub fn run(&mut self, p: &Prog) -> ExecResult {
         self.runs += 1;
         let port_base = 20_000 + ((self.runs % 2000) as u16) * 16;
+        if let Some(w) = self.wire.as_mut() {
+            let _ = w.drain();
+        }
         let mut run = Run {
             topo: &self.topo,
+            wire: self.wire.as_mut(),
             slots: (0..SLOTS).map(|_| None).collect(),
             model: Model::new(self.topo.dev),
             port_base,
@@ -332,10 +345,18 @@ impl Executor {
         let mut ops = 0;
         for (i, op) in p.ops.iter().enumerate() {
             ops += 1;
-            if let Err(mut f) = run.op(op) {
+            if let Err(mut f) = run.veth_check(op).and_then(|()| run.op(op)) {
                 f.op = i;
                 finding = Some(f);
                 break;
+            }
+        }
+        if finding.is_none() {
+            if let Some(last) = p.ops.last() {
+                if let Err(mut f) = run.veth_check(last) {
+                    f.op = p.ops.len() - 1;
+                    finding = Some(f);
+                }
             }
         }
         let pcs = self.kcov.as_ref().map(Kcov::collect).unwrap_or_default();
@@ -1122,6 +1143,46 @@ impl Run<'_> {
             }
         }
         self.peer = Some(conn);
+        Ok(())
+    }
+
+    /// Verifies what crossed the veth since the last call (before each operation, so a key
+    /// change never meets segments sent before it).
+    fn veth_check(&mut self, op: &Op) -> Step {
+        let Some(w) = self.wire.as_deref_mut() else {
+            return Ok(());
+        };
+        let segs = w.drain();
+        for (c, isn, their, sne, syn_only) in segs {
+            let ns = if c.from.ip() == encode::ip(Addr::Local, Ns::A, c.from.is_ipv6()) {
+                Ns::A
+            } else {
+                Ns::B
+            };
+            let keys: Vec<model::KeyM> = (0..SLOTS)
+                .filter(|&s| {
+                    self.slot(s).is_some_and(|x| {
+                        x.ns == ns
+                            && x.sock
+                                .local_addr()
+                                .ok()
+                                .and_then(|a| a.as_socket())
+                                .is_some_and(|a| a.port() == c.from.port())
+                    })
+                })
+                .filter_map(|s| self.model.sock(s).and_then(|m| m.ao.as_ref()))
+                .flat_map(|a| a.keys.iter().cloned())
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            if let Err(why) = super::wire::check(&c, isn, their, sne, syn_only, &keys) {
+                return Err(other("wire", op, why));
+            }
+            if let Some(w) = self.wire.as_deref_mut() {
+                w.verified += 1;
+            }
+        }
         Ok(())
     }
 
