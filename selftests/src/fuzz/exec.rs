@@ -1059,6 +1059,7 @@ impl Run<'_> {
         }
         let child = self.child_of_peer;
         let before = child.and_then(|c| self.counters(c));
+        let mib_before = crate::counters::NetnsMib::read().ok();
         let child_state = child.map(|c| self.ctx(c).state);
         let Some(pkt) = peer::segment(&mut conn, seg) else {
             return Ok(());
@@ -1099,6 +1100,33 @@ impl Run<'_> {
                         }
                     }
                     self.model.saw_counters(c, a);
+                    // The namespace's counters move too (other traffic in A can only add).
+                    if let (Some(i), Some(mb), Ok(ma)) =
+                        (idx, &mib_before, crate::counters::NetnsMib::read())
+                    {
+                        let name = NETNS_AO[i];
+                        if ma.get(name) < mb.get(name) + 1 {
+                            return Err(div(
+                                op,
+                                format!(
+                                    "peer-send: a {:?} segment did not move the namespace's \
+                                     {name} ({} -> {})",
+                                    seg.auth,
+                                    mb.get(name),
+                                    ma.get(name)
+                                ),
+                            ));
+                        }
+                        for n in NETNS_AO {
+                            if ma.get(n) < mb.get(n) {
+                                return Err(other(
+                                    "counter",
+                                    op,
+                                    format!("peer-send: the namespace's {n} went backwards"),
+                                ));
+                            }
+                        }
+                    }
                 }
                 // Every verified segment carries an RNextKeyID (the peer's own RecvID when it
                 // asks for nothing else), and it moves Current_key when a key has that SendID
@@ -1193,6 +1221,9 @@ impl Run<'_> {
         Some(counters_of(&ib))
     }
 }
+
+/// The namespace counters of the socket counters good, bad, key-not-found, ao-required.
+const NETNS_AO: [&str; 4] = ["TCPAOGood", "TCPAOBad", "TCPAOKeyNotFound", "TCPAORequired"];
 
 fn counters_of(ib: &[u8]) -> [u64; 5] {
     let mut c = [0u64; 5];
