@@ -134,7 +134,7 @@ impl VethWire {
         let half = self.flows.get_mut(&(from, to))?;
         let sne = half.sne.observe(seq, len);
         let (isn, their_isn) = (half.isn, their_isn?);
-        has_ao.then(|| (Captured { from, to, packet }, isn, their_isn, sne, syn_only))
+        has_ao.then_some((Captured { from, to, packet }, isn, their_isn, sne, syn_only))
     }
 }
 
@@ -260,7 +260,7 @@ mod tests {
                 .contains("verifies with no key")
         );
         assert!(
-            check(&c, 100, 901, 0, false, &[k.clone()]).is_err(),
+            check(&c, 100, 901, 0, false, std::slice::from_ref(&k)).is_err(),
             "wrong ISN"
         );
         let other_id = KeyM { sndid: 5, ..k };
