@@ -17,7 +17,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 15] = [
+pub const RESOLVED: [(&str, &str); 16] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -73,6 +73,10 @@ pub const RESOLVED: [(&str, &str); 15] = [
     (
         "listener-rst-after-peer-reset",
         include_str!("../../fuzz-cases/listener-rst-after-peer-reset.json"),
+    ),
+    (
+        "pending-error-before-routing",
+        include_str!("../../fuzz-cases/pending-error-before-routing.json"),
     ),
     (
         "second-peer-connection",
