@@ -17,7 +17,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 16] = [
+pub const RESOLVED: [(&str, &str); 18] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -79,20 +79,38 @@ pub const RESOLVED: [(&str, &str); 16] = [
         include_str!("../../fuzz-cases/pending-error-before-routing.json"),
     ),
     (
+        "ipv6-destination-kept-after-routing-failure",
+        include_str!("../../fuzz-cases/ipv6-destination-kept-after-routing-failure.json"),
+    ),
+    (
+        "ipv6-destination-kept-then-eexist-order",
+        include_str!("../../fuzz-cases/ipv6-destination-kept-then-eexist-order.json"),
+    ),
+    (
         "second-peer-connection",
         include_str!("../../fuzz-cases/second-peer-connection.json"),
     ),
 ];
 
 /// Open findings where the kernel looks wrong: `(name, case, finding kind, why)`.
-pub const OPEN: [(&str, &str, &str, &str); 1] = [(
-    "listener-rst-keyid",
-    include_str!("../../fuzz-cases/listener-rst-keyid.json"),
-    "wire",
-    "a listener's RST answers the peer's RNextKeyID with the key whose RecvID (not SendID) \
+pub const OPEN: [(&str, &str, &str, &str); 2] = [
+    (
+        "child-inherits-repair-mode",
+        include_str!("../../fuzz-cases/child-inherits-repair-mode.json"),
+        "divergence",
+        "a listener put in TCP_REPAIR mode before listen() hands out children in repair mode \
+         (tcp_create_openreq_child() copies tp->repair): TCP_AO_REPAIR succeeds on an accepted \
+         socket nobody put in repair mode, and can rewrite its ISNs and SNEs",
+    ),
+    (
+        "listener-rst-keyid",
+        include_str!("../../fuzz-cases/listener-rst-keyid.json"),
+        "wire",
+        "a listener's RST answers the peer's RNextKeyID with the key whose RecvID (not SendID) \
      equals it and puts that RecvID in KeyID (tcp_ao_prepare_reset, listener branch); the \
      established branch matches SendID; with SendID != RecvID the peer cannot verify the RST",
-)];
+    ),
+];
 
 fn replay(ctx: &Ctx, case: &str) -> Result<Option<super::exec::Finding>, String> {
     let p = read_prog(case)?;

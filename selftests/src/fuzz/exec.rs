@@ -643,6 +643,11 @@ impl Run<'_> {
         // Routing comes before the key check (ip_route_connect in tcp_v{4,6}_connect): B has
         // no route to the TUN side (resolved divergence 4, docs/fuzz.md).
         if ns == Ns::B && matches!(dst, Addr::Tun | Addr::Mapped | Addr::TunNet) {
+            // tcp_v6_connect() stores the destination before the route lookup fails,
+            // tcp_v4_connect() after it (resolved divergence 17, docs/fuzz.md).
+            if v6 {
+                self.model.set_daddr(s, ip);
+            }
             return self.judge(op, Expect::Err(101), got);
         }
         let predicted = self.model.connect(s, addr, family);
