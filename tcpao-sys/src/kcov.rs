@@ -17,6 +17,7 @@
 //! // ... system calls ...
 //! let pcs = kcov.collect();
 //! kcov.disable()?;
+//! println!("{} PCs", pcs.len());
 //! # Ok::<(), std::io::Error>(())
 //! ```
 

@@ -17,7 +17,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Outcome, Test, TestResult};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 18] = [
+pub const RESOLVED: [(&str, &str); 19] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -85,6 +85,10 @@ pub const RESOLVED: [(&str, &str); 18] = [
     (
         "ipv6-destination-kept-then-eexist-order",
         include_str!("../../fuzz-cases/ipv6-destination-kept-then-eexist-order.json"),
+    ),
+    (
+        "unknown-keyid-is-unknown",
+        include_str!("../../fuzz-cases/unknown-keyid-is-unknown.json"),
     ),
     (
         "second-peer-connection",

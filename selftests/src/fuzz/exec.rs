@@ -987,6 +987,11 @@ impl Run<'_> {
         let sport = self.port_base + 4 + self.peer_conns;
         let (syn, mut conn) = peer::syn(v6, sport, port, isn, k.as_ref(), auth);
         conn.listener = s;
+        // "Unknown" must be unknown to every key of the socket, not only the mirrored one
+        // (resolved divergence 19, docs/fuzz.md).
+        if let Some(id) = (0..=255u8).find(|id| keys.iter().all(|k| k.rcvid != *id)) {
+            conn.unknown_id = id;
+        }
         let _ = self.topo.drain();
         self.topo.send(&syn);
         let replies = self.topo.drain();

@@ -148,6 +148,8 @@ pub struct PeerConn {
     pub reset: bool,
     /// SEQ of the last segment the peer sent.
     pub last_seq: u32,
+    /// A KeyID no key of the socket has as RecvID (for [`SegAuth::UnknownKey`]).
+    pub unknown_id: u8,
 }
 
 /// Verifies a segment the kernel sent on `conn` with the reference.
@@ -267,6 +269,7 @@ pub fn syn(
         established: false,
         reset: false,
         last_seq: isn,
+        unknown_id: key.map_or(0, |k| k.rcvid.wrapping_add(77)),
     };
     let tcp = TcpRepr {
         src_port: sport,
@@ -314,7 +317,7 @@ pub fn sign(
     };
     let mut mkt = peer_mkt(k, maclen)?;
     if auth == SegAuth::UnknownKey {
-        mkt.send_id = k.rcvid.wrapping_add(77);
+        mkt.send_id = conn.unknown_id;
     }
     let syn_only = tcp.flags.contains(TcpFlags::SYN) && !tcp.flags.contains(TcpFlags::ACK);
     let c = Connection::new(
