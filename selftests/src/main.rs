@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some(Command::Kernel(args)) => lab::cli::kernel(&args),
         Some(Command::Coverage(args)) => lab::cli::coverage(&args),
         Some(Command::Mutate(args)) => lab::cli::mutate(&args),
+        Some(Command::Fuzz(args)) => tcpao_selftests::fuzz::main(&args),
         Some(Command::Upstream(args)) => lab::upstream::main(&args.dir, &args.programs),
         None => run(&cli.run),
     };
