@@ -50,7 +50,7 @@ enum Fault {
     RecvSne,
 }
 
-struct Case {
+pub(crate) struct Case {
     slug: &'static str,
     upstream: &'static str,
     fault: Fault,
@@ -58,7 +58,7 @@ struct Case {
     client: Grew,
 }
 
-const CASES: [Case; 5] = [
+pub(crate) const CASES: [Case; 5] = [
     Case {
         slug: "migrate",
         upstream: "TCP-AO migrate to another socket",
@@ -240,7 +240,7 @@ fn wait_grew(
     }
 }
 
-fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
+pub(crate) fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     let lsk = sockets::listen(p, p.port(), 1)?;
     sockets::add_key(p, &lsk, &key(p))?;
     p.sync()?; // 1: key added => connect()
@@ -327,7 +327,7 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     Ok(())
 }
 
-fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
+pub(crate) fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
     let k = key(p);
     let sk = sockets::client_socket(p)?;
     sockets::add_key(p, &sk, &k)?;

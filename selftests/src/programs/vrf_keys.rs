@@ -34,7 +34,7 @@ use crate::registry::Test;
 use crate::sockets::{self, TestKey};
 use crate::topology::{Family, Netlink, TopologyConfig, VRF_IFINDEX, VRF_NAME, VRF_TABLE};
 
-fn vrf_topology() -> TopologyConfig {
+pub(crate) fn vrf_topology() -> TopologyConfig {
     TopologyConfig {
         vrf: true,
         ..TopologyConfig::default()
@@ -43,7 +43,7 @@ fn vrf_topology() -> TopologyConfig {
 
 /// Where the key under deletion lives.
 #[derive(Debug, Clone, Copy)]
-enum Sock {
+pub(crate) enum Sock {
     Closed,
     Listen,
 }
@@ -88,7 +88,7 @@ pub fn tests() -> Vec<Test> {
     v
 }
 
-fn idle(_p: &Peer<'_>) -> PeerResult {
+pub(crate) fn idle(_p: &Peer<'_>) -> PeerResult {
     Ok(())
 }
 
@@ -114,7 +114,7 @@ fn listed(sk: &Socket) -> PeerResult<Vec<tcpao_sys::AoKeyInfo>> {
     }
 }
 
-fn del_vrf_key(p: &Peer<'_>, sock: Sock) -> PeerResult {
+pub(crate) fn del_vrf_key(p: &Peer<'_>, sock: Sock) -> PeerResult {
     let sk = socket_for(p, sock)?;
     let k = vrf_key(p, Some(VRF_IFINDEX));
     sockets::add_key(p, &sk, &k)?;
