@@ -95,7 +95,7 @@ pub fn tests() -> Vec<Test> {
         PairTest::new(PROGRAM, "vrf-key-delete")
             .ao()
             .topology(vrf_keys::vrf_topology())
-            .build(vrf_key_delete, vrf_keys::idle),
+            .build(|p| vrf_keys::release(p, vrf_key_delete(p)), vrf_keys::idle),
     );
     let migrate = &restore::CASES[0];
     v.extend(PairTest::new(PROGRAM, "repair-connect").ao().build(

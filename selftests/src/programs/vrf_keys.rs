@@ -59,14 +59,14 @@ pub fn tests() -> Vec<Test> {
             PairTest::new("vrf-keys", slug)
                 .ao()
                 .topology(vrf_topology())
-                .build(move |p| del_vrf_key(p, sock), idle),
+                .build(move |p| release(p, del_vrf_key(p, sock)), idle),
         );
     }
     v.extend(
         PairTest::new("vrf-keys", "del-ifindex-0-key")
             .ao()
             .topology(vrf_topology())
-            .build(del_ifindex0_key, idle),
+            .build(|p| release(p, del_ifindex0_key(p)), idle),
     );
     for (slug, del_vrf) in [
         ("del-vrf-key-without-flag", None),
@@ -76,7 +76,7 @@ pub fn tests() -> Vec<Test> {
             PairTest::new("vrf-keys", slug)
                 .ao()
                 .topology(vrf_topology())
-                .build(move |p| del_mismatched(p, del_vrf), idle),
+                .build(move |p| release(p, del_mismatched(p, del_vrf)), idle),
         );
     }
     v.extend(
@@ -88,8 +88,19 @@ pub fn tests() -> Vec<Test> {
     v
 }
 
-pub(crate) fn idle(_p: &Peer<'_>) -> PeerResult {
-    Ok(())
+/// The client of the uAPI cases: it does nothing but keep its namespace alive until the
+/// server is done ([`release`]). The veth pair dies with the first of its two namespaces, so a
+/// client that returned at once took the server's `ktst-veth` with it (a listening socket's
+/// `SO_BINDTODEVICE` then failed with `ENODEV`, depending on how fast the namespace was torn
+/// down).
+pub(crate) fn idle(p: &Peer<'_>) -> PeerResult {
+    p.sync()
+}
+
+/// Server side of a uAPI case: its result `r`, then let the [`idle`] client go.
+pub(crate) fn release(p: &Peer<'_>, r: PeerResult) -> PeerResult {
+    r?;
+    p.sync()
 }
 
 fn socket_for(p: &Peer<'_>, sock: Sock) -> PeerResult<Socket> {
