@@ -97,10 +97,9 @@ pub fn tests() -> Vec<Test> {
             .topology(vrf_keys::vrf_topology())
             .build(|p| vrf_keys::release(p, vrf_key_delete(p)), vrf_keys::idle),
     );
-    let migrate = &restore::CASES[0];
     v.extend(PairTest::new(PROGRAM, "repair-connect").ao().build(
-        |p| restore::server(p, migrate),
-        |p| restore::client(p, migrate),
+        |p| restore::server(p, restore::MIGRATE),
+        |p| restore::client(p, restore::MIGRATE),
     ));
     v.extend(
         PairTest::new(PROGRAM, "rst-after-close")

@@ -58,7 +58,10 @@ pub(crate) struct Case {
     client: Grew,
 }
 
-pub(crate) const CASES: [Case; 5] = [
+/// The `migrate` case (no fault), which regress/repair-connect also runs.
+pub(crate) const MIGRATE: &Case = &CASES[0];
+
+const CASES: [Case; 5] = [
     Case {
         slug: "migrate",
         upstream: "TCP-AO migrate to another socket",
