@@ -392,6 +392,7 @@ fn pad_client(p: &Peer<'_>) -> PeerResult {
     let fin_end = fin_ack(&flows[1]);
     let mut checked = 0;
     let mut lines = Vec::new();
+    let mut problems = Vec::new();
     for (n, frames) in flows.iter().enumerate() {
         for f in frames {
             let Some(s) = segment(f) else { continue };
@@ -406,15 +407,18 @@ fn pad_client(p: &Peer<'_>) -> PeerResult {
             };
             // Only the IPv4 time-wait RST is built by tcp_v4_send_reset() (RFC 793 zeros).
             let zeros_ok = n == 0 && kind.is_some() && p.family() == Family::Ipv4;
-            let ao = check_ao_option(f, &s, ODD_MACLEN, zeros_ok).map_err(|e| match (kind, e) {
-                (Some(k), Failure::Fail(why)) => failure!("{k}: {why}"),
-                (_, e) => e,
-            })?;
             checked += 1;
-            if let Some(kind) = kind {
-                lines.push(format!("{kind} pad {:02x?}", ao.pad));
+            match (check_ao_option(f, &s, ODD_MACLEN, zeros_ok), kind) {
+                (Ok(ao), Some(kind)) => lines.push(format!("{kind} pad {:02x?}", ao.pad)),
+                (Ok(_), None) => {}
+                (Err(Failure::Fail(why)), Some(kind)) => problems.push(format!("{kind}: {why}")),
+                (Err(Failure::Fail(why)), None) => problems.push(why),
+                (Err(e), _) => return Err(e),
             }
         }
+    }
+    if !problems.is_empty() {
+        return Err(failure!("{}", problems.join("; ")));
     }
     p.diag(format!(
         "{checked} segments with a {}-byte TCP-AO option padded to 16 bytes; {}",
