@@ -63,6 +63,7 @@ pub mod icmps_discard;
 pub mod inject;
 pub mod key_management;
 pub mod maclen;
+pub mod regress;
 pub mod restore;
 pub mod rotation;
 pub mod rst;
@@ -106,6 +107,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(seq_ext::tests());
     v.extend(self_connect::tests());
     v.extend(bench_lookups::tests());
+    v.extend(regress::tests());
     v
 }
 

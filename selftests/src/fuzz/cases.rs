@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use super::engine::read_prog;
 use super::exec::Executor;
+use crate::outcome::{Outcome, TestResult};
 use crate::probe::Feature;
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::registry::{Ctx, Test};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
 pub const RESOLVED: [(&str, &str); 19] = [
