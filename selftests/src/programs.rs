@@ -62,6 +62,7 @@ pub mod icmps_discard;
 pub mod inject;
 pub mod key_management;
 pub mod maclen;
+pub mod paths;
 pub mod restore;
 pub mod rotation;
 pub mod rst;
@@ -99,6 +100,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(vrf_keys::tests());
     v.extend(rotation::tests());
     v.extend(inject::tests());
+    v.extend(paths::tests());
     v.extend(restore::tests());
     v.extend(seq_ext::tests());
     v.extend(self_connect::tests());
