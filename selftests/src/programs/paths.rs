@@ -102,6 +102,10 @@ impl<'a> Seg<'a> {
         Self { options, ..self }
     }
 
+    fn payload(self, payload: &'a [u8]) -> Self {
+        Self { payload, ..self }
+    }
+
     fn build(&self, auth: &Auth<'_>) -> PeerResult<Vec<u8>> {
         let tcp = TcpRepr {
             src_port: self.src.port(),

@@ -5,6 +5,15 @@
 //!   the peer (`tcp_ao_connect_init()`). A Current_key/RNext_key set on such a key is
 //!   replaced by the first matching key; when no key matches, `connect()` fails with
 //!   `EKEYREJECTED` rather than connect unsigned (`tcp_connect()`).
+//! - `md5-prefix-over-ao-host`: a TCP-MD5 key for the test network (/16) is refused on a
+//!   socket with a TCP-AO key for a host in it only when the TCP-MD5 key comes first
+//!   (`EKEYREJECTED`); added after the TCP-AO key it is accepted. A TCP-AO client from that
+//!   host then gets a TCP-AO connection (the listener's TCP-MD5 key is not copied:
+//!   `tcp_v{4,6}_syn_recv_sock()`), and a TCP-MD5 client from the same host address is
+//!   accepted with TCP-MD5, although unsigned segments from that host are refused because of
+//!   its TCP-AO key: reported as a suspected kernel issue (XFAIL).
+//! - `self-connect-without-key`: a socket without TCP-AO connects to itself (simultaneous
+//!   open, `tcp_rcv_synsent_state_process()` with no TCP-AO state) and talks to itself.
 //! - `repair-first-key-on-established`: an established connection without TCP-AO takes its
 //!   first key only in repair mode (`EISCONN` otherwise; `TCP_AO_INFO` without a key gives
 //!   `EINVAL`); that key becomes Current_key and RNext_key, `TCP_AO_REPAIR` gives it the
@@ -12,16 +21,18 @@
 
 use socket2::Socket;
 use tcpao_sys::repair::{self, RepairMode};
-use tcpao_sys::{AoRepair, KeyFilter, TcpAoExt as _};
+use tcpao_sys::{AoRepair, KeyFilter, Md5Ext as _, Md5Key, PeerPrefix, TcpAoExt as _};
 
 use super::{PROGRAM, key};
 use crate::counters::{Counters, Grew};
 use crate::failure;
 use crate::peers::{OrFail, Peer, PeerResult, Side};
+use crate::probe::Feature;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, MESSAGE_LEN, MESSAGES};
 use crate::registry::Test;
 use crate::sockets::{self, TestKey};
+use crate::solo::{Solo, SoloTest};
 
 pub(super) fn tests() -> Vec<Test> {
     let mut v = PairTest::new(PROGRAM, "connect-drops-keys-for-other-peers")
@@ -34,6 +45,17 @@ pub(super) fn tests() -> Vec<Test> {
                 |p| repair_side(p, Side::Server),
                 |p| repair_side(p, Side::Client),
             ),
+    );
+    v.extend(
+        PairTest::new(PROGRAM, "md5-prefix-over-ao-host")
+            .ao()
+            .requires(&[Feature::TcpMd5])
+            .build(overlap_server, overlap_client),
+    );
+    v.extend(
+        SoloTest::new(PROGRAM, "self-connect-without-key")
+            .ao()
+            .build(self_connect),
     );
     v
 }
@@ -210,4 +232,131 @@ fn repair_side(p: &Peer<'_>, side: Side) -> PeerResult {
         Side::Server => serve(p, &sk, Grew::GOOD),
         Side::Client => echo(p, &sk, Grew::GOOD),
     }
+}
+
+const MD5_PASSWORD: &[u8] = b"an MD5 secret for a whole network";
+
+/// The TCP-MD5 key for the test network (10.0.0.0/16, 2001::/16).
+fn md5_net(p: &Peer<'_>) -> PeerResult<Md5Key> {
+    let (net, len) = p.family().network();
+    Ok(Md5Key {
+        peer: PeerPrefix::new(net, len).or_fail("a network prefix")?,
+        vrf: None,
+        key: tcpao_sys::MasterKey::new(MD5_PASSWORD).or_fail("an MD5 key")?,
+    })
+}
+
+fn overlap_server(p: &Peer<'_>) -> PeerResult {
+    let host = key(p, 100, 100);
+    // TCP-MD5 for the network first: the TCP-AO key for a host in it is refused.
+    let probe = sockets::tcp_socket(p.family())?;
+    probe
+        .add_md5_key(&md5_net(p)?)
+        .or_fail("adding the TCP-MD5 key for the network failed")?;
+    match probe.add_ao_key(&host.to_ao_key()?) {
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EKEYREJECTED as i32) => {}
+        r => {
+            return Err(failure!(
+                "a TCP-AO key for a host of a TCP-MD5 network returned {r:?}, expected EKEYREJECTED"
+            ));
+        }
+    }
+    drop(probe);
+    // TCP-AO for the host first: the TCP-MD5 key for its network is accepted.
+    let lsk = sockets::listen(p, p.port(), 4)?;
+    sockets::add_key(p, &lsk, &host)?;
+    let (net, len) = p.family().network();
+    sockets::add_md5_key(p, &lsk, net, len, MD5_PASSWORD)?;
+    p.sync()?;
+    serve(p, &extras::accept_one(p, &lsk)?, Grew::GOOD)?;
+    // A TCP-MD5 client from the host that has a TCP-AO key.
+    let before = Counters::netns()?;
+    p.sync()?;
+    let mut refused = Grew::empty();
+    let sk = sockets::accept(p, &lsk, p.deadline(), || {
+        refused = Counters::netns().map_or(Grew::empty(), |c| c.grown(&before));
+        !refused.is_empty()
+    })?;
+    if sk.is_none() {
+        // The kernel refused it: counted, and the client may stop waiting.
+        p.signal();
+    }
+    p.sync()?;
+    match sk {
+        None if !refused.is_empty() => {
+            p.diag(format!(
+                "the TCP-MD5 connection from the TCP-AO host was refused ({refused:?})"
+            ));
+            Ok(())
+        }
+        None => Err(failure!(
+            "the TCP-MD5 client neither connected nor moved a counter"
+        )),
+        Some(sk) => {
+            if sk
+                .ao_info()
+                .or_fail("getsockopt(TCP_AO_INFO) failed")?
+                .is_some()
+            {
+                return Err(failure!("the TCP-MD5 connection has TCP-AO state"));
+            }
+            Err(crate::peers::Failure::XFail(
+                "suspected kernel issue: a peer with a TCP-AO key on the listener connects with TCP-MD5 \
+                 through a TCP-MD5 key for its network added after the TCP-AO key (TCP_MD5SIG checks \
+                 tcp_ao_required() for the network address only; in the other order TCP_AO_ADD_KEY is \
+                 refused with EKEYREJECTED), while unsigned segments from that peer are refused"
+                    .into(),
+            ))
+        }
+    }
+}
+
+fn overlap_client(p: &Peer<'_>) -> PeerResult {
+    let sk = sockets::client_socket(p)?;
+    sockets::add_key(p, &sk, &key(p, 100, 100))?;
+    p.sync()?;
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+    echo(p, &sk, Grew::GOOD)?;
+    drop(sk);
+    let md5 = sockets::client_socket(p)?;
+    sockets::add_md5_key(
+        p,
+        &md5,
+        p.remote_addr(),
+        p.family().host_prefix(),
+        MD5_PASSWORD,
+    )?;
+    p.sync()?;
+    let r = sockets::connect(p, &md5, p.remote_addr(), p.port(), p.deadline(), || {
+        p.peer_signals() > 0
+    })?;
+    p.sync()?;
+    match (r, p.peer_signals() > 0) {
+        (sockets::Connect::Established, false) | (_, true) => Ok(()),
+        (r, false) => Err(failure!(
+            "the TCP-MD5 connect() ended {r:?}, but the server saw neither a connection nor a refusal"
+        )),
+    }
+}
+
+/// A socket without keys connects to itself.
+fn self_connect(s: &Solo) -> PeerResult {
+    use std::io::{Read, Write};
+    let sk = sockets::tcp_socket(s.family())?;
+    let me = socket2::SockAddr::from(std::net::SocketAddr::new(s.local_addr(), 7010));
+    sk.bind(&me).or_fail("bind() failed")?;
+    sk.set_nonblocking(false).or_fail("blocking mode failed")?;
+    sk.set_read_timeout(Some(s.timeout()))
+        .or_fail("SO_RCVTIMEO failed")?;
+    sk.connect(&me).or_fail("connect() to itself failed")?;
+    (&sk).write_all(b"hello").or_fail("write() failed")?;
+    let mut buf = [0u8; 5];
+    (&sk).read_exact(&mut buf).or_fail("read() failed")?;
+    if &buf != b"hello" {
+        return Err(failure!("the socket read {buf:?} from itself"));
+    }
+    if let Some(i) = sk.ao_info().or_fail("getsockopt(TCP_AO_INFO) failed")? {
+        return Err(failure!("a socket without keys has TCP-AO state: {i:?}"));
+    }
+    Ok(())
 }

@@ -18,6 +18,14 @@
 //!   - signed, asking for RNextKeyID 77 (no such key): answered with an **unsigned** ACK;
 //!   - signed with RNextKeyID 100: answered with an ACK signed with key 100 (KeyID 100,
 //!     RNextKeyID 100), which the capture cross-check verifies.
+//!
+//! `fin-wait2-reset-needs-key`: the server closes three connections the client keeps open, so
+//! each ends as a TIME-WAIT socket in FIN-WAIT-2. New data there is answered with a RST
+//! (`TCP_TW_RST`) and ends the TIME-WAIT socket; `tcp_ao_prepare_reset()` signs it with the
+//! key whose SendID is the data's RNextKeyID. Data signed with RNextKeyID 100 gets the signed
+//! RST; asking for RNextKeyID 77 (no such key) gets none, and neither does TCP-AO-signed data to
+//! the TIME-WAIT socket of a connection without TCP-AO: both TIME-WAIT sockets still end
+//! (`/proc/net/tcp`), only one RST is counted (`Tcp: OutRsts`).
 
 use socket2::Socket;
 use tcpao_refimpl::wire::TcpFlags;
@@ -37,9 +45,15 @@ use crate::sockets;
 use crate::topology::Family;
 
 pub(super) fn tests() -> Vec<Test> {
-    PairTest::new(PROGRAM, "time-wait-replies")
+    let mut v = PairTest::new(PROGRAM, "time-wait-replies")
         .ao()
-        .build(server, client)
+        .build(server, client);
+    v.extend(
+        PairTest::new(PROGRAM, "fin-wait2-reset-needs-key")
+            .ao()
+            .build(fw2_server, fw2_client),
+    );
+    v
 }
 
 fn server(p: &Peer<'_>) -> PeerResult {
@@ -226,4 +240,184 @@ fn wait_eof(p: &Peer<'_>, sk: &Socket) -> PeerResult {
             Err(e) => return Err(failure!("read() failed: {e}")),
         }
     }
+}
+
+/// Whether this namespace has a TCP socket from local port `lport` to remote port `rport`
+/// (any state; TIME-WAIT ones included), from `/proc/net/tcp{,6}`.
+fn socket_present(lport: u16, rport: u16) -> PeerResult<bool> {
+    for file in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let mut it = line.split_whitespace().skip(1);
+            let (Some(l), Some(r)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let port = |a: &str| {
+                a.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if port(l) == Some(lport) && port(r) == Some(rport) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// `Tcp: OutRsts` of this namespace.
+fn out_rsts() -> PeerResult<u64> {
+    super::proc_counter("Tcp:", "OutRsts")
+}
+
+fn fw2_server(p: &Peer<'_>) -> PeerResult {
+    let lsk = sockets::listen(p, p.port(), 4)?;
+    sockets::add_key(p, &lsk, &key(p, 100, 100))?;
+    let plain = sockets::listen(p, p.port() + 1, 1)?;
+    p.sync()?;
+    let mut peers = Vec::new();
+    for l in [&lsk, &lsk, &plain] {
+        let sk = extras::accept_one(p, l)?;
+        let peer = sk
+            .peer_addr()
+            .or_fail("getpeername() failed")?
+            .as_socket()
+            .ok_or_else(|| failure!("getpeername() returned no IP address"))?;
+        let local = sk
+            .local_addr()
+            .or_fail("getsockname() failed")?
+            .as_socket()
+            .ok_or_else(|| failure!("getsockname() returned no IP address"))?;
+        peers.push((local.port(), peer.port()));
+        drop(sk); // FIN; the client does not close: FIN-WAIT-2, as TIME-WAIT
+    }
+    // No listener for the client's FINs once the TIME-WAIT sockets are gone: it would check
+    // them as syncookie ACKs and count them bad.
+    drop((lsk, plain));
+    p.sync()?; // closed
+    let rsts = out_rsts()?;
+    p.sync()?; // the client sent the data
+    let gone = p.wait_for(p.deadline(), || {
+        for (l, r) in &peers {
+            if socket_present(*l, *r)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })?;
+    if gone.is_none() {
+        return Err(failure!(
+            "the TIME-WAIT sockets did not end after new data within {:?}",
+            p.timeout()
+        ));
+    }
+    let d = out_rsts()? - rsts;
+    if d != 1 {
+        return Err(failure!(
+            "Tcp OutRsts grew by {d} for three FIN-WAIT-2 TIME-WAIT sockets, expected 1 (only the data asking for key 100 can get a signed RST)"
+        ));
+    }
+    p.sync()?; // the TIME-WAIT sockets ended
+    p.sync() // the client checked the capture
+}
+
+fn fw2_client(p: &Peer<'_>) -> PeerResult {
+    let k = key(p, 100, 100);
+    let mut socks = Vec::new();
+    p.sync()?;
+    for (port, signed) in [(p.port(), true), (p.port(), true), (p.port() + 1, false)] {
+        let sk = sockets::client_socket(p)?;
+        if signed {
+            sockets::add_key(p, &sk, &k)?;
+        }
+        sockets::connect_ok(p, &sk, p.remote_addr(), port)?;
+        let me = sk
+            .local_addr()
+            .or_fail("getsockname() failed")?
+            .as_socket()
+            .ok_or_else(|| failure!("getsockname() returned no IP address"))?;
+        socks.push((sk, me, port));
+    }
+    for (sk, _, _) in &socks {
+        wait_eof(p, sk)?;
+    }
+    p.sync()?; // the server closed all three
+    // The server's FIN and both ISNs of each flow.
+    let mut pkts = Vec::new();
+    let mut marks = Vec::new();
+    for (i, (_, me, port)) in socks.iter().enumerate() {
+        let srv = std::net::SocketAddr::new(p.remote_addr(), *port);
+        let frames: Vec<Frame> = extras::flow_frames(p, *port)?
+            .into_iter()
+            .filter(|f| {
+                segment(f).is_some_and(|s| {
+                    let t = s.tcp_packet();
+                    t.src_port() == me.port() || t.dst_port() == me.port()
+                })
+            })
+            .collect();
+        let [Some(srv_isn), Some(cli_isn)] = extras::isns(&frames) else {
+            return Err(failure!(
+                "no handshake in the capture for port {}",
+                me.port()
+            ));
+        };
+        let fin = frames
+            .iter()
+            .find_map(|f| {
+                segment(f).and_then(|s| {
+                    let t = s.tcp_packet();
+                    (f.from == Side::Server && t.fin()).then(|| t.seq_number())
+                })
+            })
+            .ok_or_else(|| failure!("no FIN from the server for port {}", me.port()))?;
+        let rnext = if i == 1 { 100 } else { 77 };
+        let data = Seg::new(
+            *me,
+            srv,
+            cli_isn.wrapping_add(1),
+            fin.wrapping_add(1),
+            TcpFlags::ACK | TcpFlags::PSH,
+        )
+        .payload(b"after FIN")
+        .signed(&k, (100, rnext), (cli_isn, srv_isn), 0)?;
+        pkts.push(data);
+        marks.push((me.port(), *port, fin.wrapping_add(1)));
+    }
+    let m = super::mark(p)?;
+    for pkt in &pkts {
+        super::send(p, pkt, false)?;
+    }
+    p.sync()?; // data sent
+    p.sync()?; // the TIME-WAIT sockets ended
+    for (i, (cport, sport, seq)) in marks.iter().enumerate() {
+        let rsts: Vec<Frame> = since(p, m, Side::Server, *sport, *cport)?
+            .into_iter()
+            .filter(|f| segment(f).is_some_and(|s| s.tcp_packet().rst()))
+            .collect();
+        let want = usize::from(i == 1);
+        if rsts.len() != want {
+            return Err(failure!(
+                "FIN-WAIT-2 TIME-WAIT socket {} answered new data {} with {} RSTs, expected {want}: {}",
+                i + 1,
+                [
+                    "asking for RNextKeyID 77",
+                    "asking for RNextKeyID 100",
+                    "signed, on a connection without TCP-AO"
+                ][i],
+                rsts.len(),
+                rsts.iter().map(describe).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        if let Some(r) = rsts.first() {
+            let s = segment(r).ok_or_else(|| failure!("not TCP"))?;
+            if s.tcp_packet().seq_number() != *seq || ao_ids(&s) != Some((100, 100, 12)) {
+                return Err(failure!(
+                    "the RST of the TIME-WAIT socket is {}, expected SEQ {seq} KeyID 100 RNextKeyID 100",
+                    describe(r)
+                ));
+            }
+        }
+    }
+    p.sync()
 }
