@@ -63,6 +63,7 @@ pub mod icmps_discard;
 pub mod inject;
 pub mod key_management;
 pub mod maclen;
+pub mod paths;
 pub mod regress;
 pub mod restore;
 pub mod rotation;
@@ -103,6 +104,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(vrf_keys::tests());
     v.extend(rotation::tests());
     v.extend(inject::tests());
+    v.extend(paths::tests());
     v.extend(restore::tests());
     v.extend(seq_ext::tests());
     v.extend(self_connect::tests());
