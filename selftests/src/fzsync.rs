@@ -350,6 +350,9 @@ struct Plan {
 pub struct Pair {
     cfg: Config,
     epoch: Instant,
+    /// When the first actor entered its loop: the time bounds count from here, not from the
+    /// pair's creation (the peers' setup may take long on a slow machine).
+    started: OnceLock<Instant>,
     /// Barrier counters: each side adds one per wait and waits for the other to catch up.
     a_cntr: AtomicU64,
     b_cntr: AtomicU64,
@@ -385,6 +388,7 @@ impl Pair {
         let yield_always = std::thread::available_parallelism().map_or(true, |n| n.get() < 2);
         Self {
             epoch: Instant::now(),
+            started: OnceLock::new(),
             a_cntr: AtomicU64::new(0),
             b_cntr: AtomicU64::new(0),
             exit: AtomicBool::new(false),
@@ -415,6 +419,10 @@ impl Pair {
         &self.cfg
     }
 
+    fn run_time(&self) -> Duration {
+        self.started.get_or_init(Instant::now).elapsed()
+    }
+
     fn now(&self) -> i64 {
         i64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(i64::MAX)
     }
@@ -440,7 +448,7 @@ impl Pair {
             spins = spins.wrapping_add(1);
             if self.yield_always || spins > SPINS_BEFORE_YIELD {
                 std::thread::yield_now();
-                if spins % 64 == 0 && self.epoch.elapsed() > self.cfg.deadline {
+                if spins % 64 == 0 && self.run_time() > self.cfg.deadline {
                     self.stuck.store(true, Ordering::SeqCst);
                     self.aborted.store(true, Ordering::SeqCst);
                     return false;
@@ -464,10 +472,7 @@ impl Pair {
     /// Start of A's loop body: whether to run another iteration (A decides; false also when
     /// aborted).
     pub fn run_a(&self) -> bool {
-        let (iters, elapsed) = {
-            let p = self.plan();
-            (p.stats.iterations, self.epoch.elapsed())
-        };
+        let (iters, elapsed) = (self.plan().stats.iterations, self.run_time());
         let stop = if self.aborted.load(Ordering::SeqCst) {
             Some(Stop::Aborted)
         } else if iters >= self.cfg.max_iterations {
@@ -487,6 +492,7 @@ impl Pair {
 
     /// Start of B's loop body: whether A decided to run another iteration.
     pub fn run_b(&self) -> bool {
+        self.started.get_or_init(Instant::now);
         let ok = self.wait(&self.b_cntr, &self.a_cntr);
         ok && !self.exit.load(Ordering::SeqCst)
     }
@@ -574,7 +580,7 @@ impl Pair {
             p.ema_a += ALPHA * (da as f64 - p.ema_a);
             p.ema_b += ALPHA * (db as f64 - p.ema_b);
         }
-        s.elapsed = self.epoch.elapsed();
+        s.elapsed = self.run_time();
     }
 
     fn next_delays(&self, p: &mut Plan) -> (u64, u64) {
@@ -830,6 +836,32 @@ mod tests {
         assert_eq!(pair.stats().stop, Stop::Aborted);
         assert!(pair.stats().iterations <= 5);
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// The time bound counts from the first loop entry, not from the pair's creation: slow
+    /// setup between the two does not eat the run.
+    #[test]
+    fn the_time_bound_starts_with_the_loops() {
+        let pair = Pair::new(Config {
+            max_iterations: 3,
+            max_time: Duration::from_millis(20),
+            ..Config::default()
+        });
+        busy(Duration::from_millis(60));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while pair.run_b() {
+                    pair.start_b();
+                    pair.end_b();
+                }
+            });
+            while pair.run_a() {
+                pair.start_a();
+                pair.end_a();
+            }
+        });
+        assert_eq!(pair.stats().stop, Stop::Iterations);
+        assert_eq!(pair.stats().iterations, 3);
     }
 
     #[test]

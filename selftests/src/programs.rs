@@ -62,6 +62,7 @@ pub mod icmps_discard;
 pub mod inject;
 pub mod key_management;
 pub mod maclen;
+pub mod race;
 pub mod restore;
 pub mod rotation;
 pub mod rst;
@@ -103,6 +104,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(seq_ext::tests());
     v.extend(self_connect::tests());
     v.extend(bench_lookups::tests());
+    v.extend(race::tests());
     v
 }
 
