@@ -28,12 +28,15 @@
 //! going out of scope on an error path) ends it at once for both actors, and every barrier wait
 //! also ends at [`Config::deadline`] so a stuck actor cannot hang the other.
 //!
-//! The barriers spin (with `spin_loop`) for a short while and then yield, so two actors on one
-//! CPU still make progress.
+//! The barriers spin (with `spin_loop`) for a short while, then yield, then block on a condition
+//! variable: two actors on one CPU still make progress, and a waiting CPU goes idle, which
+//! matters when one host thread emulates both CPUs (QEMU's single-threaded TCG runs one vCPU
+//! at a time and switches when it idles or every 100 ms). [`probe_concurrency`] measures how
+//! parallel the CPUs really are.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long race programs run: [`Profile::Full`] by default, [`Profile::Smoke`] for CI.
@@ -368,11 +371,18 @@ pub struct Pair {
     b_start: AtomicI64,
     b_end: AtomicI64,
     yield_always: bool,
+    /// Where a waiter that spun and yielded long enough blocks (see [`Pair::wait`]).
+    gate: Mutex<()>,
+    gate_cv: Condvar,
     plan: Mutex<Plan>,
 }
 
 /// Spins before a barrier wait starts yielding the CPU.
 const SPINS_BEFORE_YIELD: u32 = 2000;
+/// Yields before a barrier wait blocks.
+const YIELDS_BEFORE_BLOCK: u32 = 64;
+/// How long a blocked barrier wait sleeps before it looks again (wake-ups can be missed).
+const BLOCK_SLICE: Duration = Duration::from_millis(1);
 
 impl Pair {
     /// A new pair with `cfg`.
@@ -401,6 +411,8 @@ impl Pair {
             b_start: AtomicI64::new(0),
             b_end: AtomicI64::new(0),
             yield_always,
+            gate: Mutex::new(()),
+            gate_cv: Condvar::new(),
             plan: Mutex::new(Plan {
                 stats: Stats {
                     seed,
@@ -433,11 +445,21 @@ impl Pair {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Wait for the other side: add one to `mine` and spin (then yield) until `other` caught
-    /// up. False when the run was aborted or the deadline passed.
+    /// Wait for the other side: add one to `mine`, then spin until `other` caught up, then
+    /// yield, then block on a condition variable (so that a waiting CPU goes idle: when one
+    /// host thread emulates both CPUs, an idle CPU hands its turn to the other at once). False
+    /// when the run was aborted or the deadline passed.
     fn wait(&self, mine: &AtomicU64, other: &AtomicU64) -> bool {
         let target = mine.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let _g = self
+                .gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        self.gate_cv.notify_all();
         let mut spins = 0u32;
+        let mut yields = 0u32;
         loop {
             if other.load(Ordering::SeqCst) >= target {
                 return true;
@@ -445,16 +467,30 @@ impl Pair {
             if self.aborted.load(Ordering::SeqCst) {
                 return false;
             }
-            spins = spins.wrapping_add(1);
-            if self.yield_always || spins > SPINS_BEFORE_YIELD {
-                std::thread::yield_now();
-                if spins % 64 == 0 && self.run_time() > self.cfg.deadline {
-                    self.stuck.store(true, Ordering::SeqCst);
-                    self.aborted.store(true, Ordering::SeqCst);
-                    return false;
-                }
-            } else {
+            if !self.yield_always && spins < SPINS_BEFORE_YIELD {
+                spins += 1;
                 std::hint::spin_loop();
+                continue;
+            }
+            if yields < YIELDS_BEFORE_BLOCK {
+                yields += 1;
+                std::thread::yield_now();
+                continue;
+            }
+            if self.run_time() > self.cfg.deadline {
+                self.stuck.store(true, Ordering::SeqCst);
+                self.aborted.store(true, Ordering::SeqCst);
+                return false;
+            }
+            let g = self
+                .gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if other.load(Ordering::SeqCst) < target && !self.aborted.load(Ordering::SeqCst) {
+                let _ = self
+                    .gate_cv
+                    .wait_timeout(g, BLOCK_SLICE)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         }
     }
@@ -596,6 +632,7 @@ impl Pair {
     /// End the run now, for both actors (an actor failed). Idempotent.
     pub fn abort(&self) {
         self.aborted.store(true, Ordering::SeqCst);
+        self.gate_cv.notify_all();
     }
 
     /// Whether the run was aborted (by an actor, or because a wait passed the deadline).
@@ -628,6 +665,148 @@ impl Pair {
         }
         s
     }
+}
+
+/// How truly parallel two CPUs are: measured by [`probe_concurrency`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Concurrency {
+    /// The CPUs the two threads were pinned to (`None`: pinning failed, the scheduler chose).
+    pub cpus: Option<(usize, usize)>,
+    /// Times a thread looked at the other's counter.
+    pub samples: u64,
+    /// Of those, how often the counter had moved since the previous look.
+    pub advanced: u64,
+    /// Longest time a thread saw the other's counter stand still.
+    pub longest_stall: Duration,
+    /// Stalls by length: under 10 us, 100 us, 1 ms, 10 ms, 100 ms, and longer.
+    pub stalls: [u64; 6],
+    /// How long the probe ran.
+    pub elapsed: Duration,
+}
+
+impl Concurrency {
+    /// The fraction of looks that saw the other thread progress.
+    pub fn overlap(&self) -> f64 {
+        if self.samples == 0 {
+            0.0
+        } else {
+            self.advanced as f64 / self.samples as f64
+        }
+    }
+}
+
+impl fmt::Display for Concurrency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "concurrency probe ({}, {:.2} s): the other thread moved between {} of {} looks ({:.4}%); \
+             stalls <10us {}, <100us {}, <1ms {}, <10ms {}, <100ms {}, longer {}; longest {:.1} ms",
+            self.cpus.map_or_else(
+                || "unpinned".to_owned(),
+                |(a, b)| format!("CPUs {a} and {b}")
+            ),
+            self.elapsed.as_secs_f64(),
+            self.advanced,
+            self.samples,
+            self.overlap() * 100.0,
+            self.stalls[0],
+            self.stalls[1],
+            self.stalls[2],
+            self.stalls[3],
+            self.stalls[4],
+            self.stalls[5],
+            self.longest_stall.as_secs_f64() * 1e3
+        )
+    }
+}
+
+fn stall_bucket(d: Duration) -> usize {
+    let us = d.as_micros();
+    match us {
+        0..10 => 0,
+        10..100 => 1,
+        100..1_000 => 2,
+        1_000..10_000 => 3,
+        10_000..100_000 => 4,
+        _ => 5,
+    }
+}
+
+/// Run two threads, pinned to two different CPUs when there are two, each counting up its own
+/// counter and looking at the other's, for `duration`. On truly parallel CPUs nearly every look
+/// sees the other counter move; when the two CPUs take turns (one host thread emulating both,
+/// or one CPU), a thread sees the other stand still for a whole time slice and move only when
+/// they switch. The stall histogram shows that granularity.
+pub fn probe_concurrency(duration: Duration) -> Concurrency {
+    let counters = [AtomicU64::new(0), AtomicU64::new(0)];
+    let cpus = online_cpus();
+    let pin = (cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+    let start = Instant::now();
+    let results: Vec<(u64, u64, Duration, [u64; 6], bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|me| {
+                let counters = &counters;
+                s.spawn(move || {
+                    let pinned = pin.is_some_and(|(a, b)| pin_to(if me == 0 { a } else { b }));
+                    let other = &counters[1 - me];
+                    let (mut samples, mut advanced) = (0u64, 0u64);
+                    let mut stalls = [0u64; 6];
+                    let mut longest = Duration::ZERO;
+                    let mut last = other.load(Ordering::Relaxed);
+                    let mut since = Instant::now();
+                    while start.elapsed() < duration {
+                        counters[me].fetch_add(1, Ordering::Relaxed);
+                        let now = other.load(Ordering::Relaxed);
+                        samples += 1;
+                        if now != last {
+                            advanced += 1;
+                            let t = Instant::now();
+                            let stall = t - since;
+                            stalls[stall_bucket(stall)] += 1;
+                            longest = longest.max(stall);
+                            since = t;
+                            last = now;
+                        }
+                    }
+                    (samples, advanced, longest, stalls, pinned)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut c = Concurrency {
+        cpus: pin.filter(|_| results.iter().all(|r| r.4)),
+        elapsed: start.elapsed(),
+        ..Concurrency::default()
+    };
+    for (samples, advanced, longest, stalls, _) in results {
+        c.samples += samples;
+        c.advanced += advanced;
+        c.longest_stall = c.longest_stall.max(longest);
+        for (a, b) in c.stalls.iter_mut().zip(stalls) {
+            *a += b;
+        }
+    }
+    c
+}
+
+/// The CPUs this thread may run on.
+pub fn online_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|c| set.is_set(*c).unwrap_or(false))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn pin_to(cpu: usize) -> bool {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).is_ok()
+        && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
 }
 
 /// Aborts a [`Pair`] when dropped while armed (see [`Pair::abort_on_drop`]).
@@ -874,6 +1053,18 @@ mod tests {
         assert!(!pair.run_a());
         assert!(pair.stuck());
         assert_eq!(pair.stats().stop, Stop::Stuck);
+    }
+
+    #[test]
+    fn the_concurrency_probe_counts_and_buckets() {
+        let c = probe_concurrency(Duration::from_millis(50));
+        assert!(c.samples > 0 && c.advanced <= c.samples, "{c}");
+        assert_eq!(c.stalls.iter().sum::<u64>(), c.advanced);
+        assert!(c.to_string().starts_with("concurrency probe"));
+        assert_eq!(stall_bucket(Duration::from_micros(5)), 0);
+        assert_eq!(stall_bucket(Duration::from_millis(5)), 3);
+        assert_eq!(stall_bucket(Duration::from_secs(1)), 5);
+        assert!(!online_cpus().is_empty());
     }
 
     #[test]

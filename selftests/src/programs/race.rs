@@ -67,7 +67,8 @@ pub const PROGRAM: &str = "race";
 
 /// Every race case, both families, hidden from the default run.
 pub fn tests() -> Vec<Test> {
-    let mut v = keys::tests();
+    let mut v = vec![concurrency_test()];
+    v.extend(keys::tests());
     v.extend(listener::tests());
     v.extend(close::tests());
     v.extend(connect::tests());
@@ -109,7 +110,7 @@ pub fn select(
 }
 
 /// What both actors of one run of a case share: the fuzzy-sync pair, the profile, a tally of
-/// outcomes for the diagnostics, and the case's own state.
+/// outcomes for the diagnostics, the kernel log, and the case's own state.
 #[derive(Debug)]
 pub struct Race<S> {
     /// A and B.
@@ -120,6 +121,41 @@ pub struct Race<S> {
     pub tally: Tally,
     /// The case's state.
     pub state: S,
+    kernel: Mutex<KernelLog>,
+}
+
+/// The kernel log of a run: what was read so far, and the iteration after which a report
+/// first showed up.
+#[derive(Debug, Default)]
+struct KernelLog {
+    reader: Option<kmsg::Kmsg>,
+    messages: Vec<String>,
+    first_report: Option<u64>,
+}
+
+impl<S> Race<S> {
+    /// A's loop condition: [`Pair::run_a`], after a look at the kernel log. A report (KASAN,
+    /// lockdep, WARN, …) ends the run at once, so the statistics say how many iterations it
+    /// took to appear.
+    pub fn run_a(&self) -> bool {
+        let iterations = self.pair.stats().iterations;
+        {
+            let mut k = self
+                .kernel
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(r) = k.reader.as_mut() {
+                let new = r.drain();
+                let found = !kmsg::reports(&new).is_empty();
+                k.messages.extend(new);
+                if found && k.first_report.is_none() {
+                    k.first_report = Some(iterations);
+                    self.pair.abort();
+                }
+            }
+        }
+        self.pair.run_a()
+    }
 }
 
 /// Named counts, printed as one diagnostic line.
@@ -237,7 +273,7 @@ where
         cfg.max_iterations,
         cfg.max_time.as_secs()
     ));
-    let mut kmsg = match kmsg::Kmsg::open() {
+    let reader = match kmsg::Kmsg::open() {
         Ok(k) => Some(k),
         Err(e) => {
             ctx.diag(format!(
@@ -251,6 +287,10 @@ where
         profile,
         tally: Tally::default(),
         state: S::default(),
+        kernel: Mutex::new(KernelLog {
+            reader,
+            ..KernelLog::default()
+        }),
     };
     let outcome = run_case(
         ctx,
@@ -265,17 +305,27 @@ where
     if !tally.is_empty() {
         ctx.diag(format!("outcomes: {tally}"));
     }
-    if let Some(k) = kmsg.as_mut() {
-        let report = kmsg::reports(&k.drain());
-        if !report.is_empty() {
-            for l in &report {
-                ctx.diag(format!("kernel: {l}"));
-            }
-            return Ok(Outcome::fail(format!(
-                "the kernel reported a problem while the case ran: {}",
-                report[0]
-            )));
+    let mut log = race
+        .kernel
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(r) = log.reader.as_mut() {
+        let rest = r.drain();
+        log.messages.extend(rest);
+    }
+    let report = kmsg::reports(&log.messages);
+    if !report.is_empty() {
+        for l in &report {
+            ctx.diag(format!("kernel: {l}"));
         }
+        let when = log.first_report.map_or_else(
+            || format!("after the run ({} iterations)", stats.iterations),
+            |n| format!("after iteration {n}"),
+        );
+        return Ok(Outcome::fail(format!(
+            "the kernel reported a problem {when}: {}",
+            report[0]
+        )));
     }
     if outcome != Outcome::Pass {
         return Ok(outcome);
@@ -292,6 +342,36 @@ where
         }
     }
     Ok(Outcome::Pass)
+}
+
+/// `race/any/concurrency`: how parallel the machine's CPUs really are, for reading the other
+/// cases' statistics (an "overlap" of two sections means real concurrency only when the CPUs
+/// run at the same time). Two threads pinned to two CPUs count and watch each other
+/// ([`crate::fzsync::probe_concurrency`]). Fails when neither ever saw the other move (the two
+/// CPUs never ran at once nor took turns while the probe ran); skips on one CPU.
+fn concurrency_test() -> Test {
+    Test::new(format!("{PROGRAM}/any/concurrency"), |ctx: &Ctx| {
+        let cpus = crate::fzsync::online_cpus();
+        if cpus.len() < 2 {
+            return Ok(Outcome::skip(format!(
+                "one CPU ({cpus:?}): nothing can run concurrently; boot the guest with --cpus 2"
+            )));
+        }
+        let secs = match crate::fzsync::profile() {
+            Profile::Full => 3,
+            Profile::Smoke => 1,
+        };
+        let c = crate::fzsync::probe_concurrency(Duration::from_secs(secs));
+        ctx.diag(&c);
+        if c.advanced == 0 {
+            return Ok(Outcome::fail(
+                "neither thread ever saw the other's counter move: the two CPUs did not run",
+            ));
+        }
+        Ok(Outcome::Pass)
+    })
+    .timeout(Duration::from_secs(30))
+    .hidden()
 }
 
 // ===== Helpers shared by the cases =====
@@ -636,7 +716,21 @@ mod tests {
         let t = tests();
         assert!(!t.is_empty());
         assert!(t.iter().all(|t| t.is_hidden() && t.program() == PROGRAM));
-        assert_eq!(t.len() % 2, 0, "every case is registered for both families");
+        let fam = |f: &str| {
+            t.iter()
+                .filter(|t| t.name().split('/').nth(1) == Some(f))
+                .count()
+        };
+        assert_eq!(
+            fam("ipv4"),
+            fam("ipv6"),
+            "every case is registered for both families"
+        );
+        assert_eq!(
+            fam("ipv4") + fam("ipv6") + 1,
+            t.len(),
+            "and the concurrency probe"
+        );
     }
 
     #[test]

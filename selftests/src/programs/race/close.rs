@@ -197,7 +197,7 @@ fn client(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
     let mut i = 0;
-    while pair.run_a() {
+    while race.run_a() {
         let sk = sockets::client_socket(p)?;
         sk.add_ao_key(&ao)
             .map_err(|e| failure!("adding K failed: {e}"))?;

@@ -224,7 +224,7 @@ fn cvd_client(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
         // Actor A: connect().
         let guard = pair.abort_on_drop();
         let mut i = 0u64;
-        while pair.run_a() {
+        while race.run_a() {
             let sk = Arc::new(sockets::client_socket(p)?);
             sk.add_ao_key(&aw)
                 .map_err(|e| failure!("adding W failed: {e}"))?;
@@ -396,7 +396,7 @@ fn rec_client(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     p.sync()?;
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
-    while pair.run_a() {
+    while race.run_a() {
         let sk = sockets::client_socket(p)?;
         sk.add_ao_key(&akn)
             .map_err(|e| failure!("adding Kn failed: {e}"))?;
@@ -585,7 +585,7 @@ fn md5_client(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
     let mut i = 0u64;
-    while pair.run_a() {
+    while race.run_a() {
         let md5_conn = i % 2 == 0;
         i += 1;
         let sk = sockets::client_socket(p)?;

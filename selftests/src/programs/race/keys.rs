@@ -179,7 +179,7 @@ fn delete_server(p: &Peer<'_>, race: &Race<State>, which: Which) -> PeerResult {
     let before = Counters::of(&sk)?;
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
-    while pair.run_a() {
+    while race.run_a() {
         let sel = selector(p, x)?;
         if !pair.start_a() {
             break;
@@ -328,7 +328,7 @@ fn rnext_server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     let before = Counters::of(&sk)?;
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
-    while pair.run_a() {
+    while race.run_a() {
         if !pair.start_a() {
             break;
         }
@@ -412,7 +412,7 @@ fn repair_server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     let before = Counters::of(&sk)?;
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
-    while pair.run_a() {
+    while race.run_a() {
         tcpao_sys::repair::set_repair(&sk, RepairMode::On).or_fail("TCP_REPAIR on failed")?;
         let values = sk.ao_repair().or_fail("getsockopt(TCP_AO_REPAIR) failed")?;
         if !pair.start_a() {
@@ -565,7 +565,7 @@ fn get_keys_server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
             let sel = ao.selector();
             sockets::add_key(p, sk, &kr)?;
             let mut present = true;
-            while pair.run_a() {
+            while race.run_a() {
                 if !pair.start_a() {
                     break;
                 }

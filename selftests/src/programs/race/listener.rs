@@ -91,7 +91,7 @@ fn async_server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     let n = ao(p, N)?;
     let sel: KeySelector = k.selector();
     register(p, &[K, N]);
-    while pair.run_a() {
+    while race.run_a() {
         let lsk = sockets::tcp_socket(p.family())?;
         lsk.set_reuse_address(true).or_fail("SO_REUSEADDR failed")?;
         lsk.bind(&std::net::SocketAddr::new(p.local_addr(), p.port()).into())
@@ -215,7 +215,7 @@ fn keys_server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
     let mut present = false;
-    while pair.run_a() {
+    while race.run_a() {
         if !pair.start_a() {
             break;
         }

@@ -112,7 +112,7 @@ fn server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     traffic_until(p, st, &plain, &mut rd, Some(Instant::now() + DISABLE_DELAY))?;
     let pair = &race.pair;
     let guard = pair.abort_on_drop();
-    while pair.run_a() {
+    while race.run_a() {
         let l = sockets::listen(p, ao_port, 1)?;
         let good = mib()?.ao_good();
         p.sync()?;
