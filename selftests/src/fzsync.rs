@@ -581,8 +581,7 @@ impl Pair {
     }
 
     /// Just after B's critical section: the timestamp and the end barrier. Returns false
-    /// when aborted. (A classifies; B may read [`Pair::last_order`] after its next
-    /// [`Pair::run_b`].)
+    /// when aborted. (A classifies the iteration, in [`Pair::end_a`].)
     pub fn end_b(&self) -> bool {
         self.b_end.store(self.now(), Ordering::SeqCst);
         self.wait(&self.b_cntr, &self.a_cntr)

@@ -480,6 +480,23 @@ impl Stream {
         }
     }
 
+    /// Write up to `n` pattern bytes with one `write()`; what fits (0 when the buffer is full).
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub(crate) fn write_some(&self, mut sk: &Socket, n: usize) -> Result<usize, String> {
+        let start = self.sent();
+        let buf: Vec<u8> = (0..n as u64).map(|i| pattern(start + i)).collect();
+        match sk.write(&buf) {
+            Ok(w) => {
+                self.sent.fetch_add(w as u64, Ordering::SeqCst);
+                Ok(w)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(format!("write() failed: {e}")),
+        }
+    }
+
     /// Write `n` pattern bytes, waiting for room.
     ///
     /// # Errors
@@ -500,6 +517,35 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
+    /// Read and check whatever has arrived, without waiting (for a reader thread, which has no
+    /// [`Peer`]).
+    ///
+    /// # Errors
+    /// A wrong byte, EOF or a read error.
+    pub(crate) fn read_available(&mut self, mut sk: &Socket) -> Result<(), String> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match sk.read(&mut buf) {
+                Ok(0) => return Err(format!("the stream ended after {} bytes", self.got)),
+                Ok(n) => {
+                    for (j, b) in buf[..n].iter().enumerate() {
+                        let want = pattern(self.got + j as u64);
+                        if *b != want {
+                            return Err(format!(
+                                "byte {} of the stream is {b}, expected {want}",
+                                self.got + j as u64
+                            ));
+                        }
+                    }
+                    self.got += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("read() failed after {} bytes: {e}", self.got)),
+            }
+        }
+    }
+
     /// Read and check the pattern until `total` bytes arrived.
     ///
     /// # Errors

@@ -537,7 +537,22 @@ fn get_keys_server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
     let pair = &race.pair;
     let conn = sk;
     let sk = &conn;
+    let reader_stop = AtomicBool::new(false);
+    let mut rd = Reader::default();
     let result = std::thread::scope(|s| {
+        // Not an actor: keeps reading the client's stream so that it keeps flowing.
+        let reader = s.spawn(|| -> Result<Reader, String> {
+            let mut rd = Reader::default();
+            while !reader_stop.load(Ordering::SeqCst) {
+                rd.read_available(sk)?;
+                let mut fds = [nix::poll::PollFd::new(
+                    std::os::fd::AsFd::as_fd(sk),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u16));
+            }
+            Ok(rd)
+        });
         // Actor B: list the keys.
         let lister = s.spawn(move || -> PeerResult {
             let guard = pair.abort_on_drop();
@@ -592,14 +607,19 @@ fn get_keys_server(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
         let b = lister
             .join()
             .unwrap_or_else(|_| Err(failure!("the lister thread panicked")));
-        a.and(b)
+        reader_stop.store(true, Ordering::SeqCst);
+        let r = reader
+            .join()
+            .unwrap_or_else(|_| Err("the reader thread panicked".into()))
+            .map_err(|e| failure!("server: {e}"));
+        let r = r.map(|r| rd = r);
+        a.and(b).and(r)
     });
     st.done.store(true, Ordering::SeqCst);
     p.signal();
     result?;
-    // Read everything the client streamed; its total is final once it saw `done`.
+    // Read the rest of the client's stream; its total is final once it saw `done`.
     p.sync()?;
-    let mut rd = Reader::default();
     rd.read_until(p, sk, st.streams.c2s.sent())?;
     let c = Counters::of(sk)?;
     let bad = c
@@ -621,12 +641,15 @@ fn get_keys_client(p: &Peer<'_>, race: &Race<State>) -> PeerResult {
         let unacked = tcpao_sys::repair::tcp_info(&sk)
             .or_fail("TCP_INFO failed")?
             .unacked;
-        if unacked < 4 {
+        let wrote = if unacked < 4 {
             st.streams
                 .c2s
-                .write_now(&sk, CHUNK)
-                .map_err(|e| failure!("client: {e}"))?;
+                .write_some(&sk, CHUNK)
+                .map_err(|e| failure!("client: {e}"))?
         } else {
+            0
+        };
+        if wrote == 0 {
             sockets::wait_fd(
                 p,
                 &sk,
