@@ -221,6 +221,14 @@ pub struct RunArgs {
     /// Benchmark mode: tests that measure do more rounds and print ratios.
     #[arg(long)]
     pub bench: bool,
+    /// Run the race stress programs (`race/`, hidden from the default run): all of them, or
+    /// those matching the FILTERs (see docs/selftests/race.md).
+    #[arg(long)]
+    pub race: bool,
+    /// Run each race program's short smoke version (a dozen iterations), in addition to the
+    /// usual selection (what CI's VM pass does); with `--race`, only the race programs.
+    #[arg(long)]
+    pub race_smoke: bool,
 }
 
 /// Hardware acceleration choice for the guest.

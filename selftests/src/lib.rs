@@ -69,6 +69,7 @@ pub mod capture;
 pub mod cli;
 pub mod counters;
 pub mod fuzz;
+pub mod fzsync;
 pub mod harness;
 pub mod ktap;
 pub mod lab;

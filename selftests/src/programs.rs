@@ -64,6 +64,7 @@ pub mod inject;
 pub mod key_management;
 pub mod maclen;
 pub mod paths;
+pub mod race;
 pub mod regress;
 pub mod restore;
 pub mod rotation;
@@ -110,6 +111,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(self_connect::tests());
     v.extend(bench_lookups::tests());
     v.extend(regress::tests());
+    v.extend(race::tests());
     v
 }
 

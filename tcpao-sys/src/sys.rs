@@ -557,3 +557,19 @@ pub(crate) fn tun_open(name: &str, flags: libc::c_short) -> io::Result<(OwnedFd,
 }
 
 const _: () = assert!(size_of::<IfreqFlags>() == 40);
+
+/// `connect(fd, {AF_UNSPEC}, sizeof(sa_family_t))`: the disconnect form of connect(2).
+pub(crate) fn connect_unspec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let ss = uapi::__kernel_sockaddr_storage::default();
+    let len = socklen(size_of::<libc::sa_family_t>())?;
+    // SAFETY: `ss` is a live, zeroed (AF_UNSPEC) integer-only buffer larger than `len` bytes;
+    // the kernel only reads `len` bytes from it.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const ss).cast::<libc::sockaddr>(),
+            len,
+        )
+    };
+    cvt(rc).map(drop)
+}
