@@ -10,6 +10,9 @@
 #                    they run on this machine's root (bookworm's glibc 2.36 is too old for
 #                    them) and inside the vm guest, which sees this directory read-only
 #   stamp            what was installed (package versions)
+#   files            the loader, bird and the libraries it loads (relative to root/): what
+#                    the selftests copy to the guest's RAM (starting bird from the 9p share
+#                    takes seconds, from RAM milliseconds)
 #
 # Debian sid's binary packages come through a private apt configuration (the host's apt
 # state is not touched): the dependency closure of bird3 is resolved against an empty dpkg
@@ -29,7 +32,7 @@ package=bird3
 
 mkdir -p "$cache"
 
-if [ -z "${TCPAO_SID_REFRESH:-}" ] && [ -f "$dest/stamp" ] &&
+if [ -z "${TCPAO_SID_REFRESH:-}" ] && [ -f "$dest/stamp" ] && [ -f "$dest/files" ] &&
     "$dest/bin/bird" --version >/dev/null 2>&1; then
     echo "sid-bird: ok ($(head -n1 "$dest/stamp"), $dest)"
     exit 0
@@ -98,6 +101,14 @@ EOF
 done
 
 version=$("$new/bin/bird" --version 2>&1) || fail "the unpacked bird does not run: $version"
+{
+    echo "$loader"
+    echo usr/sbin/bird
+    echo usr/sbin/birdc
+    for prog in bird birdc; do
+        "$new/root/$loader" --library-path "$new/root/usr/lib/x86_64-linux-gnu" --list "$new/root/usr/sbin/$prog"
+    done | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sed "s|^$new/root/||" | grep -v "^$loader\$"
+} | sort -u >"$new/files"
 {
     echo "$package $(dpkg-deb -f "$apt_dir"/archives/${package}_*.deb Version) ($version)"
     for deb in "$apt_dir"/archives/*.deb; do

@@ -60,6 +60,7 @@ pub mod extras;
 pub mod icmps_accept;
 pub mod icmps_discard;
 pub mod inject;
+pub mod interop;
 pub mod key_management;
 pub mod maclen;
 pub mod restore;
@@ -103,6 +104,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(seq_ext::tests());
     v.extend(self_connect::tests());
     v.extend(bench_lookups::tests());
+    v.extend(interop::tests());
     v
 }
 

@@ -245,7 +245,7 @@ mod live {
         let res = live::run(
             &mut cap,
             &mut v,
-            || {
+            |_| {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     stopped_by.get_or_insert("--duration");
                     return true;

@@ -598,19 +598,20 @@ impl<'k> LiveVerifier<'k> {
 }
 
 /// Longest time [`run`] keeps reading what is queued once asked to stop.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
-/// Read packets from `cap` into `v` until `stop` returns true (it is asked after every
-/// packet and at least every [`READ_TIMEOUT`]); every state change goes to `on_event`. Then
-/// read what the socket already holds, until it stays empty for [`READ_TIMEOUT`] (at most
-/// [`DRAIN_LIMIT`]), so that segments the kernel handled before the stop are all counted.
+/// Read packets from `cap` into `v` until `stop` returns true (it is asked, with the
+/// verifier so far, after every packet and at least every [`READ_TIMEOUT`]); every state
+/// change goes to `on_event`. Then read what the socket already holds, until it stays empty
+/// for [`READ_TIMEOUT`] (at most [`DRAIN_LIMIT`]), so that segments the kernel handled before
+/// the stop are counted.
 ///
 /// # Errors
 /// The capture socket failed; everything read before is in `v`.
 pub fn run(
     cap: &mut LiveCapture,
     v: &mut LiveVerifier<'_>,
-    mut stop: impl FnMut() -> bool,
+    mut stop: impl FnMut(&LiveVerifier<'_>) -> bool,
     mut on_event: impl FnMut(&LiveEvent),
 ) -> Result<(), LiveError> {
     let mut events = Vec::new();
@@ -620,7 +621,7 @@ pub fn run(
             on_event(&e);
         }
     };
-    while !stop() {
+    while !stop(v) {
         if let Some(p) = cap.next_packet()? {
             feed(v, p);
         }
