@@ -768,4 +768,35 @@ mod tests {
         assert!(t.contains("neighbor range 2001::/16 as 65002;") && !t.contains("strict bind"));
         assert!(t.contains("authentication md5;\n  password \"pw\";"));
     }
+
+    #[test]
+    fn docs_interop_shows_the_configuration_the_tests_write() {
+        let doc = include_str!("../../../../docs/interop.md");
+        let key = |send_id, recv_id, secret: &str, algorithm, preference| BirdKey {
+            send_id,
+            recv_id,
+            secret: Zeroizing::new(secret.into()),
+            algorithm,
+            preference: Some(preference),
+        };
+        let c = BirdConf {
+            family: Family::Ipv4,
+            router_id: Ipv4Addr::new(10, 0, 254, 1),
+            local: "10.0.254.1".parse().unwrap(),
+            local_as: 65001,
+            neighbor: ("10.0.1.1".parse().unwrap(), 32),
+            peer_as: 65002,
+            passive: false,
+            timers: (9, 3),
+            auth: BirdAuth::Ao(vec![
+                key(1, 2, "tcpao-interop-k1", "hmac sha256", "deprecated"),
+                key(3, 4, "tcpao-interop-key-two", "cmac aes128", "preferred"),
+            ]),
+        };
+        let text = c.render(Path::new("/tmp/a.log"));
+        assert!(
+            doc.contains(&text),
+            "docs/interop.md does not show:\n{text}"
+        );
+    }
 }
