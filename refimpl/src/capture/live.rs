@@ -402,7 +402,6 @@ pub struct LiveVerifier<'k> {
     writer: Option<PcapWriter<BufWriter<File>>>,
     write_error: Option<io::Error>,
     watch: HashMap<FlowKey, FlowWatch>,
-    busy: Duration,
 }
 
 impl fmt::Debug for LiveVerifier<'_> {
@@ -428,7 +427,6 @@ impl<'k> LiveVerifier<'k> {
             writer: None,
             write_error: None,
             watch: HashMap::new(),
-            busy: Duration::ZERO,
         }
     }
 
@@ -458,14 +456,8 @@ impl<'k> LiveVerifier<'k> {
         self.checker.counts()
     }
 
-    /// Time spent in [`LiveVerifier::feed`] (checking and writing), for the cost per segment.
-    pub fn busy(&self) -> Duration {
-        self.busy
-    }
-
     /// Check one IP packet read at `ts`; state changes are appended to `events`.
     pub fn feed(&mut self, ts: Timestamp, ip: &[u8], events: &mut Vec<LiveEvent>) {
-        let t0 = Instant::now();
         self.frames += 1;
         let started = *self.started.get_or_insert(ts);
         if let Some(w) = self.writer.as_mut() {
@@ -492,7 +484,6 @@ impl<'k> LiveVerifier<'k> {
             let at = (ts.as_f64() - started.as_f64()).max(0.0);
             self.observe(ip, v, at, events);
         }
-        self.busy += t0.elapsed();
     }
 
     fn observe(&mut self, ip: &[u8], v: VerdictKind, at: f64, events: &mut Vec<LiveEvent>) {

@@ -45,7 +45,7 @@ use tcpao_sys::{Algorithm, Error as SysError, KeyFilter, KeySelector, PeerPrefix
 use zeroize::Zeroizing;
 
 use self::bird::{Bird, BirdAuth, BirdConf, BirdKey, SidRoot, wait_closed, wait_listening};
-use self::speaker::{Config as SpeakerConfig, Session};
+use self::speaker::{Config as SpeakerConfig, Session, SpeakerError};
 use crate::capture::{KeyAlgorithm, RegisteredKey, keys_toml, write_pcap};
 use crate::counters::{Counters, Grew};
 use crate::failure;
@@ -66,8 +66,11 @@ const SECRET_1: &str = "tcpao-interop-k1";
 /// The second MKT's secret: 21 bytes, so AES-128-CMAC first condenses it (RFC 5926 §3.1.1.2).
 const SECRET_2: &str = "tcpao-interop-key-two";
 /// BGP hold time of the sessions (keepalives every third of it). BIRD sends a KEEPALIVE at
-/// once when its RNext key changes, so a rollover does not wait for the timer.
-const HOLD_TIME: u16 = 9;
+/// once when its RNext key changes, so a rollover does not wait for the timer; the tests
+/// make traffic themselves when they need it (`reload in`, the speaker's KEEPALIVEs). Long
+/// quiet gaps between keepalives are what the comparison of the kernel's counters with
+/// the reference needs (a moment with nothing in flight), also on a loaded emulated machine.
+const HOLD_TIME: u16 = 30;
 /// The MD5 password of the `neighbor range` case.
 const MD5_PASSWORD: &str = "tcpao-md5-range";
 /// Hold time of the MD5 sessions: one stays idle while the second comes up.
@@ -110,7 +113,7 @@ pub fn tests() -> Vec<Test> {
         PairTest::new("interop", "bird-md5-range")
             .requires(&[Feature::TcpMd5])
             .topology(TopologyConfig {
-                extra_clients: vec![2],
+                extra_clients: vec![2, 3],
                 vrf: false,
             })
             .timeout(Duration::from_secs(60))
@@ -276,11 +279,6 @@ struct CaptureCheck {
     report: Report,
     /// Segments sent to this side that verified.
     good_to_me: u64,
-    /// Of those, the ones that reached this side after the peer had acknowledged this side's
-    /// FIN: they meet a TIME-WAIT socket (the FIN_WAIT2 of an orphaned socket is one too) or
-    /// no socket at all, and Linux neither verifies nor counts them
-    /// (`tcp_timewait_state_process()` has no TCP-AO check), so `TCPAOGood` misses them.
-    after_close: u64,
     /// Segments this side sent that verified.
     good_from_me: u64,
     /// The KeyIDs the other side sent on port 179, consecutive repeats removed.
@@ -294,37 +292,17 @@ impl CaptureCheck {
         let mut c = CaptureCheck {
             report,
             good_to_me: 0,
-            after_close: 0,
             good_from_me: 0,
             peer_key_ids: Vec::new(),
             my_key_ids: Vec::new(),
         };
         for f in &c.report.flows {
-            // Where this side's FIN ends in sequence space, once it sent one; then whether
-            // the peer acknowledged it (the connection is over for this side's socket).
-            let mut fin_end: Option<u32> = None;
-            let mut closed = false;
             for s in &f.segments {
                 let good = s.verdict == VerdictKind::Good;
-                if s.src.ip() == me {
-                    if good {
-                        c.good_from_me += 1;
-                    }
-                    if s.flags.contains('F') && fin_end.is_none() {
-                        fin_end = Some(s.seq.wrapping_add(s.payload_len as u32).wrapping_add(1));
-                    }
-                } else if s.dst.ip() == me {
-                    if good {
-                        c.good_to_me += 1;
-                        if closed {
-                            c.after_close += 1;
-                        }
-                    }
-                    if let Some(end) = fin_end {
-                        if s.flags.contains('.') && s.ack.wrapping_sub(end) as i32 >= 0 {
-                            closed = true;
-                        }
-                    }
+                if s.src.ip() == me && good {
+                    c.good_from_me += 1;
+                } else if s.dst.ip() == me && good {
+                    c.good_to_me += 1;
                 }
                 if s.src.port() != BGP && s.dst.port() != BGP {
                     continue;
@@ -343,91 +321,163 @@ impl CaptureCheck {
         }
         c
     }
+
+    /// Every captured segment verified (none bad, unverifiable, unsigned or not covered).
+    fn all_good(&self) -> PeerResult {
+        let n = &self.report.counts;
+        if n.failures() > 0 || n.unverifiable > 0 || n.good != self.report.tcp_segments {
+            return Err(failure!(
+                "not every captured segment verified: {} TCP segments, {:?}; first failures: {:?}",
+                self.report.tcp_segments,
+                n,
+                self.report
+                    .flows
+                    .iter()
+                    .flat_map(|f| f.failures.iter().map(|s| s.reason.clone()))
+                    .take(3)
+                    .collect::<Vec<_>>()
+            ));
+        }
+        Ok(())
+    }
 }
 
-/// Run tcpao-verify's engine over the capture (written to a pcap file, as `tcpao-verify`
-/// would read it) with `keys` (one router's view, `record_segments` on). Once every
-/// connection is closed, the segments the reference verified for this side must be this
-/// side's `TCPAOGood` growth `good_delta` plus those that reached it after it closed
-/// ([`CaptureCheck::after_close`]); the capture reader may lag, so this waits (at most
-/// 20 s) for the frames to arrive, checking again whenever their number changed.
-fn check_capture(
-    p: &Peer<'_>,
-    keys: &[RegisteredKey],
-    good_delta: u64,
-    dir_label: &str,
-) -> PeerResult<CaptureCheck> {
-    let cap = p
-        .capture()
-        .ok_or_else(|| failure!("this case needs the capture"))?;
-    let toml = keys_toml(keys, p.family());
-    let kf = KeysFile::parse(&toml).or_fail("the registered keys as a tcpao-verify keys file")?;
-    let dir = std::env::temp_dir().join(format!(
-        "tcpao-interop-{}-{dir_label}-{}",
-        std::process::id(),
-        p.side().name()
-    ));
-    std::fs::create_dir_all(&dir).or_fail("creating a directory for the capture")?;
-    let path = dir.join("capture.pcap");
-    let me = p.local_addr();
-    let mut last = None;
-    let mut checked = usize::MAX;
-    // (frame count, since when): check only counts that held still for 100 ms, once each.
-    let mut steady = (usize::MAX, Instant::now());
-    let got = p.wait_for(soon(p), || {
-        let n = cap.frames().len();
-        if n != steady.0 {
-            steady = (n, Instant::now());
+/// Between two looks at the capture while BIRD keeps the session up by itself.
+fn idle() -> PeerResult {
+    std::thread::sleep(Duration::from_millis(20));
+    Ok(())
+}
+
+/// The kernel's count against the reference's once every connection is closed: the
+/// segments that reached a socket after it closed (a TIME-WAIT socket has no TCP-AO check
+/// and counts nothing) may be verified by the reference and missing from `TCPAOGood`.
+fn after_close_note(c: &CaptureCheck, before: &Counters) -> PeerResult<String> {
+    let after = Counters::netns()?;
+    after.assert_grew_exactly(before, Grew::NS_GOOD)?;
+    let delta = after.ns_delta(before, "TCPAOGood");
+    Ok(format!(
+        "after the close: {} segments to here verified, TCPAOGood {delta} ({} not counted)",
+        c.good_to_me,
+        c.good_to_me.saturating_sub(delta)
+    ))
+}
+
+/// How long the capture must stay unchanged before it is checked: the reader has caught up.
+const STEADY: Duration = Duration::from_millis(300);
+
+/// tcpao-verify's engine over the suite's capture so far: the frames written to a pcap file
+/// and read back as `tcpao-verify` would, with `keys` (one router's view), every segment
+/// recorded.
+struct Reference<'p> {
+    cap: &'p crate::capture::Capture,
+    kf: KeysFile,
+    dir: std::path::PathBuf,
+    me: IpAddr,
+    /// (frame count, since when).
+    steady: (usize, Instant),
+    /// (frame count, kernel counter) of the last check.
+    checked: Option<(usize, u64)>,
+    last: String,
+}
+
+impl<'p> Reference<'p> {
+    fn new(p: &'p Peer<'_>, keys: &[RegisteredKey], label: &str) -> PeerResult<Self> {
+        let cap = p
+            .capture()
+            .ok_or_else(|| failure!("this case needs the capture"))?;
+        let kf = KeysFile::parse(&keys_toml(keys, p.family()))
+            .or_fail("the registered keys as a tcpao-verify keys file")?;
+        let dir = std::env::temp_dir().join(format!(
+            "tcpao-interop-{}-{label}-{}",
+            std::process::id(),
+            p.side().name()
+        ));
+        std::fs::create_dir_all(&dir).or_fail("creating a directory for the capture")?;
+        Ok(Reference {
+            cap,
+            kf,
+            dir,
+            me: p.local_addr(),
+            steady: (usize::MAX, Instant::now()),
+            checked: None,
+            last: String::new(),
+        })
+    }
+
+    /// Check the capture once it held still for [`STEADY`], and again whenever it or
+    /// `counter` changed; `None` until then.
+    fn look(&mut self, counter: u64) -> PeerResult<Option<CaptureCheck>> {
+        let n = self.cap.frames().len();
+        if n != self.steady.0 {
+            self.steady = (n, Instant::now());
             return Ok(None);
         }
-        if n == checked || steady.1.elapsed() < Duration::from_millis(100) {
+        if self.steady.1.elapsed() < STEADY || self.checked == Some((n, counter)) {
             return Ok(None);
         }
-        checked = n;
-        let frames = cap.frames();
+        self.checked = Some((n, counter));
+        let frames = self.cap.frames();
+        let path = self.dir.join("capture.pcap");
         let f = std::fs::File::create(&path).or_fail("writing the capture")?;
         write_pcap(std::io::BufWriter::new(f), &frames).or_fail("writing the capture")?;
-        let rep = check_files(
-            &kf,
-            Options {
-                record_segments: true,
-                ..Options::default()
-            },
-            &[&path],
-            |_, _, _| {},
-        );
-        let c = CaptureCheck::of(rep, me);
-        let done = c.good_to_me == good_delta + c.after_close;
-        last = Some(format!(
-            "{} frames, {} verified segments to {me} of which {} after its close",
+        let opts = Options {
+            record_segments: true,
+            ..Options::default()
+        };
+        let c = CaptureCheck::of(check_files(&self.kf, opts, &[&path], |_, _, _| {}), self.me);
+        self.last = format!(
+            "{} frames, {} segments to {} verified",
             frames.len(),
             c.good_to_me,
-            c.after_close
-        ));
-        Ok(done.then_some(c))
-    })?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let c = got.ok_or_else(|| {
-        failure!(
-            "the reference and the kernel disagree: {}, TCPAOGood grew by {good_delta}",
-            last.unwrap_or_default()
-        )
-    })?;
-    let n = &c.report.counts;
-    if n.failures() > 0 || n.unverifiable > 0 || n.good != c.report.tcp_segments {
-        return Err(failure!(
-            "not every captured segment verified: {} TCP segments, {:?}; first failures: {:?}",
-            c.report.tcp_segments,
-            n,
-            c.report
-                .flows
-                .iter()
-                .flat_map(|f| f.failures.iter().map(|s| s.reason.clone()))
-                .take(3)
-                .collect::<Vec<_>>()
-        ));
+            self.me
+        );
+        Ok(Some(c))
     }
-    Ok(c)
+
+    /// While the sessions are up: wait for a moment when no segment is in flight, where the
+    /// segments sent to this side that the reference verified equal its netns `TCPAOGood`
+    /// growth since `before` (read before and after the check, unchanged). `poll` keeps the
+    /// session alive between looks (the speaker's KEEPALIVEs).
+    fn counts_match(
+        &mut self,
+        p: &Peer<'_>,
+        before: &Counters,
+        mut poll: impl FnMut() -> PeerResult,
+    ) -> PeerResult<CaptureCheck> {
+        let deadline = soon(p);
+        let mut kernel = 0;
+        loop {
+            let k0 = Counters::netns()?.ns_delta(before, "TCPAOGood");
+            if let Some(c) = self.look(k0)? {
+                kernel = Counters::netns()?.ns_delta(before, "TCPAOGood");
+                if c.good_to_me == k0 && k0 == kernel {
+                    return Ok(c);
+                }
+            }
+            if p.peer_failed() {
+                return Err(Failure::PeerFailed);
+            }
+            if Instant::now() >= deadline {
+                return Err(failure!(
+                    "the reference and the kernel never agreed: {}, TCPAOGood grew by {kernel}",
+                    self.last
+                ));
+            }
+            poll()?;
+        }
+    }
+
+    /// After every connection closed: the whole capture, once it held still.
+    fn settled(&mut self, p: &Peer<'_>) -> PeerResult<CaptureCheck> {
+        let got = p.wait_for(soon(p), || self.look(0))?;
+        got.ok_or_else(|| failure!("the capture did not settle: {}", self.last))
+    }
+}
+
+impl Drop for Reference<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// One rollover per direction: the KeyIDs each sender used are exactly `[old, new]`.
@@ -516,6 +566,11 @@ fn bird_bird(p: &Peer<'_>, case: &str, live: bool) -> PeerResult {
             p.sync()?;
             b.configure(&bird_conf(p, Stage::Three, me == Side::Client))?;
             let good = st.good.unwrap_or(0);
+            p.sync()?;
+            if me == Side::Server {
+                // Traffic with the new key only: a ROUTE-REFRESH, answered with UPDATEs.
+                b.cmd("reload bgp in ao_peer")?;
+            }
             let st = b.wait_status(p, soon(p), "2 more good segments", |s| {
                 s.good.unwrap_or(0) >= good + 2
             })?;
@@ -530,6 +585,12 @@ fn bird_bird(p: &Peer<'_>, case: &str, live: bool) -> PeerResult {
                 "BIRD's log shows {ups} session establishments, not 1"
             );
             p.diag(format!("stage 3: {st}"));
+            let mut reference = Reference::new(p, &verify_keys, &label(p, case))?;
+            let up = reference.counts_match(p, &before, idle)?;
+            p.diag(format!(
+                "while up: the reference verified {} segments to here = TCPAOGood {0}, {} from here",
+                up.good_to_me, up.good_from_me
+            ));
             if live {
                 bulk_transfer(p)?;
             }
@@ -539,14 +600,15 @@ fn bird_bird(p: &Peer<'_>, case: &str, live: bool) -> PeerResult {
             }
             wait_closed(p, BGP, soon(p))?;
             p.sync()?;
-            let after = Counters::netns()?;
-            after.assert_grew_exactly(&before, Grew::NS_GOOD)?;
-            let delta = after.ns_delta(&before, "TCPAOGood");
-            let c = check_capture(p, &verify_keys, delta, &label(p, case))?;
+            let c = reference.settled(p)?;
+            c.all_good()?;
             one_switch_each(&c, [old_s, new_s], [old_r, new_r])?;
             p.diag(format!(
-                "tcpao-verify: {} segments verified; received here {} = TCPAOGood {delta} + {} after the close; sent {}; KeyIDs sent {:?}, received {:?}: one rollover each way",
-                c.report.counts.good, c.good_to_me, c.after_close, c.good_from_me, c.my_key_ids, c.peer_key_ids
+                "tcpao-verify: {} segments verified, KeyIDs sent {:?}, received {:?}: one rollover each way; {}",
+                c.report.counts.good,
+                c.my_key_ids,
+                c.peer_key_ids,
+                after_close_note(&c, &before)?
             ));
             if let Some(run) = live_run {
                 stop.store(c.report.tcp_segments, Ordering::Release);
@@ -715,18 +777,26 @@ fn peer_bird(p: &Peer<'_>, speaker_connects: bool) -> PeerResult {
             (st.current_key, st.rnext_key) == (Some(3), Some(4)),
             "stage 3: BIRD reports {st}"
         );
+        let mut reference = Reference::new(p, &keys, &label(p, case))?;
+        let up = reference.counts_match(p, &before, idle)?;
+        p.diag(format!(
+            "while up: the reference verified {} segments to BIRD = TCPAOGood {0}",
+            up.good_to_me
+        ));
+        p.signal(); // the speaker may stop waiting
         p.sync()?; // 5: done; BIRD ends the session
         b.cmd("disable ao_peer")?;
         wait_closed(p, BGP, soon(p))?;
         p.sync()?; // 6: closed on both sides
-        let after = Counters::netns()?;
-        after.assert_grew_exactly(&before, Grew::NS_GOOD)?;
-        let delta = after.ns_delta(&before, "TCPAOGood");
-        let c = check_capture(p, &keys, delta, &label(p, case))?;
+        let c = reference.settled(p)?;
+        c.all_good()?;
         one_switch_each(&c, [1, 3], [2, 4])?;
         p.diag(format!(
-            "tcpao-verify: {} segments verified; BIRD received {} = TCPAOGood {delta} + {} after the close; BIRD sent KeyIDs {:?}, the speaker {:?}",
-            c.report.counts.good, c.good_to_me, c.after_close, c.my_key_ids, c.peer_key_ids
+            "tcpao-verify: {} segments verified, BIRD sent KeyIDs {:?}, the speaker {:?}; {}",
+            c.report.counts.good,
+            c.my_key_ids,
+            c.peer_key_ids,
+            after_close_note(&c, &before)?
         ));
         ensure_peer!(
             b.log_count("BGP session established") == 1,
@@ -835,9 +905,32 @@ fn peer_speaker(p: &Peer<'_>, connects: bool) -> PeerResult {
             .collect::<Vec<_>>()
     );
     p.sync()?; // 4: BIRD drops its old key (stage 3)
-    let ka = s.received().keepalives;
-    pump_until(p, &mut s, soon(p), "2 more KEEPALIVEs from BIRD", |s| {
-        Ok(s.received().keepalives >= ka + 2)
+    // Traffic with the new key only: two KEEPALIVEs, and BIRD's ACKs verified here.
+    let good = |s: &Session| -> PeerResult<u64> {
+        Ok(s.stream().ao_counters().or_fail("TCP_AO_INFO")?.good)
+    };
+    let g0 = good(&s)?;
+    for _ in 0..2 {
+        s.keepalive_now()
+            .map_err(|e| failure!("speaker: KEEPALIVE: {e}"))?;
+    }
+    pump_until(p, &mut s, soon(p), "BIRD's ACK of 2 KEEPALIVEs", |s| {
+        Ok(good(s)? > g0)
+    })?;
+    // While the session is up, at a moment without segments in flight: the reference and
+    // the kernel agree on what reached the speaker. Keep the session alive meanwhile, and
+    // until BIRD's side made the same check.
+    let mut reference = Reference::new(p, &keys, &label(p, "bird-peer"))?;
+    let up = reference.counts_match(p, &before, || {
+        s.run_until(Instant::now() + Duration::from_millis(50))
+            .map_err(|e| failure!("speaker: the session failed: {e}"))
+    })?;
+    p.diag(format!(
+        "speaker, while up: the reference verified {} segments to here = TCPAOGood {0}",
+        up.good_to_me
+    ));
+    pump_until(p, &mut s, soon(p), "BIRD's side of the check", |_| {
+        Ok(p.peer_signals() > 1)
     })?;
     p.sync()?; // 5: BIRD ends the session with a NOTIFICATION
     let end = pump_until(p, &mut s, soon(p), "the end of the session", |_| Ok(false));
@@ -852,14 +945,9 @@ fn peer_speaker(p: &Peer<'_>, connects: bool) -> PeerResult {
     drop(s);
     wait_closed(p, BGP, soon(p))?;
     p.sync()?; // 6
-    let after = Counters::netns()?;
-    after.assert_grew_exactly(&before, Grew::NS_GOOD)?;
-    let delta = after.ns_delta(&before, "TCPAOGood");
-    let c = check_capture(p, &keys, delta, &label(p, "bird-peer"))?;
-    p.diag(format!(
-        "speaker: {} segments from BIRD verified = TCPAOGood {delta} + {} after the close",
-        c.good_to_me, c.after_close
-    ));
+    let c = reference.settled(p)?;
+    c.all_good()?;
+    p.diag(format!("speaker: {}", after_close_note(&c, &before)?));
     Ok(())
 }
 
@@ -1061,7 +1149,8 @@ fn md5_bird(p: &Peer<'_>) -> PeerResult {
         wait_listening(p, BGP, soon(p))?;
         p.sync()?; // the speakers connect
         let mut sessions = Vec::new();
-        let up = p.wait_for(soon(p), || {
+        // Room for the speaker's retry from a third address (see md5_speaker).
+        let up = p.wait_for(p.deadline_in(Duration::from_secs(60)), || {
             sessions = b.protocols()?;
             sessions.retain(|(name, _, info)| name.starts_with("dynbgp") && info == "Established");
             Ok((sessions.len() == 2).then_some(()))
@@ -1075,7 +1164,11 @@ fn md5_bird(p: &Peer<'_>) -> PeerResult {
         }
         p.diag(format!("BIRD spawned {sessions:?} from its neighbor range"));
         p.signal();
-        p.sync()?; // the speakers end their sessions
+        p.sync()?; // the speaker ends its sessions (NOTIFICATION, close)
+        p.sync()?;
+        // A session BIRD left in OpenSent keeps its socket: stopping BIRD closes everything.
+        b.stop();
+        p.sync()?;
         wait_closed(p, BGP, soon(p))?;
         p.sync()?;
         Counters::netns()?.assert_grew_exactly(&before, Grew::empty())?;
@@ -1158,8 +1251,21 @@ fn md5_speaker(p: &Peer<'_>) -> PeerResult {
     let before = Counters::netns()?;
     let server = p.remote_addr();
     let mut sessions = Vec::new();
+    // The socket of a session BIRD did not complete, kept open until BIRD stops.
+    let mut stuck = Vec::new();
     p.sync()?; // BIRD listens
-    for src in [p.local_addr(), p.family().test_addr(2)] {
+    // Two sessions from two addresses. BIRD 3.4 once left the second one (dynbgp2) in
+    // OpenSent for good, not reading the speaker's OPEN and KEEPALIVE (docs/interop.md); then
+    // the third address is tried, and the case still needs two sessions.
+    let sources = [
+        p.local_addr(),
+        p.family().test_addr(2),
+        p.family().test_addr(3),
+    ];
+    for (i, src) in sources.into_iter().enumerate() {
+        if sessions.len() == 2 {
+            break;
+        }
         let sk = sockets::client_socket(p)?;
         sockets::add_md5_key(
             p,
@@ -1176,9 +1282,28 @@ fn md5_speaker(p: &Peer<'_>) -> PeerResult {
             hold_time: MD5_HOLD_TIME,
             ..speaker_config(p)
         };
-        let s = Session::establish(TcpStream::from(sk), &cfg, soon(p))
-            .map_err(|e| failure!("speaker from {src}: the MD5 session did not come up: {e}"))?;
-        sessions.push(s);
+        let retry = i == 1;
+        let deadline = if retry {
+            p.deadline_in(Duration::from_secs(15))
+        } else {
+            soon(p)
+        };
+        let stream = TcpStream::from(sk);
+        let keep = stream.try_clone().or_fail("dup")?;
+        match Session::establish(stream, &cfg, deadline) {
+            Ok(s) => sessions.push(s),
+            Err(e @ SpeakerError::Opening(_, _)) if retry => {
+                stuck.push(keep);
+                p.diag(format!(
+                    "speaker from {src}: BIRD did not complete the session ({e}); trying from the next address"
+                ));
+            }
+            Err(e) => {
+                return Err(failure!(
+                    "speaker from {src}: the MD5 session did not come up: {e}"
+                ));
+            }
+        }
     }
     // Keep both up until BIRD shows both.
     let deadline = soon(p);
@@ -1196,6 +1321,9 @@ fn md5_speaker(p: &Peer<'_>) -> PeerResult {
         s.shutdown()
             .map_err(|e| failure!("speaker: NOTIFICATION: {e}"))?;
     }
+    p.sync()?; // BIRD stops
+    p.sync()?;
+    drop(stuck);
     wait_closed(p, BGP, soon(p))?;
     p.sync()?;
     Counters::netns()?.assert_grew_exactly(&before, Grew::empty())
@@ -1224,7 +1352,6 @@ mod live {
         write_error: Option<std::io::Error>,
         events: Vec<LiveEvent>,
         frames: u64,
-        busy: Duration,
         cpu: Duration,
         file: std::path::PathBuf,
         keys: KeysFile,
@@ -1286,14 +1413,13 @@ mod live {
             };
             live::run(&mut cap, &mut v, stop, |e| events.push(e.clone()))
                 .or_fail("live capture")?;
-            let (frames, busy) = (v.frames(), v.busy());
+            let frames = v.frames();
             let (report, write_error) = v.finish();
             Ok(LiveResult {
                 report,
                 write_error,
                 events,
                 frames,
-                busy,
                 cpu: thread_cpu() - cpu0,
                 file,
                 keys: kf,
@@ -1409,12 +1535,11 @@ mod live {
         let segs = r.report.tcp_segments.max(1);
         let us = |d: Duration| d.as_secs_f64() * 1e6 / segs as f64;
         p.diag(format!(
-            "live: {} packets, {} TCP segments ({} good), {:.1} us CPU per segment (socket reads included; checking and writing {:.1} us); the same file afterwards: {:.1} us CPU per segment ({:.1} ms wall)",
+            "live: {} packets, {} TCP segments ({} good), {:.1} us CPU per segment (reading the socket, checking, writing the file); the same file afterwards: {:.1} us CPU per segment ({:.1} ms wall)",
             r.frames,
             r.report.tcp_segments,
             r.report.counts.good,
             us(r.cpu),
-            us(r.busy),
             us(file_cpu),
             file_wall.as_secs_f64() * 1e3
         ));

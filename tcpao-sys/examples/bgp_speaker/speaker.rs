@@ -73,6 +73,8 @@ pub enum SpeakerError {
     Timeout(&'static str),
     /// The peer sent something this speaker does not accept.
     Protocol(String),
+    /// Opening the session failed at this step.
+    Opening(&'static str, Box<SpeakerError>),
 }
 
 impl fmt::Display for SpeakerError {
@@ -86,6 +88,7 @@ impl fmt::Display for SpeakerError {
             SpeakerError::HoldTimerExpired => write!(f, "hold timer expired"),
             SpeakerError::Timeout(what) => write!(f, "timed out waiting for {what}"),
             SpeakerError::Protocol(s) => write!(f, "BGP protocol error: {s}"),
+            SpeakerError::Opening(step, e) => write!(f, "{step}: {e}"),
         }
     }
 }
@@ -233,11 +236,15 @@ impl Session {
             buf: Vec::with_capacity(MAX_MESSAGE),
             received: Received::default(),
         };
-        s.send(&open_message(cfg))?;
-        let (kind, body) = s.next_message(deadline, "the peer's OPEN")?;
+        let step = |what: &'static str| move |e| SpeakerError::Opening(what, Box::new(e));
+        s.send(&open_message(cfg))
+            .map_err(step("sending our OPEN"))?;
+        let (kind, body) = s
+            .next_message(deadline, "the peer's OPEN")
+            .map_err(step("waiting for the peer's OPEN"))?;
         let open = match kind {
-            OPEN => parse_open(&body)?,
-            NOTIFICATION => return Err(notification(&body)),
+            OPEN => parse_open(&body).map_err(step("reading the peer's OPEN"))?,
+            NOTIFICATION => return Err(step("waiting for the peer's OPEN")(notification(&body))),
             k => {
                 return Err(SpeakerError::Protocol(format!(
                     "message type {k} before OPEN"
@@ -248,11 +255,16 @@ impl Session {
         s.peer = open;
         s.hold = Duration::from_secs(u64::from(hold));
         s.keepalive = s.hold / 3;
-        s.send(&keepalive_message())?;
-        let (kind, body) = s.next_message(deadline, "the peer's first KEEPALIVE")?;
+        s.send(&keepalive_message())
+            .map_err(step("sending our first KEEPALIVE"))?;
+        let (kind, body) = s
+            .next_message(deadline, "the peer's first KEEPALIVE")
+            .map_err(step("waiting for the peer's first KEEPALIVE"))?;
         match kind {
             KEEPALIVE => Ok(s),
-            NOTIFICATION => Err(notification(&body)),
+            NOTIFICATION => Err(step("waiting for the peer's first KEEPALIVE")(
+                notification(&body),
+            )),
             k => Err(SpeakerError::Protocol(format!(
                 "message type {k} in OpenConfirm"
             ))),

@@ -596,22 +596,30 @@ impl Bird {
     }
 }
 
-impl Drop for Bird {
-    fn drop(&mut self) {
-        // SIGTERM lets BIRD close its sessions; a BIRD that does not go within a second is
-        // killed.
+impl Bird {
+    /// Stop BIRD: SIGTERM lets it close its sessions; one that does not exit within a second
+    /// is killed. Its log stays until the drop.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let until = Instant::now() + Duration::from_secs(1);
         while Instant::now() < until {
             if let Ok(Some(_)) = self.child.try_wait() {
-                let _ = std::fs::remove_dir_all(&self.dir);
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -787,10 +795,11 @@ mod tests {
             neighbor: ("10.0.1.1".parse().unwrap(), 32),
             peer_as: 65002,
             passive: false,
-            timers: (9, 3),
+            // The interop cases' timers and secrets.
+            timers: (super::super::HOLD_TIME, super::super::HOLD_TIME / 3),
             auth: BirdAuth::Ao(vec![
-                key(1, 2, "tcpao-interop-k1", "hmac sha256", "deprecated"),
-                key(3, 4, "tcpao-interop-key-two", "cmac aes128", "preferred"),
+                key(1, 2, super::super::SECRET_1, "hmac sha256", "deprecated"),
+                key(3, 4, super::super::SECRET_2, "cmac aes128", "preferred"),
             ]),
         };
         let text = c.render(Path::new("/tmp/a.log"));
