@@ -20,8 +20,11 @@
 # Inputs are made once and kept in ${XDG_CACHE_HOME:-~/.cache}/tcpao/bench (not in git).
 # Making the real one boots the VM (root, ~5 min under TCG). Every number in the table comes
 # from this one run. RUNS=N takes the best of N runs of each command (default 3; the machine may be shared).
+# BASE=DIR also measures the tcpao-verify in DIR (another build's target/release, e.g. of the
+# base of a change), row by row next to this tree's, so before and after come from one run.
 #
 #   scripts/bench-verify.sh
+#   BASE=/path/to/base/target/release scripts/bench-verify.sh
 set -eu
 cd "$(dirname "$0")/.."
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/tcpao/bench"
@@ -98,10 +101,24 @@ cpu() {
     fi
 }
 
-printf '%-10s %7s %8s %9s %8s %8s %8s %7s %9s %8s %8s %8s %12s\n' capture MB segments "seg/s" wall_s wallN_s cpu_s bare_cpu "x bare" tshark_s "x tshark" "x wallN" "RSS MiB"
+if [ -n "${BASE:-}" ]; then
+    [ -x "$BASE/tcpao-verify" ] || { echo "bench-verify: no $BASE/tcpao-verify" >&2; exit 2; }
+    builds="base this"
+else
+    builds="this"
+fi
+
+printf '%-16s %7s %8s %9s %8s %8s %8s %7s %9s %8s %8s %8s %12s\n' capture MB segments "seg/s" wall_s wallN_s cpu_s bare_cpu "x bare" tshark_s "x tshark" "x wallN" "RSS MiB"
 for name in synthetic flows100k real jumbo bgp; do
-    f="$cache/$name.pcap"; k="$cache/$name.keys.toml"
-    mb=$(awk "BEGIN { printf \"%.1f\", $(stat -c %s "$f") / 1048576 }")
+  f="$cache/$name.pcap"; k="$cache/$name.keys.toml"
+  mb=$(awk "BEGIN { printf \"%.1f\", $(stat -c %s "$f") / 1048576 }")
+  # The same bytes, whichever build verifies them.
+  bare_cpu=$($B bare "$f" "$k" | awk '{ print $6 }')
+  timed tshark -r "$f"
+  tt=$T; tcpu=$CPU; trss=$RSS
+  for build in $builds; do
+    if [ "$build" = base ]; then V="$BASE/tcpao-verify"; else V=target/release/tcpao-verify; fi
+    label=$name; [ -n "${BASE:-}" ] && label="$name/$build"
     timed "$V" -j 1 --keys "$k" --quiet "$f"
     vt=$T; vrss=$RSS
     # summary: N frames, M TCP segments in F flows; good G, bad B, ...
@@ -115,12 +132,10 @@ for name in synthetic flows100k real jumbo bgp; do
     vcpu=$(cpu "$V" -j 1 --keys "$k" --quiet "$f")
     timed "$V" -j "$threads" --keys "$k" --quiet "$f"
     vtn=$T; [ "$RSS" -gt "$vrss" ] && vrss=$RSS
-    bare_cpu=$($B bare "$f" "$k" | awk '{ print $6 }')
-    timed tshark -r "$f"
-    tt=$T; tcpu=$CPU; trss=$RSS
-    awk -v n="$name" -v mb="$mb" -v s="$segs" -v vt="$vt" -v vtn="$vtn" -v vc="$vcpu" -v b="$bare_cpu" -v tt="$tt" -v tc="$tcpu" -v vr="$vrss" -v tr="$trss" 'BEGIN {
-        printf "%-10s %7s %8d %9.0f %8.3f %8.3f %8.3f %8.3f %7.2f %9.2f %8.1f %8.1f %5.1f/%-6.0f\n",
+    awk -v n="$label" -v mb="$mb" -v s="$segs" -v vt="$vt" -v vtn="$vtn" -v vc="$vcpu" -v b="$bare_cpu" -v tt="$tt" -v tc="$tcpu" -v vr="$vrss" -v tr="$trss" 'BEGIN {
+        printf "%-16s %7s %8d %9.0f %8.3f %8.3f %8.3f %8.3f %7.2f %9.2f %8.1f %8.1f %5.1f/%-6.0f\n",
             n, mb, s, s / vc, vt, vtn, vc, b, vc / b, tc, tc / vc, tt / vtn, vr / 1024, tr / 1024 }'
+  done
 done
 echo "# seg/s: TCP segments per CPU second of tcpao-verify -j 1 (one thread, every MAC checked). cpu_s: its user+sys"
 echo "# time (perf task-clock); wall_s: its wall time; wallN_s: wall time of tcpao-verify -j $threads. bare_cpu: CPU time"

@@ -28,6 +28,7 @@ have udevadm || pkgs+=(udev)
 have file || pkgs+=(file)
 have ip || pkgs+=(iproute2)
 have tcpdump || pkgs+=(tcpdump)
+have patch || pkgs+=(patch)       # lab: journalled patches (unit-tested on the host)
 installed busybox-static || pkgs+=(busybox-static)
 "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || pkgs+=(python3-venv)
 

@@ -112,8 +112,8 @@ fn bench(c: &mut Criterion) {
             let mut r = CaptureReader::new(Cursor::new(file.clone())).unwrap();
             ch.check_capture("bench", &mut r, |_| {}).unwrap();
             let rep = ch.finish();
-            assert_eq!(rep.counts.good, u64::from(SEGMENTS) + 2);
-            rep.counts.good
+            assert_eq!(rep.counts.good(), u64::from(SEGMENTS) + 2);
+            rep.counts.good()
         })
     });
     g.finish();

@@ -28,7 +28,7 @@ use tcpao_refimpl::capture::{CaptureReader, LinkType, Timestamp};
 use tcpao_refimpl::kdf::Connection;
 use tcpao_refimpl::mac::mac_message;
 use tcpao_refimpl::sign::ConnectionSigner;
-use tcpao_refimpl::verify::keys::KeysFile;
+use tcpao_refimpl::verify::keys::{EntryKey, KeyEntry, KeysFile};
 use tcpao_refimpl::wire::{TcpFlags, TcpRepr};
 use tcpao_refimpl::{Algorithm, Mkt, SegmentRef};
 
@@ -91,13 +91,20 @@ struct Flow {
 }
 
 fn gen_capture(pcap: &str, keys: &str, segments: u64, flows: u32) -> Res {
-    let mut keys_toml = String::from("# Synthetic benchmark capture (bench_verify gen).\n");
-    for (_, name, s, r) in ALGS {
-        keys_toml.push_str(&format!(
-            "\n[[mkt]]\nalgorithm = \"{name}\"\nsecret = \"{SECRET}\"\nsend_id = {s}\nrecv_id = {r}\n"
-        ));
-    }
-    std::fs::write(keys, keys_toml)?;
+    let file = KeysFile {
+        mkts: ALGS
+            .iter()
+            .enumerate()
+            .map(|(i, &(alg, _, s, r))| KeyEntry {
+                index: i + 1,
+                key: EntryKey::Ao(Mkt::new(s, r, alg, SECRET)),
+                local: None,
+                peer: None,
+            })
+            .collect(),
+        ..KeysFile::default()
+    };
+    std::fs::write(keys, file.to_toml()?.as_bytes())?;
     let out = BufWriter::with_capacity(1 << 20, std::fs::File::create(pcap)?);
     let mut w = PcapWriter::new(out, ByteOrder::Little, false, LinkType::Ethernet, 65535)?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -245,13 +252,14 @@ fn bare(file: &str, keys: &str) -> Res {
             return ControlFlow::Continue(());
         };
         let key_id = seg.tcp[r.start + 2];
-        let entry = keys.mkts.iter().find(|e| {
-            e.ao_algorithm().is_some() && (e.send_id == Some(key_id) || e.recv_id == Some(key_id))
-        });
-        if let Some(e) = entry {
-            let alg = e.ao_algorithm().expect("filtered");
-            let idx = ALGS.iter().position(|a| a.0 == alg).unwrap_or(0) as u8;
-            if let Ok(m) = mac_message(0, &seg, e.include_options) {
+        let mkt = keys
+            .mkts
+            .iter()
+            .filter_map(|e| e.mkt())
+            .find(|m| m.send_id == key_id || m.recv_id == key_id);
+        if let Some(m) = mkt {
+            let idx = ALGS.iter().position(|a| a.0 == m.algorithm).unwrap_or(0) as u8;
+            if let Ok(m) = mac_message(0, &seg, m.include_options) {
                 work.push((idx, m.len() as u32));
             }
         }

@@ -138,15 +138,22 @@ impl fmt::Display for Algorithm {
 impl FromStr for Algorithm {
     type Err = Error;
 
-    /// Accepts kernel names, keys-file names and the RFC names, ignoring ASCII case.
+    /// Accepts kernel names, keys-file names and the RFC names (with or without the `-96`
+    /// length suffix), ignoring ASCII case and surrounding white space.
     fn from_str(s: &str) -> Result<Self> {
         let l = s.trim().to_ascii_lowercase();
+        let rfc = |a: &Algorithm| {
+            let n = a.rfc_name();
+            n.eq_ignore_ascii_case(&l)
+                || n.strip_suffix("-96")
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&l))
+        };
         Algorithm::from_kernel_name(&l)
             .or_else(|_| Algorithm::from_keyfile_name(&l))
             .or_else(|_| {
                 Algorithm::ALL
                     .into_iter()
-                    .find(|a| a.rfc_name().eq_ignore_ascii_case(&l))
+                    .find(rfc)
                     .ok_or_else(|| Error::UnknownAlgorithm(s.to_owned()))
             })
     }
@@ -172,6 +179,9 @@ mod tests {
             "HMAC-SHA-1-96".parse::<Algorithm>().unwrap(),
             Algorithm::HmacSha1
         );
+        for name in ["hmac-sha-1", " HMAC-SHA-256 ", "aes-128-cmac-96"] {
+            assert!(name.parse::<Algorithm>().is_ok(), "{name}");
+        }
         assert!(matches!(
             "hmac(md5)".parse::<Algorithm>(),
             Err(Error::UnknownAlgorithm(_))

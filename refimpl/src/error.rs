@@ -5,7 +5,7 @@ use crate::algo::Algorithm;
 use crate::wire;
 
 /// Everything that can go wrong in this crate, apart from authentication failures,
-/// which are [`crate::validate::Verdict`]s, not errors.
+/// which are [`crate::Verdict`]s, not errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

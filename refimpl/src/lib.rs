@@ -13,6 +13,7 @@ pub mod mkt;
 pub mod sign;
 pub mod sne;
 pub mod validate;
+pub mod verdict;
 pub mod verify;
 pub mod wire;
 
@@ -24,5 +25,6 @@ pub use md5::{md5_digest, verify_md5};
 pub use mkt::{MasterKey, Mkt};
 pub use sign::{AoSign, Auth, ConnectionSigner, IpHeader, build_segment, sign_in_place};
 pub use sne::{SneTracker, compute_sne};
-pub use validate::{BadReason, Counter, Counters, Direction, FlowValidator, Verdict};
+pub use validate::{Direction, FlowValidator};
+pub use verdict::{BadReason, Counter, Counts, Verdict};
 pub use wire::SegmentRef;

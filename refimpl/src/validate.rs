@@ -1,38 +1,20 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Per-flow validation of observed segments, with kernel-named verdicts and counters.
+//! Per-flow validation of observed segments: one known connection, seen from its "local"
+//! end.
 //!
-//! A [`FlowValidator`] knows one connection ([`Connection`], seen from its "local" end),
-//! the MKTs of that local end, and optionally a TCP-MD5 key. For each segment it picks
-//! the MKT by KeyID (RFC 5925 §7.3: the sender's SendID, i.e. the local SendID for
-//! local→remote segments and the local RecvID for remote→local ones), picks the SYN or
-//! "other" traffic key (RFC 5925 §5.2; SYN-ACK uses "other"), infers the SNE
-//! (RFC 5925 §6.2, Linux style) and verifies the MAC (RFC 5925 §7.6).
-//!
-//! A segment that fails authentication is a [`Verdict`], not an error. The verdicts map to
-//! the Linux SNMP counters ([`Counter`]) the way `tcp_inbound_hash()` counts them:
-//!
-//! | verdict | counter |
-//! |---|---|
-//! | [`Verdict::Good`] | `TCPAOGood` |
-//! | [`Verdict::Bad`] (MAC mismatch or wrong MAC length) | `TCPAOBad` |
-//! | [`Verdict::KeyNotFound`] | `TCPAOKeyNotFound` |
-//! | [`Verdict::Unsigned`] (TCP-AO configured, segment unsigned) | `TCPAORequired` |
-//! | [`Verdict::Md5Good`] | none |
-//! | [`Verdict::Md5Bad`] | `TCPMD5Failure` |
-//! | [`Verdict::Md5NotFound`] (MD5 configured, segment unsigned) | `TCPMD5NotFound` |
-//! | [`Verdict::Md5Unexpected`] (MD5 option, no MD5 key) | `TCPMD5Unexpected` |
-//! | [`Verdict::Unauthenticated`] (no keys, no option) | none |
-//! | [`Verdict::Malformed`] (bad option layout, two auth options) | none (dropped) |
-
-use core::fmt;
+//! A [`FlowValidator`] knows one connection ([`Connection`]), the MKTs of its local end and
+//! optionally a TCP-MD5 key. For each segment it infers the SNE (RFC 5925 §6.2, Linux
+//! style), lets [`crate::verdict::decide`] choose the MKT by KeyID (RFC 5925 §7.3: the
+//! sender's SendID, i.e. the local SendID for local→remote segments and the local RecvID
+//! for remote→local ones) and verify the MAC (RFC 5925 §7.6), and counts the verdict. The
+//! verdicts and the counters they increment are listed in [`crate::verdict`].
 
 use crate::error::{Error, Result};
-use crate::kdf::{Connection, TrafficKeys};
-use crate::mac::verify_mac_at;
-use crate::md5::md5_digest;
+use crate::kdf::{Connection, TrafficKey, TrafficKeys};
 use crate::mkt::{MasterKey, Mkt};
 use crate::sne::SneTracker;
-use crate::wire::{self, AoOption, SegmentRef};
+use crate::verdict::{self, AuthOption, Counts, Receiver, Required, Unverifiable, Verdict};
+use crate::wire::SegmentRef;
 
 /// Direction of a segment relative to the validator's [`Connection`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,201 +42,6 @@ impl Direction {
     }
 }
 
-/// Why a TCP-AO segment was rejected although its key was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BadReason {
-    /// The MAC does not verify (Linux trace event `tcp_ao_mismatch`).
-    MacMismatch,
-    /// The option's MAC length differs from the MKT's (`tcp_ao_wrong_maclen`).
-    WrongMacLength {
-        /// MKT MAC length.
-        expected: usize,
-        /// MAC length in the segment.
-        found: usize,
-    },
-}
-
-impl fmt::Display for BadReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BadReason::MacMismatch => f.write_str("MAC mismatch"),
-            BadReason::WrongMacLength { expected, found } => {
-                write!(f, "MAC length {found}, key expects {expected}")
-            }
-        }
-    }
-}
-
-/// The outcome of validating one segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// TCP-AO MAC verified.
-    Good {
-        /// KeyID of the segment.
-        key_id: u8,
-        /// RNextKeyID of the segment.
-        rnext_key_id: u8,
-        /// SNE used.
-        sne: u32,
-    },
-    /// TCP-AO MAC wrong, or of the wrong length.
-    Bad {
-        /// KeyID of the segment.
-        key_id: u8,
-        /// SNE used.
-        sne: u32,
-        /// What was wrong.
-        reason: BadReason,
-    },
-    /// TCP-AO option with a KeyID no MKT matches.
-    KeyNotFound {
-        /// KeyID of the segment.
-        key_id: u8,
-    },
-    /// No TCP-AO option although TCP-AO is required on this connection.
-    Unsigned,
-    /// TCP-MD5 digest verified.
-    Md5Good,
-    /// TCP-MD5 digest wrong.
-    Md5Bad,
-    /// No TCP-MD5 option although an MD5 key is configured.
-    Md5NotFound,
-    /// TCP-MD5 option but no MD5 key configured.
-    Md5Unexpected,
-    /// No keys configured and no authentication option: accepted without authentication.
-    Unauthenticated,
-    /// The option layout is invalid (Linux drops it: `tcp_hash_bad_header`).
-    Malformed {
-        /// The parse error.
-        reason: wire::Error,
-    },
-}
-
-impl Verdict {
-    /// The Linux SNMP counter this verdict increments, if any.
-    pub fn counter(&self) -> Option<Counter> {
-        match self {
-            Verdict::Good { .. } => Some(Counter::TCPAOGood),
-            Verdict::Bad { .. } => Some(Counter::TCPAOBad),
-            Verdict::KeyNotFound { .. } => Some(Counter::TCPAOKeyNotFound),
-            Verdict::Unsigned => Some(Counter::TCPAORequired),
-            Verdict::Md5Bad => Some(Counter::TCPMD5Failure),
-            Verdict::Md5NotFound => Some(Counter::TCPMD5NotFound),
-            Verdict::Md5Unexpected => Some(Counter::TCPMD5Unexpected),
-            Verdict::Md5Good | Verdict::Unauthenticated | Verdict::Malformed { .. } => None,
-        }
-    }
-
-    /// Whether the kernel would accept the segment (pass it on to TCP).
-    pub fn is_accepted(&self) -> bool {
-        matches!(
-            self,
-            Verdict::Good { .. } | Verdict::Md5Good | Verdict::Unauthenticated
-        )
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Good { key_id, sne, .. } => write!(f, "good (KeyID {key_id}, SNE {sne})"),
-            Verdict::Bad {
-                key_id,
-                sne,
-                reason,
-            } => write!(f, "bad: {reason} (KeyID {key_id}, SNE {sne})"),
-            Verdict::KeyNotFound { key_id } => write!(f, "key not found (KeyID {key_id})"),
-            Verdict::Unsigned => f.write_str("unsigned segment, TCP-AO required"),
-            Verdict::Md5Good => f.write_str("TCP-MD5 good"),
-            Verdict::Md5Bad => f.write_str("TCP-MD5 bad"),
-            Verdict::Md5NotFound => f.write_str("unsigned segment, TCP-MD5 required"),
-            Verdict::Md5Unexpected => f.write_str("unexpected TCP-MD5 option"),
-            Verdict::Unauthenticated => f.write_str("unauthenticated (no keys)"),
-            Verdict::Malformed { reason } => write!(f, "malformed: {reason}"),
-        }
-    }
-}
-
-/// Linux SNMP `TcpExt` counters related to segment authentication.
-#[allow(clippy::upper_case_acronyms)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Counter {
-    /// `TCPAOGood`.
-    TCPAOGood,
-    /// `TCPAOBad`.
-    TCPAOBad,
-    /// `TCPAOKeyNotFound`.
-    TCPAOKeyNotFound,
-    /// `TCPAORequired`.
-    TCPAORequired,
-    /// `TCPMD5Failure`.
-    TCPMD5Failure,
-    /// `TCPMD5NotFound`.
-    TCPMD5NotFound,
-    /// `TCPMD5Unexpected`.
-    TCPMD5Unexpected,
-}
-
-impl Counter {
-    /// All counters.
-    pub const ALL: [Counter; 7] = [
-        Counter::TCPAOGood,
-        Counter::TCPAOBad,
-        Counter::TCPAOKeyNotFound,
-        Counter::TCPAORequired,
-        Counter::TCPMD5Failure,
-        Counter::TCPMD5NotFound,
-        Counter::TCPMD5Unexpected,
-    ];
-
-    /// The name in `/proc/net/netstat`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::TCPAOGood => "TCPAOGood",
-            Counter::TCPAOBad => "TCPAOBad",
-            Counter::TCPAOKeyNotFound => "TCPAOKeyNotFound",
-            Counter::TCPAORequired => "TCPAORequired",
-            Counter::TCPMD5Failure => "TCPMD5Failure",
-            Counter::TCPMD5NotFound => "TCPMD5NotFound",
-            Counter::TCPMD5Unexpected => "TCPMD5Unexpected",
-        }
-    }
-}
-
-impl fmt::Display for Counter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Counter values, indexed by [`Counter`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counters([u64; 7]);
-
-impl Counters {
-    /// The value of one counter.
-    pub fn get(&self, c: Counter) -> u64 {
-        self.0[c as usize]
-    }
-
-    /// Add one to a counter.
-    pub fn bump(&mut self, c: Counter) {
-        self.0[c as usize] += 1;
-    }
-
-    /// Count a verdict.
-    pub fn record(&mut self, v: &Verdict) {
-        if let Some(c) = v.counter() {
-            self.bump(c);
-        }
-    }
-
-    /// `(counter, value)` pairs in [`Counter::ALL`] order.
-    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
-        Counter::ALL.into_iter().map(|c| (c, self.get(c)))
-    }
-}
-
 /// One MKT with its four traffic keys for the connection.
 #[derive(Debug, Clone)]
 struct KeyEntry {
@@ -267,7 +54,7 @@ struct KeyEntry {
 /// ```
 /// use tcpao_refimpl::{Algorithm, Connection, Mkt};
 /// use tcpao_refimpl::sign::ConnectionSigner;
-/// use tcpao_refimpl::validate::{FlowValidator, Verdict};
+/// use tcpao_refimpl::{FlowValidator, Verdict};
 /// use tcpao_refimpl::wire::{TcpFlags, TcpRepr};
 ///
 /// let conn = Connection::new("10.0.0.1:40000".parse()?, "10.0.0.2:179".parse()?, 1000, 5000);
@@ -288,7 +75,7 @@ pub struct FlowValidator {
     md5_key: Option<MasterKey>,
     ao_required: bool,
     sne: [SneTracker; 2],
-    counters: Counters,
+    counts: Counts,
 }
 
 impl FlowValidator {
@@ -319,7 +106,7 @@ impl FlowValidator {
                 SneTracker::new(conn.local_isn),
                 SneTracker::new(conn.remote_isn),
             ],
-            counters: Counters::default(),
+            counts: Counts::default(),
         })
     }
 
@@ -339,9 +126,9 @@ impl FlowValidator {
         &self.conn
     }
 
-    /// Counters so far.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// Verdicts so far; [`Counts::get`] reads them as the kernel's counters.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     /// The SNE tracker of a direction.
@@ -388,7 +175,7 @@ impl FlowValidator {
         let seq = t.seq_number();
         let sne = self.sne[dir.index()].sne_for(seq);
         let v = self.check(dir, seg, sne);
-        self.counters.record(&v);
+        self.counts.add(&v);
         if v.is_accepted() {
             self.sne[dir.index()].observe(seq, t.segment_len() as u32);
         }
@@ -397,82 +184,55 @@ impl FlowValidator {
 
     /// Validate a segment with a given SNE, without touching any state.
     pub fn check(&self, dir: Direction, seg: &SegmentRef<'_>, sne: u32) -> Verdict {
-        let t = seg.tcp_packet();
-        let auth = match t.auth_options() {
+        let auth = match AuthOption::parse(seg) {
             Ok(a) => a,
             Err(reason) => return Verdict::Malformed { reason },
         };
-        if let Some(r) = auth.ao {
-            // Length > 4 was checked by auth_options.
-            let opt = AoOption::new_unchecked(&seg.tcp[r.clone()]);
-            let key_id = opt.key_id();
-            let found = self.keys.iter().find(|e| match dir {
-                Direction::LocalToRemote => e.mkt.send_id == key_id,
-                Direction::RemoteToLocal => e.mkt.recv_id == key_id,
-            });
-            let Some(entry) = found else {
-                return Verdict::KeyNotFound { key_id };
-            };
-            let mac_len = r.len() - 4;
-            if mac_len != entry.mkt.mac_len() {
-                return Verdict::Bad {
-                    key_id,
-                    sne,
-                    reason: BadReason::WrongMacLength {
-                        expected: entry.mkt.mac_len(),
-                        found: mac_len,
-                    },
-                };
-            }
-            // RFC 5925 §5.2: a SYN without ACK uses the SYN key, everything else "other".
-            let syn_only = t.syn() && !t.ack();
-            let key = match dir {
-                Direction::LocalToRemote => entry.keys.for_send(syn_only),
-                Direction::RemoteToLocal => entry.keys.for_recv(syn_only),
-            };
-            return match verify_mac_at(key, sne, seg, &r, entry.mkt.include_options) {
-                Ok(true) => Verdict::Good {
-                    key_id,
-                    rnext_key_id: opt.rnext_key_id(),
-                    sne,
-                },
-                Ok(false) => Verdict::Bad {
-                    key_id,
-                    sne,
-                    reason: BadReason::MacMismatch,
-                },
-                Err(Error::Wire(reason)) => Verdict::Malformed { reason },
-                Err(_) => Verdict::Malformed {
-                    reason: wire::Error::BadOptionLength {
-                        kind: wire::TCPOPT_AO,
-                        len: r.len() as u8,
-                    },
-                },
-            };
-        }
-        if let Some(r) = auth.md5 {
-            let Some(key) = &self.md5_key else {
-                return Verdict::Md5Unexpected;
-            };
-            return match md5_digest(seg, key.as_bytes()) {
-                Ok(d) => {
-                    use subtle::ConstantTimeEq;
-                    if bool::from(d.ct_eq(&seg.tcp[r.start + 2..r.end])) {
-                        Verdict::Md5Good
-                    } else {
-                        Verdict::Md5Bad
-                    }
-                }
-                Err(Error::Wire(reason)) => Verdict::Malformed { reason },
-                Err(_) => Verdict::Md5Bad,
-            };
-        }
-        if self.ao_required {
-            Verdict::Unsigned
-        } else if self.md5_key.is_some() {
-            Verdict::Md5NotFound
+        verdict::decide(&mut Keys { v: self, dir }, seg, &auth, sne).verdict
+    }
+}
+
+/// The validator's keys for segments travelling in one direction.
+struct Keys<'v> {
+    v: &'v FlowValidator,
+    dir: Direction,
+}
+
+impl Receiver for Keys<'_> {
+    fn find_mkt(&mut self, key_id: u8) -> Option<usize> {
+        self.v.keys.iter().position(|e| match self.dir {
+            Direction::LocalToRemote => e.mkt.send_id == key_id,
+            Direction::RemoteToLocal => e.mkt.recv_id == key_id,
+        })
+    }
+
+    fn mkt(&self, index: usize) -> &Mkt {
+        &self.v.keys[index].mkt
+    }
+
+    fn traffic_key(
+        &mut self,
+        index: usize,
+        syn: bool,
+    ) -> core::result::Result<&TrafficKey, Unverifiable> {
+        let keys = &self.v.keys[index].keys;
+        Ok(match self.dir {
+            Direction::LocalToRemote => keys.for_send(syn),
+            Direction::RemoteToLocal => keys.for_recv(syn),
+        })
+    }
+
+    fn md5_key(&mut self) -> Option<(usize, &[u8])> {
+        self.v.md5_key.as_ref().map(|k| (0, k.as_bytes()))
+    }
+
+    fn required(&mut self) -> Required {
+        if self.v.ao_required {
+            Required::Ao(None)
+        } else if self.v.md5_key.is_some() {
+            Required::Md5(Some(0))
         } else {
-            Verdict::Unauthenticated
+            Required::Nothing
         }
     }
 }

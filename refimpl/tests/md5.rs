@@ -76,7 +76,7 @@ fn md5_kernel() {
                 .unwrap()
                 .with_md5_key(MasterKey::new(key.clone()));
             assert_eq!(v.validate_packet(&bad).unwrap(), Verdict::Md5Bad);
-            assert_eq!(v.counters().get(Counter::TCPMD5Failure), 1);
+            assert_eq!(v.counts().get(Counter::TCPMD5Failure), 1);
             // Re-signing in place restores it.
             sign_md5_in_place(&mut bad, &key).unwrap();
             let seg2 = SegmentRef::parse(&bad).unwrap();
@@ -146,5 +146,5 @@ fn unsigned_segment_with_md5_key_is_not_found() {
     assert_eq!(v.validate_packet(&pkt).unwrap(), Verdict::Unauthenticated);
     let mut v = FlowValidator::new(conn, [Mkt::new(1, 1, Algorithm::HmacSha1, "k")]).unwrap();
     assert_eq!(v.validate_packet(&pkt).unwrap(), Verdict::Unsigned);
-    assert_eq!(v.counters().get(Counter::TCPAORequired), 1);
+    assert_eq!(v.counts().get(Counter::TCPAORequired), 1);
 }

@@ -4,9 +4,10 @@
 //! retransmission around the wrap.
 
 use proptest::prelude::*;
+use tcpao_refimpl::Counter;
 use tcpao_refimpl::sign::ConnectionSigner;
 use tcpao_refimpl::sne::{SneTracker, compute_sne, extended_seq};
-use tcpao_refimpl::validate::{Counter, Direction};
+use tcpao_refimpl::validate::Direction;
 use tcpao_refimpl::wire::{TcpFlags, TcpRepr};
 use tcpao_refimpl::{Algorithm, Connection, FlowValidator, Mkt, SegmentRef, Verdict};
 
@@ -143,7 +144,7 @@ fn end_to_end_across_the_wrap() {
                 "{alg}: segment {i}"
             );
         }
-        assert_eq!(server.counters().get(Counter::TCPAOGood), 41);
+        assert_eq!(server.counts().get(Counter::TCPAOGood), 41);
         assert_eq!(server.sne_tracker(Direction::RemoteToLocal).sne(), 1);
         // The same packet checked with the wrong SNE is Bad.
         let (pkt, sne) = &packets[39];

@@ -4,9 +4,10 @@
 //! * `rfc9235.json`: RFC 9235 §4 (IPv4, HMAC-SHA-1-96) and §7 (IPv6, AES-128-CMAC-96);
 //!   provenance in the file's `source`/`notes`.
 //! * `rfc4493_4615.json`: RFC 4493 §4 AES-CMAC and RFC 4615 §4 AES-CMAC-PRF-128.
-//! * `independent.json`: HMAC-SHA-256 and non-default MAC lengths computed with Python's
-//!   `hmac`/`hashlib` (see the file's `how` field and `tests/data/independent.py`).
-//! * `md5.json`: TCP-MD5 known answers (Python `hashlib`, and a Linux-signed segment).
+//!
+//! The other data files have their own test files: `independent.json` (HMAC-SHA-256 and
+//! non-default MAC lengths from Python's `hmac`/`hashlib`) in `tests/independent.rs`, and
+//! `md5_kernel.json` (Linux-signed TCP-MD5 segments) in `tests/md5.rs`.
 
 use serde::Deserialize;
 use tcpao_refimpl::kdf::{self, Context};

@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 
-use tcpao_refimpl::verify::keys::{Algorithm, KeyAlgorithm, KeysFile, Role};
+use tcpao_refimpl::Algorithm;
+use tcpao_refimpl::verify::keys::{EntryKey, KeysFile, Role};
 
 const FULL: &str = r#"
 [[mkt]]
@@ -50,21 +51,23 @@ fn ip(s: &str) -> IpAddr {
 fn documented_format_parses() {
     let k = KeysFile::parse(FULL).unwrap();
     assert_eq!(k.mkts.len(), 3);
-    let m = &k.mkts[0];
-    assert_eq!(m.index, 1);
-    assert_eq!(m.algorithm, KeyAlgorithm::Ao(Algorithm::HmacSha1));
-    assert_eq!(m.secret.as_bytes(), b"testvector");
-    assert_eq!((m.send_id, m.recv_id), (Some(61), Some(84)));
-    assert_eq!(m.local, Some(ip("10.11.12.13")));
-    assert_eq!(m.peer.unwrap().to_string(), "172.27.28.29/32");
+    let e = &k.mkts[0];
+    assert_eq!(e.index, 1);
+    let m = e.mkt().unwrap();
+    assert_eq!(m.algorithm, Algorithm::HmacSha1);
+    assert_eq!(e.secret(), b"testvector");
+    assert_eq!((m.send_id, m.recv_id), (61, 84));
+    assert_eq!(e.local, Some(ip("10.11.12.13")));
+    assert_eq!(e.peer.unwrap().to_string(), "172.27.28.29/32");
     assert!(m.include_options);
-    assert_eq!(m.maclen, 12);
-    let m = &k.mkts[1];
-    assert_eq!(m.algorithm, KeyAlgorithm::Ao(Algorithm::AesCmac128));
-    assert_eq!(m.secret.as_bytes(), b"testvector");
+    assert_eq!(m.mac_len(), 12);
+    let e = &k.mkts[1];
+    let m = e.mkt().unwrap();
+    assert_eq!(m.algorithm, Algorithm::AesCmac128);
+    assert_eq!(e.secret(), b"testvector");
     assert!(m.include_options, "default is true");
-    assert_eq!(m.maclen, 12, "default is 12");
-    assert_eq!(k.mkts[2].algorithm, KeyAlgorithm::Md5);
+    assert_eq!(m.mac_len(), 12, "default is 12");
+    assert!(matches!(k.mkts[2].key, EntryKey::Md5(_)));
     assert_eq!(k.flows.len(), 2);
     assert_eq!(k.flows[0].client_isn, 3_625_560_951);
     assert_eq!(k.flows[0].server_isn, 1_885_426_355);
@@ -273,10 +276,11 @@ fn hex_and_aliases_and_limits() {
         "[[mkt]]\nalgorithm = \"HMAC(SHA256)\"\nsecret_hex = \"0x00:FF:10\"\nsend_id = 0\nrecv_id = 255\nmaclen = 16\n",
     )
     .unwrap();
-    let m = &k.mkts[0];
-    assert_eq!(m.algorithm, KeyAlgorithm::Ao(Algorithm::HmacSha256));
-    assert_eq!(m.secret.as_bytes(), &[0x00, 0xff, 0x10]);
-    assert_eq!(m.maclen, 16);
+    let e = &k.mkts[0];
+    let m = e.mkt().unwrap();
+    assert_eq!(m.algorithm, Algorithm::HmacSha256);
+    assert_eq!(e.secret(), &[0x00, 0xff, 0x10]);
+    assert_eq!(m.mac_len(), 16);
     // aes-128-cmac has a 16-byte digest; 16 is fine.
     assert!(
         KeysFile::parse(

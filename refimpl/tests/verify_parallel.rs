@@ -163,8 +163,8 @@ fn many_interleaved_connections_give_the_same_report() {
     }
     let r = check_files_threads(&keys, opts(), std::slice::from_ref(&a), 3, |_, _, _| {});
     assert_eq!(r.flows.len(), 40);
-    assert!(r.counts.good > 0 && r.counts.bad > 0 && r.counts.key_not_found > 0);
-    assert!(r.counts.unsigned > 0);
+    assert!(r.counts.good() > 0 && r.counts.bad() > 0 && r.counts.key_not_found() > 0);
+    assert!(r.counts.unsigned() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

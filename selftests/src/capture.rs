@@ -14,32 +14,27 @@
 
 pub mod xcheck;
 
-use std::io::{self, IoSliceMut, Write};
+use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{LinkAddr, MsgFlags, recvmsg, setsockopt, sockopt};
-use socket2::{Domain, Protocol, Socket, Type};
+use tcpao_refimpl::capture::writer::{ByteOrder, PcapWriter};
+use tcpao_refimpl::capture::{LinkType, Timestamp};
+use tcpao_refimpl::verify::keys::{EntryKey, FlowHint, KeyEntry, KeysFile, Prefix};
+use tcpao_sys::packet::{Layer, PacketSocket};
 use zeroize::Zeroizing;
 
 use crate::counters::NetnsMib;
-use crate::peers::Side;
-use crate::topology::Family;
+use crate::topology::{Family, Side};
 
 pub use xcheck::XcheckReport;
 
 /// Largest frame we accept; bigger ones are reported as truncated.
 pub const FRAME_BUFFER: usize = 256 * 1024;
-/// `PACKET_OUTGOING` (`<linux/if_packet.h>`).
-const PACKET_OUTGOING: u8 = 4;
-/// `ETH_P_ALL` in network byte order, the protocol of a packet socket that sees everything.
-const ETH_P_ALL_BE: i32 = (0x0003u16).to_be() as i32;
 /// How long the reader keeps draining after the test ended.
 const DRAIN_IDLE: Duration = Duration::from_millis(30);
 
@@ -73,138 +68,15 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
-/// Algorithm of a registered key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlgorithm {
-    /// HMAC-SHA-1-96 (kernel `hmac(sha1)`).
-    HmacSha1,
-    /// AES-128-CMAC-96 (kernel `cmac(aes128)`).
-    AesCmac128,
-    /// HMAC-SHA-256 (kernel `hmac(sha256)`).
-    HmacSha256,
-    /// TCP-MD5 (RFC 2385).
-    Md5,
-}
-
-impl KeyAlgorithm {
-    /// Name in the tcpao-verify keys file.
-    pub fn keys_file_name(self) -> &'static str {
-        match self {
-            KeyAlgorithm::HmacSha1 => "hmac-sha1",
-            KeyAlgorithm::AesCmac128 => "aes-128-cmac",
-            KeyAlgorithm::HmacSha256 => "hmac-sha256",
-            KeyAlgorithm::Md5 => "md5",
-        }
+/// A key a peer installed, as its keys-file entry: the key and its `local` (the owner's
+/// address) and `peer` scope. [`Capture::register`] takes it with the side that holds it.
+pub fn key_entry(key: EntryKey, local: IpAddr, peer: IpAddr, prefix: u8) -> KeyEntry {
+    KeyEntry {
+        index: 0,
+        key,
+        local: Some(local),
+        peer: Prefix::new(peer, prefix).ok(),
     }
-
-    /// From a kernel `alg_name` (`hmac(sha1)`, `cmac(aes128)`, `cmac(aes)`, `hmac(sha256)`).
-    pub fn from_kernel_name(name: &str) -> Option<Self> {
-        match name {
-            "hmac(sha1)" => Some(KeyAlgorithm::HmacSha1),
-            "cmac(aes128)" | "cmac(aes)" => Some(KeyAlgorithm::AesCmac128),
-            "hmac(sha256)" => Some(KeyAlgorithm::HmacSha256),
-            _ => None,
-        }
-    }
-}
-
-/// A key a peer installed, as the capture needs it to verify segments.
-#[derive(Clone)]
-pub struct RegisteredKey {
-    /// The peer whose socket holds the key.
-    pub owner: Side,
-    /// Algorithm.
-    pub algorithm: KeyAlgorithm,
-    /// The secret (zeroed on drop, never printed).
-    pub secret: Zeroizing<Vec<u8>>,
-    /// SendID (TCP-AO; 0 for MD5).
-    pub send_id: u8,
-    /// RecvID (TCP-AO; 0 for MD5).
-    pub recv_id: u8,
-    /// Peer address the key is for.
-    pub peer: IpAddr,
-    /// Prefix length of `peer`.
-    pub prefix: u8,
-    /// MAC length in bytes (TCP-AO; 16 for MD5).
-    pub maclen: u8,
-    /// Whether TCP options are covered by the MAC (not `TCP_AO_KEYF_EXCLUDE_OPT`).
-    pub include_options: bool,
-}
-
-impl std::fmt::Debug for RegisteredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegisteredKey")
-            .field("owner", &self.owner)
-            .field("algorithm", &self.algorithm)
-            .field("secret", &"<redacted>")
-            .field("send_id", &self.send_id)
-            .field("recv_id", &self.recv_id)
-            .field("peer", &format_args!("{}/{}", self.peer, self.prefix))
-            .field("maclen", &self.maclen)
-            .field("include_options", &self.include_options)
-            .finish()
-    }
-}
-
-impl RegisteredKey {
-    /// A TCP-AO key with the kernel defaults (maclen 12, options included).
-    pub fn ao(
-        owner: Side,
-        algorithm: KeyAlgorithm,
-        secret: &[u8],
-        send_id: u8,
-        recv_id: u8,
-        peer: IpAddr,
-        prefix: u8,
-    ) -> Self {
-        Self {
-            owner,
-            algorithm,
-            secret: Zeroizing::new(secret.to_vec()),
-            send_id,
-            recv_id,
-            peer,
-            prefix,
-            maclen: 12,
-            include_options: true,
-        }
-    }
-
-    /// A TCP-MD5 key.
-    pub fn md5(owner: Side, secret: &[u8], peer: IpAddr, prefix: u8) -> Self {
-        Self {
-            owner,
-            algorithm: KeyAlgorithm::Md5,
-            secret: Zeroizing::new(secret.to_vec()),
-            send_id: 0,
-            recv_id: 0,
-            peer,
-            prefix,
-            maclen: 16,
-            include_options: true,
-        }
-    }
-
-    /// Whether `addr` is inside the key's `peer/prefix`.
-    pub fn matches_peer(&self, addr: IpAddr) -> bool {
-        prefix_match(self.peer, self.prefix, addr)
-    }
-}
-
-/// Whether `addr` is in `net/prefix` (different families never match; the any-address with
-/// prefix 0 matches everything of its family).
-pub fn prefix_match(net: IpAddr, prefix: u8, addr: IpAddr) -> bool {
-    let (n, a, bits): (u128, u128, u32) = match (net, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n).into(), u32::from(a).into(), 32),
-        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
-        _ => return false,
-    };
-    let prefix = u32::from(prefix).min(bits);
-    if prefix == 0 {
-        return true;
-    }
-    let shift = bits - prefix;
-    (n >> shift) == (a >> shift)
 }
 
 /// ISNs of a flow restored with `TCP_REPAIR`, which has no handshake in the capture.
@@ -338,7 +210,11 @@ pub struct Capture {
     stop: Arc<AtomicBool>,
     shared: Arc<ReaderShared>,
     reader: Mutex<Reader>,
-    keys: Mutex<Vec<RegisteredKey>>,
+    keys: Mutex<Vec<(Side, KeyEntry)>>,
+    /// The keys file's `[[flow]]` entry ([`Capture::register_flow_hint`]).
+    flow_hint: Mutex<Option<FlowHint>>,
+    /// Save without the handshake ([`Capture::save_without_handshake`]).
+    omit_handshake: AtomicBool,
     restored: Mutex<Vec<RestoredFlow>>,
     views: Mutex<Vec<RestoredView>>,
     start_error: Mutex<Option<String>>,
@@ -355,6 +231,8 @@ impl Capture {
             shared: Arc::new(ReaderShared::default()),
             reader: Mutex::new(Reader::default()),
             keys: Mutex::new(Vec::new()),
+            flow_hint: Mutex::new(None),
+            omit_handshake: AtomicBool::new(false),
             restored: Mutex::new(Vec::new()),
             views: Mutex::new(Vec::new()),
             start_error: Mutex::new(None),
@@ -363,9 +241,11 @@ impl Capture {
     }
 
     /// A copy of the frames captured so far by every reader, in the order they were kept (the
-    /// capture keeps running). Frames arrive with a small delay: poll for the one you need
-    /// with a deadline.
+    /// capture keeps running). The readers first read everything their sockets hold, so every
+    /// frame the kernel handled before this call is in it (a segment the kernel counted, say,
+    /// is in the copy); a frame still on its way (in a qdisc, a retransmission) may not be.
     pub fn frames(&self) -> Vec<Frame> {
+        let _ = self.shared.drain_all(Duration::from_secs(5));
         self.shared
             .live
             .lock()
@@ -410,7 +290,7 @@ impl Capture {
     /// When the socket cannot be opened or configured.
     pub fn start_loopback(&self, ifindex: u32, owner: Side) -> io::Result<()> {
         let sk = packet_socket()?;
-        tcpao_sys::raw::set_int_option(&sk, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+        sk.set_ignore_outgoing(true)?;
         let stop = Arc::clone(&self.stop);
         let shared = Arc::clone(&self.shared);
         let id = shared.add_reader();
@@ -427,12 +307,27 @@ impl Capture {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Register a key a peer installed, for the cross-check and the keys file.
-    pub fn register(&self, key: RegisteredKey) {
+    /// Register a key `owner` installed, for the cross-check and the keys file.
+    pub fn register(&self, owner: Side, entry: KeyEntry) {
         self.keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(key);
+            .push((owner, entry));
+    }
+
+    /// Write `hint` (the connection's ISNs and SNEs) as the `[[flow]]` entry of the saved keys
+    /// file, for a capture whose handshake tcpao-verify will not see.
+    pub fn register_flow_hint(&self, hint: FlowHint) {
+        *self
+            .flow_hint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hint);
+    }
+
+    /// Save the capture without its three-way handshake (its first three TCP segments, which
+    /// must be SYN, SYN-ACK and ACK), as a capture that starts mid-connection.
+    pub fn save_without_handshake(&self) {
+        self.omit_handshake.store(true, Ordering::Relaxed);
     }
 
     /// Register a flow restored with `TCP_REPAIR` (its ISNs cannot be learnt from a handshake).
@@ -549,8 +444,13 @@ impl Capture {
             Some(0) | None => {}
             Some(d) => report.fail(format!("the capture dropped {d} frames")),
         }
+        let hint = self
+            .flow_hint
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(dir) = &self.cfg.save_dir {
-            if let Err(e) = save(dir, &self.cfg.name, &frames, &keys, family) {
+            let omit = self.omit_handshake.load(Ordering::Relaxed);
+            if let Err(e) = save(dir, &self.cfg.name, &frames, omit, &keys, hint) {
                 report.fail(format!(
                     "saving the capture to {} failed: {e}",
                     dir.display()
@@ -561,29 +461,16 @@ impl Capture {
     }
 }
 
-/// A packet socket for every protocol, with a large receive buffer. No `SO_TIMESTAMPNS`:
-/// receive timestamps would switch the kernel's `netstamp_needed_key` static branch on and off
-/// (live code patching) with every capture socket; frames carry the time they were read.
-fn packet_socket() -> io::Result<Socket> {
-    let sk = Socket::new(
-        Domain::PACKET,
-        Type::RAW,
-        Some(Protocol::from(ETH_P_ALL_BE)),
-    )?;
-    // A large buffer so bursts are not dropped; RCVBUFFORCE ignores rmem_max (root).
-    if setsockopt(&sk, sockopt::RcvBufForce, &(16 << 20)).is_err() {
-        sk.set_recv_buffer_size(16 << 20)?;
-    }
-    Ok(sk)
+/// A packet socket for every protocol, with a large receive buffer so bursts are not
+/// dropped. No `SO_TIMESTAMPNS`: receive timestamps would switch the kernel's
+/// `netstamp_needed_key` static branch on and off (live code patching) with every capture
+/// socket; frames carry the time they were read.
+fn packet_socket() -> io::Result<PacketSocket> {
+    PacketSocket::open(Layer::Link, 16 << 20)
 }
 
-/// `SOL_PACKET` (`<linux/socket.h>`).
-const SOL_PACKET: i32 = 263;
-/// `PACKET_IGNORE_OUTGOING` (`<linux/if_packet.h>`).
-const PACKET_IGNORE_OUTGOING: i32 = 23;
-
 fn read_frames(
-    sk: &Socket,
+    sk: &PacketSocket,
     ifindex: u32,
     owner: Option<Side>,
     stop: &AtomicBool,
@@ -597,7 +484,15 @@ fn read_frames(
     loop {
         let wanted = shared.requested();
         if wanted > served {
-            while read_one(sk, ifindex, owner, &mut buf, &mut out, shared)? {}
+            while read_one(
+                sk,
+                ifindex,
+                owner,
+                &mut buf,
+                &mut out,
+                shared,
+                Duration::ZERO,
+            )? {}
             served = wanted;
             shared.served(id, wanted);
         }
@@ -606,64 +501,45 @@ fn read_frames(
         } else {
             Duration::from_millis(10)
         };
-        let mut fds = [PollFd::new(sk.as_fd(), PollFlags::POLLIN)];
-        let ready = match poll(
-            &mut fds,
-            PollTimeout::from(u16::try_from(wait.as_millis()).unwrap_or(10)),
-        ) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if ready == 0 {
+        if !read_one(sk, ifindex, owner, &mut buf, &mut out, shared, wait)? {
             if stopping {
                 break;
             }
             stopping = stop.load(Ordering::Acquire);
             continue;
         }
-        read_one(sk, ifindex, owner, &mut buf, &mut out, shared)?;
         if !stopping {
             stopping = stop.load(Ordering::Acquire);
         }
     }
-    out.drops = crate::sockets::packet_drops(sk);
+    out.drops = sk.drops().ok();
     Ok(out)
 }
 
-/// Read one frame without blocking; `Ok(false)` when the socket had nothing.
+/// Read one frame, waiting at most `wait`; `Ok(false)` when none came.
 fn read_one(
-    sk: &Socket,
+    sk: &PacketSocket,
     ifindex: u32,
     owner: Option<Side>,
     buf: &mut [u8],
     out: &mut ReadResult,
     shared: &ReaderShared,
+    wait: Duration,
 ) -> io::Result<bool> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<LinkAddr>(
-        sk.as_raw_fd(),
-        &mut iov,
-        None,
-        MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
-    );
-    let (len, addr) = match msg {
-        Ok(m) => (m.bytes, m.address),
-        Err(nix::errno::Errno::EAGAIN) => return Ok(false),
-        Err(nix::errno::Errno::EINTR) => return Ok(true),
-        Err(e) => return Err(e.into()),
+    let Some(got) = sk.recv(buf, wait)? else {
+        return Ok(false);
     };
-    let Some(addr) = addr else { return Ok(true) };
-    if addr.ifindex() != ifindex as usize {
+    if got.ifindex != ifindex {
         return Ok(true);
     }
+    let len = got.len;
     if len > FRAME_BUFFER {
         out.truncated += 1;
         return Ok(true);
     }
     let from = match owner {
         Some(side) => side,
-        None if addr.pkttype() == PACKET_OUTGOING => Side::Server,
+        None if got.outgoing => Side::Server,
         None => Side::Client,
     };
     let frame = Frame {
@@ -682,94 +558,102 @@ fn read_one(
     Ok(true)
 }
 
-/// Write `frames` as a pcap file (LINKTYPE_ETHERNET, microsecond timestamps).
+/// Write `frames` as a pcap file (LINKTYPE_ETHERNET, microsecond timestamps), with
+/// tcpao-refimpl's writer.
 ///
 /// # Errors
 /// On I/O errors.
-pub fn write_pcap(mut w: impl Write, frames: &[Frame]) -> io::Result<()> {
-    let mut hdr = Vec::with_capacity(24);
-    hdr.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // magic, microseconds
-    hdr.extend_from_slice(&2u16.to_le_bytes()); // version 2.4
-    hdr.extend_from_slice(&4u16.to_le_bytes());
-    hdr.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-    hdr.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-    hdr.extend_from_slice(&(FRAME_BUFFER as u32).to_le_bytes()); // snaplen
-    hdr.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-    w.write_all(&hdr)?;
+pub fn write_pcap(w: impl Write, frames: &[Frame]) -> io::Result<()> {
+    let mut out = PcapWriter::new(
+        w,
+        ByteOrder::Little,
+        false,
+        LinkType::Ethernet,
+        FRAME_BUFFER as u32,
+    )?;
     for f in frames {
-        let ts =
+        let t =
             f.ts.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default();
-        let len = u32::try_from(f.data.len()).map_err(|_| io::Error::other("frame too large"))?;
-        let mut rec = Vec::with_capacity(16);
-        rec.extend_from_slice(
-            &u32::try_from(ts.as_secs())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        rec.extend_from_slice(&ts.subsec_micros().to_le_bytes());
-        rec.extend_from_slice(&len.to_le_bytes());
-        rec.extend_from_slice(&len.to_le_bytes());
-        w.write_all(&rec)?;
-        w.write_all(&f.data)?;
+        let ts = Timestamp {
+            secs: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            nanos: t.subsec_nanos(),
+        };
+        out.write_frame(ts, &f.data)?;
     }
-    Ok(())
+    out.finish().map(drop)
 }
 
-/// The keys in tcpao-verify's TOML keys format. `local` is the owner's address in `family`.
-pub fn keys_toml(keys: &[RegisteredKey], family: Family) -> String {
-    let mut s = String::from("# Keys the selftest installed; format of tcpao-verify.\n");
-    for k in keys {
-        let local = match k.owner {
-            Side::Server => family.server_addr(),
-            Side::Client => family.client_addr(),
+/// The keys in tcpao-verify's keys format, in registration order, with `hint` as the
+/// `[[flow]]` entry.
+///
+/// # Errors
+/// The TOML serializer failed.
+pub fn keys_file(keys: &[(Side, KeyEntry)], hint: Option<FlowHint>) -> io::Result<String> {
+    let file = KeysFile {
+        mkts: keys
+            .iter()
+            .enumerate()
+            .map(|(i, (_, e))| KeyEntry {
+                index: i + 1,
+                ..e.clone()
+            })
+            .collect(),
+        flows: hint.into_iter().collect(),
+        warnings: Vec::new(),
+    };
+    let toml = file.to_toml().map_err(io::Error::other)?;
+    Ok(format!(
+        "# Keys the selftest installed; format of tcpao-verify.\n\n{}",
+        toml.as_str()
+    ))
+}
+
+/// The frames after the three-way handshake of the capture's one connection.
+fn after_handshake(frames: &[Frame]) -> io::Result<&[Frame]> {
+    let mut seen = 0;
+    for (i, f) in frames.iter().enumerate() {
+        let Ok(Some(seg)) = xcheck::decode(f) else {
+            continue;
         };
-        s.push_str("\n[[mkt]]\n");
-        s.push_str(&format!(
-            "algorithm = \"{}\"\n",
-            k.algorithm.keys_file_name()
-        ));
-        match std::str::from_utf8(&k.secret) {
-            Ok(t) if !t.chars().any(|c| c.is_control() || c == '"' || c == '\\') => {
-                s.push_str(&format!("secret = \"{t}\"\n"));
-            }
-            _ => {
-                let hex: String = k.secret.iter().map(|b| format!("{b:02x}")).collect();
-                s.push_str(&format!("secret_hex = \"{hex}\"\n"));
-            }
+        let t = seg.tcp_packet();
+        let handshake = match seen {
+            0 => t.syn() && !t.ack(),
+            1 => t.syn() && t.ack(),
+            _ => !t.syn() && t.ack() && t.payload().is_empty(),
+        };
+        if !handshake {
+            return Err(io::Error::other(format!(
+                "TCP segment {} of the capture is not part of the handshake",
+                seen + 1
+            )));
         }
-        if k.algorithm != KeyAlgorithm::Md5 {
-            s.push_str(&format!(
-                "send_id = {}\nrecv_id = {}\n",
-                k.send_id, k.recv_id
-            ));
-        }
-        s.push_str(&format!("local = \"{local}\"\n"));
-        s.push_str(&format!("peer = \"{}/{}\"\n", k.peer, k.prefix));
-        if k.algorithm != KeyAlgorithm::Md5 {
-            s.push_str(&format!(
-                "include_options = {}\nmaclen = {}\n",
-                k.include_options, k.maclen
-            ));
+        seen += 1;
+        if seen == 3 {
+            return Ok(&frames[i + 1..]);
         }
     }
-    s
+    Err(io::Error::other("the capture has no complete handshake"))
 }
 
 fn save(
     dir: &std::path::Path,
     name: &str,
     frames: &[Frame],
-    keys: &[RegisteredKey],
-    family: Family,
+    omit_handshake: bool,
+    keys: &[(Side, KeyEntry)],
+    hint: Option<FlowHint>,
 ) -> io::Result<()> {
+    let frames = if omit_handshake {
+        after_handshake(frames)?
+    } else {
+        frames
+    };
     std::fs::create_dir_all(dir)?;
     let pcap = std::fs::File::create(dir.join(format!("{name}.pcap")))?;
     write_pcap(io::BufWriter::new(pcap), frames)?;
-    std::fs::write(
-        dir.join(format!("{name}.keys.toml")),
-        keys_toml(keys, family),
-    )
+    let text = Zeroizing::new(keys_file(keys, hint)?);
+    std::fs::write(dir.join(format!("{name}.keys.toml")), text.as_bytes())
 }
 
 #[cfg(test)]
@@ -777,35 +661,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_matching() {
-        let a = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(prefix_match(a("10.0.0.0"), 16, a("10.0.1.1")));
-        assert!(!prefix_match(a("10.0.0.0"), 16, a("10.1.1.1")));
-        assert!(prefix_match(a("10.0.1.1"), 32, a("10.0.1.1")));
-        assert!(prefix_match(a("0.0.0.0"), 0, a("1.2.3.4")));
-        assert!(!prefix_match(a("::"), 0, a("1.2.3.4")));
-        assert!(prefix_match(a("2001::"), 16, a("2001:db8:1::1")));
-    }
-
-    #[test]
-    fn keys_file_never_contains_debug_secret() {
-        let k = RegisteredKey::ao(
-            Side::Client,
-            KeyAlgorithm::HmacSha1,
-            b"pw\"x",
-            100,
-            101,
-            "10.0.254.1".parse().unwrap(),
-            32,
-        );
+    fn keys_file_holds_the_registered_keys_and_never_a_debug_secret() {
+        let mkt = tcpao_refimpl::Mkt::new(100, 101, tcpao_refimpl::Algorithm::HmacSha1, "pw\"x");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let k = key_entry(EntryKey::Ao(mkt), ip("10.0.1.1"), ip("10.0.254.1"), 32);
         assert!(!format!("{k:?}").contains("pw"));
-        let t = keys_toml(&[k], Family::Ipv4);
+        let hint = FlowHint {
+            index: 1,
+            client: "10.0.1.1:40000".parse().unwrap(),
+            server: "10.0.254.1:7010".parse().unwrap(),
+            client_isn: 1,
+            server_isn: 2,
+            client_sne: 0,
+            server_sne: 0,
+        };
+        let t = keys_file(&[(Side::Client, k)], Some(hint)).unwrap();
         assert!(t.contains("secret_hex = \"70772278\""), "{t}");
         assert!(
             t.contains("local = \"10.0.1.1\"") && t.contains("peer = \"10.0.254.1/32\""),
             "{t}"
         );
         assert!(t.contains("send_id = 100\nrecv_id = 101"), "{t}");
+        let back = KeysFile::parse(&t).unwrap();
+        assert_eq!(back.flows, [hint]);
+        assert_eq!(back.mkts[0].index, 1);
     }
 
     #[test]

@@ -28,6 +28,124 @@ pub enum Command {
     Run(RunArgs),
     /// Boot a TCP-AO kernel under virtme-ng and run the suite (or a script) inside it.
     Vm(VmArgs),
+    /// Build lab kernels (see docs/lab.md).
+    Kernel(KernelArgs),
+    /// Coverage of the TCP-AO kernel code by the suite (or the kernel's own), from the
+    /// `coverage` flavour's gcov counters.
+    Coverage(CoverageArgs),
+    /// Mutation testing: how many broken kernels the suite (or the kernel's own) rejects.
+    Mutate(MutateArgs),
+    /// Run the kernel's own tcp_ao programs from DIR and fold their KTAP into one document
+    /// (used inside the guest by `vm --upstream`).
+    #[command(hide = true)]
+    Upstream(UpstreamArgs),
+}
+
+/// `kernel` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct KernelArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: KernelAction,
+}
+
+/// `kernel build` / `kernel list`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KernelAction {
+    /// Build (incrementally) a lab kernel: Debian's source matching the default VM kernel, or
+    /// `--source DIR`.
+    Build {
+        /// A kernel tree instead of Debian's `linux-source` package.
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        /// Flavours to build (plain, coverage, debug, kcov); repeat for several.
+        #[arg(long = "flavour", value_name = "NAME", default_value = "plain")]
+        flavours: Vec<String>,
+        /// Build even when a cached image exists.
+        #[arg(long)]
+        force: bool,
+        /// Patches applied to the tree for this build only (see `vm --patch`).
+        #[arg(long = "patch", value_name = "FILE")]
+        patches: Vec<PathBuf>,
+    },
+    /// List the flavours and the cached images.
+    List {
+        /// A kernel tree instead of Debian's.
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+    },
+}
+
+/// Options of `coverage`.
+#[derive(Debug, Clone, Args)]
+pub struct CoverageArgs {
+    /// Only tests whose names match (as for `run`); the whole suite when empty.
+    pub filters: Vec<String>,
+    /// Measure the kernel's own tcp_ao programs instead of ours.
+    #[arg(long)]
+    pub upstream: bool,
+    /// Measure both suites, each on its own, and compare them.
+    #[arg(long, conflicts_with = "upstream")]
+    pub both: bool,
+    /// A kernel tree instead of Debian's.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Where the report (text, JSON, HTML) goes; default `~/.cache/tcpao/lab/reports/coverage-<suite>/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Tests in flight at once in the guest.
+    #[arg(long, short = 'j', default_value_t = 2)]
+    pub jobs: usize,
+}
+
+/// Options of `mutate`.
+#[derive(Debug, Clone, Args)]
+pub struct MutateArgs {
+    /// Run the kernel's own tcp_ao programs against each mutant (instead of ours).
+    #[arg(long)]
+    pub upstream: bool,
+    /// Run both suites against each mutant (one build and one boot per mutant).
+    #[arg(long, conflicts_with = "upstream")]
+    pub both: bool,
+    /// Only these mutant ids.
+    #[arg(long, value_name = "ID", num_args = 1..)]
+    pub only: Vec<String>,
+    /// List the mutants (id, operator, line, diff) and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Mutate only these files (paths in the tree); default: every file of the TCP-AO code.
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<String>,
+    /// Pick this many mutants (stratified by operator and function, reproducible from
+    /// `--seed`); all when absent.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Seed for `--sample`.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Run every test, not only those that cover the mutated line (coverage data from
+    /// `tcpao-selftests coverage` selects the tests when present).
+    #[arg(long)]
+    pub all_tests: bool,
+    /// A kernel tree instead of Debian's.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Where the report (KTAP, JSON, survivors' diffs) goes; default
+    /// `~/.cache/tcpao/lab/reports/mutate-<suite>/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Tests in flight at once in the guest.
+    #[arg(long, short = 'j', default_value_t = 2)]
+    pub jobs: usize,
+}
+
+/// Options of `upstream` (guest side).
+#[derive(Debug, Clone, Args)]
+pub struct UpstreamArgs {
+    /// The directory holding the built programs.
+    pub dir: PathBuf,
+    /// Only these programs (file names like `connect_ipv4`, or program names).
+    pub programs: Vec<String>,
 }
 
 /// Options of `run`.
@@ -75,8 +193,28 @@ pub enum Accel {
 pub struct VmArgs {
     /// A kernel image to boot (a bzImage or vmlinuz) instead of Debian sid's
     /// `linux-image-amd64`.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "flavour")]
     pub kernel: Option<PathBuf>,
+    /// Boot a lab kernel of this flavour (plain, coverage, debug, kcov), building it first when
+    /// it is not cached (see docs/lab.md).
+    #[arg(long, value_name = "NAME")]
+    pub flavour: Option<String>,
+    /// The kernel tree for `--flavour` and `--upstream` (default: Debian's `linux-source`
+    /// matching the default kernel).
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Patches (`patch -p1`) applied to the lab's tree for this `--flavour` build only (a
+    /// reverted fix from `selftests/regress/`, for example); the image is cached per patch set.
+    #[arg(long = "patch", value_name = "FILE", requires = "flavour")]
+    pub patches: Vec<PathBuf>,
+    /// Also run the kernel's own tcp_ao selftests (built from the lab's tree) in the same
+    /// guest, their results folded in as `upstream/<program>/<family>/...`.
+    #[arg(long)]
+    pub upstream: bool,
+    /// Extra QEMU options (`vng --qemu-opts`), e.g. `-accel tcg,thread=single` for two vCPUs
+    /// on one emulation thread.
+    #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
+    pub qemu_opts: Option<String>,
     /// Modules for `--kernel`: an `INSTALL_MOD_PATH` root (holding `lib/modules/<V>`) or the
     /// `<V>` directory itself. Without it a `--kernel` boots with built-in drivers only.
     #[arg(long, value_name = "DIR", requires = "kernel")]

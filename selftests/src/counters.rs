@@ -16,8 +16,10 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 
+use tcpao_sys::{KeyFilter, TcpAoExt};
+
 use crate::failure;
-use crate::peers::{Failure, PeerResult};
+use crate::outcome::{Failure, PeerResult};
 
 /// Names of the TcpExt counters a snapshot keeps (`/proc/net/netstat`).
 pub const TCPEXT_COUNTERS: [&str; 8] = [
@@ -267,7 +269,7 @@ impl Counters {
     /// When procfs or the socket options cannot be read.
     pub fn of(sk: &impl AsFd) -> PeerResult<Self> {
         let mut c = Self::netns()?;
-        let (sock, keys) = crate::sockets::ao_counters(sk)?;
+        let (sock, keys) = ao_counters(sk)?;
         c.sock = sock;
         c.keys = keys;
         Ok(c)
@@ -377,7 +379,10 @@ impl Counters {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(Failure::Fail(problems.join("; ")))
+            Err(Failure::Fail(format!(
+                "{} (before: {before}; after: {self})",
+                problems.join("; ")
+            )))
         }
     }
 
@@ -408,6 +413,45 @@ impl Counters {
     }
 }
 
+/// The TCP-AO socket and key counters of `sk` (`TCP_AO_INFO`, `TCP_AO_GET_KEYS`); `(None, [])`
+/// for a socket without TCP-AO state, or on a kernel without TCP-AO.
+///
+/// # Errors
+/// When a socket option fails for another reason than "no TCP-AO on this socket".
+fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCounters>)> {
+    let info = match sk.ao_info() {
+        Ok(Some(i)) => i,
+        Ok(None) => return Ok((None, Vec::new())),
+        Err(e) if e.is_unsupported() => return Ok((None, Vec::new())),
+        Err(e) => return Err(failure!("getsockopt(TCP_AO_INFO) failed: {e}")),
+    };
+    let c = info.counters;
+    let sock = SockCounters {
+        good: c.good,
+        bad: c.bad,
+        key_not_found: c.key_not_found,
+        ao_required: c.ao_required,
+        dropped_icmp: c.dropped_icmp,
+    };
+    let keys = match sk.ao_keys(&KeyFilter::All) {
+        Ok(k) => k,
+        // A socket whose keys were all deleted still has TCP-AO state but no keys.
+        Err(tcpao_sys::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(failure!("getsockopt(TCP_AO_GET_KEYS) failed: {e}")),
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| KeyCounters {
+            send_id: k.selector.send_id,
+            recv_id: k.selector.recv_id,
+            peer: k.selector.peer.to_string(),
+            good: k.good,
+            bad: k.bad,
+        })
+        .collect();
+    Ok((Some(sock), keys))
+}
+
 fn describe(problems: &mut Vec<String>, name: &str, old: u64, new: u64, must_grow: bool) {
     if new < old {
         problems.push(format!("counter {name} decreased: {old} => {new}"));
@@ -433,12 +477,6 @@ impl fmt::Display for Counters {
             write!(f, " key{}:{}={}/{}", k.send_id, k.recv_id, k.good, k.bad)?;
         }
         Ok(())
-    }
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Self {
-        Failure::Fail(e.to_string())
     }
 }
 
@@ -480,9 +518,9 @@ IpExt: InNoRoutes\nIpExt: 0\n";
         let e = before
             .assert_grew_exactly(&before, Grew::NS_GOOD)
             .unwrap_err();
-        assert_eq!(
-            e,
-            Failure::Fail("counter TCPAOGood did not increase: 7 => 7".into())
+        assert!(
+            matches!(&e, Failure::Fail(m) if m.starts_with("counter TCPAOGood did not increase: 7 => 7 (before: ") && m.contains("TCPAOGood=7")),
+            "{e:?}"
         );
         let e = good
             .assert_grew_exactly(&before, Grew::NS_BAD)

@@ -17,8 +17,9 @@ use std::sync::{Arc, Once, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::ktap::{Status, Totals, Writer};
+use crate::outcome::Outcome;
 use crate::probe::{Feature, Features};
-use crate::registry::{Ctx, Outcome, Test};
+use crate::registry::{Ctx, Test};
 
 /// Per-test timeout when a test sets none (before slow-machine scaling).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -105,6 +105,17 @@ impl Totals {
     }
 }
 
+impl std::ops::AddAssign for Totals {
+    fn add_assign(&mut self, o: Totals) {
+        self.pass += o.pass;
+        self.fail += o.fail;
+        self.xfail += o.xfail;
+        self.xpass += o.xpass;
+        self.skip += o.skip;
+        self.error += o.error;
+    }
+}
+
 impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -3,29 +3,48 @@
 //! `tools/testing/selftests/net/tcp_ao`, with KTAP output and a `vm` mode that boots a
 //! TCP-AO kernel under virtme-ng.
 //!
-//! # Adding tests
+//! # Writing a program
 //!
-//! A test is data: a stable name `program/family/case`, the kernel [`Feature`]s it needs,
-//! an optional timeout, and a body returning a [`TestResult`]. Each program module exposes
-//! `pub fn tests() -> Vec<Test>`, and [`all_tests`] chains those lists (add one line there).
+//! A program is a module under [`programs`] with `pub fn tests() -> Vec<Test>`, added to
+//! [`programs::tests`]. A case is registered for both families by a builder:
+//! [`programs::PairTest`] runs a server and a client function, each in its own network
+//! namespace joined by a veth pair, with every segment captured and cross-checked by
+//! tcpao-refimpl; [`solo::SoloTest`] runs one function in one namespace (uAPI checks that
+//! need a socket but no peer). Both functions return a [`PeerResult`]: `Err(failure!(..))`
+//! with a full sentence fails the test, [`Failure::Skip`] skips it, [`Failure::XFail`] marks
+//! a known kernel issue. The kernel's `connect.c`, as `programs/connect.rs` has it:
 //!
 //! ```no_run
-//! use std::time::Duration;
-//! use tcpao_selftests::{Ctx, Feature, Outcome, Test, TestResult, ensure};
+//! use tcpao_selftests::counters::{Counters, Grew};
+//! use tcpao_selftests::peers::Peer;
+//! use tcpao_selftests::programs::PairTest;
+//! use tcpao_selftests::sockets::{self, TestKey};
+//! use tcpao_selftests::{PeerResult, Test, failure};
 //!
 //! pub fn tests() -> Vec<Test> {
-//!     ["ipv4", "ipv6"].into_iter().map(|fam| {
-//!         Test::new(format!("connect/{fam}/connect-good"), connect_good)
-//!             .requires(&[Feature::Netns, Feature::Veth, Feature::TcpAo])
-//!             .timeout(Duration::from_secs(30))
-//!     }).collect()
+//!     // connect/ipv4/basic and connect/ipv6/basic; requires TCP-AO, netns and veth.
+//!     PairTest::new("connect", "basic").ao().build(server, client)
 //! }
 //!
-//! fn connect_good(ctx: &Ctx) -> TestResult {
-//!     let v6 = ctx.family() == "ipv6";   // any error propagated with `?` fails the test
-//!     ctx.diag(format!("v6={v6}"));        // printed as `# connect/ipv6/connect-good: v6=true`
-//!     ensure!(!v6 || ctx.features().has(Feature::Ipv6), "no IPv6");
-//!     Ok(Outcome::Pass)                    // or Outcome::skip(..), Outcome::xfail(..), fail!(..)
+//! fn server(p: &Peer<'_>) -> PeerResult {
+//!     let lsk = sockets::listen(p, p.port(), 1)?;
+//!     sockets::add_key(p, &lsk, &TestKey::new(p.remote_addr(), 100, 100))?; // and registers it
+//!     p.sync()?;                                    // the client may connect now
+//!     let sk = sockets::accept(p, &lsk, p.deadline(), || false)?
+//!         .ok_or_else(|| failure!("the server accepted no connection"))?;
+//!     let before = Counters::of(&sk)?;               // netns MIB, TCP_AO_INFO, per-key
+//!     sockets::echo_server(p, &sk, p.deadline())?;
+//!     Counters::of(&sk)?.assert_grew_exactly(&before, Grew::GOOD)
+//! }
+//!
+//! fn client(p: &Peer<'_>) -> PeerResult {
+//!     let sk = sockets::client_socket(p)?;
+//!     sockets::add_key(p, &sk, &TestKey::new(p.remote_addr(), 100, 100))?;
+//!     p.sync()?;
+//!     sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+//!     let before = Counters::of(&sk)?;
+//!     sockets::echo_verify(p, &sk, 20, 100, p.deadline())?;
+//!     Counters::of(&sk)?.assert_grew_exactly(&before, Grew::GOOD)
 //! }
 //! ```
 //!
@@ -33,9 +52,17 @@
 //! body may `unshare(CLONE_NEWNET)` freely: the namespace belongs to its thread. A missing
 //! feature skips the test with one reason (for TCP-AO: "Tests require TCP-AO support
 //! (CONFIG_TCP_AO)"); a panic is a failure; a body that overruns its timeout is reported
-//! `not ok … # TIMEOUT` and abandoned. Size internal deadlines from [`Ctx::timeout`], which
-//! already includes the `KSFT_MACHINE_SLOW` factor, and poll for conditions instead of
-//! sleeping a fixed time.
+//! `not ok … # TIMEOUT` and abandoned. Wait with the deadline helpers ([`peers::Peer::wait_for`],
+//! [`sockets::accept`]), which include the `KSFT_MACHINE_SLOW` factor and return at once when
+//! the other peer failed; never sleep a fixed time.
+//!
+//! # Layers
+//!
+//! From the bottom: [`outcome`] (how a test ends) and [`rng`]; [`netns`], [`topology`]
+//! (addresses, [`topology::Family`], [`topology::Side`], veth and VRF setup); [`counters`];
+//! [`capture`] (packet capture and the cross-check by tcpao-refimpl); [`peers`] and
+//! [`solo`] (the runners); [`sockets`] and [`repair`] (what peers do); [`programs`]. No
+//! module imports one above it (`docs/architecture.md` has the map).
 #![forbid(unsafe_code)]
 
 pub mod capture;
@@ -43,20 +70,24 @@ pub mod cli;
 pub mod counters;
 pub mod harness;
 pub mod ktap;
+pub mod lab;
 pub mod netns;
+pub mod outcome;
 pub mod peers;
 pub mod probe;
 pub mod programs;
 pub mod registry;
 pub mod repair;
+pub mod rng;
 pub mod selfcheck;
 pub mod sockets;
 pub mod solo;
 pub mod topology;
 pub mod vm;
 
+pub use outcome::{BoxError, Failure, OrFail, Outcome, PeerResult, TestResult};
 pub use probe::{Feature, Features};
-pub use registry::{BoxError, Ctx, Outcome, Test, TestResult};
+pub use registry::{Ctx, Test};
 
 /// Every registered test, in run order. Program modules add their `tests()` here.
 pub fn all_tests() -> Vec<Test> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use tcpao_selftests::cli::{Cli, Command, RunArgs};
 use tcpao_selftests::harness::{self, RunOptions, TimeoutPolicy};
+use tcpao_selftests::lab;
 use tcpao_selftests::{Features, all_tests, vm};
 
 fn main() -> ExitCode {
@@ -16,6 +17,10 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Some(Command::Vm(args)) => vm::main(&args),
         Some(Command::Run(args)) => run(&args),
+        Some(Command::Kernel(args)) => lab::cli::kernel(&args),
+        Some(Command::Coverage(args)) => lab::cli::coverage(&args),
+        Some(Command::Mutate(args)) => lab::cli::mutate(&args),
+        Some(Command::Upstream(args)) => lab::upstream::main(&args.dir, &args.programs),
         None => run(&cli.run),
     };
     // Exiting here also ends any abandoned (timed-out) test threads.

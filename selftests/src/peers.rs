@@ -29,102 +29,15 @@ use std::time::{Duration, Instant};
 
 use crate::capture::{Capture, CaptureConfig, XcheckReport};
 use crate::counters::NetnsMib;
+use crate::failure;
 use crate::netns::{self, NetnsFd};
-use crate::topology::{self, Family, Link, Netlink, TopologyConfig};
+use crate::outcome::{Failure, OrFail, Outcome, PeerResult};
+use crate::topology::{self, Family, Link, Netlink, Side, TopologyConfig};
 
 /// Timeout for things that are expected to succeed (kernel `TEST_TIMEOUT_SEC`).
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// First port of a test; [`Peer::next_port`] counts up from here (kernel: 7010).
 pub const FIRST_PORT: u16 = 7010;
-
-/// Which peer a function runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The listening peer (kernel: main thread, netns A, 10.0.254.1).
-    Server,
-    /// The connecting peer (kernel: second thread, netns B, 10.0.1.1).
-    Client,
-}
-
-impl Side {
-    /// `server` or `client`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Server => "server",
-            Side::Client => "client",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Side::Server => 0,
-            Side::Client => 1,
-        }
-    }
-
-    /// The other side.
-    pub fn other(self) -> Side {
-        match self {
-            Side::Server => Side::Client,
-            Side::Client => Side::Server,
-        }
-    }
-}
-
-/// Why a peer function did not pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The test failed; the text is a full sentence.
-    Fail(String),
-    /// The test cannot run here (missing kernel feature); the text is the reason.
-    Skip(String),
-    /// A known kernel issue showed up, as the kernel suite's `test_xfail`.
-    XFail(String),
-    /// The other peer failed first; its failure is the one reported.
-    PeerFailed,
-    /// The environment is broken (topology could not be built); kernel `test_error`.
-    Setup(String),
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Fail(s) => write!(f, "{s}"),
-            Failure::Skip(s) => write!(f, "skipped: {s}"),
-            Failure::XFail(s) => write!(f, "expected failure: {s}"),
-            Failure::PeerFailed => write!(f, "the other peer failed"),
-            Failure::Setup(s) => write!(f, "setup failed: {s}"),
-        }
-    }
-}
-
-impl std::error::Error for Failure {}
-
-/// Result of a peer function.
-pub type PeerResult<T = ()> = Result<T, Failure>;
-
-/// Build a [`Failure::Fail`] from a format string: `return Err(failure!("counter {} did not grow", x))`.
-#[macro_export]
-macro_rules! failure {
-    ($($arg:tt)*) => { $crate::peers::Failure::Fail(format!($($arg)*)) };
-}
-
-/// Attach a sentence to an I/O error: `sk.listen(1).or_fail("server: listen() failed")?`.
-pub trait OrFail<T> {
-    /// Map the error to [`Failure::Fail`] with `what` and the error text.
-    ///
-    /// # Errors
-    /// The mapped failure when `self` is an error.
-    fn or_fail(self, what: &str) -> PeerResult<T>;
-}
-
-impl<T, E: fmt::Display> OrFail<T> for Result<T, E> {
-    fn or_fail(self, what: &str) -> PeerResult<T> {
-        self.map_err(|e| Failure::Fail(format!("{what}: {e}")))
-    }
-}
-
-pub use crate::registry::Outcome;
 
 /// What [`run_pair`] reports.
 #[derive(Debug, Clone)]

@@ -15,7 +15,8 @@
 //!
 //! ```no_run
 //! use tcpao_selftests::counters::{Counters, Grew};
-//! use tcpao_selftests::peers::{Peer, PeerResult};
+//! use tcpao_selftests::PeerResult;
+//! use tcpao_selftests::peers::Peer;
 //! use tcpao_selftests::programs::PairTest;
 //! use tcpao_selftests::sockets::{self, TestKey};
 //! use tcpao_selftests::{Test, failure};
@@ -46,7 +47,7 @@
 //!
 //! Keys added with [`sockets::add_key`] / [`sockets::add_md5_key`] are registered with the
 //! capture, so every signed segment is checked by the reference; a key installed another way
-//! must be registered with [`crate::capture::Capture::register`] by hand. Return
+//! must be registered with [`sockets::register`] by hand. Return
 //! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 
@@ -69,6 +70,7 @@ pub mod rst;
 pub mod self_connect;
 pub mod seq_ext;
 pub mod setsockopt_closed;
+pub mod sockopt;
 pub mod unsigned_md5;
 pub mod vrf_keys;
 
@@ -76,12 +78,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capture::CaptureConfig;
+use crate::outcome::{Outcome, PeerResult, TestResult};
 pub use crate::peers::{PairConfig, PairReport};
-use crate::peers::{Peer, PeerResult, Side, run_pair};
+use crate::peers::{Peer, run_pair};
 use crate::probe::Feature;
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::registry::{Ctx, Test};
 use crate::sockets;
-use crate::topology::{Family, TopologyConfig};
+use crate::topology::{Family, Side, TopologyConfig};
 
 /// Every program's tests.
 pub fn tests() -> Vec<Test> {
@@ -206,6 +209,23 @@ impl PairTest {
     }
 }
 
+/// The pair configuration of a test the harness runs: its family and slowness, a timeout
+/// that leaves the harness a margin to report a hang as a timeout of ours (not its own), and
+/// a capture named `name` (saved with `--save-pcaps`).
+pub fn pair_config(ctx: &Ctx, family: Family, name: &str) -> PairConfig {
+    let mut cfg = PairConfig::new(family);
+    cfg.slow_factor = ctx.slow_factor();
+    cfg.timeout = ctx
+        .timeout()
+        .saturating_sub(ctx.timeout() / 10)
+        .max(Duration::from_secs(1));
+    cfg.capture = Some(CaptureConfig::new(
+        name,
+        ctx.pcap_dir().map(std::path::Path::to_path_buf),
+    ));
+    cfg
+}
+
 /// Run one case under the harness: fresh topology, capture (saved with `--save-pcaps`),
 /// diagnostics and the cross-check count printed as KTAP `#` lines.
 ///
@@ -242,18 +262,8 @@ where
     S: FnOnce(&Peer<'_>) -> PeerResult + Send,
     C: FnOnce(&Peer<'_>) -> PeerResult + Send,
 {
-    let mut cfg = PairConfig::new(family);
+    let mut cfg = pair_config(ctx, family, ctx.name());
     cfg.topology = topology.clone();
-    cfg.slow_factor = ctx.slow_factor();
-    // Leave the harness a margin to report a hang as a timeout of ours, not its own.
-    cfg.timeout = ctx
-        .timeout()
-        .saturating_sub(ctx.timeout() / 10)
-        .max(Duration::from_secs(1));
-    cfg.capture = Some(CaptureConfig::new(
-        ctx.name(),
-        ctx.pcap_dir().map(std::path::Path::to_path_buf),
-    ));
     let report = run_pair(&cfg, server, client);
     for d in &report.diagnostics {
         ctx.diag(d);

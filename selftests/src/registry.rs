@@ -3,49 +3,13 @@
 //!
 //! See the crate documentation for a worked example of registering tests.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::outcome::TestResult;
 use crate::probe::{Feature, Features};
-
-/// The result a test body reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The behaviour under test was observed.
-    Pass,
-    /// It was not; the reason says what was seen instead.
-    Fail(String),
-    /// The test could not run here (missing feature, tool, privilege).
-    Skip(String),
-    /// A known, documented failure (kselftest `XFAIL`): counted, does not fail the run.
-    XFail(String),
-}
-
-impl Outcome {
-    /// `Fail` with the given reason.
-    pub fn fail(reason: impl fmt::Display) -> Self {
-        Outcome::Fail(reason.to_string())
-    }
-
-    /// `Skip` with the given reason.
-    pub fn skip(reason: impl fmt::Display) -> Self {
-        Outcome::Skip(reason.to_string())
-    }
-
-    /// `XFail` with the given reason.
-    pub fn xfail(reason: impl fmt::Display) -> Self {
-        Outcome::XFail(reason.to_string())
-    }
-}
-
-/// Any error a test body propagates with `?`; it becomes [`Outcome::Fail`].
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
-/// What a test body returns: `Ok(outcome)`, or an error that fails the test.
-pub type TestResult = Result<Outcome, BoxError>;
 
 /// The signature of a test body.
 pub type Body = dyn Fn(&Ctx) -> TestResult + Send + Sync + 'static;
@@ -247,35 +211,10 @@ impl Ctx {
     }
 }
 
-/// Returns early from a test body with [`Outcome::Fail`] and a formatted reason.
-#[macro_export]
-macro_rules! fail {
-    ($($arg:tt)*) => {
-        return ::core::result::Result::Ok($crate::Outcome::Fail(::std::format!($($arg)*)))
-    };
-}
-
-/// Fails the test with a formatted reason unless the condition holds.
-#[macro_export]
-macro_rules! ensure {
-    ($cond:expr, $($arg:tt)*) => {
-        if !$cond {
-            $crate::fail!($($arg)*);
-        }
-    };
-}
-
-/// Returns early from a test body with [`Outcome::Skip`] and a formatted reason.
-#[macro_export]
-macro_rules! skip {
-    ($($arg:tt)*) => {
-        return ::core::result::Result::Ok($crate::Outcome::Skip(::std::format!($($arg)*)))
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
 
     #[test]
     fn names_are_three_parts() {

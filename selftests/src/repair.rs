@@ -19,7 +19,8 @@
 //! segments after it are cross-checked by the reference with exactly those ISNs and SNEs.
 //!
 //! ```no_run
-//! # use tcpao_selftests::peers::{Peer, PeerResult};
+//! # use tcpao_selftests::PeerResult;
+//! # use tcpao_selftests::peers::Peer;
 //! # use tcpao_selftests::sockets::TestKey;
 //! # use tcpao_selftests::repair::{self, Restore};
 //! # fn f(p: &Peer<'_>, sk: socket2::Socket) -> PeerResult {
@@ -40,9 +41,10 @@ use tcpao_sys::{AoRepair, TcpAoExt};
 
 use crate::capture::{RestoredFlow, RestoredView};
 use crate::failure;
-use crate::peers::{Failure, OrFail, Peer, PeerResult, Side};
+use crate::outcome::{Failure, OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::sockets::{self, TestKey};
-use crate::topology::VETH_NAME;
+use crate::topology::{Side, VETH_NAME};
 
 /// Largest queue a checkpoint reads (the kernel default buffers are far smaller).
 const MAX_QUEUE: usize = 16 << 20;
@@ -112,9 +114,7 @@ impl Checkpoint {
                 failure!("restore: setsockopt(TCP_AO_ADD_KEY) of key {k:?} failed: {e}")
             })?;
             if opts.register_keys {
-                if let (Some(c), Some(r)) = (peer.capture(), k.registered(peer.side())) {
-                    c.register(r);
-                }
+                sockets::register(peer, k);
             }
         }
         if let Some(dev) = &self.device {

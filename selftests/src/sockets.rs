@@ -16,11 +16,15 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use tcpao_sys::{Algorithm, AoKey, KeyFilter, MasterKey, Md5Ext, Md5Key, PeerPrefix, TcpAoExt};
 
-use crate::capture::{KeyAlgorithm, RegisteredKey};
+use tcpao_refimpl::Mkt;
+use tcpao_refimpl::verify::keys::{EntryKey, KeyEntry};
 
-use crate::counters::{KeyCounters, SockCounters};
+use crate::capture::key_entry;
+use crate::rng::Rng;
+
 use crate::failure;
-use crate::peers::{Failure, OrFail, Peer, PeerResult, Side};
+use crate::outcome::{Failure, OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::topology::{Family, VETH_NAME};
 
 const SLICE: Duration = Duration::from_millis(10);
@@ -232,6 +236,77 @@ fn read_some(
     }
 }
 
+/// Read whatever `sk` has now without blocking: `Ok(Some(0))` when nothing is queued,
+/// `Ok(None)` at EOF.
+///
+/// # Errors
+/// A read failure.
+pub fn read_now(mut sk: &Socket, buf: &mut [u8]) -> PeerResult<Option<usize>> {
+    match sk.read(buf) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(0)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
+        Err(e) => Err(failure!("read() failed: {e}")),
+    }
+}
+
+/// Read exactly `buf.len()` bytes before `deadline`.
+///
+/// # Errors
+/// EOF, a read failure or the deadline.
+pub fn read_exact(peer: &Peer<'_>, sk: &Socket, buf: &mut [u8], deadline: Instant) -> PeerResult {
+    let mut got = 0;
+    while got < buf.len() {
+        match read_now(sk, &mut buf[got..])? {
+            None => {
+                return Err(failure!(
+                    "the peer closed the connection after {got} of {} bytes",
+                    buf.len()
+                ));
+            }
+            Some(0) => {
+                if !wait_fd(peer, sk, PollFlags::POLLIN, deadline, || false)? {
+                    return Err(failure!(
+                        "read() timed out after {got} of {} bytes",
+                        buf.len()
+                    ));
+                }
+            }
+            Some(n) => got += n,
+        }
+    }
+    Ok(())
+}
+
+/// Echo up to `quota` bytes back (kernel `test_server_run(sk, quota)`); stops early at EOF
+/// or when nothing arrives before `deadline`. Returns the bytes echoed.
+///
+/// # Errors
+/// A read/write failure, or a write the peer does not make room for before `deadline`.
+pub fn echo_quota(peer: &Peer<'_>, sk: &Socket, quota: u64, deadline: Instant) -> PeerResult<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut served = 0u64;
+    while served < quota {
+        let want = usize::try_from(quota - served)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        match read_now(sk, &mut buf[..want])? {
+            None => break,
+            Some(0) => {
+                if !wait_fd(peer, sk, PollFlags::POLLIN, deadline, || false)? {
+                    break;
+                }
+            }
+            Some(n) => {
+                write_all(peer, sk, &buf[..n], deadline)?;
+                served += n as u64;
+            }
+        }
+    }
+    Ok(served)
+}
+
 /// Echo everything received on `sk` back until the peer closes (kernel `test_server_run`).
 /// Returns the number of bytes served.
 ///
@@ -263,7 +338,7 @@ pub fn echo_verify(
     deadline: Instant,
 ) -> PeerResult {
     sk.set_tcp_nodelay(true).or_fail("TCP_NODELAY failed")?;
-    let mut rng = XorShift::seeded();
+    let mut rng = Rng::from_clock();
     let mut out = vec![0u8; len];
     let mut back = vec![0u8; len];
     for i in 0..count {
@@ -284,95 +359,6 @@ pub fn echo_verify(
         }
     }
     Ok(())
-}
-
-/// A small xorshift64* generator for test payloads (not for keys).
-#[derive(Debug, Clone)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// Seeded from the clock.
-    pub fn seeded() -> Self {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
-        Self(t | 1)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Fill `buf` with random bytes.
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-}
-
-/// The TCP-AO socket and key counters of `sk` (`TCP_AO_INFO`, `TCP_AO_GET_KEYS`); `(None, [])`
-/// for a socket without TCP-AO state, or on a kernel without TCP-AO.
-///
-/// # Errors
-/// When a socket option fails for another reason than "no TCP-AO on this socket".
-pub fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCounters>)> {
-    let info = match sk.ao_info() {
-        Ok(Some(i)) => i,
-        Ok(None) => return Ok((None, Vec::new())),
-        Err(e) if e.is_unsupported() => return Ok((None, Vec::new())),
-        Err(e) => return Err(failure!("getsockopt(TCP_AO_INFO) failed: {e}")),
-    };
-    let c = info.counters;
-    let sock = SockCounters {
-        good: c.good,
-        bad: c.bad,
-        key_not_found: c.key_not_found,
-        ao_required: c.ao_required,
-        dropped_icmp: c.dropped_icmp,
-    };
-    let keys = match sk.ao_keys(&KeyFilter::All) {
-        Ok(k) => k,
-        // A socket whose keys were all deleted still has TCP-AO state but no keys.
-        Err(tcpao_sys::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(failure!("getsockopt(TCP_AO_GET_KEYS) failed: {e}")),
-    };
-    let keys = keys
-        .into_iter()
-        .map(|k| KeyCounters {
-            send_id: k.selector.send_id,
-            recv_id: k.selector.recv_id,
-            peer: k.selector.peer.to_string(),
-            good: k.good,
-            bad: k.bad,
-        })
-        .collect();
-    Ok((Some(sock), keys))
-}
-
-/// `SOL_PACKET` (`<linux/socket.h>`).
-const SOL_PACKET: i32 = 263;
-/// `PACKET_STATISTICS` (`<linux/if_packet.h>`): `struct tpacket_stats { u32 packets, drops }`.
-const PACKET_STATISTICS: i32 = 6;
-
-/// Frames the packet socket `sk` dropped (`PACKET_STATISTICS`; reading resets the counters).
-pub fn packet_drops(sk: &impl AsFd) -> Option<u32> {
-    let mut buf = [0u8; 8];
-    match tcpao_sys::raw::getsockopt_bytes(
-        sk,
-        SOL_PACKET,
-        PACKET_STATISTICS,
-        Some(&mut buf),
-        tcpao_sys::raw::OptLen::Buffer,
-    ) {
-        Ok(Some(8)) => Some(u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]])),
-        _ => None,
-    }
 }
 
 /// The password of the default test key (our own sentence; 59 bytes, so AES-128-CMAC keys go
@@ -492,22 +478,40 @@ impl TestKey {
         Ok(k)
     }
 
-    /// The capture registration of this key, owned by `owner`; `None` for an algorithm the
-    /// reference does not implement (its segments are then not cross-checked).
-    pub fn registered(&self, owner: Side) -> Option<RegisteredKey> {
-        let alg = KeyAlgorithm::from_kernel_name(self.algorithm.kernel_name())?;
-        let mut r = RegisteredKey::ao(
-            owner,
-            alg,
-            &self.password,
+    /// The reference MKT of this key (its holder's view), or `None` when tcpao-refimpl does
+    /// not implement its algorithm. MAC length 0 is the kernel's default, 12.
+    pub fn mkt(&self) -> Option<Mkt> {
+        let maclen = self.maclen.filter(|m| *m != 0).unwrap_or(12);
+        Mkt::new(
             self.send_id,
             self.recv_id,
-            self.peer,
-            self.prefix_len(),
-        );
-        r.maclen = self.maclen.filter(|m| *m != 0).unwrap_or(12);
-        r.include_options = self.include_options;
-        Some(r)
+            reference_algorithm(&self.algorithm)?,
+            self.password.as_slice(),
+        )
+        .with_mac_len(usize::from(maclen))
+        .ok()
+        .map(|m| m.with_include_options(self.include_options))
+    }
+
+    /// The keys-file entry of this key held at `local`, for the capture; `None` when
+    /// tcpao-refimpl does not implement its algorithm (its segments are then not
+    /// cross-checked).
+    pub fn entry(&self, local: IpAddr) -> Option<KeyEntry> {
+        let key = EntryKey::Ao(self.mkt()?);
+        Some(key_entry(key, local, self.peer, self.prefix_len()))
+    }
+}
+
+/// The RFC 5926 algorithm of a kernel algorithm, or `None` when tcpao-refimpl does not
+/// implement it: the one place where tcpao-sys's and tcpao-refimpl's vocabularies meet.
+pub fn reference_algorithm(a: &Algorithm) -> Option<tcpao_refimpl::Algorithm> {
+    tcpao_refimpl::Algorithm::from_kernel_name(a.kernel_name()).ok()
+}
+
+/// Register a key `peer` installed outside [`add_key`] with the test's capture.
+pub fn register(peer: &Peer<'_>, key: &TestKey) {
+    if let (Some(c), Some(e)) = (peer.capture(), key.entry(peer.local_addr())) {
+        c.register(peer.side(), e);
     }
 }
 
@@ -525,8 +529,8 @@ pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
         e => failure!("setsockopt(TCP_AO_ADD_KEY) of key {key:?} failed: {e}"),
     })?;
     if let Some(c) = peer.capture() {
-        match key.registered(peer.side()) {
-            Some(r) => c.register(r),
+        match key.entry(peer.local_addr()) {
+            Some(e) => c.register(peer.side(), e),
             None => peer.diag(format!(
                 "key {}:{} uses {}, which tcpao-refimpl does not implement: its segments are not cross-checked",
                 key.send_id,
@@ -593,7 +597,11 @@ pub fn add_md5_key(
         e => failure!("setsockopt(TCP_MD5SIG_EXT) for {peer_addr}/{prefix} failed: {e}"),
     })?;
     if let Some(c) = peer.capture() {
-        c.register(RegisteredKey::md5(peer.side(), password, peer_addr, prefix));
+        let key = EntryKey::Md5(tcpao_refimpl::MasterKey::new(password));
+        c.register(
+            peer.side(),
+            key_entry(key, peer.local_addr(), peer_addr, prefix),
+        );
     }
     Ok(())
 }

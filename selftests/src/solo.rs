@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! use tcpao_selftests::solo::{Solo, SoloTest};
-//! use tcpao_selftests::peers::PeerResult;
+//! use tcpao_selftests::PeerResult;
 //! use tcpao_selftests::Test;
 //!
 //! pub fn tests() -> Vec<Test> {
@@ -35,9 +35,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::netns;
-use crate::peers::{Failure, PeerResult, TEST_TIMEOUT};
+use crate::outcome::{Failure, Outcome, PeerResult, TestResult};
+use crate::peers::TEST_TIMEOUT;
 use crate::probe::Feature;
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::registry::{Ctx, Test};
 use crate::topology::{Family, Netlink, VRF_IFINDEX, VRF_NAME, VRF_TABLE};
 
 /// A single-namespace test case, registered for both families.
@@ -251,12 +252,5 @@ where
         "total {:.1} ms",
         start.elapsed().as_secs_f64() * 1e3
     ));
-    Ok(match result {
-        Ok(()) => Outcome::Pass,
-        Err(Failure::Fail(s)) => Outcome::Fail(s),
-        Err(Failure::Setup(s)) => Outcome::Fail(format!("setup failed: {s}")),
-        Err(Failure::Skip(s)) => Outcome::Skip(s),
-        Err(Failure::XFail(s)) => Outcome::XFail(s),
-        Err(Failure::PeerFailed) => Outcome::Fail("reported a peer failure without a peer".into()),
-    })
+    Ok(result.map_or_else(Outcome::from, |()| Outcome::Pass))
 }

@@ -119,6 +119,41 @@ impl Family {
     }
 }
 
+/// Which peer a function runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The listening peer (kernel: main thread, netns A, 10.0.254.1).
+    Server,
+    /// The connecting peer (kernel: second thread, netns B, 10.0.1.1).
+    Client,
+}
+
+impl Side {
+    /// `server` or `client`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
+    }
+
+    /// 0 for the server, 1 for the client.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Server => 0,
+            Side::Client => 1,
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Server => Side::Client,
+            Side::Client => Side::Server,
+        }
+    }
+}
+
 /// What a test needs from the network beyond the default pair.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopologyConfig {
@@ -527,9 +562,21 @@ pub fn setup_server(nl: &Netlink, client_ns: &NetnsFd, cfg: &TopologyConfig) -> 
     for n in &cfg.extra_clients {
         peers.extend(Family::ALL.iter().map(|f| f.test_addr(*n)));
     }
-    configure(nl, veth, &mine, &peers)?;
+    addresses_and_routes(nl, veth, &mine, &peers, cfg)
+}
+
+/// Give the veth `veth` this side's addresses `mine`, routes to `peers`, and the VRF if the
+/// topology asks for one.
+fn addresses_and_routes(
+    nl: &Netlink,
+    veth: u32,
+    mine: &[IpAddr],
+    peers: &[IpAddr],
+    cfg: &TopologyConfig,
+) -> Result<Link> {
+    configure(nl, veth, mine, peers)?;
     let vrf_index = if cfg.vrf {
-        Some(add_vrf_with_route(nl, veth, &peers, &mine)?)
+        Some(add_vrf_with_route(nl, veth, peers, mine)?)
     } else {
         None
     };
@@ -552,16 +599,7 @@ pub fn setup_client(nl: &Netlink, cfg: &TopologyConfig) -> Result<Link> {
         mine.extend(Family::ALL.iter().map(|f| f.test_addr(*n)));
     }
     let peers: Vec<IpAddr> = Family::ALL.iter().map(|f| f.server_addr()).collect();
-    configure(nl, veth, &mine, &peers)?;
-    let vrf_index = if cfg.vrf {
-        Some(add_vrf_with_route(nl, veth, &peers, &mine)?)
-    } else {
-        None
-    };
-    Ok(Link {
-        veth_index: veth,
-        vrf_index,
-    })
+    addresses_and_routes(nl, veth, &mine, &peers, cfg)
 }
 
 fn configure(nl: &Netlink, veth: u32, mine: &[IpAddr], peers: &[IpAddr]) -> Result<()> {

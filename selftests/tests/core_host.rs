@@ -1,35 +1,25 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The suite's core on the host kernel (no TCP-AO needed): topology, two-peer runner, echo,
 //! counters, capture, failure propagation and teardown. Needs root (netns, veth, AF_PACKET);
-//! without it every test here says so and returns.
+//! without it every trial is reported as ignored, and the reason is printed once.
 
 use std::sync::Mutex;
+
+use libtest_mimic::{Arguments, Trial};
 use std::time::{Duration, Instant};
 
 use tcpao_selftests::counters::Counters;
 use tcpao_selftests::failure;
 use tcpao_selftests::netns::NetnsHolds;
-use tcpao_selftests::peers::{Failure, Outcome, PairConfig, TEST_TIMEOUT, run_pair};
+use tcpao_selftests::outcome::{Failure, Outcome};
+use tcpao_selftests::peers::{PairConfig, TEST_TIMEOUT, run_pair};
 use tcpao_selftests::sockets::{self, Connect};
 use tcpao_selftests::topology::{Family, Netlink};
 
 /// The leak check counts this process's sockets: run the tests of this file one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped: needs root for network namespaces");
-        false
-    }
-}
-
-#[test]
 fn plain_tcp_echo_across_the_veth_both_families() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -98,11 +88,7 @@ fn plain_tcp_echo_across_the_veth_both_families() {
     }
 }
 
-#[test]
 fn failure_of_one_side_releases_the_other_at_once() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -148,11 +134,7 @@ fn failure_of_one_side_releases_the_other_at_once() {
     );
 }
 
-#[test]
 fn panics_are_failures_and_nothing_leaks() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -223,7 +205,8 @@ fn md5_pair(
     expect_connect: bool,
     save: Option<&std::path::Path>,
 ) -> tcpao_selftests::peers::PairReport {
-    use tcpao_selftests::capture::{CaptureConfig, RegisteredKey};
+    use tcpao_refimpl::verify::keys::EntryKey;
+    use tcpao_selftests::capture::{CaptureConfig, key_entry};
     use tcpao_sys::{MasterKey, Md5Ext, Md5Key, PeerPrefix};
     let mut cfg = PairConfig::new(family);
     if let Some(dir) = save {
@@ -240,12 +223,11 @@ fn md5_pair(
             };
             lsk.add_md5_key(&key)
                 .map_err(|e| failure!("server: TCP_MD5SIG_EXT: {e}"))?;
-            p.capture().unwrap().register(RegisteredKey::md5(
+            let key = EntryKey::Md5(tcpao_refimpl::MasterKey::new(server_capture_pw));
+            p.capture().unwrap().register(
                 p.side(),
-                server_capture_pw,
-                p.remote_addr(),
-                family.host_prefix(),
-            ));
+                key_entry(key, p.local_addr(), p.remote_addr(), family.host_prefix()),
+            );
             let before = Counters::netns()?;
             p.sync()?;
             if expect_connect {
@@ -283,11 +265,7 @@ fn md5_pair(
     )
 }
 
-#[test]
 fn md5_traffic_is_captured_and_verified_by_the_reference() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -318,11 +296,7 @@ fn md5_traffic_is_captured_and_verified_by_the_reference() {
     }
 }
 
-#[test]
 fn md5_wrong_key_is_counted_and_the_reference_agrees() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -349,11 +323,7 @@ fn md5_wrong_key_is_counted_and_the_reference_agrees() {
     );
 }
 
-#[test]
 fn xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -374,11 +344,7 @@ fn xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment() {
     }
 }
 
-#[test]
 fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -395,11 +361,7 @@ fn xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts
     }
 }
 
-#[test]
 fn save_pcaps_writes_a_capture_and_a_keys_file() {
-    if !root() {
-        return;
-    }
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -430,4 +392,59 @@ fn save_pcaps_writes_a_capture_and_a_keys_file() {
         keys.contains("local = \"10.0.254.1\"") && keys.contains("peer = \"10.0.1.1/32\""),
         "{keys}"
     );
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!(
+            "note: every trial is ignored: network namespaces, veth pairs and AF_PACKET need root"
+        );
+    }
+    let tests: [(&str, fn()); 8] = [
+        (
+            "plain_tcp_echo_across_the_veth_both_families",
+            plain_tcp_echo_across_the_veth_both_families,
+        ),
+        (
+            "failure_of_one_side_releases_the_other_at_once",
+            failure_of_one_side_releases_the_other_at_once,
+        ),
+        (
+            "panics_are_failures_and_nothing_leaks",
+            panics_are_failures_and_nothing_leaks,
+        ),
+        (
+            "md5_traffic_is_captured_and_verified_by_the_reference",
+            md5_traffic_is_captured_and_verified_by_the_reference,
+        ),
+        (
+            "md5_wrong_key_is_counted_and_the_reference_agrees",
+            md5_wrong_key_is_counted_and_the_reference_agrees,
+        ),
+        (
+            "xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment",
+            xcheck_rule_1_fails_when_the_reference_rejects_a_kernel_signed_segment,
+        ),
+        (
+            "xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts",
+            xcheck_rule_2_fails_when_the_kernel_counts_bad_segments_the_reference_accepts,
+        ),
+        (
+            "save_pcaps_writes_a_capture_and_a_keys_file",
+            save_pcaps_writes_a_capture_and_a_keys_file,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            Trial::test(name, move || {
+                f();
+                Ok(())
+            })
+            .with_ignored_flag(!root)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }

@@ -10,6 +10,7 @@ mod error;
 mod ext;
 mod info;
 mod key;
+pub mod packet;
 mod probe;
 pub mod raw;
 pub mod repair;

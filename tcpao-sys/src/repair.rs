@@ -241,7 +241,7 @@ pub fn set_timestamp<F: AsFd + ?Sized>(fd: &F, ts: u32) -> Result<()> {
 /// A snapshot of the `TCP_INFO` fields a checkpoint needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TcpInfo {
-    /// `tcpi_state` (1 = ESTABLISHED, 10 = LISTEN, 7 = CLOSE, ...).
+    /// `tcpi_state`: [`uapi::TCP_ESTABLISHED`], [`uapi::TCP_LISTEN`], ...
     pub state: u8,
     /// `tcpi_options` (`TCPI_OPT_*` bits).
     pub options: u8,
@@ -343,11 +343,11 @@ mod tests {
         let mut b = [0u8; 1];
         s.read_exact(&mut b).unwrap();
         let i = tcp_info(&c).unwrap();
-        assert_eq!(i.state, 1, "ESTABLISHED");
+        assert_eq!(i.state, uapi::TCP_ESTABLISHED);
         assert!(i.timestamps() && i.sack() && i.wscale(), "{i:?}");
         assert_eq!(i.snd_wscale, tcp_info(&s).unwrap().rcv_wscale);
         assert!(i.snd_mss > 0 && i.snd_mss <= 65495);
-        assert_eq!(tcp_info(&l).unwrap().state, 10, "LISTEN");
+        assert_eq!(tcp_info(&l).unwrap().state, uapi::TCP_LISTEN);
         assert!(mss(&c).unwrap() > 0);
     }
 

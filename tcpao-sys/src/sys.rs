@@ -4,9 +4,13 @@
 //!
 //! Memory safety rests on two facts: (1) every typed option argument implements the
 //! `unsafe` marker trait [`Pod`], so any byte pattern the kernel writes into it is a valid
-//! value; (2) the kernel never reads or writes more than `optlen` bytes at `optval`, and the
-//! pointer/length pairs passed here always describe memory we own for the duration of the
-//! call (or are NULL).
+//! value and every byte of it is initialized; (2) the kernel never reads or writes more than
+//! `optlen` bytes at `optval`, and the pointer/length pairs passed here always describe
+//! memory we own for the duration of the call (or are NULL).
+//!
+//! The first fact also makes the `uapi` structs readable and writable as bytes, safely:
+//! `as_bytes()` and `as_bytes_mut()` (defined here), for tests that send the kernel exactly
+//! the bytes a C program would, with one field broken.
 #![allow(unsafe_code)]
 
 use crate::uapi;
@@ -15,13 +19,15 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 
-/// Types that are plain old data: no padding the kernel could not fill, no invalid bit
-/// patterns, no pointers. Any bytes written by the kernel form a valid value.
+/// Types that are plain old data: no padding bytes, no invalid bit patterns, no pointers.
+/// Any bytes written by the kernel form a valid value, and every byte of a value is
+/// initialized.
 ///
 /// # Safety
 ///
 /// Implement only for `#[repr(C)]` integer-only structs/arrays for which every bit pattern is
-/// a valid value.
+/// a valid value and whose fields cover every byte (the `uapi` layout assertions check the
+/// offsets and sizes of each struct).
 pub(crate) unsafe trait Pod: Sized {}
 
 // SAFETY: integers accept every bit pattern.
@@ -46,6 +52,50 @@ unsafe impl Pod for uapi::tcp_repair_opt {}
 unsafe impl Pod for uapi::tcp_repair_window {}
 // SAFETY: an array of `u8` accepts every bit pattern.
 unsafe impl<const N: usize> Pod for [u8; N] {}
+// SAFETY: `struct tpacket_stats` is two `u32`s; every bit pattern valid.
+unsafe impl Pod for libc::tpacket_stats {}
+
+/// The bytes of a plain-old-data value.
+fn bytes_of<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: `T: Pod` has no padding, so all `size_of::<T>()` bytes at `v` are initialized;
+    // the slice borrows `v` immutably for its lifetime.
+    unsafe { std::slice::from_raw_parts(ptr::from_ref(v).cast::<u8>(), size_of::<T>()) }
+}
+
+/// The bytes of a plain-old-data value, writable.
+fn bytes_of_mut<T: Pod>(v: &mut T) -> &mut [u8] {
+    // SAFETY: as in `bytes_of`; the slice borrows `v` exclusively, and whatever bytes are
+    // written through it form a valid `T` (`T: Pod` accepts every bit pattern).
+    unsafe { std::slice::from_raw_parts_mut(ptr::from_mut(v).cast::<u8>(), size_of::<T>()) }
+}
+
+/// `as_bytes()`/`as_bytes_mut()` for the `uapi` structs.
+macro_rules! uapi_bytes {
+    ($($t:ident),* $(,)?) => {$(
+        impl uapi::$t {
+            #[doc = concat!("The `struct ", stringify!($t), "` as the kernel reads it, byte for byte.")]
+            pub fn as_bytes(&self) -> &[u8] {
+                bytes_of(self)
+            }
+
+            #[doc = concat!("The `struct ", stringify!($t), "` as bytes to overwrite (any bytes are a valid value).")]
+            pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+                bytes_of_mut(self)
+            }
+        }
+    )*};
+}
+
+uapi_bytes!(
+    tcp_ao_add,
+    tcp_ao_del,
+    tcp_ao_info_opt,
+    tcp_ao_getsockopt,
+    tcp_ao_repair,
+    tcp_md5sig,
+    tcp_repair_opt,
+    tcp_repair_window,
+);
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc == -1 {
@@ -303,4 +353,65 @@ pub(crate) fn socket_family(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     };
     cvt(rc)?;
     Ok(libc::c_int::from(ss.ss_family))
+}
+
+/// A new `AF_PACKET` socket of `kind` (`SOCK_RAW` or `SOCK_DGRAM`, close-on-exec) for every
+/// protocol (`ETH_P_ALL`).
+pub(crate) fn packet_socket(kind: libc::c_int) -> io::Result<OwnedFd> {
+    let protocol = libc::c_int::from((libc::ETH_P_ALL as u16).to_be());
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: `fd` was just returned by socket(2), is open, and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Wait at most `timeout_ms` (0: do not wait) until `fd` is readable; EINTR counts as not
+/// readable yet.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: libc::c_int) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live `pollfd` and the count is 1; `fd` is a borrowed, open
+    // descriptor.
+    let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+    match cvt(rc) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `recvfrom(fd, buf, MSG_DONTWAIT | MSG_TRUNC)` on a packet socket: the packet's full length
+/// (which may exceed `buf`) and its link-layer address, or `None` when nothing is queued.
+pub(crate) fn recv_packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, libc::sockaddr_ll)>> {
+    // SAFETY: `sockaddr_ll` is integers and a byte array: all-zero bytes are a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = socklen(size_of::<libc::sockaddr_ll>())?;
+    // SAFETY: `buf` is an exclusive borrow of `buf.len()` bytes and the kernel writes at most
+    // that many (MSG_TRUNC only changes the returned length); `addr` is a live
+    // `sockaddr_ll` of `len` bytes and the kernel writes at most `len` there. `fd` is a
+    // borrowed, open descriptor.
+    let rc = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            (&raw mut addr).cast::<libc::sockaddr>(),
+            &raw mut len,
+        )
+    };
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some((rc as usize, addr)))
 }

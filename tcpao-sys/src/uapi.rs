@@ -73,6 +73,30 @@ pub const TCP_RECV_QUEUE: i32 = 1;
 /// `TCP_SEND_QUEUE`: value for `TCP_REPAIR_QUEUE`.
 pub const TCP_SEND_QUEUE: i32 = 2;
 
+/// `TCP_ESTABLISHED`: a `tcpi_state` value (`include/net/tcp_states.h`; libc has no names
+/// for the Linux TCP states).
+pub const TCP_ESTABLISHED: u8 = 1;
+/// `TCP_SYN_SENT`: a `tcpi_state` value.
+pub const TCP_SYN_SENT: u8 = 2;
+/// `TCP_SYN_RECV`: a `tcpi_state` value.
+pub const TCP_SYN_RECV: u8 = 3;
+/// `TCP_FIN_WAIT1`: a `tcpi_state` value.
+pub const TCP_FIN_WAIT1: u8 = 4;
+/// `TCP_FIN_WAIT2`: a `tcpi_state` value.
+pub const TCP_FIN_WAIT2: u8 = 5;
+/// `TCP_TIME_WAIT`: a `tcpi_state` value.
+pub const TCP_TIME_WAIT: u8 = 6;
+/// `TCP_CLOSE`: a `tcpi_state` value.
+pub const TCP_CLOSE: u8 = 7;
+/// `TCP_CLOSE_WAIT`: a `tcpi_state` value.
+pub const TCP_CLOSE_WAIT: u8 = 8;
+/// `TCP_LAST_ACK`: a `tcpi_state` value.
+pub const TCP_LAST_ACK: u8 = 9;
+/// `TCP_LISTEN`: a `tcpi_state` value.
+pub const TCP_LISTEN: u8 = 10;
+/// `TCP_CLOSING`: a `tcpi_state` value.
+pub const TCP_CLOSING: u8 = 11;
+
 /// `TCPOPT_MSS`: `opt_code` for [`tcp_repair_opt`].
 pub const TCPOPT_MSS: u32 = 2;
 /// `TCPOPT_WINDOW`: `opt_code` for [`tcp_repair_opt`] (`opt_val` = snd_wscale | rcv_wscale << 16).
@@ -186,6 +210,8 @@ impl tcp_ao_add {
     pub const SET_CURRENT: u32 = bf(0, 32);
     /// `set_rnext:1`: request it from peer with RNext_key.
     pub const SET_RNEXT: u32 = bf(1, 32);
+    /// `reserved:30`: every other bit of the word (the kernel requires them 0).
+    pub const RESERVED: u32 = !(Self::SET_CURRENT | Self::SET_RNEXT);
 }
 
 /// `struct tcp_ao_del`: argument of `setsockopt(TCP_AO_DEL_KEY)`.
@@ -221,6 +247,8 @@ impl tcp_ao_del {
     pub const SET_RNEXT: u32 = bf(1, 32);
     /// `del_async:1`: only valid for listen sockets.
     pub const DEL_ASYNC: u32 = bf(2, 32);
+    /// `reserved:29`: every other bit of the word (the kernel requires them 0).
+    pub const RESERVED: u32 = !(Self::SET_CURRENT | Self::SET_RNEXT | Self::DEL_ASYNC);
 }
 
 /// `struct tcp_ao_info_opt`: argument of `{set,get}sockopt(TCP_AO_INFO)`.
@@ -259,6 +287,12 @@ impl tcp_ao_info_opt {
     pub const SET_COUNTERS: u32 = bf(3, 32);
     /// `accept_icmps:1`.
     pub const ACCEPT_ICMPS: u32 = bf(4, 32);
+    /// `reserved:27`: every other bit of the word (the kernel requires them 0).
+    pub const RESERVED: u32 = !(Self::SET_CURRENT
+        | Self::SET_RNEXT
+        | Self::AO_REQUIRED
+        | Self::SET_COUNTERS
+        | Self::ACCEPT_ICMPS);
 }
 
 /// `struct tcp_ao_getsockopt`: one element of the `getsockopt(TCP_AO_GET_KEYS)` array.
@@ -301,6 +335,8 @@ impl tcp_ao_getsockopt {
     pub const IS_RNEXT: u16 = bf(1, 16) as u16;
     /// `get_all:1`.
     pub const GET_ALL: u16 = bf(2, 16) as u16;
+    /// `reserved:13`: every other bit of the word (the kernel requires them 0).
+    pub const RESERVED: u16 = !(Self::IS_CURRENT | Self::IS_RNEXT | Self::GET_ALL);
 }
 
 /// `struct tcp_ao_repair`: argument of `{set,get}sockopt(TCP_AO_REPAIR)`.
@@ -612,3 +648,40 @@ const _: () = assert!(
         && tcp_ao_getsockopt::IS_RNEXT == 1 << 14
         && tcp_ao_getsockopt::GET_ALL == 1 << 13
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_bytes_is_the_c_layout() {
+        let mut k = tcp_ao_add {
+            sndid: 7,
+            keylen: 3,
+            bitfield: tcp_ao_add::SET_RNEXT,
+            ..tcp_ao_add::default()
+        };
+        k.key[..3].copy_from_slice(b"abc");
+        let b = k.as_bytes();
+        assert_eq!(b.len(), size_of::<tcp_ao_add>());
+        assert_eq!(b[offset_of!(tcp_ao_add, sndid)], 7);
+        assert_eq!(&b[offset_of!(tcp_ao_add, key)..][..3], b"abc");
+        let w = offset_of!(tcp_ao_add, bitfield);
+        assert_eq!(b[w..w + 4], tcp_ao_add::SET_RNEXT.to_ne_bytes());
+        // Writing bytes writes the fields.
+        let mut g = tcp_ao_getsockopt::default();
+        let n = offset_of!(tcp_ao_getsockopt, nkeys);
+        g.as_bytes_mut()[n..n + 4].copy_from_slice(&5u32.to_ne_bytes());
+        assert_eq!(g.nkeys, 5);
+        assert_eq!(tcp_ao_info_opt::default().as_bytes(), [0u8; 48]);
+    }
+
+    #[test]
+    fn reserved_bits_are_the_undeclared_ones() {
+        assert_eq!(tcp_ao_add::RESERVED.count_ones(), 30);
+        assert_eq!(tcp_ao_del::RESERVED.count_ones(), 29);
+        assert_eq!(tcp_ao_info_opt::RESERVED.count_ones(), 27);
+        assert_eq!(tcp_ao_getsockopt::RESERVED.count_ones(), 13);
+        assert_eq!(tcp_ao_add::RESERVED & tcp_ao_add::SET_CURRENT, 0);
+    }
+}

@@ -38,7 +38,7 @@ use socket2::{Domain, SockFilter, Socket, Type};
 use super::writer::{ByteOrder, PcapWriter};
 use super::{Frame, LinkType, Timestamp};
 use crate::verify::keys::KeysFile;
-use crate::verify::{Checker, Counts, Options, Report, VerdictKind};
+use crate::verify::{Checker, Counts, Options, Report, Verdict};
 use crate::wire::SegmentRef;
 
 pub use bpf::{FilterSpec, SNAPLEN};
@@ -264,8 +264,8 @@ pub enum LiveEvent {
         at: f64,
         /// The segment's sender and receiver.
         segment: (SocketAddr, SocketAddr),
-        /// The verdict.
-        verdict: VerdictKind,
+        /// The verdict's report name (`bad`, `key_not_found`, `unsigned`, `md5_bad`).
+        verdict: &'static str,
         /// Its KeyID, if it had a TCP-AO option.
         key_id: Option<u8>,
     },
@@ -315,8 +315,12 @@ impl fmt::Display for LiveEvent {
             } => {
                 write!(
                     f,
-                    "+{at:.3}s flow {} -> {}: first failing segment: {verdict} (frame {frame}, {} -> {}",
-                    flow.0, flow.1, segment.0, segment.1
+                    "+{at:.3}s flow {} -> {}: first failing segment: {} (frame {frame}, {} -> {}",
+                    flow.0,
+                    flow.1,
+                    verdict.replace('_', " "),
+                    segment.0,
+                    segment.1
                 )?;
                 if let Some(k) = key_id {
                     write!(f, ", KeyID {k}")?;
@@ -362,33 +366,24 @@ struct FlowWatch {
     last: u64,
 }
 
-/// The verdict the checker gave the segment it was just fed: the counter that moved.
-fn moved(before: &Counts, after: &Counts) -> Option<VerdictKind> {
-    [
-        (before.good, after.good, VerdictKind::Good),
-        (before.bad, after.bad, VerdictKind::Bad),
-        (
-            before.key_not_found,
-            after.key_not_found,
-            VerdictKind::KeyNotFound,
-        ),
-        (before.unsigned, after.unsigned, VerdictKind::Unsigned),
-        (
-            before.unverifiable,
-            after.unverifiable,
-            VerdictKind::Unverifiable,
-        ),
-        (before.md5_good, after.md5_good, VerdictKind::Md5Good),
-        (before.md5_bad, after.md5_bad, VerdictKind::Md5Bad),
-        (
-            before.not_covered,
-            after.not_covered,
-            VerdictKind::NotCovered,
-        ),
-    ]
-    .into_iter()
-    .find(|(b, a, _)| a > b)
-    .map(|(_, _, v)| v)
+/// What the checker concluded about the segment it was just fed, read from the counts that
+/// moved (the checker keeps no per-segment record unless asked to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Moved {
+    /// The verdict's report name (`good`, `bad`, `md5_good`, ...).
+    name: &'static str,
+    /// Whether it makes a capture check fail.
+    failure: bool,
+}
+
+fn moved(before: &Counts, after: &Counts) -> Option<Moved> {
+    let name = Verdict::NAMES
+        .into_iter()
+        .find(|n| after.named(n) > before.named(n))?;
+    Some(Moved {
+        name,
+        failure: after.failures() > before.failures(),
+    })
 }
 
 /// The verifying side: the offline checker fed packet by packet, an optional pcap writer,
@@ -486,7 +481,7 @@ impl<'k> LiveVerifier<'k> {
         }
     }
 
-    fn observe(&mut self, ip: &[u8], v: VerdictKind, at: f64, events: &mut Vec<LiveEvent>) {
+    fn observe(&mut self, ip: &[u8], v: Moved, at: f64, events: &mut Vec<LiveEvent>) {
         let Ok(seg) = SegmentRef::parse(ip) else {
             return;
         };
@@ -528,7 +523,7 @@ impl<'k> LiveVerifier<'k> {
             .flatten()
             .map(|o| (o.key_id, o.rnext_key_id));
         let flow = w.ends;
-        if matches!(v, VerdictKind::Good | VerdictKind::Md5Good) && !w.good {
+        if matches!(v.name, "good" | "md5_good") && !w.good {
             w.good = true;
             events.push(LiveEvent::FirstGood {
                 flow,
@@ -552,14 +547,14 @@ impl<'k> LiveVerifier<'k> {
             }
             w.keys[side] = Some(k);
         }
-        if v.is_failure() && !w.failed {
+        if v.failure && !w.failed {
             w.failed = true;
             events.push(LiveEvent::FirstFailure {
                 flow,
                 frame,
                 at,
                 segment: (src, dst),
-                verdict: v,
+                verdict: v.name,
                 key_id: ao.map(|k| k.0),
             });
         }
@@ -738,7 +733,7 @@ local = "10.0.0.1"
             ev[3],
             LiveEvent::FirstFailure {
                 frame: 5,
-                verdict: VerdictKind::Bad,
+                verdict: "bad",
                 key_id: Some(4),
                 ..
             }
@@ -750,7 +745,7 @@ local = "10.0.0.1"
         );
         let (rep, err) = v.finish();
         assert!(err.is_none());
-        assert_eq!((rep.counts.good, rep.counts.bad, rep.frames), (4, 2, 6));
+        assert_eq!((rep.counts.good(), rep.counts.bad(), rep.frames), (4, 2, 6));
         assert_eq!(rep.captures, vec!["live:test".to_owned()]);
         assert_eq!(rep.flows[0].capture, "live:test");
     }

@@ -98,10 +98,6 @@ pub(crate) struct ExplainState {
     pub(crate) unsigned: [u64; 2],
 }
 
-fn entry_alg(keys: &KeysFile, i: usize) -> Option<Algorithm> {
-    keys.mkts[i].ao_algorithm()
-}
-
 impl ExplainState {
     /// Re-check a failing TCP-AO segment from side `si`.
     #[allow(clippy::too_many_arguments)]
@@ -137,14 +133,14 @@ impl ExplainState {
             .collect();
         if cands.is_empty() || selected.is_none() {
             // Key not found: does the secret of some tuple verify despite the KeyID?
-            for (i, e) in keys.mkts.iter().enumerate() {
-                let Some(alg) = entry_alg(keys, i) else {
+            for e in &keys.mkts {
+                let Some(m) = e.mkt() else {
                     continue;
                 };
-                if verify_with(alg, e.secret.as_bytes(), e.include_options, &ctx, sne, seg) {
+                if verify_with(m.algorithm, e.secret(), m.include_options, &ctx, sne, seg) {
                     let other = match e.role(src, dst) {
-                        Some(Role::Local) => e.recv_id,
-                        Some(Role::Peer) => e.send_id,
+                        Some(Role::Local) => Some(m.recv_id),
+                        Some(Role::Peer) => Some(m.send_id),
                         _ => None,
                     };
                     found.push(Hypothesis::KeyId {
@@ -157,13 +153,14 @@ impl ExplainState {
         }
         for &i in &cands {
             let e = &keys.mkts[i];
-            let Some(alg) = entry_alg(keys, i) else {
+            let Some(mkt) = e.mkt() else {
                 continue;
             };
-            let secret = e.secret.as_bytes();
+            let alg = mkt.algorithm;
+            let secret = e.secret();
             let m = e.index;
-            let inc = e.include_options;
-            if opt_maclen != e.maclen && verify_with(alg, secret, inc, &ctx, sne, seg) {
+            let inc = mkt.include_options;
+            if opt_maclen != mkt.mac_len() && verify_with(alg, secret, inc, &ctx, sne, seg) {
                 found.push(Hypothesis::MacLen {
                     mkt: m,
                     maclen: opt_maclen,
@@ -176,9 +173,7 @@ impl ExplainState {
                 });
             }
             for o in keys.mkts.iter().filter(|o| o.index != m) {
-                if o.secret.as_bytes() != secret
-                    && verify_with(alg, o.secret.as_bytes(), inc, &ctx, sne, seg)
-                {
+                if o.secret() != secret && verify_with(alg, o.secret(), inc, &ctx, sne, seg) {
                     found.push(Hypothesis::OtherSecret {
                         mkt: m,
                         secret_of: o.index,
@@ -236,7 +231,7 @@ impl ExplainState {
             .find(|e| e.matches_md5(s.src.ip(), s.dst.ip()))
             .map_or(0, |e| e.index);
         for o in keys.mkts.iter().filter(|o| o.index != sel) {
-            if crate::md5::verify_md5(&s.seg, o.secret.as_bytes()).unwrap_or(false) {
+            if crate::md5::verify_md5(&s.seg, o.secret()).unwrap_or(false) {
                 self.hit(
                     si,
                     Hypothesis::OtherSecret {
@@ -303,12 +298,14 @@ impl ExplainState {
                 ));
             }
         }
-        if r.counts.unverifiable > 0 && r.isn_source == super::IsnSource::Unknown {
+        if r.counts.unverifiable() > 0 && r.isn_source == super::IsnSource::Unknown {
             out.push(format!(
                 "{} segment(s) could not be checked because the capture does not contain the \
                  handshake; add a [[flow]] entry with client = \"{}\", server = \"{}\" and both \
                  ISNs (for example from the routers' TCP-AO session details)",
-                r.counts.unverifiable, r.client, r.server
+                r.counts.unverifiable(),
+                r.client,
+                r.server
             ));
         }
         out
@@ -433,9 +430,6 @@ fn both_sentence(h: Hypothesis, r: &FlowReport) -> String {
         other => side_sentence(other, ends),
     }
 }
-
-/// Final touches on a flow report (kept for future cross-flow findings).
-pub(crate) fn finalize(_keys: &KeysFile, _r: &mut FlowReport) {}
 
 #[cfg(test)]
 mod tests {

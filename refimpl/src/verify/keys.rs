@@ -24,62 +24,21 @@
 //! Validation is strict: unknown tables and fields, wrong types, out-of-range values and
 //! contradictory fields are errors that name the entry (`mkt #2`, `flow #1`, counted from 1
 //! in file order) and the field. Secrets are zeroed on drop and never printed.
+//!
+//! A [`KeysFile`] is also [`Serialize`]: tools that install keys (the selftests' captures)
+//! write the file with [`KeysFile::to_toml`] instead of by hand.
 
 use std::collections::HashSet;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+use serde::{Serialize, Serializer};
 use toml::{Table, Value};
 use zeroize::Zeroizing;
 
-pub use crate::algo::Algorithm;
-use crate::mkt::MasterKey;
-
-/// Algorithm of a keys-file entry: a TCP-AO algorithm, or TCP-MD5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyAlgorithm {
-    /// A TCP-AO KDF + MAC pair.
-    Ao(Algorithm),
-    /// TCP-MD5 (RFC 2385).
-    Md5,
-}
-
-impl KeyAlgorithm {
-    /// The name used in keys files.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyAlgorithm::Ao(a) => a.keyfile_name(),
-            KeyAlgorithm::Md5 => "md5",
-        }
-    }
-
-    /// Parse a keys-file name. The kernel names (`hmac(sha1)`, `cmac(aes128)`,
-    /// `cmac(aes)`, `hmac(sha256)`) and the RFC 5926 names (`HMAC-SHA-1-96`,
-    /// `AES-128-CMAC-96`) are accepted as well, case-insensitively.
-    pub fn parse(s: &str) -> Option<Self> {
-        let l = s.trim().to_ascii_lowercase();
-        Some(match l.as_str() {
-            "hmac-sha1" | "hmac(sha1)" | "hmac-sha-1-96" | "hmac-sha-1" => {
-                KeyAlgorithm::Ao(Algorithm::HmacSha1)
-            }
-            "aes-128-cmac" | "cmac(aes128)" | "cmac(aes)" | "aes-128-cmac-96" => {
-                KeyAlgorithm::Ao(Algorithm::AesCmac128)
-            }
-            "hmac-sha256" | "hmac(sha256)" | "hmac-sha-256" => {
-                KeyAlgorithm::Ao(Algorithm::HmacSha256)
-            }
-            "md5" | "tcp-md5" => KeyAlgorithm::Md5,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for KeyAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::algo::{Algorithm, DEFAULT_MAC_LEN, MAX_MAC_LEN};
+use crate::mkt::{MasterKey, Mkt};
 
 /// An address prefix (`10.0.0.0/8`, `fd00::/64`, or a bare address = host prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +50,21 @@ pub struct Prefix {
 }
 
 impl Prefix {
+    /// The prefix `addr/len` (host bits of `addr` cleared).
+    ///
+    /// # Errors
+    /// A message when `len` is longer than the address.
+    pub fn new(addr: IpAddr, len: u8) -> Result<Prefix, String> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if len > max {
+            return Err(format!("prefix length {len} is not in 0..={max}"));
+        }
+        Ok(Prefix {
+            addr: mask(addr, len),
+            len,
+        })
+    }
+
     /// Parse `ADDR` or `ADDR/LEN`.
     ///
     /// # Errors
@@ -162,46 +136,53 @@ pub enum Role {
     Either,
 }
 
-/// One `[[mkt]]` entry.
-#[derive(Clone)]
+/// The key of a `[[mkt]]` entry.
+#[derive(Debug, Clone)]
+pub enum EntryKey {
+    /// A TCP-AO Master Key Tuple (RFC 5925 §3.1) as the entry's `local` end holds it.
+    Ao(Mkt),
+    /// A TCP-MD5 key (RFC 2385).
+    Md5(MasterKey),
+}
+
+/// One `[[mkt]]` entry: a key and the addresses it is for.
+#[derive(Debug, Clone)]
 pub struct KeyEntry {
     /// Position in the file, counted from 1 (`MKT #n`).
     pub index: usize,
-    /// Algorithm.
-    pub algorithm: KeyAlgorithm,
-    /// The master key (zeroed on drop, redacted in `Debug`).
-    pub secret: MasterKey,
-    /// KeyID on segments sent by `local` (TCP-AO only).
-    pub send_id: Option<u8>,
-    /// KeyID on segments sent to `local` (TCP-AO only).
-    pub recv_id: Option<u8>,
-    /// The local end, if given.
+    /// The key (zeroed on drop, redacted in `Debug`).
+    pub key: EntryKey,
+    /// The end that holds the key, if given.
     pub local: Option<IpAddr>,
     /// The peers this tuple is limited to, if given.
     pub peer: Option<Prefix>,
-    /// RFC 5925 §3.1 TCP option flag (default true).
-    pub include_options: bool,
-    /// MAC length in bytes (TCP-AO; default 12).
-    pub maclen: usize,
-}
-
-impl fmt::Debug for KeyEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyEntry")
-            .field("index", &self.index)
-            .field("algorithm", &self.algorithm)
-            .field("secret", &self.secret)
-            .field("send_id", &self.send_id)
-            .field("recv_id", &self.recv_id)
-            .field("local", &self.local)
-            .field("peer", &self.peer)
-            .field("include_options", &self.include_options)
-            .field("maclen", &self.maclen)
-            .finish()
-    }
 }
 
 impl KeyEntry {
+    /// The TCP-AO MKT, or `None` for a TCP-MD5 entry.
+    pub fn mkt(&self) -> Option<&Mkt> {
+        match &self.key {
+            EntryKey::Ao(m) => Some(m),
+            EntryKey::Md5(_) => None,
+        }
+    }
+
+    /// The secret bytes (the master key, or the TCP-MD5 key).
+    pub fn secret(&self) -> &[u8] {
+        match &self.key {
+            EntryKey::Ao(m) => m.key.as_bytes(),
+            EntryKey::Md5(k) => k.as_bytes(),
+        }
+    }
+
+    /// The `algorithm` field: a keys-file algorithm name, or `md5`.
+    pub fn algorithm_name(&self) -> &'static str {
+        match &self.key {
+            EntryKey::Ao(m) => m.algorithm.keyfile_name(),
+            EntryKey::Md5(_) => "md5",
+        }
+    }
+
     /// Whether this tuple covers a segment from `src` to `dst`, and if so which KeyID the
     /// segment should carry.
     pub fn role(&self, src: IpAddr, dst: IpAddr) -> Option<Role> {
@@ -234,34 +215,25 @@ impl KeyEntry {
 
     /// Whether a TCP-AO segment from `src` to `dst` with `key_id` selects this tuple.
     pub fn matches_ao(&self, src: IpAddr, dst: IpAddr, key_id: u8) -> bool {
-        if !matches!(self.algorithm, KeyAlgorithm::Ao(_)) {
+        let Some(m) = self.mkt() else {
             return false;
-        }
+        };
         match self.role(src, dst) {
-            Some(Role::Local) => self.send_id == Some(key_id),
-            Some(Role::Peer) => self.recv_id == Some(key_id),
-            Some(Role::Either) => self.send_id == Some(key_id) || self.recv_id == Some(key_id),
+            Some(Role::Local) => m.send_id == key_id,
+            Some(Role::Peer) => m.recv_id == key_id,
+            Some(Role::Either) => m.send_id == key_id || m.recv_id == key_id,
             None => false,
         }
     }
 
     /// Whether this is a TCP-MD5 tuple covering a segment from `src` to `dst`.
     pub fn matches_md5(&self, src: IpAddr, dst: IpAddr) -> bool {
-        self.algorithm == KeyAlgorithm::Md5 && self.role(src, dst).is_some()
+        matches!(self.key, EntryKey::Md5(_)) && self.role(src, dst).is_some()
     }
 
     /// Whether this tuple (any algorithm) covers segments between these addresses.
     pub fn covers(&self, src: IpAddr, dst: IpAddr) -> bool {
         self.role(src, dst).is_some()
-    }
-
-    /// The refimpl MKT for a TCP-AO entry, seen from the sender of a segment: SendID is
-    /// the KeyID the sender puts in its segments.
-    pub fn ao_algorithm(&self) -> Option<Algorithm> {
-        match self.algorithm {
-            KeyAlgorithm::Ao(a) => Some(a),
-            KeyAlgorithm::Md5 => None,
-        }
     }
 }
 
@@ -513,11 +485,11 @@ impl KeysFile {
     fn check_overlaps(&mut self) {
         for (i, a) in self.mkts.iter().enumerate() {
             for b in &self.mkts[i + 1..] {
-                if a.algorithm == KeyAlgorithm::Md5 || b.algorithm == KeyAlgorithm::Md5 {
+                let (Some(ma), Some(mb)) = (a.mkt(), b.mkt()) else {
                     continue;
-                }
+                };
                 let same_scope = a.local == b.local && a.peer == b.peer;
-                if same_scope && a.send_id == b.send_id && a.recv_id == b.recv_id {
+                if same_scope && ma.send_id == mb.send_id && ma.recv_id == mb.recv_id {
                     self.warnings.push(format!(
                         "MKT #{} and MKT #{} have the same send_id/recv_id and addresses; \
                          segments always select MKT #{} (the other is only tried by --explain)",
@@ -536,6 +508,119 @@ impl KeysFile {
     }
 }
 
+/// A `[[mkt]]` entry as written ([`KeysFile::to_toml`]).
+#[derive(Serialize)]
+struct MktRepr<'a> {
+    algorithm: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_hex: Option<SecretHex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_id: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recv_id: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    include_options: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maclen: Option<usize>,
+}
+
+impl<'a> From<&'a KeyEntry> for MktRepr<'a> {
+    fn from(e: &'a KeyEntry) -> Self {
+        // Text when it reads as text; hex for anything a reader could misread.
+        let text = std::str::from_utf8(e.secret())
+            .ok()
+            .filter(|t| !t.chars().any(|c| c.is_control() || c == '"' || c == '\\'));
+        let hex = || {
+            let mut h = Zeroizing::new(String::with_capacity(2 * e.secret().len()));
+            for b in e.secret() {
+                // Formatted straight into the zeroizing buffer: no temporary copy.
+                let _ = write!(h, "{b:02x}");
+            }
+            SecretHex(h)
+        };
+        let mkt = e.mkt();
+        MktRepr {
+            algorithm: e.algorithm_name(),
+            secret: text,
+            secret_hex: text.is_none().then(hex),
+            send_id: mkt.map(|m| m.send_id),
+            recv_id: mkt.map(|m| m.recv_id),
+            local: e.local.map(|l| l.to_string()),
+            peer: e.peer.map(|p| p.to_string()),
+            include_options: mkt.map(|m| m.include_options),
+            maclen: mkt.map(Mkt::mac_len),
+        }
+    }
+}
+
+/// A secret in hex, zeroed on drop.
+struct SecretHex(Zeroizing<String>);
+
+impl Serialize for SecretHex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A `[[flow]]` entry as written.
+#[derive(Serialize)]
+struct FlowRepr {
+    client: String,
+    server: String,
+    client_isn: u32,
+    server_isn: u32,
+    client_sne: u32,
+    server_sne: u32,
+}
+
+#[derive(Serialize)]
+struct FileRepr<'a> {
+    mkt: Vec<MktRepr<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    flow: Vec<FlowRepr>,
+}
+
+impl Serialize for KeysFile {
+    /// The keys-file layout that [`KeysFile::parse`] reads: `[[mkt]]` then `[[flow]]`
+    /// tables. Secrets are written as `secret` when they are printable UTF-8, else as
+    /// `secret_hex`. Warnings are not written.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        FileRepr {
+            mkt: self.mkts.iter().map(MktRepr::from).collect(),
+            flow: self
+                .flows
+                .iter()
+                .map(|f| FlowRepr {
+                    client: f.client.to_string(),
+                    server: f.server.to_string(),
+                    client_isn: f.client_isn,
+                    server_isn: f.server_isn,
+                    client_sne: f.client_sne,
+                    server_sne: f.server_sne,
+                })
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
+impl KeysFile {
+    /// The keys file as TOML text (see the [`Serialize`] impl). It holds the secrets: write
+    /// it where the capture goes, never to a log.
+    ///
+    /// # Errors
+    /// The TOML serializer failed (it does not for the values a `KeysFile` holds).
+    pub fn to_toml(&self) -> Result<Zeroizing<String>, toml::ser::Error> {
+        toml::to_string(self).map(Zeroizing::new)
+    }
+}
+
 fn parse_mkt(
     mut e: Entry,
     index: usize,
@@ -548,15 +633,19 @@ fn parse_mkt(
             "missing (hmac-sha1, aes-128-cmac, hmac-sha256 or md5)",
         )
     })?;
-    let algorithm = KeyAlgorithm::parse(&alg_name).ok_or_else(|| {
-        e.err(
-            "algorithm",
-            format!(
-                "unknown algorithm {:?}; expected hmac-sha1, aes-128-cmac, hmac-sha256 or md5",
-                alg_name.as_str()
-            ),
-        )
-    })?;
+    let name = alg_name.trim().to_ascii_lowercase();
+    let algorithm = match name.as_str() {
+        "md5" | "tcp-md5" => None,
+        _ => Some(name.parse::<Algorithm>().map_err(|_| {
+            e.err(
+                "algorithm",
+                format!(
+                    "unknown algorithm {:?}; expected hmac-sha1, aes-128-cmac, hmac-sha256 or md5",
+                    alg_name.as_str()
+                ),
+            )
+        })?),
+    };
     let secret = e.string("secret")?;
     let secret_hex = e.string("secret_hex")?;
     let secret = match (secret, secret_hex) {
@@ -608,66 +697,68 @@ fn parse_mkt(
     }
     let include_options = e.bool("include_options")?;
     let maclen = e.int("maclen", i64::MIN, i64::MAX)?;
-    let (include_options, maclen) = match algorithm {
-        KeyAlgorithm::Md5 => {
-            for (f, given) in [
-                ("send_id", send_id.is_some()),
-                ("recv_id", recv_id.is_some()),
-                ("include_options", include_options.is_some()),
-                ("maclen", maclen.is_some()),
-            ] {
-                if given {
-                    return Err(e.err(
-                        f,
-                        "has no meaning for md5 (TCP-MD5 has no KeyID, always excludes \
-                         options and always carries a 16-byte digest); remove it",
-                    ));
-                }
-            }
-            (false, 16)
-        }
-        KeyAlgorithm::Ao(a) => {
-            if send_id.is_none() {
-                return Err(e.err("send_id", "missing (TCP-AO needs the KeyID, 0..=255)"));
-            }
-            if recv_id.is_none() {
-                return Err(e.err("recv_id", "missing (TCP-AO needs the KeyID, 0..=255)"));
-            }
-            let maclen = maclen.unwrap_or(12);
-            let max = a.digest_len().min(16) as i64;
-            if !(1..=16).contains(&maclen) {
-                return Err(e.err("maclen", format!("{maclen} is out of range 1..=16")));
-            }
-            if maclen > max {
+    let Some(algorithm) = algorithm else {
+        for (f, given) in [
+            ("send_id", send_id.is_some()),
+            ("recv_id", recv_id.is_some()),
+            ("include_options", include_options.is_some()),
+            ("maclen", maclen.is_some()),
+        ] {
+            if given {
                 return Err(e.err(
-                    "maclen",
-                    format!(
-                        "{maclen} is longer than the {} digest ({max} bytes)",
-                        a.keyfile_name()
-                    ),
+                    f,
+                    "has no meaning for md5 (TCP-MD5 has no KeyID, always excludes \
+                     options and always carries a 16-byte digest); remove it",
                 ));
             }
-            if local.is_none() && peer.is_none() && send_id != recv_id {
-                warnings.push(format!(
-                    "MKT #{index}: no `local` or `peer`, so send_id {} and recv_id {} are \
-                     accepted in both directions",
-                    send_id.unwrap_or(0),
-                    recv_id.unwrap_or(0)
-                ));
-            }
-            (include_options.unwrap_or(true), maclen as usize)
         }
+        return Ok(KeyEntry {
+            index,
+            key: EntryKey::Md5(secret),
+            local,
+            peer,
+        });
     };
+    let (Some(send_id), Some(recv_id)) = (send_id, recv_id) else {
+        let missing = if send_id.is_none() {
+            "send_id"
+        } else {
+            "recv_id"
+        };
+        return Err(e.err(missing, "missing (TCP-AO needs the KeyID, 0..=255)"));
+    };
+    let maclen = maclen.unwrap_or(DEFAULT_MAC_LEN as i64);
+    let max = algorithm.digest_len().min(MAX_MAC_LEN) as i64;
+    if !(1..=MAX_MAC_LEN as i64).contains(&maclen) {
+        return Err(e.err(
+            "maclen",
+            format!("{maclen} is out of range 1..={MAX_MAC_LEN}"),
+        ));
+    }
+    if maclen > max {
+        return Err(e.err(
+            "maclen",
+            format!(
+                "{maclen} is longer than the {} digest ({max} bytes)",
+                algorithm.keyfile_name()
+            ),
+        ));
+    }
+    if local.is_none() && peer.is_none() && send_id != recv_id {
+        warnings.push(format!(
+            "MKT #{index}: no `local` or `peer`, so send_id {send_id} and recv_id {recv_id} are \
+             accepted in both directions"
+        ));
+    }
+    let mkt = Mkt::new(send_id, recv_id, algorithm, secret)
+        .with_mac_len(maclen as usize)
+        .map_err(|err| e.err("maclen", err.to_string()))?
+        .with_include_options(include_options.unwrap_or(true));
     Ok(KeyEntry {
         index,
-        algorithm,
-        secret,
-        send_id,
-        recv_id,
+        key: EntryKey::Ao(mkt),
         local,
         peer,
-        include_options,
-        maclen,
     })
 }
 

@@ -224,7 +224,7 @@ struct Reading {
 
 fn worker(keys: &KeysFile, opts: Options, rx: &Receiver<Msg>) -> Report {
     let mut c = Checker::new(keys, opts);
-    c.sharded_ids = Some(0);
+    c.flows.sharded_ids = Some(0);
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Capture(name) => c.begin_capture(&name),

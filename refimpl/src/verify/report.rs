@@ -21,23 +21,23 @@ use std::io::{self, Write};
 use serde_json::{Map, Value, json};
 
 use super::{Counts, FlowReport, Report, SegmentVerdict};
+use crate::verdict::{Counter, Verdict};
 
 fn counts_json(c: &Counts) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("good".into(), c.good.into());
-    m.insert("bad".into(), c.bad.into());
-    m.insert("key_not_found".into(), c.key_not_found.into());
-    m.insert("unsigned".into(), c.unsigned.into());
-    m.insert("unverifiable".into(), c.unverifiable.into());
-    m.insert("md5_good".into(), c.md5_good.into());
-    m.insert("md5_bad".into(), c.md5_bad.into());
-    m.insert("not_covered".into(), c.not_covered.into());
-    // The same numbers under the names of the Linux counters.
-    m.insert("TCPAOGood".into(), c.good.into());
-    m.insert("TCPAOBad".into(), c.bad.into());
-    m.insert("TCPAOKeyNotFound".into(), c.key_not_found.into());
-    m.insert("TCPAORequired".into(), c.unsigned.into());
-    m.insert("TCPMD5Failure".into(), c.md5_bad.into());
+    let mut m: Map<String, Value> = Verdict::NAMES
+        .iter()
+        .map(|n| ((*n).to_string(), c.named(n).into()))
+        .collect();
+    // The Linux counters a TCP-AO/TCP-MD5 receiver would have incremented.
+    for k in [
+        Counter::TCPAOGood,
+        Counter::TCPAOBad,
+        Counter::TCPAOKeyNotFound,
+        Counter::TCPAORequired,
+        Counter::TCPMD5Failure,
+    ] {
+        m.insert(k.name().into(), c.get(k).into());
+    }
     m
 }
 
@@ -137,10 +137,18 @@ fn result_word(r: &Report) -> &'static str {
 fn counts_line(c: &Counts) -> String {
     let mut s = format!(
         "good {}, bad {}, key not found {}, unsigned {}, unverifiable {}",
-        c.good, c.bad, c.key_not_found, c.unsigned, c.unverifiable
+        c.good(),
+        c.bad(),
+        c.key_not_found(),
+        c.unsigned(),
+        c.unverifiable()
     );
-    if c.md5_good + c.md5_bad > 0 {
-        s.push_str(&format!(", md5 good {}, md5 bad {}", c.md5_good, c.md5_bad));
+    if c.md5_good() + c.md5_bad() > 0 {
+        s.push_str(&format!(
+            ", md5 good {}, md5 bad {}",
+            c.md5_good(),
+            c.md5_bad()
+        ));
     }
     s
 }
@@ -169,7 +177,7 @@ fn segment_line(s: &SegmentVerdict) -> String {
     if let Some(r) = s.rnext_key_id {
         l.push_str(&format!(" rnext {r}"));
     }
-    l.push_str(&format!(": {}", s.verdict));
+    l.push_str(&format!(": {}", s.verdict.name().replace('_', " ")));
     if let Some(r) = &s.reason {
         l.push_str(&format!(" - {r}"));
     }
@@ -186,7 +194,7 @@ pub fn write_human(r: &Report, w: &mut dyn Write, quiet: bool, segments: bool) -
             writeln!(w, "warning: {warn}")?;
         }
         for f in &r.flows {
-            if f.counts.total() == f.counts.not_covered && !segments {
+            if f.counts.total() == f.counts.not_covered() && !segments {
                 continue; // unrelated traffic
             }
             let arrow = if f.client_known { "->" } else { "<->" };
@@ -214,7 +222,10 @@ pub fn write_human(r: &Report, w: &mut dyn Write, quiet: bool, segments: bool) -
             writeln!(
                 w,
                 "  TCPAOGood {} TCPAOBad {} TCPAOKeyNotFound {} TCPAORequired {}",
-                f.counts.good, f.counts.bad, f.counts.key_not_found, f.counts.unsigned
+                f.counts.get(Counter::TCPAOGood),
+                f.counts.get(Counter::TCPAOBad),
+                f.counts.get(Counter::TCPAOKeyNotFound),
+                f.counts.get(Counter::TCPAORequired)
             )?;
             writeln!(
                 w,
@@ -229,7 +240,7 @@ pub fn write_human(r: &Report, w: &mut dyn Write, quiet: bool, segments: bool) -
                     writeln!(w, "    {}", segment_line(s))?;
                 }
             } else if !f.failures.is_empty() {
-                let n = f.counts.failures() + f.counts.unverifiable;
+                let n = f.counts.failures() + f.counts.unverifiable();
                 writeln!(w, "  first failing segments ({} of {n}):", f.failures.len())?;
                 for s in &f.failures {
                     writeln!(w, "    {}", segment_line(s))?;
@@ -280,7 +291,7 @@ pub fn write_human(r: &Report, w: &mut dyn Write, quiet: bool, segments: bool) -
         }
     )?;
     let verdict = match r.exit_code() {
-        0 if r.counts.good + r.counts.md5_good == 0 => {
+        0 if r.counts.good() + r.counts.md5_good() == 0 => {
             "PASS (nothing failed, but nothing was verified either)".to_string()
         }
         0 => "PASS".to_string(),

@@ -35,17 +35,18 @@
 //!
 //! Segments the test built and injected itself ([`super::Capture::register_crafted`]) are not
 //! held to rule 1 and teach no ISN, but still count for rule 2. [`analyze_capture`] takes all
-//! of this at once; [`analyze`], [`analyze_with_crafted`] and [`analyze_views`] wrap it.
+//! of this at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
 
-use super::{Frame, KeyAlgorithm, RegisteredKey, RestoredFlow, RestoredView};
+use tcpao_refimpl::verify::keys::KeyEntry;
+
+use super::{Frame, RestoredFlow, RestoredView};
 use crate::counters::NetnsMib;
-use crate::peers::Side;
-use crate::topology::Family;
+use crate::topology::{Family, Side};
 
 /// Result of the cross-check of one test.
 #[derive(Debug, Clone, Default)]
@@ -87,13 +88,6 @@ impl XcheckReport {
         } else {
             self.notes.push(format!("xcheck: also: {why}"));
         }
-    }
-}
-
-fn side_index(s: Side) -> usize {
-    match s {
-        Side::Server => 0,
-        Side::Client => 1,
     }
 }
 
@@ -165,7 +159,8 @@ struct FlowInfo {
 /// The validators of one flow: one per side, seen from that side.
 struct FlowCheck {
     validators: [Option<FlowValidator>; 2],
-    md5: [Vec<RegisteredKey>; 2],
+    /// TCP-MD5 keys of each side, most specific first.
+    md5: [Vec<KeyEntry>; 2],
     /// Restored views not applied yet, per side, in time order.
     pending: [Vec<RestoredView>; 2],
     /// Later connections on the same 4-tuple not reached yet, in capture order.
@@ -183,13 +178,13 @@ fn rejected_as_syncookie_ack(
     flow: &FlowKey,
     receiver: Side,
     seg: &SegmentRef<'_>,
-    keys: &[RegisteredKey],
+    keys: &[(Side, KeyEntry)],
 ) -> bool {
     let t = seg.tcp_packet();
     if !t.ack() || t.syn() || t.rst() {
         return false;
     }
-    let r = side_index(receiver);
+    let r = Side::index(receiver);
     let mut isn = [None, None];
     isn[r] = Some(t.ack_number().wrapping_sub(1));
     isn[1 - r] = Some(t.seq_number().wrapping_sub(1));
@@ -202,28 +197,10 @@ fn rejected_as_syncookie_ack(
     }
 }
 
-fn mkt_of(k: &RegisteredKey) -> Option<Mkt> {
-    let alg = match k.algorithm {
-        KeyAlgorithm::HmacSha1 => tcpao_refimpl::Algorithm::HmacSha1,
-        KeyAlgorithm::AesCmac128 => tcpao_refimpl::Algorithm::AesCmac128,
-        KeyAlgorithm::HmacSha256 => tcpao_refimpl::Algorithm::HmacSha256,
-        KeyAlgorithm::Md5 => return None,
-    };
-    Mkt::new(
-        k.send_id,
-        k.recv_id,
-        alg,
-        tcpao_refimpl::MasterKey::new(k.secret.to_vec()),
-    )
-    .with_mac_len(usize::from(k.maclen))
-    .ok()
-    .map(|m| m.with_include_options(k.include_options))
-}
-
 fn build_flow(
     flow: &FlowKey,
     info: &FlowInfo,
-    keys: &[RegisteredKey],
+    keys: &[(Side, KeyEntry)],
 ) -> Result<FlowCheck, String> {
     let mut check = FlowCheck {
         validators: [None, None],
@@ -233,7 +210,7 @@ fn build_flow(
         previous: [None, None],
     };
     for side in [Side::Server, Side::Client] {
-        let i = side_index(side);
+        let i = Side::index(side);
         let (md5, v) = build_side(flow, side, info.isn, info.restored.as_ref(), keys)?;
         check.md5[i] = md5;
         check.validators[i] = v;
@@ -248,26 +225,27 @@ fn build_side(
     side: Side,
     isn: [Option<u32>; 2],
     restored: Option<&RestoredFlow>,
-    keys: &[RegisteredKey],
-) -> Result<(Vec<RegisteredKey>, Option<FlowValidator>), String> {
+    keys: &[(Side, KeyEntry)],
+) -> Result<(Vec<KeyEntry>, Option<FlowValidator>), String> {
     let (server, client) = *flow;
     let (local, remote) = match side {
         Side::Server => (server, client),
         Side::Client => (client, server),
     };
-    let i = side_index(side);
-    let mine: Vec<&RegisteredKey> = keys
+    let i = Side::index(side);
+    let mine: Vec<&KeyEntry> = keys
         .iter()
-        .filter(|k| k.owner == side && k.matches_peer(remote.ip()))
+        .filter(|(owner, e)| *owner == side && e.peer.is_some_and(|p| p.contains(remote.ip())))
+        .map(|(_, e)| e)
         .collect();
-    let mut md5: Vec<RegisteredKey> = mine
+    let mut md5: Vec<KeyEntry> = mine
         .iter()
-        .filter(|k| k.algorithm == KeyAlgorithm::Md5)
-        .map(|k| (*k).clone())
+        .filter(|e| e.mkt().is_none())
+        .map(|e| (*e).clone())
         .collect();
     // TCP-MD5 lookup is longest-prefix: the most specific key first.
-    md5.sort_by_key(|k| std::cmp::Reverse(k.prefix));
-    let mkts: Vec<Mkt> = mine.iter().filter_map(|k| mkt_of(k)).collect();
+    md5.sort_by_key(|e| std::cmp::Reverse(e.peer.map_or(0, |p| p.len)));
+    let mkts: Vec<Mkt> = mine.iter().filter_map(|e| e.mkt().cloned()).collect();
     if mkts.is_empty() {
         return Ok((md5, None));
     }
@@ -313,67 +291,6 @@ fn describe(from: Side, seg: &SegmentRef<'_>) -> String {
     )
 }
 
-/// Cross-check every captured segment; `mibs` are (before, after) netns MIBs of server and
-/// client.
-pub fn analyze(
-    family: Family,
-    frames: &[Frame],
-    keys: &[RegisteredKey],
-    restored: &[RestoredFlow],
-    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
-) -> XcheckReport {
-    analyze_capture(&CaptureInput {
-        family,
-        frames,
-        keys,
-        restored,
-        views: &[],
-        crafted: &[],
-        mibs,
-    })
-}
-
-/// [`analyze`], where the IP packets in `crafted` were built and injected by the test (not
-/// signed by a peer's kernel): rule 1 does not apply to them, rule 2 still counts them.
-pub fn analyze_with_crafted(
-    family: Family,
-    frames: &[Frame],
-    keys: &[RegisteredKey],
-    restored: &[RestoredFlow],
-    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
-    crafted: &[Vec<u8>],
-) -> XcheckReport {
-    analyze_capture(&CaptureInput {
-        family,
-        frames,
-        keys,
-        restored,
-        views: &[],
-        crafted,
-        mibs,
-    })
-}
-
-/// [`analyze`] with the per-side views of restored sockets.
-pub fn analyze_views(
-    family: Family,
-    frames: &[Frame],
-    keys: &[RegisteredKey],
-    restored: &[RestoredFlow],
-    views: &[RestoredView],
-    mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
-) -> XcheckReport {
-    analyze_capture(&CaptureInput {
-        family,
-        frames,
-        keys,
-        restored,
-        views,
-        crafted: &[],
-        mibs,
-    })
-}
-
 /// Everything one capture's cross-check needs ([`analyze_capture`]).
 #[derive(Debug, Clone, Copy)]
 pub struct CaptureInput<'a> {
@@ -382,7 +299,7 @@ pub struct CaptureInput<'a> {
     /// Every captured frame, in capture order (restored views count frame indices in it).
     pub frames: &'a [Frame],
     /// The keys the peers installed.
-    pub keys: &'a [RegisteredKey],
+    pub keys: &'a [(Side, KeyEntry)],
     /// Flows restored with `TCP_REPAIR` (both sides' ISNs, SEQs and SNEs).
     pub restored: &'a [RestoredFlow],
     /// One side's own view of a socket it restored, from a frame index on.
@@ -393,7 +310,7 @@ pub struct CaptureInput<'a> {
     pub mibs: &'a [Option<(NetnsMib, NetnsMib)>; 2],
 }
 
-/// The cross-check of one capture, the entry point the others wrap: every captured segment
+/// The cross-check of one capture: every captured segment
 /// is checked (rule 1: kernel-signed segments verify with the sender's view; rule 2: the
 /// receiver's MIB rejections match the reference's), with restored sockets' per-side views
 /// and the test's crafted segments taken into account.
@@ -441,7 +358,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 if t.syn() && !crafted {
                     let (src, dst) = endpoints(&seg);
                     let f = flows.entry(flow_of(frame.from, &seg)).or_default();
-                    let (i, seq) = (side_index(frame.from), t.seq_number());
+                    let (i, seq) = (Side::index(frame.from), t.seq_number());
                     // The ISNs of the latest connection on this 4-tuple.
                     let cur = match f.reincarnations.last_mut() {
                         Some((_, isn)) => isn,
@@ -488,7 +405,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
             let t = d.seg.tcp_packet();
             if !d.crafted && (t.rst() || t.syn()) {
                 // A RST ends the sender's socket; a SYN (new connection) starts a new one.
-                reset.entry(flow_of(d.from, &d.seg)).or_default()[side_index(d.from)] = t.rst();
+                reset.entry(flow_of(d.from, &d.seg)).or_default()[Side::index(d.from)] = t.rst();
             }
         }
         let auth = match d.seg.tcp_packet().auth_options() {
@@ -512,7 +429,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 match build_flow(&key, &info, keys) {
                     Ok(mut c) => {
                         for v in views.iter().filter(|v| flow_key_of(&v.flow) == key) {
-                            c.pending[side_index(v.side)].push(*v);
+                            c.pending[Side::index(v.side)].push(*v);
                         }
                         for p in &mut c.pending {
                             p.sort_by_key(|v| v.since_frame);
@@ -536,8 +453,8 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 for side in [Side::Server, Side::Client] {
                     match build_side(&key, side, isn, None, keys) {
                         Ok((_, v)) => {
-                            check.validators[side_index(side)] = v;
-                            check.previous[side_index(side)] = None;
+                            check.validators[Side::index(side)] = v;
+                            check.previous[Side::index(side)] = None;
                         }
                         Err(err) => r.fail(err),
                     }
@@ -546,7 +463,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         }
         // A side restored its socket before this segment: check with its view from now on.
         for side in [Side::Server, Side::Client] {
-            let i = side_index(side);
+            let i = Side::index(side);
             while check.pending[i]
                 .first()
                 .is_some_and(|v| v.since_frame <= d.frame)
@@ -561,7 +478,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 }
             }
         }
-        let (si, ri) = (side_index(d.from), side_index(d.from.other()));
+        let (si, ri) = (Side::index(d.from), Side::index(d.from.other()));
         if auth.ao.is_some() {
             r.ao_segments += 1;
             // Rule 1: the sender's view (LocalToRemote).
@@ -621,7 +538,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         } else {
             r.md5_segments += 1;
             if let Some(k) = check.md5[si].first().filter(|_| !d.crafted) {
-                match tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                match tcpao_refimpl::verify_md5(&d.seg, k.secret()) {
                     Ok(true) => r.verified += 1,
                     Ok(false) => {
                         r.verified += 1;
@@ -638,7 +555,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 }
             }
             if let Some(k) = check.md5[ri].first() {
-                if let Ok(false) = tcpao_refimpl::verify_md5(&d.seg, &k.secret) {
+                if let Ok(false) = tcpao_refimpl::verify_md5(&d.seg, k.secret()) {
                     md5_rejected_for[ri] += 1;
                 }
             }
@@ -652,7 +569,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
     }
     if r.verified_sne.iter().flatten().any(|(sne, _)| *sne != 0) {
         for side in [Side::Server, Side::Client] {
-            let per: Vec<String> = r.verified_sne[side_index(side)]
+            let per: Vec<String> = r.verified_sne[Side::index(side)]
                 .iter()
                 .map(|(sne, n)| format!("SNE {sne}: {n}"))
                 .collect();
@@ -664,10 +581,10 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         }
     }
     for side in [Side::Server, Side::Client] {
-        let Some((before, after)) = &mibs[side_index(side)] else {
+        let Some((before, after)) = &mibs[Side::index(side)] else {
             continue;
         };
-        let i = side_index(side);
+        let i = Side::index(side);
         for (counter, rejected, late) in [
             ("TCPAOBad", rejected_for[i], late_rejected_for[i]),
             ("TCPMD5Failure", md5_rejected_for[i], 0),
@@ -750,19 +667,16 @@ mod tests {
         }
     }
 
-    fn keys() -> Vec<RegisteredKey> {
+    fn keys() -> Vec<(Side, KeyEntry)> {
         let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
-        [(Side::Server, cli), (Side::Client, srv)]
+        [(Side::Server, srv, cli), (Side::Client, cli, srv)]
             .into_iter()
-            .map(|(owner, peer)| {
-                RegisteredKey::ao(
+            .map(|(owner, local, peer)| {
+                let mkt = Mkt::new(100, 100, tcpao_refimpl::Algorithm::HmacSha1, SECRET);
+                let key = tcpao_refimpl::verify::keys::EntryKey::Ao(mkt);
+                (
                     owner,
-                    KeyAlgorithm::HmacSha1,
-                    SECRET,
-                    100,
-                    100,
-                    peer.ip(),
-                    32,
+                    super::super::key_entry(key, local.ip(), peer.ip(), 32),
                 )
             })
             .collect()
@@ -795,7 +709,7 @@ mod tests {
     fn a_second_connection_on_the_same_4_tuple_uses_its_own_isns() {
         let mut frames = handshake(1, (1000, 5000));
         frames.extend(handshake(2, (9000, 7000)));
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        let r = run(&frames, &[], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
         assert_eq!((r.verified, r.rejected), (6, 0));
     }
@@ -822,25 +736,12 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let view = RestoredView {
-            side: Side::Client,
-            flow: RestoredFlow {
-                server: (srv.ip(), srv.port()),
-                client: (cli.ip(), cli.port()),
-                server_isn: 5000,
-                client_isn: 1001,
-                server_next_seq: 5001,
-                client_next_seq: 1001,
-                server_sne: 0,
-                client_sne: 0,
-            },
-            since_frame: 3,
-        };
-        let r = analyze_views(Family::Ipv4, &frames, &keys(), &[], &[view], &[None, None]);
+        let view = client_view(1001);
+        let r = run(&frames, &[view], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
         assert_eq!(r.verified, 5);
         // Without the view, the reference rejects the corrupted segment (rule 1).
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        let r = run(&frames, &[], &[None, None]);
         assert!(
             r.failure
                 .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
@@ -884,20 +785,7 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let view = RestoredView {
-            side: Side::Client,
-            flow: RestoredFlow {
-                server: (srv.ip(), srv.port()),
-                client: (cli.ip(), cli.port()),
-                server_isn: 5000,
-                client_isn: 1000,
-                server_next_seq: 5001,
-                client_next_seq: 1001,
-                server_sne: 0,
-                client_sne: 0,
-            },
-            since_frame: 3,
-        };
+        let view = client_view(1000);
         let crafted = vec![bad.data[14..].to_vec(), syn.data[14..].to_vec()];
         let input = CaptureInput {
             family: Family::Ipv4,
@@ -926,6 +814,42 @@ mod tests {
             r.failure
                 .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
         );
+    }
+
+    /// The cross-check of `frames` with the test keys and `views`, no crafted segments.
+    fn run(
+        frames: &[Frame],
+        views: &[RestoredView],
+        mibs: &[Option<(NetnsMib, NetnsMib)>; 2],
+    ) -> XcheckReport {
+        analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames,
+            keys: &keys(),
+            restored: &[],
+            views,
+            crafted: &[],
+            mibs,
+        })
+    }
+
+    /// The client's view of the test flow restored at frame 3 with client ISN `client_isn`.
+    fn client_view(client_isn: u32) -> RestoredView {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        RestoredView {
+            side: Side::Client,
+            flow: RestoredFlow {
+                server: (srv.ip(), srv.port()),
+                client: (cli.ip(), cli.port()),
+                server_isn: 5000,
+                client_isn,
+                server_next_seq: 5001,
+                client_next_seq: 1001,
+                server_sne: 0,
+                client_sne: 0,
+            },
+            since_frame: 3,
+        }
     }
 
     fn mib_with_bad(bad: u64) -> NetnsMib {
@@ -957,14 +881,14 @@ mod tests {
         // unexplained.
         let mut before = frames.clone();
         before.extend([late.clone(), rst.clone()]);
-        let r = analyze(Family::Ipv4, &before, &keys(), &[], &mibs);
+        let r = run(&before, &[], &mibs);
         assert!(
             r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
             "{r:?}"
         );
         // After the reset it is explained, and said so.
         frames.extend([rst, late]);
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &mibs);
+        let r = run(&frames, &[], &mibs);
         assert_eq!(r.failure, None, "{r:?}");
         assert_eq!((r.verified, r.rejected), (5, 0));
         assert!(
@@ -973,7 +897,7 @@ mod tests {
             r.notes
         );
         // Without a counted bad segment nothing fails either.
-        let r = analyze(Family::Ipv4, &frames, &keys(), &[], &[None, None]);
+        let r = run(&frames, &[], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
         // The first ACK after the handshake: SEQ - 1 and ACK - 1 are the true ISNs, so the
         // listener accepts its MAC and cannot have counted it.
@@ -987,7 +911,7 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let r = analyze(Family::Ipv4, &first, &keys(), &[], &mibs);
+        let r = run(&first, &[], &mibs);
         assert!(
             r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
             "{r:?}"

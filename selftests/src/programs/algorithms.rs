@@ -19,10 +19,10 @@
 
 use tcpao_sys::{Algorithm, KeyFilter, TcpAoExt};
 
-use crate::capture::{KeyAlgorithm, RegisteredKey};
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Peer, PeerResult};
+use crate::outcome::PeerResult;
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras;
 use crate::registry::Test;
@@ -178,7 +178,7 @@ fn by_name_client(p: &Peer<'_>, name: &str) -> PeerResult {
     Counters::of(&sk)?
         .assert_grew_exactly(&before, Grew::GOOD)
         .map_err(|e| failure!("client counters with {name}: {e}"))?;
-    let checked = KeyAlgorithm::from_kernel_name(name).is_some();
+    let checked = sockets::reference_algorithm(&Algorithm::Raw(name.to_owned())).is_some();
     p.diag(format!(
         "{name}: accepted; connection GOOD{}",
         if checked {
@@ -200,18 +200,7 @@ fn add_named(p: &Peer<'_>, sk: &socket2::Socket, name: &str) -> PeerResult {
         .password(&pw);
     sk.add_ao_key(&k.to_ao_key()?)
         .map_err(|e| failure!("setsockopt(TCP_AO_ADD_KEY) with {name} failed: {e}"))?;
-    if let (Some(c), Some(alg)) = (p.capture(), KeyAlgorithm::from_kernel_name(name)) {
-        let host = p.family().host_prefix();
-        c.register(RegisteredKey::ao(
-            p.side(),
-            alg,
-            &pw,
-            100,
-            100,
-            p.remote_addr(),
-            host,
-        ));
-    }
+    sockets::register(p, &k);
     let got = sk
         .ao_keys(&KeyFilter::All)
         .map_err(|e| failure!("TCP_AO_GET_KEYS failed: {e}"))?;
@@ -290,7 +279,7 @@ fn keylen_client(p: &Peer<'_>, alg: &Algorithm, len: usize) -> PeerResult {
 
 fn cmac_aes_other_keylens(p: &Peer<'_>) -> PeerResult {
     if !try_name(p, "cmac(aes)")? {
-        return Err(crate::peers::Failure::Skip(
+        return Err(crate::outcome::Failure::Skip(
             "the kernel refuses cmac(aes) altogether".into(),
         ));
     }

@@ -37,11 +37,13 @@ use tcpao_sys::{KeySelector, PeerPrefix, TcpAoExt};
 
 use crate::failure;
 use crate::netns;
-use crate::peers::{Failure, OrFail, Peer, PeerResult};
+use crate::outcome::{Failure, OrFail, Outcome, PeerResult};
+use crate::peers::Peer;
 use crate::probe::Feature;
 use crate::programs::run_case;
-use crate::registry::{Ctx, Outcome, Test};
-use crate::sockets::{self, Connect, TestKey, XorShift};
+use crate::registry::{Ctx, Test};
+use crate::rng::Rng;
+use crate::sockets::{self, Connect, TestKey};
 use crate::topology::{Family, Netlink, TopologyConfig, VETH_NAME};
 
 /// Key counts of the upstream ladder.
@@ -194,9 +196,7 @@ fn server(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
     for (ip, k) in ips.iter().zip(&keys) {
         lsk.add_ao_key(&k.to_ao_key()?)
             .map_err(|e| failure!("adding key {} of {n} ({ip}) failed: {e}", keys.len()))?;
-        if let (Some(c), Some(r)) = (p.capture(), k.registered(p.side())) {
-            c.register(r);
-        }
+        sockets::register(p, k);
     }
     p.diag(format!(
         "{n} keys set up in {:.1} ms",
@@ -221,7 +221,7 @@ fn server(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
     let mut del_worst = Stats::default();
     let mut del_rand = Stats::default();
     let mut del_async = Stats::default();
-    let mut rng = XorShift::seeded();
+    let mut rng = Rng::from_clock();
     // The kernel's key list is newest first; `order` mirrors it oldest (deepest) first, and a
     // deleted and re-added key becomes the newest.
     let mut order: std::collections::VecDeque<usize> = (0..n).collect();
@@ -271,7 +271,7 @@ fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
     let nl = Netlink::open().map_err(|e| Failure::Setup(e.to_string()))?;
     // Draw the source addresses now (worst case: the oldest key's; random: uniformly) and
     // configure them before anything is timed.
-    let mut rng = XorShift::seeded();
+    let mut rng = Rng::from_clock();
     let picks: Vec<(bool, usize)> = (0..2 * iters)
         .map(|i| {
             let rand = i >= iters;
@@ -340,7 +340,7 @@ fn client(p: &Peer<'_>, n: usize, iters: usize) -> PeerResult {
 fn wait_eof(p: &Peer<'_>, sk: &socket2::Socket) -> PeerResult {
     let mut buf = [0u8; 64];
     loop {
-        match crate::programs::restore::read_now(sk, &mut buf)? {
+        match sockets::read_now(sk, &mut buf)? {
             None => return Ok(()),
             Some(0) => {
                 if !sockets::wait_fd(p, sk, nix::poll::PollFlags::POLLIN, p.deadline(), || false)? {
@@ -385,6 +385,7 @@ fn wait_not_tentative(p: &Peer<'_>, addrs: &std::collections::BTreeSet<IpAddr>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpao_refimpl::verify::keys::Prefix;
 
     #[test]
     fn stats_are_welford_with_sample_stddev() {
@@ -405,16 +406,9 @@ mod tests {
         assert_eq!(gen_addr(Family::Ipv4, 8191).to_string(), "10.99.63.255");
         assert_eq!(gen_addr(Family::Ipv6, 1).to_string(), "2001:db8:99::3");
         let (a, len) = bench_net(Family::Ipv4);
-        assert!(crate::capture::prefix_match(
-            a,
-            len,
-            gen_addr(Family::Ipv4, 8191)
-        ));
+        let contains = |a, len, ip| Prefix::new(a, len).unwrap().contains(ip);
+        assert!(contains(a, len, gen_addr(Family::Ipv4, 8191)));
         let (a, len) = bench_net(Family::Ipv6);
-        assert!(crate::capture::prefix_match(
-            a,
-            len,
-            gen_addr(Family::Ipv6, 8191)
-        ));
+        assert!(contains(a, len, gen_addr(Family::Ipv6, 8191)));
     }
 }

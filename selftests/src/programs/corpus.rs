@@ -34,18 +34,26 @@ use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 use socket2::{SockAddr, Socket};
+use std::ops::ControlFlow;
+
 use tcpao_refimpl::SegmentRef;
+use tcpao_refimpl::capture::CaptureReader;
+use tcpao_refimpl::verify::keys::FlowHint;
 use tcpao_sys::repair::{self, Queue, RepairMode, RepairOption, RepairWindow};
+use tcpao_sys::uapi::TCP_CLOSE;
 use tcpao_sys::{Algorithm, AoRepair, TcpAoExt};
 
-use crate::capture::{CaptureConfig, RestoredFlow};
+use crate::capture::RestoredFlow;
 use crate::counters::NetnsMib;
 use crate::failure;
-use crate::peers::{Failure, OrFail, PairConfig, Peer, PeerResult, Side, run_pair};
+use crate::outcome::{Failure, OrFail, Outcome, PeerResult, TestResult};
+use crate::peers::{Peer, run_pair};
 use crate::probe::Feature;
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::programs::pair_config;
+use crate::registry::{Ctx, Test};
+use crate::rng::Rng;
 use crate::sockets::{self, Connect, TestKey};
-use crate::topology::{Family, Netlink, VETH_NAME};
+use crate::topology::{Family, Netlink, Side, VETH_NAME};
 
 /// The netns counters an expectation is built from.
 pub const COUNTERS: [&str; 7] = [
@@ -57,9 +65,6 @@ pub const COUNTERS: [&str; 7] = [
     "TCPMD5Unexpected",
     "TCPMD5Failure",
 ];
-
-/// `TCP_CLOSE` in `tcpi_state`.
-const TCP_CLOSE: u8 = 7;
 
 /// One key configuration of an algorithm case.
 #[derive(Debug, Clone, Copy)]
@@ -257,17 +262,6 @@ fn make_test(program: &str, case: Case, family: Family, hidden: bool) -> Test {
 /// Counter deltas of one peer, in [`COUNTERS`] order.
 type Deltas = [u64; COUNTERS.len()];
 
-/// A `[[flow]]` entry for captures without a handshake.
-#[derive(Debug, Clone, Copy)]
-struct FlowEntry {
-    client: SocketAddr,
-    server: SocketAddr,
-    client_isn: u32,
-    server_isn: u32,
-    client_sne: u32,
-    server_sne: u32,
-}
-
 /// What the peers hand back to the test body.
 #[derive(Debug, Default)]
 struct Record {
@@ -275,9 +269,6 @@ struct Record {
     kept: [Option<Deltas>; 2],
     /// Deltas over everything (server, client).
     total: [Option<Deltas>; 2],
-    flow: Option<FlowEntry>,
-    /// Leading TCP segments cut from the saved capture (the handshake).
-    cut_segments: usize,
     kernel: String,
 }
 
@@ -327,16 +318,7 @@ fn settle(p: &Peer<'_>, rec: &Mutex<Record>, base: &NetnsMib, kept: &NetnsMib) -
 }
 
 fn run(ctx: &Ctx, case: Case, family: Family) -> TestResult {
-    let mut cfg = PairConfig::new(family);
-    cfg.slow_factor = ctx.slow_factor();
-    cfg.timeout = ctx
-        .timeout()
-        .saturating_sub(ctx.timeout() / 10)
-        .max(Duration::from_secs(1));
-    cfg.capture = Some(CaptureConfig::new(
-        ctx.name(),
-        ctx.pcap_dir().map(Path::to_path_buf),
-    ));
+    let cfg = pair_config(ctx, family, ctx.name());
     let rec = Mutex::new(Record::default());
     let report = run_pair(&cfg, |p| server(p, case, &rec), |p| client(p, case, &rec));
     for d in &report.diagnostics {
@@ -622,14 +604,17 @@ fn client(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
                     client_sne: 0,
                 });
             }
-            Record::lock(rec).flow = Some(FlowEntry {
-                client: cli,
-                server: srv,
-                client_isn: CLIENT_WRAP.isn,
-                server_isn: SERVER_WRAP.isn,
-                client_sne: 0,
-                server_sne: 0,
-            });
+            if let Some(c) = p.capture() {
+                c.register_flow_hint(FlowHint {
+                    index: 1,
+                    client: cli,
+                    server: srv,
+                    client_isn: CLIENT_WRAP.isn,
+                    server_isn: SERVER_WRAP.isn,
+                    client_sne: 0,
+                    server_sne: 0,
+                });
+            }
             p.sync()?;
             // 3.6 KB each way: both sequence spaces cross 2^32 (1.5 and 2.5 KB in). A restored
             // socket starts with a receive window of a few hundred bytes, so keep it short.
@@ -652,9 +637,9 @@ fn client(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
                 .or_fail("getsockname failed")?
                 .as_socket()
                 .ok_or_else(|| failure!("the client socket has no IP address"))?;
-            {
-                let mut g = Record::lock(rec);
-                g.flow = Some(FlowEntry {
+            if let Some(c) = p.capture() {
+                c.register_flow_hint(FlowHint {
+                    index: 1,
                     client: local,
                     server: SocketAddr::new(p.remote_addr(), p.port()),
                     client_isn: r.snt_isn,
@@ -662,7 +647,7 @@ fn client(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
                     client_sne: r.snd_sne,
                     server_sne: r.rcv_sne,
                 });
-                g.cut_segments = 3;
+                c.save_without_handshake();
             }
             p.sync()?;
             let kept = snapshot()?;
@@ -871,7 +856,7 @@ fn bulk_bytes() -> u64 {
 
 fn send_bulk(p: &Peer<'_>, mut sk: &Socket, total: u64) -> PeerResult {
     let mut chunk = vec![0u8; 64 * 1024];
-    sockets::XorShift::seeded().fill(&mut chunk);
+    Rng::from_clock().fill(&mut chunk);
     let deadline = p.test_deadline();
     let mut sent = 0u64;
     while sent < total {
@@ -984,84 +969,24 @@ struct Wire {
     md5: u64,
 }
 
-/// The TCP segment of an Ethernet frame, if it is one.
-fn segment(frame: &[u8]) -> Option<SegmentRef<'_>> {
-    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    if ethertype != 0x0800 && ethertype != 0x86dd {
-        return None;
-    }
-    SegmentRef::parse(frame.get(14..)?).ok()
-}
-
-/// A pcap record: its 16-byte header and the frame.
-type Record16 = (Vec<u8>, Vec<u8>);
-
-/// Records of a pcap file written by [`crate::capture::write_pcap`] (little-endian,
-/// microseconds): `(record header, frame)`.
-fn read_pcap(path: &Path) -> io::Result<(Vec<u8>, Vec<Record16>)> {
-    let data = std::fs::read(path)?;
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    if data.len() < 24 || data[..4] != 0xa1b2_c3d4u32.to_le_bytes() {
-        return Err(bad("not a little-endian microsecond pcap file"));
-    }
-    let mut recs = Vec::new();
-    let mut off = 24;
-    while off < data.len() {
-        let hdr = data
-            .get(off..off + 16)
-            .ok_or_else(|| bad("cut record header"))?;
-        let len = u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]) as usize;
-        let frame = data
-            .get(off + 16..off + 16 + len)
-            .ok_or_else(|| bad("cut frame"))?;
-        recs.push((hdr.to_vec(), frame.to_vec()));
-        off += 16 + len;
-    }
-    Ok((data[..24].to_vec(), recs))
-}
-
-fn count(recs: &[Record16]) -> Wire {
+/// Frames, TCP segments and TCP-AO/TCP-MD5 segments of a saved capture, read with
+/// tcpao-refimpl's reader.
+fn count(path: &Path) -> io::Result<Wire> {
+    let mut r = CaptureReader::open(path).map_err(io::Error::other)?;
     let mut w = Wire::default();
-    for (_, f) in recs {
-        w.frames += 1;
-        let Some(seg) = segment(f) else { continue };
-        w.tcp += 1;
-        if let Ok(a) = seg.tcp_packet().auth_options() {
-            w.ao += u64::from(a.ao.is_some());
-            w.md5 += u64::from(a.md5.is_some());
+    r.for_each_frame(|f| {
+        if let Ok(seg) = SegmentRef::parse(f.ip) {
+            w.tcp += 1;
+            if let Ok(a) = seg.tcp_packet().auth_options() {
+                w.ao += u64::from(a.ao.is_some());
+                w.md5 += u64::from(a.md5.is_some());
+            }
         }
-    }
-    w
-}
-
-/// Drop every frame up to and including the `n`-th TCP segment, which must be the handshake
-/// (SYN, SYN-ACK, ACK without payload).
-fn cut_handshake(recs: &mut Vec<Record16>, n: usize) -> io::Result<()> {
-    let mut seen = 0;
-    let mut cut_at = None;
-    for (i, (_, f)) in recs.iter().enumerate() {
-        let Some(seg) = segment(f) else { continue };
-        let t = seg.tcp_packet();
-        let handshake = match seen {
-            0 => t.syn() && !t.ack(),
-            1 => t.syn() && t.ack(),
-            _ => !t.syn() && t.ack() && t.payload().is_empty(),
-        };
-        if !handshake {
-            return Err(io::Error::other(format!(
-                "TCP segment {} of the capture is not part of the handshake",
-                seen + 1
-            )));
-        }
-        seen += 1;
-        if seen == n {
-            cut_at = Some(i + 1);
-            break;
-        }
-    }
-    let at = cut_at.ok_or_else(|| io::Error::other("the capture has no complete handshake"))?;
-    recs.drain(..at);
-    Ok(())
+        ControlFlow::Continue(())
+    })
+    .map_err(io::Error::other)?;
+    w.frames = r.frames();
+    Ok(w)
 }
 
 fn write_corpus_files(
@@ -1072,19 +997,7 @@ fn write_corpus_files(
     family: Family,
     rec: &Record,
 ) -> io::Result<()> {
-    let pcap = dir.join(format!("{stem}.pcap"));
-    let (hdr, mut recs) = read_pcap(&pcap)?;
-    if rec.cut_segments > 0 {
-        cut_handshake(&mut recs, rec.cut_segments)?;
-        let mut out = io::BufWriter::new(std::fs::File::create(&pcap)?);
-        out.write_all(&hdr)?;
-        for (h, f) in &recs {
-            out.write_all(h)?;
-            out.write_all(f)?;
-        }
-        out.flush()?;
-    }
-    let wire = count(&recs);
+    let wire = count(&dir.join(format!("{stem}.pcap")))?;
     let (Some(s), Some(c)) = (rec.kept[0], rec.kept[1]) else {
         return Err(io::Error::other("a peer recorded no counters"));
     };
@@ -1096,17 +1009,6 @@ fn write_corpus_files(
             "the kernels verified {verified} TCP-AO segments of the saved capture's part, it holds {}",
             wire.ao
         )));
-    }
-    if let Some(f) = rec.flow {
-        let mut keys = std::fs::read_to_string(dir.join(format!("{stem}.keys.toml")))?;
-        let _ = write!(
-            keys,
-            "\n# The capture has no handshake: ISNs (and SNEs) of the connection.\n[[flow]]\n\
-             client = \"{}\"\nserver = \"{}\"\nclient_isn = {}\nserver_isn = {}\n\
-             client_sne = {}\nserver_sne = {}\n",
-            f.client, f.server, f.client_isn, f.server_isn, f.client_sne, f.server_sne
-        );
-        std::fs::write(dir.join(format!("{stem}.keys.toml")), keys)?;
     }
     let md5_bad = sum("TCPMD5Failure");
     let failing = sum("TCPAOBad") + sum("TCPAOKeyNotFound") + sum("TCPAORequired") + md5_bad;
@@ -1202,11 +1104,5 @@ mod tests {
                 u64::from(w.seq) + (WRAP_MESSAGES * WRAP_MESSAGE_LEN) as u64 > (1 << 32) + 1000
             );
         }
-    }
-
-    #[test]
-    fn handshake_cut_requires_a_handshake() {
-        let mut recs = vec![(vec![0u8; 16], vec![0u8; 20])];
-        assert!(cut_handshake(&mut recs, 3).is_err());
     }
 }

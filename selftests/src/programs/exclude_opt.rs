@@ -26,11 +26,13 @@ use tcpao_refimpl::{FlowValidator, Verdict};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Peer, PeerResult, Side};
+use crate::outcome::PeerResult;
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, segment};
 use crate::registry::Test;
 use crate::sockets::{self, Connect, TestKey};
+use crate::topology::Side;
 
 /// A TCP option kind and its name.
 type OptionName = (u8, &'static str);
@@ -86,8 +88,9 @@ fn connected_client(p: &Peer<'_>, include: bool, ts: bool) -> PeerResult {
     let k = key(p, include);
     let frames = extras::echo_client(p, &k)?;
     let conn = extras::client_connection(p, &frames)?;
-    let mkt =
-        extras::mkt_of(&k).ok_or_else(|| failure!("the reference lacks the key's algorithm"))?;
+    let mkt = k
+        .mkt()
+        .ok_or_else(|| failure!("the reference lacks the key's algorithm"))?;
     let same = FlowValidator::new(conn, [mkt.clone()]).map_err(|e| failure!("reference: {e}"))?;
     let other = FlowValidator::new(conn, [mkt.with_include_options(!include)])
         .map_err(|e| failure!("reference: {e}"))?;
@@ -224,7 +227,9 @@ fn mismatch_server(p: &Peer<'_>, server_incl: bool, client_incl: bool) -> PeerRe
         0,
     );
     for (incl, want_good) in [(client_incl, true), (server_incl, false)] {
-        let mkt = extras::mkt_of(&key(p, incl)).ok_or_else(|| failure!("no reference MKT"))?;
+        let mkt = key(p, incl)
+            .mkt()
+            .ok_or_else(|| failure!("no reference MKT"))?;
         let v = FlowValidator::new(conn, [mkt]).map_err(|e| failure!("reference: {e}"))?;
         let got = extras::verdict(&v, syn);
         if matches!(got, Some(Verdict::Good { .. })) != want_good {

@@ -8,13 +8,15 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use socket2::Socket;
-use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, Verdict};
+use tcpao_refimpl::{Connection, Direction, FlowValidator, SegmentRef, Verdict};
 
-use crate::capture::{Frame, KeyAlgorithm, xcheck};
+use crate::capture::{Frame, xcheck};
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Peer, PeerResult, Side};
+use crate::outcome::PeerResult;
+use crate::peers::Peer;
 use crate::sockets::{self, TestKey};
+use crate::topology::Side;
 
 /// Messages the echo exchanges in the extras programs (see [`echo_client`]).
 pub const MESSAGES: usize = 10;
@@ -189,26 +191,6 @@ pub fn wait_counters(
             last.map_or_else(String::new, |c| c.to_string())
         )
     })
-}
-
-/// The reference MKT of a test key (sender's view), or `None` when tcpao-refimpl does not
-/// implement its algorithm.
-pub fn mkt_of(k: &TestKey) -> Option<Mkt> {
-    let alg = match KeyAlgorithm::from_kernel_name(k.algorithm.kernel_name())? {
-        KeyAlgorithm::HmacSha1 => tcpao_refimpl::Algorithm::HmacSha1,
-        KeyAlgorithm::AesCmac128 => tcpao_refimpl::Algorithm::AesCmac128,
-        KeyAlgorithm::HmacSha256 => tcpao_refimpl::Algorithm::HmacSha256,
-        KeyAlgorithm::Md5 => return None,
-    };
-    Mkt::new(
-        k.send_id,
-        k.recv_id,
-        alg,
-        tcpao_refimpl::MasterKey::new(k.password.to_vec()),
-    )
-    .with_mac_len(usize::from(k.maclen.unwrap_or(12)))
-    .ok()
-    .map(|m| m.with_include_options(k.include_options))
 }
 
 /// The flow's connection seen from the client, from its SYN/SYN-ACK.

@@ -27,10 +27,12 @@ use tcpao_sys::repair::{self, Queue, RepairMode};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Failure, OrFail, Peer, PeerResult};
+use crate::outcome::{Failure, OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
-use crate::sockets::{self, TestKey, XorShift};
+use crate::rng::Rng;
+use crate::sockets::{self, TestKey};
 use crate::topology::Family;
 
 /// Messages per batch and their size (kernel `packets_nr`, `packet_size`).
@@ -222,7 +224,7 @@ fn server(p: &Peer<'_>, accept: bool) -> PeerResult {
 }
 
 /// One batch of `PACKETS` echo messages; `Ok(false)` when the server said to stop.
-fn echo_batch(p: &Peer<'_>, mut sk: &Socket, rng: &mut XorShift) -> PeerResult<bool> {
+fn echo_batch(p: &Peer<'_>, mut sk: &Socket, rng: &mut Rng) -> PeerResult<bool> {
     let stop = || p.peer_signals() > 0;
     let deadline = p.deadline();
     let mut out = [0u8; PACKET_SIZE];
@@ -327,7 +329,7 @@ fn icmp_packet(
     remote: SocketAddr,
     code: u8,
     seq: u32,
-    rng: &mut XorShift,
+    rng: &mut Rng,
 ) -> PeerResult<Vec<u8>> {
     let mut tcp = [0u8; 8];
     tcp[0..2].copy_from_slice(&remote.port().to_be_bytes());
@@ -400,7 +402,7 @@ fn client(p: &Peer<'_>) -> PeerResult {
     let raw = Socket::new(domain, Type::RAW, Some(Protocol::from(255)))
         .or_fail("socket(SOCK_RAW, IPPROTO_RAW) failed")?;
     let target = SockAddr::from(target);
-    let mut rng = XorShift::seeded();
+    let mut rng = Rng::from_clock();
     let (mut batches, mut icmps) = (0usize, 0usize);
     while p.peer_signals() == 0 {
         if !echo_batch(p, &sk, &mut rng)? {
@@ -448,7 +450,7 @@ mod tests {
 
     #[test]
     fn packets_have_valid_checksums() {
-        let mut rng = XorShift::seeded();
+        let mut rng = Rng::from_clock();
         let l: SocketAddr = "10.0.1.1:40000".parse().unwrap();
         let r: SocketAddr = "10.0.254.1:7010".parse().unwrap();
         let pkt = icmp_packet(l, r, 4, 0x1234_5678, &mut rng).unwrap();

@@ -35,11 +35,13 @@ use tcpao_sys::TcpAoExt as _;
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{OrFail, Peer, PeerResult, Side};
+use crate::outcome::{OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, segment};
 use crate::registry::Test;
 use crate::sockets::{self, TestKey};
+use crate::topology::Side;
 
 const A: u8 = 100;
 const B: u8 = 101;
@@ -294,7 +296,9 @@ fn craft(p: &Peer<'_>, flow: &Flow, what: Craft) -> PeerResult<Vec<u8>> {
         ..IpHeader::new(flow.conn.local.ip(), flow.conn.remote.ip())
     };
     let ao = |id: u8| -> PeerResult<TrafficKeys> {
-        let mkt = extras::mkt_of(&key(p, id)).ok_or_else(|| failure!("no reference MKT"))?;
+        let mkt = key(p, id)
+            .mkt()
+            .ok_or_else(|| failure!("no reference MKT"))?;
         TrafficKeys::derive(&mkt, &flow.conn).map_err(|e| failure!("deriving traffic keys: {e}"))
     };
     let sign = |keys: &TrafficKeys, key_id: u8, sne: u32| -> PeerResult<Vec<u8>> {

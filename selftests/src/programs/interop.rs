@@ -39,22 +39,23 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tcpao_refimpl::verify::keys::KeysFile;
-use tcpao_refimpl::verify::{Options, Report, VerdictKind, check_files};
+use tcpao_refimpl::verify::keys::{EntryKey, KeyEntry, KeysFile};
+use tcpao_refimpl::verify::{Options, Report, Verdict, check_files};
 use tcpao_sys::{Algorithm, Error as SysError, KeyFilter, KeySelector, PeerPrefix, TcpAoExt};
 use zeroize::Zeroizing;
 
 use self::bird::{Bird, BirdAuth, BirdConf, BirdKey, SidRoot, wait_closed, wait_listening};
 use self::speaker::{Config as SpeakerConfig, Session, SpeakerError};
-use crate::capture::{KeyAlgorithm, RegisteredKey, keys_toml, write_pcap};
+use crate::capture::{key_entry, keys_file, write_pcap};
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Failure, OrFail, Peer, PeerResult, Side};
+use crate::outcome::{Failure, OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::probe::Feature;
 use crate::programs::PairTest;
 use crate::registry::Test;
 use crate::sockets::{self, Connect, TestKey};
-use crate::topology::{Family, TopologyConfig, VETH_NAME};
+use crate::topology::{Family, Side, TopologyConfig, VETH_NAME};
 
 /// The BGP port: BIRD listens and connects there.
 const BGP: u16 = 179;
@@ -201,56 +202,66 @@ fn bird_conf(p: &Peer<'_>, stage: Stage, passive: bool) -> BirdConf {
     }
 }
 
-/// The MKTs of side `owner` (both stages) as the capture and tcpao-verify need them.
-fn registered(p: &Peer<'_>, owner: Side) -> Vec<RegisteredKey> {
+/// A key held by side `owner`, as the capture and tcpao-verify need it.
+type HeldKey = (Side, KeyEntry);
+
+/// Side `owner`'s MKTs (both stages), as `TestKey`s: BIRD's keys are described the same way
+/// as the speaker's.
+fn test_keys(p: &Peer<'_>, owner: Side) -> [TestKey; 2] {
     let peer = match owner {
         Side::Server => p.family().client_addr(),
         Side::Client => p.family().server_addr(),
     };
     let [(s1, r1), (s2, r2)] = ids(owner);
-    let len = p.family().host_prefix();
-    vec![
-        RegisteredKey::ao(
-            owner,
-            KeyAlgorithm::HmacSha256,
-            SECRET_1.as_bytes(),
-            s1,
-            r1,
-            peer,
-            len,
-        ),
-        RegisteredKey::ao(
-            owner,
-            KeyAlgorithm::AesCmac128,
-            SECRET_2.as_bytes(),
-            s2,
-            r2,
-            peer,
-            len,
-        ),
+    [
+        TestKey::new(peer, s1, r1)
+            .algorithm(Algorithm::HmacSha256)
+            .password(SECRET_1.as_bytes()),
+        TestKey::new(peer, s2, r2)
+            .algorithm(Algorithm::AesCmac128)
+            .password(SECRET_2.as_bytes()),
     ]
 }
 
+/// `owner`'s address in the test's family.
+fn addr_of(p: &Peer<'_>, owner: Side) -> IpAddr {
+    match owner {
+        Side::Server => p.family().server_addr(),
+        Side::Client => p.family().client_addr(),
+    }
+}
+
+/// The keys-file entries of `keys` held by `owner`.
+fn held(p: &Peer<'_>, owner: Side, keys: &[TestKey]) -> Vec<HeldKey> {
+    keys.iter()
+        .filter_map(|k| k.entry(addr_of(p, owner)))
+        .map(|e| (owner, e))
+        .collect()
+}
+
+/// The MKTs of side `owner` (both stages) as the capture and tcpao-verify need them.
+fn registered(p: &Peer<'_>, owner: Side) -> Vec<HeldKey> {
+    held(p, owner, &test_keys(p, owner))
+}
+
 /// Register keys a daemon installed (not through [`sockets::add_key`]) with the capture.
-fn register(p: &Peer<'_>, keys: &[RegisteredKey]) {
+fn register(p: &Peer<'_>, keys: &[HeldKey]) {
     if let Some(c) = p.capture() {
-        for k in keys {
-            c.register(k.clone());
+        for (side, e) in keys {
+            c.register(*side, e.clone());
         }
     }
 }
 
+/// `keys` as a tcpao-verify keys file, read back.
+fn keys_file_of(keys: &[HeldKey]) -> PeerResult<KeysFile> {
+    let text = keys_file(keys, None).or_fail("writing the keys file")?;
+    KeysFile::parse(&text).or_fail("the registered keys as a tcpao-verify keys file")
+}
+
 /// The speaker's MKTs: the mirror of BIRD's (client side IDs).
 fn speaker_keys(p: &Peer<'_>) -> [TestKey; 2] {
-    let [(s1, r1), (s2, r2)] = ids(Side::Client);
-    [
-        TestKey::new(p.remote_addr(), s1, r1)
-            .algorithm(Algorithm::HmacSha256)
-            .password(SECRET_1.as_bytes()),
-        TestKey::new(p.remote_addr(), s2, r2)
-            .algorithm(Algorithm::AesCmac128)
-            .password(SECRET_2.as_bytes()),
-    ]
+    test_keys(p, Side::Client)
 }
 
 /// The deadline of one step that should happen: 30 s (BIRD starting from the 9p-shared sid
@@ -298,7 +309,7 @@ impl CaptureCheck {
         };
         for f in &c.report.flows {
             for s in &f.segments {
-                let good = s.verdict == VerdictKind::Good;
+                let good = matches!(s.verdict, Verdict::Good { .. });
                 if s.src.ip() == me && good {
                     c.good_from_me += 1;
                 } else if s.dst.ip() == me && good {
@@ -325,7 +336,7 @@ impl CaptureCheck {
     /// Every captured segment verified (none bad, unverifiable, unsigned or not covered).
     fn all_good(&self) -> PeerResult {
         let n = &self.report.counts;
-        if n.failures() > 0 || n.unverifiable > 0 || n.good != self.report.tcp_segments {
+        if n.failures() > 0 || n.unverifiable() > 0 || n.good() != self.report.tcp_segments {
             return Err(failure!(
                 "not every captured segment verified: {} TCP segments, {:?}; first failures: {:?}",
                 self.report.tcp_segments,
@@ -381,12 +392,11 @@ struct Reference<'p> {
 }
 
 impl<'p> Reference<'p> {
-    fn new(p: &'p Peer<'_>, keys: &[RegisteredKey], label: &str) -> PeerResult<Self> {
+    fn new(p: &'p Peer<'_>, keys: &[HeldKey], label: &str) -> PeerResult<Self> {
         let cap = p
             .capture()
             .ok_or_else(|| failure!("this case needs the capture"))?;
-        let kf = KeysFile::parse(&keys_toml(keys, p.family()))
-            .or_fail("the registered keys as a tcpao-verify keys file")?;
+        let kf = keys_file_of(keys)?;
         let dir = std::env::temp_dir().join(format!(
             "tcpao-interop-{}-{label}-{}",
             std::process::id(),
@@ -509,7 +519,7 @@ fn bird_bird(p: &Peer<'_>, case: &str, live: bool) -> PeerResult {
     // tcpao-verify's keys: the server's view (and the bulk transfer's key in live-verify).
     let mut verify_keys = registered(p, Side::Server);
     if live {
-        verify_keys.extend(bulk_key(p, Side::Server).registered(Side::Server));
+        verify_keys.extend(held(p, Side::Server, &[bulk_key(p, Side::Server)]));
     }
     register(p, &registered(p, me));
     let before = Counters::netns()?;
@@ -605,7 +615,7 @@ fn bird_bird(p: &Peer<'_>, case: &str, live: bool) -> PeerResult {
             one_switch_each(&c, [old_s, new_s], [old_r, new_r])?;
             p.diag(format!(
                 "tcpao-verify: {} segments verified, KeyIDs sent {:?}, received {:?}: one rollover each way; {}",
-                c.report.counts.good,
+                c.report.counts.good(),
                 c.my_key_ids,
                 c.peer_key_ids,
                 after_close_note(&c, &before)?
@@ -793,7 +803,7 @@ fn peer_bird(p: &Peer<'_>, speaker_connects: bool) -> PeerResult {
         one_switch_each(&c, [1, 3], [2, 4])?;
         p.diag(format!(
             "tcpao-verify: {} segments verified, BIRD sent KeyIDs {:?}, the speaker {:?}; {}",
-            c.report.counts.good,
+            c.report.counts.good(),
             c.my_key_ids,
             c.peer_key_ids,
             after_close_note(&c, &before)?
@@ -819,9 +829,7 @@ fn peer_speaker(p: &Peer<'_>, connects: bool) -> PeerResult {
         sk.add_ao_key(&new.to_ao_key()?)
             .or_fail("adding the speaker's second MKT")?;
         for k in [&old, &new] {
-            if let (Some(c), Some(r)) = (p.capture(), k.registered(Side::Client)) {
-                c.register(r);
-            }
+            sockets::register(p, k);
         }
         p.sync()?; // BIRD listens
         sockets::connect_ok(p, &sk, p.remote_addr(), BGP)?;
@@ -1128,12 +1136,7 @@ fn md5_bird(p: &Peer<'_>) -> PeerResult {
     let sid = SidRoot::find()?;
     let (net, len) = p.family().network();
     if let Some(c) = p.capture() {
-        c.register(RegisteredKey::md5(
-            Side::Server,
-            MD5_PASSWORD.as_bytes(),
-            net,
-            len,
-        ));
+        c.register(Side::Server, md5_entry(p, net, len));
     }
     let conf = BirdConf {
         neighbor: (net, len),
@@ -1176,6 +1179,12 @@ fn md5_bird(p: &Peer<'_>) -> PeerResult {
     })
 }
 
+/// BIRD's MD5 key on its listener, for the range `net/len`, as a keys-file entry.
+fn md5_entry(p: &Peer<'_>, net: IpAddr, len: u8) -> KeyEntry {
+    let key = EntryKey::Md5(tcpao_refimpl::MasterKey::new(MD5_PASSWORD.as_bytes()));
+    key_entry(key, p.family().server_addr(), net, len)
+}
+
 /// `tcpdump -M` on the saved capture: every TCP-MD5 segment is "md5 valid", none invalid,
 /// as many as tcpao-verify's engine verified.
 fn tcpdump_md5(p: &Peer<'_>) -> PeerResult {
@@ -1198,13 +1207,8 @@ fn tcpdump_md5(p: &Peer<'_>) -> PeerResult {
     ));
     std::fs::create_dir_all(&dir).or_fail("creating a directory for the capture")?;
     let path = dir.join("md5.pcap");
-    let keys = [RegisteredKey::md5(
-        Side::Server,
-        MD5_PASSWORD.as_bytes(),
-        p.family().network().0,
-        p.family().network().1,
-    )];
-    let kf = KeysFile::parse(&keys_toml(&keys, p.family())).or_fail("keys file")?;
+    let (net, len) = p.family().network();
+    let kf = keys_file_of(&[(Side::Server, md5_entry(p, net, len))])?;
     let mut last = (0, 0, 0);
     let done = p.wait_for(soon(p), || {
         let f = std::fs::File::create(&path).or_fail("writing the capture")?;
@@ -1220,13 +1224,13 @@ fn tcpdump_md5(p: &Peer<'_>) -> PeerResult {
         let text = String::from_utf8_lossy(&out.stdout);
         let valid = text.matches("md5 valid").count() as u64;
         let invalid = text.matches("md5 invalid").count() as u64;
-        last = (valid, invalid, rep.counts.md5_good);
+        last = (valid, invalid, rep.counts.md5_good());
         // Two sessions: two handshakes, OPENs, KEEPALIVEs, NOTIFICATIONs, closes.
-        Ok((rep.counts.md5_good >= 20
-            && rep.counts.md5_bad == 0
-            && valid == rep.counts.md5_good
+        Ok((rep.counts.md5_good() >= 20
+            && rep.counts.md5_bad() == 0
+            && valid == rep.counts.md5_good()
             && invalid == 0
-            && rep.counts.md5_good + rep.counts.not_covered == rep.tcp_segments)
+            && rep.counts.md5_good() + rep.counts.not_covered() == rep.tcp_segments)
             .then_some(()))
     })?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -1342,9 +1346,10 @@ mod live {
     use tcpao_refimpl::verify::{Options, Report, check_files, report};
 
     use super::{BGP, VETH_NAME};
-    use crate::capture::{RegisteredKey, keys_toml};
+    use super::{HeldKey, keys_file_of};
     use crate::failure;
-    use crate::peers::{OrFail, Peer, PeerResult};
+    use crate::outcome::{OrFail, PeerResult};
+    use crate::peers::Peer;
 
     /// What the live thread hands back.
     pub(super) struct LiveResult {
@@ -1375,10 +1380,10 @@ mod live {
     pub(super) fn start<'s, 'e: 's>(
         scope: &'s Scope<'s, 'e>,
         p: &Peer<'_>,
-        keys: &[RegisteredKey],
+        keys: &[HeldKey],
         target: &'e AtomicU64,
     ) -> PeerResult<Running<'s>> {
-        let kf = KeysFile::parse(&keys_toml(keys, p.family())).or_fail("keys file")?;
+        let kf = keys_file_of(keys)?;
         let file = std::env::temp_dir().join(format!(
             "tcpao-interop-{}-live-{}.pcap",
             std::process::id(),
@@ -1538,7 +1543,7 @@ mod live {
             "live: {} packets, {} TCP segments ({} good), {:.1} us CPU per segment (reading the socket, checking, writing the file); the same file afterwards: {:.1} us CPU per segment ({:.1} ms wall)",
             r.frames,
             r.report.tcp_segments,
-            r.report.counts.good,
+            r.report.counts.good(),
             us(r.cpu),
             us(file_cpu),
             file_wall.as_secs_f64() * 1e3

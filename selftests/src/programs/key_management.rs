@@ -16,30 +16,30 @@
 //!   seed is printed and `TCPAO_SEED` replays it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::libc;
-use nix::poll::PollFlags;
 use socket2::Socket;
 use tcpao_sys::repair::{RepairMode, set_repair};
 use tcpao_sys::{Algorithm, AoRepair, Error, KeySelector, PeerPrefix, TcpAoExt};
 
-use crate::capture::CaptureConfig;
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Failure, OrFail, PairConfig, Peer, PeerResult, Side, run_pair};
+use crate::outcome::{Failure, OrFail, Outcome, PeerResult, TestResult};
+use crate::peers::{Peer, run_pair};
 use crate::probe::Feature;
-use crate::programs::setsockopt_closed::{
-    Rng, add_verified, compare_key, dump_all, errno_name, expect_error, is_os, key_with,
-    make_listen, run_seed, typed_ok,
+use crate::programs::pair_config;
+use crate::programs::sockopt::{
+    add_verified, compare_key, dump_all, errno_name, expect_error, is_os, key_with, make_listen,
+    typed_ok,
 };
-use crate::registry::{Ctx, Outcome, Test, TestResult};
+use crate::registry::{Ctx, Test};
+use crate::rng::{Rng, run_seed};
 use crate::sockets::{self, DEFAULT_TEST_PASSWORD, TestKey};
 use crate::solo::{Solo, SoloTest};
-use crate::topology::{Family, TopologyConfig, VRF_IFINDEX};
+use crate::topology::{Family, Side, TopologyConfig, VRF_IFINDEX};
 
 const PROGRAM: &str = "key-management";
 const SECOND_PASSWORD: &[u8] = b"at all times sincere friends of freedom have been rare";
@@ -57,8 +57,8 @@ type Step = (&'static str, (u8, u8), Option<u8>, Option<u8>);
 pub fn tests() -> Vec<Test> {
     let mut v = Vec::new();
     let solo: &[(&str, SoloBody)] = &[
-        ("closed-socket-delete-a-key", |s| closed_seq(s, 1)),
-        ("closed-socket-delete-all-keys", |s| closed_seq(s, 2)),
+        ("closed-socket-delete-a-key", |s| delete_seq(s, false, 1)),
+        ("closed-socket-delete-all-keys", |s| delete_seq(s, false, 2)),
         ("closed-socket-delete-current-key", |s| closed_busy(s, true)),
         ("closed-socket-delete-rnext-key", |s| closed_busy(s, false)),
         ("closed-socket-delete-a-key-set-current-rnext", |s| {
@@ -79,8 +79,8 @@ pub fn tests() -> Vec<Test> {
         ("closed-socket-add-change-rnext-key", |s| {
             add_change(s, false, 2)
         }),
-        ("listen-socket-delete-a-key", |s| listen_seq(s, 1)),
-        ("listen-socket-delete-all-keys", |s| listen_seq(s, 2)),
+        ("listen-socket-delete-a-key", |s| delete_seq(s, true, 1)),
+        ("listen-socket-delete-all-keys", |s| delete_seq(s, true, 2)),
         ("listen-socket-setting-current-key-not-allowed", |s| {
             listen_set(s, true)
         }),
@@ -175,7 +175,7 @@ fn has_key(sk: &Socket, send_id: u8, recv_id: u8) -> PeerResult<bool> {
     Ok(dump_all(sk)
         .or_fail("getsockopt(TCP_AO_GET_KEYS)")?
         .iter()
-        .any(|d| (d.sndid, d.rcvid) == (send_id, recv_id)))
+        .any(|d| (d.0.sndid, d.0.rcvid) == (send_id, recv_id)))
 }
 
 /// Delete and check the key is gone (kernel `test_del_key` + `try_delete_key`, no fault).
@@ -274,30 +274,36 @@ fn set_key_checked(sk: &Socket, current: Option<u8>, rnext: Option<u8>) -> PeerR
     Ok(())
 }
 
-fn closed_seq(s: &Solo, upto: usize) -> PeerResult {
-    let sk = prepare(s, false)?;
+/// Delete 200:200, then (`upto` ≥ 2) 100:100, on a closed or listening socket: each delete
+/// must succeed and leave no trace of the key (kernel `test_del_key` on `prepare_sk` /
+/// `prepare_lsk`).
+fn delete_seq(s: &Solo, listen: bool, upto: usize) -> PeerResult {
+    let sk = prepare(s, listen)?;
+    let what = socket_name(listen);
     delete_ok(
         s,
         &sk,
-        "closed socket, delete a key",
+        &format!("{what}, delete a key"),
         (200, 200),
         None,
         None,
     )?;
     if upto >= 2 {
-        delete_ok(
-            s,
-            &sk,
-            "closed socket, delete all keys",
-            (100, 100),
-            None,
-            None,
-        )?;
+        let tst = format!("{what}, delete all keys");
+        delete_ok(s, &sk, &tst, (100, 100), None, None)?;
         if !dump_all(&sk).or_fail("dump")?.is_empty() {
-            return Err(failure!("closed socket, delete all keys: keys remain"));
+            return Err(failure!("{tst}: keys remain"));
         }
     }
     Ok(())
+}
+
+fn socket_name(listen: bool) -> &'static str {
+    if listen {
+        "listen socket"
+    } else {
+        "closed socket"
+    }
 }
 
 fn closed_busy(s: &Solo, current: bool) -> PeerResult {
@@ -340,11 +346,7 @@ fn forced_seq(s: &Solo, listen: bool, upto: usize) -> PeerResult {
         &key_with(s.remote_addr(), None, 12, 13, b"Glory to Ukraine!")?,
         b"Glory to Ukraine!",
     )?;
-    let what = if listen {
-        "listen socket"
-    } else {
-        "closed socket"
-    };
+    let what = socket_name(listen);
     let steps: [Step; 3] = [
         (
             "delete a key + set current/rnext",
@@ -400,11 +402,7 @@ fn add_change(s: &Solo, listen: bool, upto: usize) -> PeerResult {
         set_key_checked(&sk, Some(100), Some(200))?;
     }
     let pw = b"Laaaa! Lalala-la-la-lalala...";
-    let what = if listen {
-        "listen socket"
-    } else {
-        "closed socket"
-    };
+    let what = socket_name(listen);
     for (n, (name, ids, c, r)) in [
         ("add + change current key", (10u8, 20u8), true, false),
         ("add + change rnext key", (20, 10), false, true),
@@ -436,29 +434,6 @@ fn add_change(s: &Solo, listen: bool, upto: usize) -> PeerResult {
                 ));
             }
         }
-    }
-    Ok(())
-}
-
-fn listen_seq(s: &Solo, upto: usize) -> PeerResult {
-    let sk = prepare(s, true)?;
-    delete_ok(
-        s,
-        &sk,
-        "listen socket, delete a key",
-        (200, 200),
-        None,
-        None,
-    )?;
-    if upto >= 2 {
-        delete_ok(
-            s,
-            &sk,
-            "listen socket, delete all keys",
-            (100, 100),
-            None,
-            None,
-        )?;
     }
     Ok(())
 }
@@ -865,20 +840,12 @@ fn run_cell(family: Family, slug: &str) -> RunCell {
 }
 
 fn run_scenario(ctx: &Ctx, family: Family, sc: &'static Scenario) -> ScenarioRun {
-    let mut cfg = PairConfig::new(family);
+    let name = format!("{PROGRAM}/{}/{}", family.name(), sc.slug);
+    let mut cfg = pair_config(ctx, family, &name);
     cfg.topology = TopologyConfig {
         vrf: sc.kind == Kind::Match,
         ..TopologyConfig::default()
     };
-    cfg.slow_factor = ctx.slow_factor();
-    cfg.timeout = ctx
-        .timeout()
-        .saturating_sub(ctx.timeout() / 10)
-        .max(Duration::from_secs(1));
-    cfg.capture = Some(CaptureConfig::new(
-        &format!("{PROGRAM}/{}/{}", family.name(), sc.slug),
-        ctx.pcap_dir().map(std::path::Path::to_path_buf),
-    ));
     let checks = Checks::default();
     let report = run_pair(&cfg, |p| server(p, sc, &checks), |p| client(p, sc, &checks));
     let mut diagnostics = vec![format!(
@@ -1012,7 +979,7 @@ fn verify_keys(
                 Side::Client => k.matches_server,
             } && k.matches_vrf);
         let (s, r) = ids(k, side);
-        let d = dump.iter().find(|d| (d.sndid, d.rcvid) == (s, r));
+        let d = dump.iter().find(|d| (d.0.sndid, d.0.rcvid) == (s, r));
         if matches != d.is_some() {
             return Err(failure!(
                 "key {s}:{r} {}{} on the socket",
@@ -1085,45 +1052,6 @@ fn verify_counters(
     ))
 }
 
-/// Echo exactly `quota` bytes (kernel `test_server_run(sk, quota)`).
-fn serve_quota(p: &Peer<'_>, sk: &Socket, quota: u64) -> PeerResult<u64> {
-    let mut buf = vec![0u8; 4096];
-    let mut served = 0u64;
-    let deadline = p.deadline();
-    while served < quota {
-        let want = usize::try_from(quota - served)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = match (&*sk).read(&mut buf[..want]) {
-            Ok(0) => return Ok(served),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !sockets::wait_fd(p, sk, PollFlags::POLLIN, deadline, || false)? {
-                    return Ok(served);
-                }
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(failure!("read() failed: {e}")),
-        };
-        let mut out = &buf[..n];
-        while !out.is_empty() {
-            match (&*sk).write(out) {
-                Ok(w) => out = &out[w..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !sockets::wait_fd(p, sk, PollFlags::POLLOUT, deadline, || false)? {
-                        return Err(failure!("write() timed out"));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(failure!("write() failed: {e}")),
-            }
-        }
-        served += n as u64;
-    }
-    Ok(served)
-}
-
 fn collection(p: &Peer<'_>, sc: &Scenario) -> PeerResult<Vec<CKey>> {
     sc.collection(p.family()).map_err(Failure::Fail)
 }
@@ -1147,7 +1075,7 @@ fn server(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
         "every key stays on the listener",
     );
     drop(lsk);
-    let served = serve_quota(p, &sk, sc.server_quota())?;
+    let served = sockets::echo_quota(p, &sk, sc.server_quota(), p.deadline())?;
     ck.check(
         "server-alive",
         if served == sc.server_quota() {
@@ -1167,7 +1095,7 @@ fn server(p: &Peer<'_>, sc: &'static Scenario, ck: &Checks) -> PeerResult {
     if sc.kind == Kind::Rotate {
         for n in 1..=ROTATIONS {
             let i = sc.rotation(n - 1);
-            let served = serve_quota(p, &sk, QUOTA)?;
+            let served = sockets::echo_quota(p, &sk, QUOTA, p.deadline())?;
             if served != QUOTA {
                 return Err(failure!(
                     "rotation {n}: server served: {served} of {QUOTA} bytes"

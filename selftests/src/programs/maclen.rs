@@ -18,7 +18,8 @@ use tcpao_refimpl::{FlowValidator, Verdict};
 use tcpao_sys::Algorithm;
 
 use crate::failure;
-use crate::peers::{Failure, Peer, PeerResult};
+use crate::outcome::{Failure, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, segment};
 use crate::registry::Test;
@@ -77,7 +78,9 @@ fn client(p: &Peer<'_>, k: &TestKey, maclen: u8) -> PeerResult {
     require_algorithm(p, k)?;
     let frames = extras::echo_client(p, k)?;
     let conn = extras::client_connection(p, &frames)?;
-    let mkt = extras::mkt_of(k).ok_or_else(|| failure!("the reference lacks {}", k.algorithm))?;
+    let mkt = k
+        .mkt()
+        .ok_or_else(|| failure!("the reference lacks {}", k.algorithm))?;
     let v = FlowValidator::new(conn, [mkt]).map_err(|e| failure!("reference: {e}"))?;
     let ml = usize::from(maclen);
     let mut checked = 0;

@@ -22,19 +22,17 @@
 //! view (its own, corrupted ISNs or SNEs) is registered with the capture, so the reference
 //! checks the client's post-restore segments with the values the client's kernel used.
 
-use std::io::{self, Read, Write};
-use std::time::Instant;
-
-use nix::poll::PollFlags;
 use socket2::Socket;
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Peer, PeerResult};
+use crate::outcome::PeerResult;
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
 use crate::repair::{self, Restore};
-use crate::sockets::{self, TestKey, XorShift};
+use crate::rng::Rng;
+use crate::sockets::{self, TestKey};
 
 const MESSAGES: usize = 20;
 const MESSAGE_LEN: usize = 100;
@@ -112,96 +110,6 @@ fn key(p: &Peer<'_>) -> TestKey {
     TestKey::new(p.remote_addr(), 100, 100)
 }
 
-/// Read whatever `sk` has now without blocking; `Ok(None)` at EOF.
-pub(crate) fn read_now(mut sk: &Socket, buf: &mut [u8]) -> PeerResult<Option<usize>> {
-    match sk.read(buf) {
-        Ok(0) => Ok(None),
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(0)),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
-        Err(e) => Err(failure!("read() failed: {e}")),
-    }
-}
-
-/// Write all of `data` before `deadline`.
-pub(crate) fn write_all(
-    p: &Peer<'_>,
-    mut sk: &Socket,
-    mut data: &[u8],
-    deadline: Instant,
-) -> PeerResult {
-    while !data.is_empty() {
-        match sk.write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !sockets::wait_fd(p, sk, PollFlags::POLLOUT, deadline, || false)? {
-                    return Err(failure!("write() timed out with {} bytes left", data.len()));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(failure!("write() failed: {e}")),
-        }
-    }
-    Ok(())
-}
-
-/// Read exactly `buf.len()` bytes before `deadline`.
-pub(crate) fn read_exact(
-    p: &Peer<'_>,
-    sk: &Socket,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> PeerResult {
-    let mut got = 0;
-    while got < buf.len() {
-        match read_now(sk, &mut buf[got..])? {
-            None => {
-                return Err(failure!(
-                    "the peer closed the connection after {got} of {} bytes",
-                    buf.len()
-                ));
-            }
-            Some(0) => {
-                if !sockets::wait_fd(p, sk, PollFlags::POLLIN, deadline, || false)? {
-                    return Err(failure!(
-                        "read() timed out after {got} of {} bytes",
-                        buf.len()
-                    ));
-                }
-            }
-            Some(n) => got += n,
-        }
-    }
-    Ok(())
-}
-
-/// Echo `quota` bytes back (kernel `test_server_run` with a quota); returns the bytes served.
-pub(crate) fn serve(
-    p: &Peer<'_>,
-    sk: &Socket,
-    quota: usize,
-    deadline: Instant,
-) -> PeerResult<usize> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut served = 0;
-    while served < quota {
-        let want = (quota - served).min(buf.len());
-        match read_now(sk, &mut buf[..want])? {
-            None => break,
-            Some(0) => {
-                if !sockets::wait_fd(p, sk, PollFlags::POLLIN, deadline, || false)? {
-                    break;
-                }
-            }
-            Some(n) => {
-                write_all(p, sk, &buf[..n], deadline)?;
-                served += n;
-            }
-        }
-    }
-    Ok(served)
-}
-
 /// Wait until every counter of `expected` grew since `before` on `sk`, echoing whatever
 /// arrives meanwhile; returns the snapshot and the bytes echoed.
 fn wait_grew(
@@ -215,9 +123,9 @@ fn wait_grew(
     let mut moved = 0;
     let got = p.wait_for(p.deadline(), || {
         if echo {
-            if let Some(n) = read_now(sk, &mut buf)? {
+            if let Some(n) = sockets::read_now(sk, &mut buf)? {
                 if n > 0 {
-                    write_all(p, sk, &buf[..n], p.deadline())?;
+                    sockets::write_all(p, sk, &buf[..n], p.deadline())?;
                     moved += n;
                 }
             }
@@ -247,8 +155,8 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     let sk = sockets::accept(p, &lsk, p.deadline(), || false)?
         .ok_or_else(|| failure!("the server accepted no connection within {:?}", p.timeout()))?;
     drop(lsk);
-    let served = serve(p, &sk, QUOTA, p.deadline())?;
-    if served != QUOTA {
+    let served = sockets::echo_quota(p, &sk, QUOTA as u64, p.deadline())?;
+    if served != QUOTA as u64 {
         return Err(failure!(
             "{}: pre-migrate, the server served {served} of {QUOTA} bytes",
             case.upstream
@@ -261,11 +169,11 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     p.sync()?; // 2: the client restored its socket
     let before = Counters::of(&sk)?;
     let mut hello = vec![0u8; MESSAGE_LEN];
-    XorShift::seeded().fill(&mut hello);
-    write_all(p, &sk, &hello, p.deadline())?;
+    Rng::from_clock().fill(&mut hello);
+    sockets::write_all(p, &sk, &hello, p.deadline())?;
     let line = if case.fault == Fault::None {
-        let served = serve(p, &sk, QUOTA, p.deadline())?;
-        if served != QUOTA {
+        let served = sockets::echo_quota(p, &sk, QUOTA as u64, p.deadline())?;
+        if served != QUOTA as u64 {
             return Err(failure!(
                 "{} (server): server served: {served} of {QUOTA} bytes",
                 case.upstream
@@ -298,7 +206,7 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
             )
         } else {
             let mut buf = [0u8; 1];
-            if read_now(&sk, &mut buf)? != Some(0) {
+            if sockets::read_now(&sk, &mut buf)? != Some(0) {
                 return Err(failure!(
                     "{} (server): server served data on a broken connection",
                     case.upstream
@@ -357,7 +265,7 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
     let deadline = p.deadline();
     let line = if case.fault == Fault::None {
         let mut hello = vec![0u8; MESSAGE_LEN];
-        read_exact(p, &sk, &mut hello, deadline).map_err(|e| {
+        sockets::read_exact(p, &sk, &mut hello, deadline).map_err(|e| {
             failure!(
                 "{} (client): the server's message did not arrive: {e}",
                 case.upstream
@@ -375,8 +283,8 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
         )
     } else {
         let mut msg = vec![0u8; MESSAGE_LEN];
-        XorShift::seeded().fill(&mut msg);
-        write_all(p, &sk, &msg, deadline)?;
+        Rng::from_clock().fill(&mut msg);
+        sockets::write_all(p, &sk, &msg, deadline)?;
         wait_grew(p, &sk, &before, case.client, false)?;
         if p.wait_for(deadline, || Ok((p.peer_signals() > 0).then_some(())))?
             .is_none()
@@ -390,7 +298,7 @@ fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
         // verify here), never the echo.
         let mut buf = vec![0u8; 4 * MESSAGE_LEN];
         let mut got = 0;
-        while let Some(n) = read_now(&sk, &mut buf[got..])? {
+        while let Some(n) = sockets::read_now(&sk, &mut buf[got..])? {
             if n == 0 {
                 break;
             }

@@ -37,12 +37,13 @@ use tcpao_sys::{KeySelector, Rotation, TcpAoExt};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{OrFail, Peer, PeerResult, Side};
+use crate::outcome::{OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras;
 use crate::registry::Test;
 use crate::sockets::{self, TestKey};
-use crate::topology::Family;
+use crate::topology::{Family, Side};
 
 const A: u8 = 100;
 const B: u8 = 101;
@@ -170,18 +171,11 @@ fn receiver(
     }
 }
 
-/// Register a key added outside [`sockets::add_key`] with the capture.
-fn register(p: &Peer<'_>, k: &TestKey) {
-    if let (Some(c), Some(r)) = (p.capture(), k.registered(p.side())) {
-        c.register(r);
-    }
-}
-
 /// Initiate a rotation `old` → `new` with the helper and wait until it is done.
 fn initiate(p: &Peer<'_>, sk: &Socket, old: u8, new: u8) -> PeerResult {
     let nk = key(p, new);
     let old_sel = key(p, old).to_ao_key()?.selector();
-    register(p, &nk);
+    sockets::register(p, &nk);
     let mut rot = Rotation::start(sk, old_sel, &nk.to_ao_key()?)
         .map_err(|e| failure!("starting the rotation {old} -> {new} failed: {e}"))?;
     rot.wait(p.deadline(), Duration::from_millis(1))
@@ -378,7 +372,11 @@ fn check_capture(p: &Peer<'_>, client_sent: u64, server_sent: u64) -> PeerResult
     let conn = extras::client_connection(p, &frames)?;
     let mkts = [A, B, C]
         .iter()
-        .map(|id| extras::mkt_of(&key(p, *id)).ok_or_else(|| failure!("no reference MKT")))
+        .map(|id| {
+            key(p, *id)
+                .mkt()
+                .ok_or_else(|| failure!("no reference MKT"))
+        })
         .collect::<PeerResult<Vec<_>>>()?;
     let v =
         tcpao_refimpl::FlowValidator::new(conn, mkts).map_err(|e| failure!("reference: {e}"))?;

@@ -36,10 +36,12 @@ use nix::errno::Errno;
 use nix::poll::PollFlags;
 use socket2::{SockAddr, Socket};
 use tcpao_sys::repair::tcp_info;
+use tcpao_sys::uapi::{TCP_CLOSE, TCP_FIN_WAIT2, TCP_SYN_SENT, TCP_TIME_WAIT};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{OrFail, Peer, PeerResult};
+use crate::outcome::{OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
 use crate::repair::{self, Checkpoint, Restore};
@@ -50,12 +52,6 @@ const PROGRAM: &str = "rst";
 /// Bytes served per connection (kernel `quota`) in messages of `PACKET_SIZE`.
 const QUOTA: usize = 1000;
 const PACKET_SIZE: usize = 100;
-
-/// `TCP_SYN_SENT`, `TCP_FIN_WAIT2`, `TCP_TIME_WAIT`, `TCP_CLOSE` (`include/net/tcp_states.h`).
-const TCP_SYN_SENT: u8 = 2;
-const TCP_FIN_WAIT2: u8 = 5;
-const TCP_TIME_WAIT: u8 = 6;
-const TCP_CLOSE: u8 = 7;
 
 /// The program's tests.
 pub fn tests() -> Vec<Test> {
@@ -126,39 +122,13 @@ fn netns_check(p: &Peer<'_>, before: &Counters) -> PeerResult {
 }
 
 /// Echo exactly `QUOTA` bytes (kernel `test_server_run(sk, quota, ...)`).
-fn serve_quota(p: &Peer<'_>, mut sk: &Socket) -> PeerResult {
-    let deadline = p.deadline();
-    let mut buf = [0u8; QUOTA];
-    let mut served = 0;
-    while served < QUOTA {
-        let n = match sk.read(&mut buf[..QUOTA - served]) {
-            Ok(0) => return Err(failure!("server: the client closed after {served} bytes")),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !sockets::wait_fd(p, sk, PollFlags::POLLIN, deadline, || false)? {
-                    return Err(failure!("servered only {served} bytes"));
-                }
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(failure!("servered only {served} bytes: {e}")),
-        };
-        let mut out = &buf[..n];
-        while !out.is_empty() {
-            match sk.write(out) {
-                Ok(w) => out = &out[w..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !sockets::wait_fd(p, sk, PollFlags::POLLOUT, deadline, || false)? {
-                        return Err(failure!("server: write() timed out"));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(failure!("server: write() failed: {e}")),
-            }
-        }
-        served += n;
+fn serve_quota(p: &Peer<'_>, sk: &Socket) -> PeerResult {
+    let served = sockets::echo_quota(p, sk, QUOTA as u64, p.deadline())?;
+    if served < QUOTA as u64 {
+        return Err(failure!(
+            "server: served only {served} of {QUOTA} bytes before EOF or the deadline"
+        ));
     }
-    p.diag(format!("servered {served} bytes"));
     Ok(())
 }
 

@@ -22,7 +22,8 @@ use tcpao_sys::TcpAoExt;
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Failure, OrFail, Peer, PeerResult};
+use crate::outcome::{Failure, OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
 use crate::repair::{self, Restore};

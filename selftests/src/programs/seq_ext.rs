@@ -20,12 +20,14 @@ use socket2::Socket;
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{Peer, PeerResult, Side};
+use crate::outcome::PeerResult;
+use crate::peers::Peer;
 use crate::programs::PairTest;
-use crate::programs::restore::{read_now, serve};
 use crate::registry::Test;
 use crate::repair::{self, Checkpoint, Restore};
-use crate::sockets::{self, TestKey, XorShift};
+use crate::rng::Rng;
+use crate::sockets::{self, TestKey};
+use crate::topology::Side;
 
 const MESSAGES: usize = 20;
 const MESSAGE_LEN: usize = 1000;
@@ -149,8 +151,8 @@ fn server(p: &Peer<'_>, kind: Kind) -> PeerResult {
     let mut sk = sockets::accept(p, &lsk, p.deadline(), || false)?
         .ok_or_else(|| failure!("the server accepted no connection within {:?}", p.timeout()))?;
     drop(lsk);
-    let served = serve(p, &sk, QUOTA, p.deadline())?;
-    if served != QUOTA {
+    let served = sockets::echo_quota(p, &sk, QUOTA as u64, p.deadline())?;
+    if served != QUOTA as u64 {
         return Err(failure!("server served: {served} of {QUOTA} bytes"));
     }
     let pre_good = Counters::netns()?.netns.ao_good();
@@ -164,8 +166,8 @@ fn server(p: &Peer<'_>, kind: Kind) -> PeerResult {
                 sk = img.restore(p, &Restore::new(&keys))?;
                 let before = Counters::of(&sk)?;
                 p.sync()?; // restored on both sides => data
-                let served = serve(p, &sk, QUOTA, p.deadline())?;
-                if served != QUOTA {
+                let served = sockets::echo_quota(p, &sk, QUOTA as u64, p.deadline())?;
+                if served != QUOTA as u64 {
                     return Err(failure!(
                         "round {round}: server served: {served} of {QUOTA} bytes across the wrap"
                     ));
@@ -203,14 +205,14 @@ fn server(p: &Peer<'_>, kind: Kind) -> PeerResult {
                 ));
             }
             let mut b = [0u8; 1];
-            if read_now(&sk, &mut b)? != Some(0) {
+            if sockets::read_now(&sk, &mut b)? != Some(0) {
                 return Err(failure!(
                     "the retransmitted duplicate reached the application"
                 ));
             }
             p.sync()?; // the client's data was acknowledged => new data after the wrap
-            let served = serve(p, &sk, MESSAGE_LEN, p.deadline())?;
-            if served != MESSAGE_LEN {
+            let served = sockets::echo_quota(p, &sk, MESSAGE_LEN as u64, p.deadline())?;
+            if served != MESSAGE_LEN as u64 {
                 return Err(failure!(
                     "server served: {served} of {MESSAGE_LEN} bytes after the wrap"
                 ));
@@ -262,7 +264,7 @@ fn client(p: &Peer<'_>, kind: Kind) -> PeerResult {
         Kind::Retransmit => {
             let mut img = freeze_moved(p, sk)?;
             let mut data = vec![0u8; RETRANS_LEN];
-            XorShift::seeded().fill(&mut data);
+            Rng::from_clock().fill(&mut data);
             // Unacknowledged data across the wrap: the restored kernel owns it as sent and
             // retransmits it when its retransmission timer fires.
             img.send_queue = data;

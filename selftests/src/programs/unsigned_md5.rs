@@ -28,7 +28,8 @@ use tcpao_sys::{MasterKey, Md5Ext, Md5Key, PeerPrefix, TcpAoExt};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::peers::{OrFail, Peer, PeerResult};
+use crate::outcome::{OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::probe::Feature;
 use crate::programs::PairTest;
 use crate::registry::Test;

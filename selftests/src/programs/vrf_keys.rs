@@ -27,7 +27,8 @@ use tcpao_sys::{KeyFilter, TcpAoExt};
 use crate::counters::{Counters, Grew};
 use crate::failure;
 use crate::netns;
-use crate::peers::{Failure, OrFail, Peer, PeerResult};
+use crate::outcome::{Failure, OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras;
 use crate::registry::Test;
@@ -225,8 +226,8 @@ fn enter_vrf(p: &Peer<'_>) -> PeerResult {
     let (mine, peer): (Vec<IpAddr>, Vec<IpAddr>) = Family::ALL
         .iter()
         .map(|f| match p.side() {
-            crate::peers::Side::Server => (f.server_addr(), f.client_addr()),
-            crate::peers::Side::Client => (f.client_addr(), f.server_addr()),
+            crate::topology::Side::Server => (f.server_addr(), f.client_addr()),
+            crate::topology::Side::Client => (f.client_addr(), f.server_addr()),
         })
         .unzip();
     for a in &mine {

@@ -1,19 +1,16 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Loopback capture with an AF_PACKET socket (socket2) and the crate's raw int-option helper
-//! for PACKET_IGNORE_OUTGOING (each loopback packet is otherwise seen twice).
+//! Loopback capture with the crate's packet socket ([`tcpao_sys::packet`]), outgoing copies
+//! ignored (each loopback packet is otherwise seen twice).
 
 #![allow(dead_code)]
 
-use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-const SOL_PACKET: i32 = 263;
-const PACKET_IGNORE_OUTGOING: i32 = 23;
-const SO_RCVBUFFORCE: i32 = 33;
+use tcpao_sys::packet::{Layer, PacketSocket};
 
 /// A running capture of every IP packet seen on the host (network layer, no link header).
 pub struct Capture {
@@ -23,31 +20,18 @@ pub struct Capture {
 
 impl Capture {
     pub fn start() -> io::Result<Self> {
-        let proto = Protocol::from(i32::from((libc::ETH_P_ALL as u16).to_be()));
-        let sock = Socket::new(Domain::PACKET, Type::DGRAM, Some(proto))?;
-        tcpao_sys::raw::set_int_option(&sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
-        tcpao_sys::raw::set_int_option(&sock, libc::SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)?;
-        sock.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let sock = PacketSocket::open(Layer::Network, 32 << 20)?;
+        sock.set_ignore_outgoing(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut out = Vec::new();
             let mut buf = vec![0u8; 70_000];
-            let mut sock = sock;
             loop {
-                match sock.read(&mut buf) {
-                    Ok(n) => out.push(buf[..n].to_vec()),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        if flag.load(Ordering::Relaxed) {
-                            return Ok(out);
-                        }
-                    }
-                    Err(e) => return Err(e),
+                match sock.recv(&mut buf, Duration::from_millis(20))? {
+                    Some(p) => out.push(buf[..p.len.min(buf.len())].to_vec()),
+                    None if flag.load(Ordering::Relaxed) => return Ok(out),
+                    None => {}
                 }
             }
         });

@@ -9,6 +9,8 @@
 //! of 1 to 6 hops (ORIGIN, AS_PATH with 4-octet ASNs, NEXT_HOP, MED), and End-of-RIB (an
 //! empty UPDATE, RFC 4724).
 
+use crate::rng::Rng;
+
 /// Message types (RFC 4271 §4.1).
 const OPEN: u8 = 1;
 const UPDATE: u8 = 2;
@@ -47,18 +49,6 @@ pub fn open_and_keepalive(asn: u32, id: [u8; 4]) -> Vec<u8> {
     out
 }
 
-/// A small deterministic generator (xorshift64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// One UPDATE: ORIGIN IGP, AS_PATH `path` (4-octet ASNs), NEXT_HOP `next_hop`, MED `med`,
 /// then the encoded prefixes `nlri`.
 fn update(path: &[u32], next_hop: [u8; 4], med: u32, nlri: &[u8]) -> Vec<u8> {
@@ -84,7 +74,7 @@ fn update(path: &[u32], next_hop: [u8; 4], med: u32, nlri: &[u8]) -> Vec<u8> {
 /// UPDATEs announcing `prefixes` /24s from `local_as` with next hop `next_hop`, then
 /// End-of-RIB.
 pub fn full_table(local_as: u32, next_hop: [u8; 4], prefixes: u32) -> Vec<u8> {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let mut out = Vec::with_capacity(prefixes as usize * 8);
     let mut next = 0u32;
     while next < prefixes {

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::failure;
-use crate::peers::{Failure, OrFail, Peer, PeerResult};
+use crate::outcome::{Failure, OrFail, PeerResult};
+use crate::peers::Peer;
 use crate::topology::Family;
 
 /// Where `scripts/sid-bird.sh` puts the sid root: `$XDG_CACHE_HOME/tcpao/sid-bird` or

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What runs inside the guest: [`Step`]s staged into the shared results directory and a short
+//! script (vng carries only its path on the kernel command line) that runs them one after the
+//! other and records, per step, its output (`<id>.out`), its exit code (`<id>.rc`) and, for
+//! coverage runs, the kernel's gcov counters (`gcov/<id>/…`, reset before the step).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{VmError, io_err};
+
+/// One thing to run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A libtest binary, run with `TCPAO_REQUIRE_TCP_AO=1` (a missing TCP-AO fails there).
+    Cargo(PathBuf),
+    /// A shell script instead of the suite; its output is parsed as KTAP when it is KTAP.
+    Script(PathBuf),
+    /// This binary's suite, `tcpao-selftests run ARGS`.
+    Suite {
+        /// Step id (names its files in the results directory).
+        id: String,
+        /// Arguments after `run` (filters, `--jobs`, …).
+        args: Vec<String>,
+        /// Reset the gcov counters before and save them after.
+        gcov: bool,
+    },
+    /// The kernel's own tcp_ao programs from `dir`, run and folded into one KTAP document by
+    /// `tcpao-selftests upstream` (see [`crate::lab::upstream`]).
+    Upstream {
+        /// Step id.
+        id: String,
+        /// The directory holding the built programs.
+        dir: PathBuf,
+        /// Only these programs (file names); all when empty.
+        programs: Vec<String>,
+        /// Reset the gcov counters before and save them after.
+        gcov: bool,
+    },
+}
+
+impl Step {
+    /// Our suite with `args`, no coverage.
+    pub fn suite(id: impl Into<String>, args: Vec<String>) -> Self {
+        Step::Suite {
+            id: id.into(),
+            args,
+            gcov: false,
+        }
+    }
+
+    /// The kernel's programs from `dir`, no coverage.
+    pub fn upstream(id: impl Into<String>, dir: PathBuf, programs: Vec<String>) -> Self {
+        Step::Upstream {
+            id: id.into(),
+            dir,
+            programs,
+            gcov: false,
+        }
+    }
+
+    /// The same step with gcov counters reset before it and saved after it.
+    #[must_use]
+    pub fn with_gcov(mut self) -> Self {
+        match &mut self {
+            Step::Suite { gcov, .. } | Step::Upstream { gcov, .. } => *gcov = true,
+            Step::Cargo(_) | Step::Script(_) => {}
+        }
+        self
+    }
+}
+
+/// How a step's output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// libtest (`test x ... ok`).
+    Libtest,
+    /// KTAP (or, for a script, anything, with its exit code deciding).
+    Ktap,
+}
+
+/// A step ready to run: its command with every path inside the shared directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    /// Names `<id>.out`, `<id>.rc` and `gcov/<id>/`.
+    pub id: String,
+    /// For reports (a binary's file name, `suite`, `upstream`).
+    pub label: String,
+    /// How its output is read.
+    pub output: Output,
+    /// Whether it came from [`Step::Script`].
+    pub script: bool,
+    /// argv, the first element a staged file.
+    pub argv: Vec<String>,
+    /// Reset and save gcov counters around it.
+    pub gcov: bool,
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map_or_else(|| "x".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Copies what the steps execute into `results/bin/` (the guest cannot see the host's /tmp
+/// or /var/tmp, where binaries and kernel trees often live) and returns the staged steps.
+///
+/// # Errors
+/// [`VmError::Io`] when a file cannot be copied.
+pub fn stage(results: &Path, steps: &[Step]) -> Result<Vec<Staged>, VmError> {
+    let bin_dir = results.join("bin");
+    fs::create_dir_all(&bin_dir).map_err(io_err("results bin dir"))?;
+    let copy = |src: &Path, name: &str| -> Result<String, VmError> {
+        let dst = bin_dir.join(name);
+        if src.is_dir() {
+            copy_dir(src, &dst)?;
+        } else {
+            fs::copy(src, &dst).map_err(io_err(format!(
+                "copying {} into the guest's share",
+                src.display()
+            )))?;
+        }
+        Ok(dst.display().to_string())
+    };
+    let mut selftests: Option<String> = None;
+    let mut this_binary = || -> Result<String, VmError> {
+        if let Some(s) = &selftests {
+            return Ok(s.clone());
+        }
+        let exe = std::env::current_exe().map_err(io_err("current_exe"))?;
+        let s = copy(&exe, "tcpao-selftests")?;
+        selftests = Some(s.clone());
+        Ok(s)
+    };
+    let mut out = Vec::with_capacity(steps.len());
+    let mut ncargo = 0;
+    for step in steps {
+        out.push(match step {
+            Step::Cargo(p) => {
+                let p = fs::canonicalize(p).map_err(io_err(p.display()))?;
+                let id = format!("cargo-{ncargo}");
+                ncargo += 1;
+                let label = file_name(&p);
+                Staged {
+                    argv: vec![copy(&p, &format!("{id}-{label}"))?],
+                    id,
+                    label,
+                    output: Output::Libtest,
+                    script: false,
+                    gcov: false,
+                }
+            }
+            Step::Script(p) => Staged {
+                id: "script".into(),
+                label: file_name(p),
+                output: Output::Ktap,
+                script: true,
+                argv: vec!["sh".into(), copy(p, "script.sh")?],
+                gcov: false,
+            },
+            Step::Suite { id, args, gcov } => {
+                let mut argv = vec![this_binary()?, "run".into()];
+                argv.extend(args.iter().cloned());
+                Staged {
+                    id: id.clone(),
+                    label: id.clone(),
+                    output: Output::Ktap,
+                    script: false,
+                    argv,
+                    gcov: *gcov,
+                }
+            }
+            Step::Upstream {
+                id,
+                dir,
+                programs,
+                gcov,
+            } => {
+                let staged_dir = bin_dir.join("upstream");
+                if !staged_dir.is_dir() {
+                    copy(dir, "upstream")?;
+                }
+                let mut argv = vec![
+                    this_binary()?,
+                    "upstream".into(),
+                    staged_dir.display().to_string(),
+                ];
+                argv.extend(programs.iter().cloned());
+                Staged {
+                    id: id.clone(),
+                    label: id.clone(),
+                    output: Output::Ktap,
+                    script: false,
+                    argv,
+                    gcov: *gcov,
+                }
+            }
+        });
+    }
+    Ok(out)
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> Result<(), VmError> {
+    fs::create_dir_all(dst).map_err(io_err(dst.display()))?;
+    for e in fs::read_dir(src).map_err(io_err(src.display()))? {
+        let e = e.map_err(io_err(src.display()))?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        if from.is_dir() {
+            copy_dir(&from, &to)?;
+        } else {
+            fs::copy(&from, &to).map_err(io_err(format!("staging {}", from.display())))?;
+        }
+    }
+    Ok(())
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The script the guest runs. Every step records `<id>.out` and `<id>.rc`; gcov steps reset
+/// the counters first and copy every `.gcda` file to `gcov/<id>/` after (debugfs files must be
+/// read with `cat`, their size reads as 0). kmemleak, when the kernel has it, is cleared at
+/// the start and scanned at the end into `kmemleak.txt`; `dmesg.txt` is saved last.
+pub fn guest_script(results: &Path, steps: &[Staged], slow: bool) -> String {
+    let r = sh_quote(&results.display().to_string());
+    let mut s = String::new();
+    s.push_str("#!/bin/sh\n# Generated by tcpao-selftests vm.\n");
+    s.push_str(&format!("R={r}\n"));
+    s.push_str("echo '# vm: guest up' \"$(uname -r)\"\n");
+    s.push_str("export TCPAO_IN_VM=1\n");
+    if slow {
+        s.push_str("export KSFT_MACHINE_SLOW=yes\n");
+    }
+    // Show warnings and worse on the console (oops, BUG, call traces), not every info line.
+    s.push_str("echo 5 > /proc/sys/kernel/printk 2>/dev/null\n");
+    s.push_str("[ \"$(id -u)\" = 0 ] || { echo '# vm: guest is not root'; exit 1; }\n");
+    s.push_str("ip link set lo up 2>/dev/null || echo '# vm: cannot bring lo up'\n");
+    s.push_str("D=/sys/kernel/debug; [ -d $D/gcov ] || [ -e $D/kmemleak ] || mount -t debugfs none $D 2>/dev/null\n");
+    s.push_str("K=$D/kmemleak; [ -w $K ] && echo clear > $K\n");
+    if steps.iter().any(|st| st.gcov) {
+        s.push_str(
+            "G=$D/gcov; [ -e $G/reset ] || echo '# vm: no gcov in this kernel (CONFIG_GCOV_KERNEL)'\n\
+             gcov_dump() { mkdir -p \"$R/gcov/$1\"; (cd $G 2>/dev/null && find . -name '*.gcda') | \
+             while read -r f; do mkdir -p \"$R/gcov/$1/${f%/*}\"; cat \"$G/$f\" > \"$R/gcov/$1/$f\"; done; }\n",
+        );
+    }
+    for st in steps {
+        let id = &st.id;
+        let argv: Vec<String> = st.argv.iter().map(|a| sh_quote(a)).collect();
+        s.push_str(&format!(
+            "echo '# vm: step {id}: {}'\n",
+            st.label.replace('\'', "")
+        ));
+        if st.gcov {
+            s.push_str("echo 1 > $G/reset 2>/dev/null\n");
+        }
+        let env = if st.script {
+            ""
+        } else {
+            "TCPAO_REQUIRE_TCP_AO=1 "
+        };
+        s.push_str(&format!(
+            "{{ {env}{} 2>&1; echo $? > \"$R/{id}.rc\"; }} | tee \"$R/{id}.out\"\n",
+            argv.join(" ")
+        ));
+        if st.gcov {
+            s.push_str(&format!("gcov_dump {id}\n"));
+        }
+    }
+    s.push_str("[ -w $K ] && { echo scan > $K; echo scan > $K; cat $K > \"$R/kmemleak.txt\"; }\n");
+    s.push_str("dmesg > \"$R/dmesg.txt\" 2>&1\necho done > \"$R/finished\"\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(id: &str, argv: &[&str], gcov: bool) -> Staged {
+        Staged {
+            id: id.into(),
+            label: id.into(),
+            output: Output::Ktap,
+            script: false,
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            gcov,
+        }
+    }
+
+    #[test]
+    fn guest_script_quotes_and_records() {
+        let cargo = Staged {
+            output: Output::Libtest,
+            ..staged("cargo-0", &["/c/run/1/bin/cargo-0-sockopt"], false)
+        };
+        let suite = staged(
+            "suite",
+            &["/c/run/1/bin/tcpao-selftests", "run", "it's", "-j", "2"],
+            false,
+        );
+        let s = guest_script(Path::new("/c/run/1"), &[cargo, suite], true);
+        assert!(s.contains("R='/c/run/1'"));
+        assert!(
+            s.contains("'/c/run/1/bin/tcpao-selftests' 'run' 'it'\\''s' '-j' '2'"),
+            "{s}"
+        );
+        assert!(s.contains("KSFT_MACHINE_SLOW=yes"));
+        assert!(s.contains("\"$R/cargo-0.rc\""));
+        assert!(s.contains("\"$R/suite.out\""));
+        assert!(s.contains("ip link set lo up"));
+        assert!(!s.contains("gcov_dump"), "no gcov asked for");
+        assert!(s.contains("kmemleak.txt"));
+    }
+
+    #[test]
+    fn gcov_steps_reset_before_and_dump_after() {
+        let s = guest_script(
+            Path::new("/r"),
+            &[
+                staged("ours-connect", &["/r/bin/t", "run", "connect/*"], true),
+                staged("plain", &["/r/bin/t", "run"], false),
+            ],
+            false,
+        );
+        let reset = s.find("echo 1 > $G/reset").unwrap();
+        let run = s.find("'connect/*'").unwrap();
+        let dump = s.find("gcov_dump ours-connect").unwrap();
+        assert!(reset < run && run < dump, "{s}");
+        assert_eq!(s.matches("echo 1 > $G/reset").count(), 1);
+        assert!(!s.contains("KSFT_MACHINE_SLOW"));
+    }
+
+    #[test]
+    fn stage_copies_scripts_and_dirs_into_the_share() {
+        let tmp = std::env::temp_dir().join(format!("tcpao-stage-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let res = tmp.join("res");
+        let up = tmp.join("up");
+        fs::create_dir_all(&up).unwrap();
+        fs::create_dir_all(&res).unwrap();
+        fs::write(up.join("connect_ipv4"), b"x").unwrap();
+        fs::write(tmp.join("s.sh"), b"echo hi").unwrap();
+        let st = stage(
+            &res,
+            &[
+                Step::Script(tmp.join("s.sh")),
+                Step::upstream("upstream", up.clone(), vec!["connect_ipv4".into()]).with_gcov(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            st[0].argv,
+            [
+                "sh".to_owned(),
+                res.join("bin/script.sh").display().to_string()
+            ]
+        );
+        assert!(st[0].script);
+        assert!(res.join("bin/upstream/connect_ipv4").is_file());
+        assert_eq!(st[1].argv[1], "upstream");
+        assert_eq!(st[1].argv[3], "connect_ipv4");
+        assert!(st[1].gcov);
+        let _ = fs::remove_dir_all(&tmp);
+    }
+}
