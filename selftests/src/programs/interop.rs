@@ -435,11 +435,31 @@ impl<'p> Reference<'p> {
             ..Options::default()
         };
         let c = CaptureCheck::of(check_files(&self.kf, opts, &[&path], |_, _, _| {}), self.me);
+        let flows: Vec<String> = c
+            .report
+            .flows
+            .iter()
+            .map(|f| {
+                let verdicts: Vec<String> = Verdict::NAMES
+                    .iter()
+                    .filter(|n| f.counts.named(n) > 0)
+                    .map(|n| format!("{n} {}", f.counts.named(n)))
+                    .collect();
+                format!(
+                    "{} -> {} ({}, {})",
+                    f.client,
+                    f.server,
+                    verdicts.join(" "),
+                    f.state
+                )
+            })
+            .collect();
         self.last = format!(
-            "{} frames, {} segments to {} verified",
+            "{} frames, {} segments to {} verified; flows: {}",
             frames.len(),
             c.good_to_me,
-            self.me
+            self.me,
+            flows.join("; ")
         );
         Ok(Some(c))
     }
