@@ -61,6 +61,7 @@ pub mod extras;
 pub mod icmps_accept;
 pub mod icmps_discard;
 pub mod inject;
+pub mod interop;
 pub mod key_management;
 pub mod maclen;
 pub mod paths;
@@ -112,6 +113,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(bench_lookups::tests());
     v.extend(regress::tests());
     v.extend(race::tests());
+    v.extend(interop::tests());
     v
 }
 
