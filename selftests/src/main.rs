@@ -12,12 +12,12 @@ use tcpao_selftests::fzsync;
 use tcpao_selftests::harness::{self, RunOptions, TimeoutPolicy};
 use tcpao_selftests::lab;
 use tcpao_selftests::programs::race;
-use tcpao_selftests::{Features, all_tests, vm};
+use tcpao_selftests::{Features, all_tests};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Some(Command::Vm(args)) => vm::main(&args),
+        Some(Command::Vm(args)) => lab::cli::vm(&args),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Kernel(args)) => lab::cli::kernel(&args),
         Some(Command::Coverage(args)) => lab::cli::coverage(&args),

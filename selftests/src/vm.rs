@@ -31,8 +31,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cli::{Accel, VmArgs};
-use crate::ktap::KSFT_FAIL;
+use crate::cli::Accel;
 pub use console::{CRASH_MARKERS, GuestRun, StepOutput, Verdict, classify, crash_lines};
 pub use engine::{Tools, find_tools, kvm_works};
 pub use fetch::{Kernel, bzimage_release, custom_kernel, fetch_default_kernel};
@@ -259,7 +258,9 @@ fn prune_old_runs(dir: &Path, age: Duration) {
 /// sees the host's files read-only (or under a throw-away overlay), so `DIR` is created on the
 /// host, made absolute, and shared with `--rwdir`. Returns the rewritten arguments and the
 /// directories to share.
-fn share_pcap_dirs(suite_args: &[String]) -> Result<(Vec<String>, Vec<PathBuf>), VmError> {
+pub(crate) fn share_pcap_dirs(
+    suite_args: &[String],
+) -> Result<(Vec<String>, Vec<PathBuf>), VmError> {
     let mut out = Vec::with_capacity(suite_args.len());
     let mut dirs = Vec::new();
     let mut share = |d: &str| -> Result<String, VmError> {
@@ -285,71 +286,4 @@ fn share_pcap_dirs(suite_args: &[String]) -> Result<(Vec<String>, Vec<PathBuf>),
         }
     }
     Ok((out, dirs))
-}
-
-/// Entry point of `tcpao-selftests vm`.
-pub fn main(args: &VmArgs) -> i32 {
-    match run_vm(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("tcpao-selftests vm: {e}");
-            KSFT_FAIL
-        }
-    }
-}
-
-/// The kernel `vm` boots: `--kernel`, a lab `--flavour`, or Debian's default.
-///
-/// # Errors
-/// [`VmError`] when the kernel cannot be fetched, built or read.
-pub fn select_kernel(args: &VmArgs) -> Result<Kernel, VmError> {
-    if let Some(k) = &args.kernel {
-        return custom_kernel(k, args.modules.as_deref());
-    }
-    if let Some(f) = &args.flavour {
-        let lab = crate::lab::Lab::open(args.source.as_deref())?;
-        let image = lab.patched_image(f, &args.patches, crate::lab::BuildPolicy::IfMissing)?;
-        return Ok(image.kernel());
-    }
-    fetch_default_kernel()
-}
-
-fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
-    let kernel = select_kernel(args)?;
-    if args.fetch_only {
-        println!("{}", kernel.image.display());
-        return Ok(0);
-    }
-    let (suite_args, share) = share_pcap_dirs(&args.args)?;
-    let mut steps: Vec<Step> = args.cargo_tests.iter().cloned().map(Step::Cargo).collect();
-    match &args.exec_script {
-        Some(p) => steps.push(Step::Script(p.clone())),
-        None if args.fuzz => steps.push(Step::Fuzz {
-            id: "fuzz".into(),
-            args: suite_args,
-        }),
-        None => steps.push(Step::suite("suite", suite_args)),
-    }
-    if args.upstream {
-        let lab = crate::lab::Lab::open(args.source.as_deref())?;
-        let dir = lab.upstream_programs()?;
-        steps.push(Step::upstream("upstream", dir, Vec::new()));
-    }
-    let machine = Machine {
-        kernel,
-        accel: args.accel,
-        cpus: args.cpus,
-        memory: args.memory.clone(),
-        timeout: Duration::from_secs(args.timeout),
-        qemu_opts: args.qemu_opts.clone(),
-        echo: true,
-    };
-    let done = run_guest(&machine, &steps, &share)?;
-    console::report(&done, &machine.kernel);
-    if args.keep || done.verdict.exit == KSFT_FAIL {
-        eprintln!("# vm: results kept in {}", done.results.display());
-    } else {
-        done.cleanup();
-    }
-    Ok(done.verdict.exit)
 }

@@ -5,31 +5,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::coverage::{self, Coverage, ProgramLines};
 use super::mutate::{self, Fate, Mutant, Outcome, Score};
 use super::{BuildPolicy, FLAVOURS, Flavour, Lab, LabImage, fmt_secs, upstream};
-use crate::cli::{Accel, CoverageArgs, KernelAction, KernelArgs, MutateArgs};
+use crate::cli::{Accel, CoverageArgs, KernelAction, KernelArgs, MutateArgs, VmArgs};
 use crate::harness;
 use crate::ktap::{KSFT_FAIL, KSFT_PASS, Summary};
 use crate::vm::{self, Finished, Machine, Step, VmError, io_err};
 
-static INTERRUPTED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-
-/// Whether SIGINT or SIGTERM arrived during a lab run (guests are killed, mutants restored).
-pub fn interrupted() -> bool {
-    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::Relaxed))
-}
-
-fn catch_signals() {
-    let flag = INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, Arc::clone(flag));
-    }
-}
+use crate::vm::engine::catch_signals;
+pub use crate::vm::engine::interrupted;
 
 fn fail(e: &VmError) -> i32 {
     eprintln!("tcpao-selftests: {e}");
@@ -935,4 +922,72 @@ mod tests {
             )
         );
     }
+}
+
+/// `tcpao-selftests vm`: boot Debian's TCP-AO kernel, a `--kernel`, or a lab `--flavour` (built
+/// first if needed), and run the suite (and with `--upstream` the kernel's own programs) in it.
+pub fn vm(args: &VmArgs) -> i32 {
+    match run_vm(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tcpao-selftests vm: {e}");
+            KSFT_FAIL
+        }
+    }
+}
+
+/// The kernel `vm` boots: `--kernel`, a lab `--flavour`, or Debian's default.
+///
+/// # Errors
+/// [`VmError`] when the kernel cannot be fetched, built or read.
+pub fn select_kernel(args: &VmArgs) -> Result<vm::Kernel, VmError> {
+    if let Some(k) = &args.kernel {
+        return vm::custom_kernel(k, args.modules.as_deref());
+    }
+    if let Some(f) = &args.flavour {
+        let lab = Lab::open(args.source.as_deref())?;
+        let image = lab.patched_image(f, &args.patches, BuildPolicy::IfMissing)?;
+        return Ok(image.kernel());
+    }
+    vm::fetch_default_kernel()
+}
+
+fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
+    let kernel = select_kernel(args)?;
+    if args.fetch_only {
+        println!("{}", kernel.image.display());
+        return Ok(0);
+    }
+    let (suite_args, share) = vm::share_pcap_dirs(&args.args)?;
+    let mut steps: Vec<Step> = args.cargo_tests.iter().cloned().map(Step::Cargo).collect();
+    match &args.exec_script {
+        Some(p) => steps.push(Step::Script(p.clone())),
+        None if args.fuzz => steps.push(Step::Fuzz {
+            id: "fuzz".into(),
+            args: suite_args,
+        }),
+        None => steps.push(Step::suite("suite", suite_args)),
+    }
+    if args.upstream {
+        let lab = Lab::open(args.source.as_deref())?;
+        let dir = lab.upstream_programs()?;
+        steps.push(Step::upstream("upstream", dir, Vec::new()));
+    }
+    let machine = Machine {
+        kernel,
+        accel: args.accel,
+        cpus: args.cpus,
+        memory: args.memory.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        qemu_opts: args.qemu_opts.clone(),
+        echo: true,
+    };
+    let done = vm::run_guest(&machine, &steps, &share)?;
+    vm::console::report(&done, &machine.kernel);
+    if args.keep || done.verdict.exit == KSFT_FAIL {
+        eprintln!("# vm: results kept in {}", done.results.display());
+    } else {
+        done.cleanup();
+    }
+    Ok(done.verdict.exit)
 }

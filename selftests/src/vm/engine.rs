@@ -13,6 +13,26 @@ use std::time::{Duration, Instant};
 use super::console::{CRASH_MARKERS, is_kernel_line};
 use super::{Machine, VmError, cache_dir, io_err, need, which};
 
+static INTERRUPTED: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+
+/// Whether SIGINT or SIGTERM arrived since [`catch_signals`] (guests are then killed, lab
+/// edits restored).
+pub fn interrupted() -> bool {
+    INTERRUPTED
+        .get()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Turn SIGINT and SIGTERM into [`interrupted`] for long runs that must clean up.
+pub fn catch_signals() {
+    let flag =
+        INTERRUPTED.get_or_init(|| std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, std::sync::Arc::clone(flag));
+    }
+}
+
 /// The host programs `vm` needs, found.
 #[derive(Debug, Clone)]
 pub struct Tools {
@@ -303,7 +323,7 @@ pub fn boot(
             timed_out = true;
             break None;
         }
-        if crate::lab::interrupted() {
+        if interrupted() {
             kill_group(&child);
         }
     };
