@@ -793,6 +793,74 @@ fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
     Ok(if all_detected { KSFT_PASS } else { KSFT_FAIL })
 }
 
+/// `tcpao-selftests vm`: boot Debian's TCP-AO kernel, a `--kernel`, or a lab `--flavour` (built
+/// first if needed), and run the suite (and with `--upstream` the kernel's own programs) in it.
+pub fn vm(args: &VmArgs) -> i32 {
+    match run_vm(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tcpao-selftests vm: {e}");
+            KSFT_FAIL
+        }
+    }
+}
+
+/// The kernel `vm` boots: `--kernel`, a lab `--flavour`, or Debian's default.
+///
+/// # Errors
+/// [`VmError`] when the kernel cannot be fetched, built or read.
+pub fn select_kernel(args: &VmArgs) -> Result<vm::Kernel, VmError> {
+    if let Some(k) = &args.kernel {
+        return vm::custom_kernel(k, args.modules.as_deref());
+    }
+    if let Some(f) = &args.flavour {
+        let lab = Lab::open(args.source.as_deref())?;
+        let image = lab.patched_image(f, &args.patches, BuildPolicy::IfMissing)?;
+        return Ok(image.kernel());
+    }
+    vm::fetch_default_kernel()
+}
+
+fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
+    let kernel = select_kernel(args)?;
+    if args.fetch_only {
+        println!("{}", kernel.image.display());
+        return Ok(0);
+    }
+    let (suite_args, share) = vm::share_pcap_dirs(&args.args)?;
+    let mut steps: Vec<Step> = args.cargo_tests.iter().cloned().map(Step::Cargo).collect();
+    match &args.exec_script {
+        Some(p) => steps.push(Step::Script(p.clone())),
+        None if args.fuzz => steps.push(Step::Fuzz {
+            id: "fuzz".into(),
+            args: suite_args,
+        }),
+        None => steps.push(Step::suite("suite", suite_args)),
+    }
+    if args.upstream {
+        let lab = Lab::open(args.source.as_deref())?;
+        let dir = lab.upstream_programs()?;
+        steps.push(Step::upstream("upstream", dir, Vec::new()));
+    }
+    let machine = Machine {
+        kernel,
+        accel: args.accel,
+        cpus: args.cpus,
+        memory: args.memory.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        qemu_opts: args.qemu_opts.clone(),
+        echo: true,
+    };
+    let done = vm::run_guest(&machine, &steps, &share)?;
+    vm::console::report(&done, &machine.kernel);
+    if args.keep || done.verdict.exit == KSFT_FAIL {
+        eprintln!("# vm: results kept in {}", done.results.display());
+    } else {
+        done.cleanup();
+    }
+    Ok(done.verdict.exit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -922,72 +990,4 @@ mod tests {
             )
         );
     }
-}
-
-/// `tcpao-selftests vm`: boot Debian's TCP-AO kernel, a `--kernel`, or a lab `--flavour` (built
-/// first if needed), and run the suite (and with `--upstream` the kernel's own programs) in it.
-pub fn vm(args: &VmArgs) -> i32 {
-    match run_vm(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("tcpao-selftests vm: {e}");
-            KSFT_FAIL
-        }
-    }
-}
-
-/// The kernel `vm` boots: `--kernel`, a lab `--flavour`, or Debian's default.
-///
-/// # Errors
-/// [`VmError`] when the kernel cannot be fetched, built or read.
-pub fn select_kernel(args: &VmArgs) -> Result<vm::Kernel, VmError> {
-    if let Some(k) = &args.kernel {
-        return vm::custom_kernel(k, args.modules.as_deref());
-    }
-    if let Some(f) = &args.flavour {
-        let lab = Lab::open(args.source.as_deref())?;
-        let image = lab.patched_image(f, &args.patches, BuildPolicy::IfMissing)?;
-        return Ok(image.kernel());
-    }
-    vm::fetch_default_kernel()
-}
-
-fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
-    let kernel = select_kernel(args)?;
-    if args.fetch_only {
-        println!("{}", kernel.image.display());
-        return Ok(0);
-    }
-    let (suite_args, share) = vm::share_pcap_dirs(&args.args)?;
-    let mut steps: Vec<Step> = args.cargo_tests.iter().cloned().map(Step::Cargo).collect();
-    match &args.exec_script {
-        Some(p) => steps.push(Step::Script(p.clone())),
-        None if args.fuzz => steps.push(Step::Fuzz {
-            id: "fuzz".into(),
-            args: suite_args,
-        }),
-        None => steps.push(Step::suite("suite", suite_args)),
-    }
-    if args.upstream {
-        let lab = Lab::open(args.source.as_deref())?;
-        let dir = lab.upstream_programs()?;
-        steps.push(Step::upstream("upstream", dir, Vec::new()));
-    }
-    let machine = Machine {
-        kernel,
-        accel: args.accel,
-        cpus: args.cpus,
-        memory: args.memory.clone(),
-        timeout: Duration::from_secs(args.timeout),
-        qemu_opts: args.qemu_opts.clone(),
-        echo: true,
-    };
-    let done = vm::run_guest(&machine, &steps, &share)?;
-    vm::console::report(&done, &machine.kernel);
-    if args.keep || done.verdict.exit == KSFT_FAIL {
-        eprintln!("# vm: results kept in {}", done.results.display());
-    } else {
-        done.cleanup();
-    }
-    Ok(done.verdict.exit)
 }
