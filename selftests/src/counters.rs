@@ -419,27 +419,54 @@ impl Counters {
 /// # Errors
 /// When a socket option fails for another reason than "no TCP-AO on this socket".
 fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCounters>)> {
+    // TCP_AO_INFO and TCP_AO_GET_KEYS are two reads: a segment verified between them shows in
+    // one and not the other (a torn snapshot: the socket's pkt_good grew, no key's did). The
+    // snapshot is taken again until TCP_AO_INFO reads the same before and after the keys;
+    // every key counter moves together with a socket counter, so the keys are then consistent.
+    let mut last = None;
+    for _ in 0..SNAPSHOT_TRIES {
+        let Some(first) = sock_counters(sk)? else {
+            return Ok((None, Vec::new()));
+        };
+        let keys = key_counters(sk)?;
+        let again = sock_counters(sk)?;
+        if again.as_ref() == Some(&first) {
+            return Ok((Some(first), keys));
+        }
+        last = Some((again, keys));
+    }
+    // Traffic never paused long enough: the last (possibly torn) snapshot, as a single read gives.
+    Ok(last.unwrap_or((None, Vec::new())))
+}
+
+/// How many times [`ao_counters`] reads before it settles for a snapshot taken under traffic.
+const SNAPSHOT_TRIES: usize = 20;
+
+fn sock_counters(sk: &impl AsFd) -> PeerResult<Option<SockCounters>> {
     let info = match sk.ao_info() {
         Ok(Some(i)) => i,
-        Ok(None) => return Ok((None, Vec::new())),
-        Err(e) if e.is_unsupported() => return Ok((None, Vec::new())),
+        Ok(None) => return Ok(None),
+        Err(e) if e.is_unsupported() => return Ok(None),
         Err(e) => return Err(failure!("getsockopt(TCP_AO_INFO) failed: {e}")),
     };
     let c = info.counters;
-    let sock = SockCounters {
+    Ok(Some(SockCounters {
         good: c.good,
         bad: c.bad,
         key_not_found: c.key_not_found,
         ao_required: c.ao_required,
         dropped_icmp: c.dropped_icmp,
-    };
+    }))
+}
+
+fn key_counters(sk: &impl AsFd) -> PeerResult<Vec<KeyCounters>> {
     let keys = match sk.ao_keys(&KeyFilter::All) {
         Ok(k) => k,
         // A socket whose keys were all deleted still has TCP-AO state but no keys.
         Err(tcpao_sys::Error::NotFound { .. }) => Vec::new(),
         Err(e) => return Err(failure!("getsockopt(TCP_AO_GET_KEYS) failed: {e}")),
     };
-    let keys = keys
+    Ok(keys
         .into_iter()
         .map(|k| KeyCounters {
             send_id: k.selector.send_id,
@@ -448,8 +475,7 @@ fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCount
             good: k.good,
             bad: k.bad,
         })
-        .collect();
-    Ok((Some(sock), keys))
+        .collect())
 }
 
 fn describe(problems: &mut Vec<String>, name: &str, old: u64, new: u64, must_grow: bool) {

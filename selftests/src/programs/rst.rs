@@ -274,7 +274,7 @@ fn active_server(p: &Peer<'_>) -> PeerResult {
     queued
         .assert_grew_exactly(&before, Grew::GOOD)
         .map_err(|e| failure!("MKT counters (server) have not only good packets: {e}"))?;
-    p.sync()?; // 3: the client started the third connect()
+    p.sync()?; // 3: the listener's counters are taken; the client starts the third connect()
     // The third SYN is verified on the listener, then dropped: the accept queue is full.
     let third = p.wait_for(p.deadline(), || {
         let c = Counters::of(&lsk)?;
@@ -317,6 +317,14 @@ fn active_client(p: &Peer<'_>) -> PeerResult {
     sockets::connect_ok(p, &sks[0], p.remote_addr(), p.port())?;
     p.sync()?; // 2: accepted
     sockets::connect_ok(p, &sks[1], p.remote_addr(), p.port())?;
+    let c: Vec<Counters> = sks[..2]
+        .iter()
+        .map(Counters::of)
+        .collect::<PeerResult<_>>()?;
+    // The server snapshots its listener's counters before 3; the third SYN must come after
+    // (sent before, it could be verified while the server reads them: a torn snapshot, and
+    // the listener's good count the server waits for would already have grown).
+    p.sync()?; // 3
     // The third: asynchronous; its SYN finds the accept queue full.
     match sks[2].connect(&SockAddr::from(SocketAddr::new(p.remote_addr(), p.port()))) {
         Err(e) if e.raw_os_error() == Some(Errno::EINPROGRESS as i32) => {}
@@ -326,11 +334,6 @@ fn active_client(p: &Peer<'_>) -> PeerResult {
             ));
         }
     }
-    let c: Vec<Counters> = sks[..2]
-        .iter()
-        .map(Counters::of)
-        .collect::<PeerResult<_>>()?;
-    p.sync()?; // 3
     sockets::echo_verify(p, &sks[0], QUOTA / PACKET_SIZE, PACKET_SIZE, p.deadline())
         .map_err(|e| failure!("Failed to send data on connected socket: {e}"))?;
     p.diag("Verified established tcp connection");
