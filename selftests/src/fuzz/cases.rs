@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::engine::read_prog;
 use super::exec::Executor;
+use super::prog::Op;
 use crate::outcome::{Outcome, TestResult};
 use crate::probe::Feature;
 use crate::registry::{Ctx, Test};
@@ -117,16 +118,42 @@ pub const OPEN: [(&str, &str, &str, &str); 2] = [
     ),
 ];
 
-fn replay(ctx: &Ctx, case: &str) -> Result<Option<super::exec::Finding>, String> {
+fn replay(ctx: &Ctx, case: &str) -> Result<Replay, String> {
     let p = read_prog(case)?;
     let (mut ex, _) = Executor::new(false).map_err(|e| format!("topology: {e}"))?;
+    // Without CONFIG_TUN the executor has no virtual peer and its operations do nothing: a
+    // case that needs the peer cannot run (it would pass without testing anything).
+    let peer_ops = p
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::PeerConnect { .. } | Op::PeerSend { .. }));
+    if peer_ops && !ex.has_tun() {
+        return Ok(Replay::NoPeer);
+    }
     let r = ex.run(&p);
     ctx.diag(format!(
         "{} operations, {} calls judged by the model",
         r.ops, r.judged.0
     ));
-    Ok(r.finding)
+    Ok(match r.finding {
+        Some(f) => Replay::Finding(f),
+        None => Replay::Clean,
+    })
 }
+
+/// What replaying a case gave.
+enum Replay {
+    /// The kernel did what the model says.
+    Clean,
+    /// A divergence.
+    Finding(super::exec::Finding),
+    /// The case needs the virtual peer and this kernel has no TUN device.
+    NoPeer,
+}
+
+/// The skip reason of [`Replay::NoPeer`].
+const NO_PEER: &str =
+    "the case needs the fuzzer's virtual peer, a TUN device: this kernel has no CONFIG_TUN";
 
 /// The tests.
 pub fn tests() -> Vec<Test> {
@@ -144,8 +171,9 @@ pub fn tests() -> Vec<Test> {
                 format!("fuzz-cases/any/{name}"),
                 move |ctx: &Ctx| -> TestResult {
                     match replay(ctx, case)? {
-                        None => Ok(Outcome::Pass),
-                        Some(f) => crate::fail!(
+                        Replay::Clean => Ok(Outcome::Pass),
+                        Replay::NoPeer => Ok(Outcome::skip(NO_PEER)),
+                        Replay::Finding(f) => crate::fail!(
                             "the resolved divergence is back: [{}] op {} {}: {}",
                             f.kind,
                             f.op,
@@ -165,13 +193,16 @@ pub fn tests() -> Vec<Test> {
                 format!("fuzz-cases/any/{name}"),
                 move |ctx: &Ctx| -> TestResult {
                     match replay(ctx, case)? {
-                        Some(f) if f.kind == kind => {
+                        Replay::Finding(f) if f.kind == kind => {
                             Ok(Outcome::xfail(format!("{why}: {}", f.detail)))
                         }
-                        Some(f) => crate::fail!("a different finding: [{}] {}", f.kind, f.detail),
+                        Replay::Finding(f) => {
+                            crate::fail!("a different finding: [{}] {}", f.kind, f.detail)
+                        }
+                        Replay::NoPeer => Ok(Outcome::skip(NO_PEER)),
                         // The kernel does what the model says: fixed (or, for a timing-dependent
                         // finding, not seen this time). A kernel suite passes on a fixed kernel.
-                        None => {
+                        Replay::Clean => {
                             ctx.diag(format!(
                                 "the open finding does not reproduce on this kernel (fixed?): {why}"
                             ));
