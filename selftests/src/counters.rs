@@ -268,11 +268,31 @@ impl Counters {
     /// # Errors
     /// When procfs or the socket options cannot be read.
     pub fn of(sk: &impl AsFd) -> PeerResult<Self> {
-        let mut c = Self::netns()?;
-        let (sock, keys) = ao_counters(sk)?;
-        c.sock = sock;
-        c.keys = keys;
-        Ok(c)
+        // The MIBs, TCP_AO_INFO and TCP_AO_GET_KEYS are separate reads: a segment verified
+        // between two of them shows in one and not the other (a torn snapshot: the socket's
+        // pkt_good grew and TCPAOGood or no key's did). The snapshot is taken again until the
+        // TCP-AO/TCP-MD5 MIBs and TCP_AO_INFO read the same before and after the keys; every
+        // key counter moves together with a socket counter, so the keys are then consistent.
+        let mut last = None;
+        for _ in 0..SNAPSHOT_TRIES {
+            let netns = Self::netns()?.netns;
+            let sock = sock_counters(sk)?;
+            let keys = if sock.is_some() {
+                key_counters(sk)?
+            } else {
+                Vec::new()
+            };
+            let sock_again = sock_counters(sk)?;
+            let netns_again = Self::netns()?.netns;
+            let c = Self { netns, sock, keys };
+            if sock_again == sock && same_ns_counters(&c.netns, &netns_again) {
+                return Ok(c);
+            }
+            last = Some(c);
+        }
+        // Traffic never paused long enough: the last (possibly torn) snapshot, as a single read
+        // gives.
+        last.ok_or_else(|| failure!("no counter snapshot"))
     }
 
     /// Every counter of the snapshot with its name and [`Grew`] flag, in a fixed order.
@@ -418,29 +438,13 @@ impl Counters {
 ///
 /// # Errors
 /// When a socket option fails for another reason than "no TCP-AO on this socket".
-fn ao_counters(sk: &impl AsFd) -> PeerResult<(Option<SockCounters>, Vec<KeyCounters>)> {
-    // TCP_AO_INFO and TCP_AO_GET_KEYS are two reads: a segment verified between them shows in
-    // one and not the other (a torn snapshot: the socket's pkt_good grew, no key's did). The
-    // snapshot is taken again until TCP_AO_INFO reads the same before and after the keys;
-    // every key counter moves together with a socket counter, so the keys are then consistent.
-    let mut last = None;
-    for _ in 0..SNAPSHOT_TRIES {
-        let Some(first) = sock_counters(sk)? else {
-            return Ok((None, Vec::new()));
-        };
-        let keys = key_counters(sk)?;
-        let again = sock_counters(sk)?;
-        if again.as_ref() == Some(&first) {
-            return Ok((Some(first), keys));
-        }
-        last = Some((again, keys));
-    }
-    // Traffic never paused long enough: the last (possibly torn) snapshot, as a single read gives.
-    Ok(last.unwrap_or((None, Vec::new())))
-}
-
-/// How many times [`ao_counters`] reads before it settles for a snapshot taken under traffic.
+/// How many times [`Counters::of`] reads before it settles for a snapshot taken under traffic.
 const SNAPSHOT_TRIES: usize = 20;
+
+/// Whether two MIB snapshots agree on every TCP-AO and TCP-MD5 counter.
+fn same_ns_counters(a: &NetnsMib, b: &NetnsMib) -> bool {
+    NS_FLAGS.iter().all(|(_, n)| a.get(n) == b.get(n))
+}
 
 fn sock_counters(sk: &impl AsFd) -> PeerResult<Option<SockCounters>> {
     let info = match sk.ao_info() {
