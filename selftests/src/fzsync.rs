@@ -180,31 +180,8 @@ pub fn delays(target: i64, natural: i64) -> (u64, u64) {
     }
 }
 
-/// splitmix64: a tiny, good-enough generator for delays (not for keys).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[lo, hi]` (`lo <= hi`).
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        let span = hi.abs_diff(lo).saturating_add(1);
-        lo.wrapping_add((self.next_u64() % span) as i64)
-    }
-}
+/// The suite's generator (SplitMix64), for delays (not for keys).
+pub use crate::rng::Rng;
 
 /// Running mean, minimum and maximum of a series (ns).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

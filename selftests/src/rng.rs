@@ -35,9 +35,26 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// A value in `0..n` (`n` > 0; the bias is negligible for the small `n` of tests).
+    /// A value in `0..n` (the bias is negligible for the small `n` of tests); 0 for `n` = 0,
+    /// without drawing.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// True with probability `num/den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+
+    /// One of `items` (non-empty).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// Uniform in `[lo, hi]` (`lo <= hi`).
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        let span = hi.abs_diff(lo).saturating_add(1);
+        lo.wrapping_add((self.next_u64() % span) as i64)
     }
 
     /// Fill `buf` with random bytes.
