@@ -32,6 +32,7 @@ use crate::counters::NetnsMib;
 use crate::topology::{Family, Side};
 
 pub use xcheck::XcheckReport;
+pub use xcheck::fields::AoIds;
 
 /// Largest frame we accept; bigger ones are reported as truncated.
 pub const FRAME_BUFFER: usize = 256 * 1024;
@@ -77,6 +78,17 @@ pub fn key_entry(key: EntryKey, local: IpAddr, peer: IpAddr, prefix: u8) -> KeyE
         local: Some(local),
         peer: Prefix::new(peer, prefix).ok(),
     }
+}
+
+/// A TCP-AO key a peer installed whose algorithm tcpao-refimpl does not implement
+/// ([`Capture::register_unverifiable`]): its MAC cannot be checked, its identifiers can (rule 3
+/// of the cross-check). Not written to the keys file, which needs an algorithm it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnverifiableKey {
+    /// The peers the key is for.
+    pub peer: Prefix,
+    /// Its SendID, RecvID and MAC length.
+    pub ids: AoIds,
 }
 
 /// ISNs of a flow restored with `TCP_REPAIR`, which has no handshake in the capture.
@@ -211,6 +223,8 @@ pub struct Capture {
     shared: Arc<ReaderShared>,
     reader: Mutex<Reader>,
     keys: Mutex<Vec<(Side, KeyEntry)>>,
+    /// TCP-AO keys the reference cannot verify ([`Capture::register_unverifiable`]).
+    unverifiable: Mutex<Vec<(Side, UnverifiableKey)>>,
     /// The keys file's `[[flow]]` entry ([`Capture::register_flow_hint`]).
     flow_hint: Mutex<Option<FlowHint>>,
     /// Save without the handshake ([`Capture::save_without_handshake`]).
@@ -231,6 +245,7 @@ impl Capture {
             shared: Arc::new(ReaderShared::default()),
             reader: Mutex::new(Reader::default()),
             keys: Mutex::new(Vec::new()),
+            unverifiable: Mutex::new(Vec::new()),
             flow_hint: Mutex::new(None),
             omit_handshake: AtomicBool::new(false),
             restored: Mutex::new(Vec::new()),
@@ -315,6 +330,16 @@ impl Capture {
             .push((owner, entry));
     }
 
+    /// Register a TCP-AO key `owner` installed whose algorithm tcpao-refimpl does not
+    /// implement: the cross-check then knows its KeyIDs and MAC length (rule 3) but does not
+    /// verify its MACs.
+    pub fn register_unverifiable(&self, owner: Side, key: UnverifiableKey) {
+        self.unverifiable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((owner, key));
+    }
+
     /// Write `hint` (the connection's ISNs and SNEs) as the `[[flow]]` entry of the saved keys
     /// file, for a capture whose handshake tcpao-verify will not see.
     pub fn register_flow_hint(&self, hint: FlowHint) {
@@ -388,6 +413,10 @@ impl Capture {
             .views
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unverifiable = self
+            .unverifiable
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut read = match read {
             Ok(r) => r,
             Err(e) => return XcheckReport::error(e),
@@ -431,6 +460,7 @@ impl Capture {
             keys: &keys,
             restored: &restored,
             views: &views,
+            unverifiable: &unverifiable,
             crafted: &crafted,
             mibs,
         });

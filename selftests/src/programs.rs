@@ -46,8 +46,9 @@
 //! ```
 //!
 //! Keys added with [`sockets::add_key`] / [`sockets::add_md5_key`] are registered with the
-//! capture, so every signed segment is checked by the reference; a key installed another way
-//! must be registered with [`sockets::register`] by hand. Return
+//! capture, so every signed segment is checked by the reference, its MAC and its fields; a key
+//! installed another way must be registered with [`sockets::register`] by hand: the
+//! cross-check fails a segment whose KeyID no registered key of its sender has. Return
 //! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 
@@ -66,6 +67,7 @@ pub mod maclen;
 pub mod restore;
 pub mod rotation;
 pub mod rst;
+pub mod torn_probe;
 pub mod self_connect;
 pub mod seq_ext;
 pub mod setsockopt_closed;
@@ -95,6 +97,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(icmps_discard::tests());
     v.extend(icmps_accept::tests());
     v.extend(rst::tests());
+    v.extend(torn_probe::tests());
     v.extend(corpus::tests());
     v.extend(exclude_opt::tests());
     v.extend(maclen::tests());

@@ -268,20 +268,28 @@ fn active_server(p: &Peer<'_>) -> PeerResult {
             p.timeout()
         ));
     }
+    // Nothing can reach the listener now: the client starts the third connection only after
+    // the next sync, so no SYN is verified while this snapshot's reads are under way.
     let queued = Counters::of(&lsk)?;
     queued
         .assert_grew_exactly(&before, Grew::GOOD)
         .map_err(|e| failure!("MKT counters (server) have not only good packets: {e}"))?;
-    p.sync()?; // 3: the client started the third connect()
-    // The third SYN is verified on the listener, then dropped: the accept queue is full.
+    p.sync()?; // 3: the client may start the third connect()
+    // The third SYN is verified on the listener, then dropped: the accept queue is full. A
+    // snapshot reads the netns MIB, TCP_AO_INFO and TCP_AO_GET_KEYS one after the other, and
+    // the SYN's verification (tcp_ao_verify_hash(): TCPAOGood, the socket's pkt_good, the
+    // key's pkt_good) may run between two of those reads: poll until all three grew, or
+    // until a counter that must not move did (then the assertion below says which).
     let third = p.wait_for(p.deadline(), || {
         let c = Counters::of(&lsk)?;
-        Ok((c.sock.map_or(0, |s| s.good) > queued.sock.map_or(0, |s| s.good)).then_some(c))
+        let grown = c.grown(&queued);
+        Ok((grown.contains(Grew::GOOD) || grown.intersects(!Grew::GOOD)).then_some(c))
     })?;
     let Some(third) = third else {
         return Err(failure!(
-            "the third connection's SYN did not reach the listener within {:?}",
-            p.timeout()
+            "the third connection's SYN was not verified by the listener within {:?} (counters before: {queued}; now: {})",
+            p.timeout(),
+            Counters::of(&lsk)?
         ));
     };
     third
@@ -315,6 +323,11 @@ fn active_client(p: &Peer<'_>) -> PeerResult {
     sockets::connect_ok(p, &sks[0], p.remote_addr(), p.port())?;
     p.sync()?; // 2: accepted
     sockets::connect_ok(p, &sks[1], p.remote_addr(), p.port())?;
+    let c: Vec<Counters> = sks[..2]
+        .iter()
+        .map(Counters::of)
+        .collect::<PeerResult<_>>()?;
+    p.sync()?; // 3: the server took its snapshot of the queued connection
     // The third: asynchronous; its SYN finds the accept queue full.
     match sks[2].connect(&SockAddr::from(SocketAddr::new(p.remote_addr(), p.port()))) {
         Err(e) if e.raw_os_error() == Some(Errno::EINPROGRESS as i32) => {}
@@ -324,11 +337,6 @@ fn active_client(p: &Peer<'_>) -> PeerResult {
             ));
         }
     }
-    let c: Vec<Counters> = sks[..2]
-        .iter()
-        .map(Counters::of)
-        .collect::<PeerResult<_>>()?;
-    p.sync()?; // 3
     sockets::echo_verify(p, &sks[0], QUOTA / PACKET_SIZE, PACKET_SIZE, p.deadline())
         .map_err(|e| failure!("Failed to send data on connected socket: {e}"))?;
     p.diag("Verified established tcp connection");
