@@ -6,7 +6,8 @@
 #   2. cargo fmt --check, clippy -D warnings, cargo doc -D warnings, cargo test --workspace on the host kernel
 #      (pure tests run; kernel-facing ones skip with a reason when the host lacks TCP-AO),
 #   3. one boot of the default kernel (Debian sid, CONFIG_TCP_AO=y) running the tcpao-sys
-#      test binaries with TCPAO_REQUIRE_TCP_AO=1 and the whole selftest suite,
+#      test binaries with TCPAO_REQUIRE_TCP_AO=1 and the whole selftest suite, plus a smoke
+#      run of every race program (--race-smoke: a dozen iterations each),
 #   4. a summary: kernel-facing tests that ran in the VM vs skipped, and a closing
 #      "N passed, N failed, N skipped" line. Exits non-zero on any failure.
 set -uo pipefail
@@ -61,7 +62,7 @@ echo "tcpao-sys kernel-facing test binaries ($vm_targets): ${sys_bins[*]}"
 step "VM: boot the default TCP-AO kernel once and run everything inside it"
 vm_args=(vm --timeout "${TCPAO_VM_TIMEOUT:-2400}")
 for b in "${sys_bins[@]}"; do vm_args+=(--cargo-test "$b"); done
-vm_args+=(-- --jobs 2)
+vm_args+=(-- --jobs 2 --race-smoke)
 target/debug/tcpao-selftests "${vm_args[@]}" 2>&1 | tee "$log_dir/vm.log"
 vm_rc=${PIPESTATUS[0]}
 [ "$vm_rc" = 0 ] || failed_steps+=("vm(exit $vm_rc)")

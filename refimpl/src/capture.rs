@@ -20,6 +20,8 @@
 //! number and the byte offset; every frame before it has already been delivered.
 
 mod link;
+#[cfg(all(feature = "live", target_os = "linux"))]
+pub mod live;
 pub mod writer;
 
 pub use link::LinkType;

@@ -278,6 +278,14 @@ impl Capture {
             .push(ip_packet.to_vec());
     }
 
+    /// Register a captured IP packet that a peer's kernel signed on a path whose traffic key
+    /// the cross-check cannot model, and that the test has verified itself with its own model
+    /// of that path (e.g. a listener's RST, keyed from the segment it answers). Like a crafted
+    /// segment, it is not held to rule 1 and teaches no ISN.
+    pub fn register_modelled(&self, ip_packet: &[u8]) {
+        self.register_crafted(ip_packet);
+    }
+
     /// Open the packet socket in the calling thread's namespace (the server's) and start
     /// reading frames of interface `ifindex` in a background thread.
     ///

@@ -35,6 +35,9 @@ pub enum Command {
     Coverage(CoverageArgs),
     /// Mutation testing: how many broken kernels the suite (or the kernel's own) rejects.
     Mutate(MutateArgs),
+    /// Fuzz the TCP-AO uAPI on the running kernel: stateful programs, KCOV feedback when the
+    /// kernel has it, a model oracle (see docs/fuzz.md).
+    Fuzz(FuzzArgs),
     /// Run the kernel's own tcp_ao programs from DIR and fold their KTAP into one document
     /// (used inside the guest by `vm --upstream`).
     #[command(hide = true)]
@@ -139,6 +142,50 @@ pub struct MutateArgs {
     pub jobs: usize,
 }
 
+/// Options of `fuzz`.
+#[derive(Debug, Clone, Args)]
+pub struct FuzzArgs {
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub time: Option<u64>,
+    /// Stop after this many programs (default 1000 when neither this nor --time is given).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Seed of the generator (a run is reproducible from it, up to the kernel's own choices).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Do not use coverage for feedback (it is still measured when KCOV is there).
+    #[arg(long)]
+    pub blind: bool,
+    /// Do not open KCOV at all.
+    #[arg(long)]
+    pub no_kcov: bool,
+    /// Where the summary, the corpus and the findings go.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Start from the programs (`*.json`) in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub corpus: Option<PathBuf>,
+    /// Stop at the first finding.
+    #[arg(long)]
+    pub stop_on_finding: bool,
+    /// Seconds between two points of the coverage timeline.
+    #[arg(long, default_value_t = 10)]
+    pub sample_secs: u64,
+    /// Run a feedback fuzzer and a blind one side by side (two threads, each with its own
+    /// namespaces and KCOV), on the same time budget; results in `OUT/feedback` and
+    /// `OUT/blind`.
+    #[arg(long, conflicts_with = "blind")]
+    pub compare: bool,
+    /// Measure which TCP-AO receive functions KCOV sees for a connection over veth and for
+    /// one through the TUN device (symbolised with /proc/kallsyms), then exit.
+    #[arg(long)]
+    pub kcov_probe: bool,
+    /// Run this program (a `prog.json` or `case.json`) once and report, instead of fuzzing.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+}
+
 /// Options of `upstream` (guest side).
 #[derive(Debug, Clone, Args)]
 pub struct UpstreamArgs {
@@ -174,6 +221,14 @@ pub struct RunArgs {
     /// Benchmark mode: tests that measure do more rounds and print ratios.
     #[arg(long)]
     pub bench: bool,
+    /// Run the race stress programs (`race/`, hidden from the default run): all of them, or
+    /// those matching the FILTERs (see docs/selftests/race.md).
+    #[arg(long)]
+    pub race: bool,
+    /// Run each race program's short smoke version (a dozen iterations), in addition to the
+    /// usual selection (what CI's VM pass does); with `--race`, only the race programs.
+    #[arg(long)]
+    pub race_smoke: bool,
 }
 
 /// Hardware acceleration choice for the guest.
@@ -248,6 +303,10 @@ pub struct VmArgs {
     /// Keep the guest's results directory (KTAP, console log, dmesg) and print its path.
     #[arg(long)]
     pub keep: bool,
+    /// Run `tcpao-selftests fuzz ARGS` in the guest instead of the suite (ARGS after `--`;
+    /// a `--out DIR` there is created on the host and shared with the guest).
+    #[arg(long, conflicts_with = "exec_script")]
+    pub fuzz: bool,
     /// Arguments for the suite inside the guest (filters, `--jobs`, …).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,

@@ -68,6 +68,8 @@
 pub mod capture;
 pub mod cli;
 pub mod counters;
+pub mod fuzz;
+pub mod fzsync;
 pub mod harness;
 pub mod ktap;
 pub mod lab;
@@ -94,6 +96,7 @@ pub fn all_tests() -> Vec<Test> {
     let mut all = Vec::new();
     all.extend(selfcheck::tests());
     all.extend(programs::tests());
+    all.extend(fuzz::cases::tests());
     all
 }
 

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use tcpao_selftests::cli::{Cli, Command, RunArgs};
+use tcpao_selftests::fzsync;
 use tcpao_selftests::harness::{self, RunOptions, TimeoutPolicy};
 use tcpao_selftests::lab;
+use tcpao_selftests::programs::race;
 use tcpao_selftests::{Features, all_tests, vm};
 
 fn main() -> ExitCode {
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
         Some(Command::Kernel(args)) => lab::cli::kernel(&args),
         Some(Command::Coverage(args)) => lab::cli::coverage(&args),
         Some(Command::Mutate(args)) => lab::cli::mutate(&args),
+        Some(Command::Fuzz(args)) => tcpao_selftests::fuzz::main(&args),
         Some(Command::Upstream(args)) => lab::upstream::main(&args.dir, &args.programs),
         None => run(&cli.run),
     };
@@ -28,7 +31,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> i32 {
-    let tests = harness::select(all_tests(), &args.filters, args.exact);
+    if args.race_smoke {
+        fzsync::set_profile(fzsync::Profile::Smoke);
+    }
+    let tests = race::select(
+        all_tests(),
+        &args.filters,
+        args.exact,
+        args.race,
+        args.race_smoke,
+    );
     if args.list {
         for t in &tests {
             println!("{}", t.name());

@@ -62,12 +62,15 @@ pub mod extras;
 pub mod icmps_accept;
 pub mod icmps_discard;
 pub mod inject;
+pub mod interop;
 pub mod key_management;
 pub mod maclen;
+pub mod paths;
+pub mod race;
+pub mod regress;
 pub mod restore;
 pub mod rotation;
 pub mod rst;
-pub mod torn_probe;
 pub mod self_connect;
 pub mod seq_ext;
 pub mod setsockopt_closed;
@@ -97,7 +100,6 @@ pub fn tests() -> Vec<Test> {
     v.extend(icmps_discard::tests());
     v.extend(icmps_accept::tests());
     v.extend(rst::tests());
-    v.extend(torn_probe::tests());
     v.extend(corpus::tests());
     v.extend(exclude_opt::tests());
     v.extend(maclen::tests());
@@ -105,10 +107,14 @@ pub fn tests() -> Vec<Test> {
     v.extend(vrf_keys::tests());
     v.extend(rotation::tests());
     v.extend(inject::tests());
+    v.extend(paths::tests());
     v.extend(restore::tests());
     v.extend(seq_ext::tests());
     v.extend(self_connect::tests());
     v.extend(bench_lookups::tests());
+    v.extend(regress::tests());
+    v.extend(race::tests());
+    v.extend(interop::tests());
     v
 }
 

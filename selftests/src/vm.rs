@@ -271,13 +271,15 @@ fn share_pcap_dirs(suite_args: &[String]) -> Result<(Vec<String>, Vec<PathBuf>),
     };
     let mut it = suite_args.iter();
     while let Some(a) = it.next() {
-        if a == "--save-pcaps" {
+        if a == "--save-pcaps" || a == "--out" {
             out.push(a.clone());
             if let Some(d) = it.next() {
                 out.push(share(d)?);
             }
         } else if let Some(d) = a.strip_prefix("--save-pcaps=") {
             out.push(format!("--save-pcaps={}", share(d)?));
+        } else if let Some(d) = a.strip_prefix("--out=") {
+            out.push(format!("--out={}", share(d)?));
         } else {
             out.push(a.clone());
         }
@@ -322,6 +324,10 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
     let mut steps: Vec<Step> = args.cargo_tests.iter().cloned().map(Step::Cargo).collect();
     match &args.exec_script {
         Some(p) => steps.push(Step::Script(p.clone())),
+        None if args.fuzz => steps.push(Step::Fuzz {
+            id: "fuzz".into(),
+            args: suite_args,
+        }),
         None => steps.push(Step::suite("suite", suite_args)),
     }
     if args.upstream {

@@ -9,6 +9,7 @@ mod addr;
 mod error;
 mod ext;
 mod info;
+pub mod kcov;
 mod key;
 pub mod packet;
 mod probe;
@@ -17,6 +18,7 @@ pub mod repair;
 mod role;
 mod rotate;
 mod sys;
+pub mod tun;
 pub mod uapi;
 
 pub use addr::PeerPrefix;

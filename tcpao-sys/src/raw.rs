@@ -108,6 +108,16 @@ pub fn int_option<F: AsFd + ?Sized>(fd: &F, level: i32, name: i32) -> io::Result
     Ok(v)
 }
 
+/// Disconnect a TCP socket: `connect()` with an `AF_UNSPEC` address (the kernel's
+/// `tcp_disconnect()`: an RST to the peer if the connection was up, then `CLOSE`). The socket
+/// keeps its TCP-AO keys and may `connect()` again, to another peer.
+///
+/// # Errors
+/// The OS error.
+pub fn disconnect<F: AsFd + ?Sized>(fd: &F) -> io::Result<()> {
+    sys::connect_unspec(fd.as_fd())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The only module of `tcpao-sys` that contains `unsafe` code: thin wrappers around
-//! `setsockopt(2)`, `getsockopt(2)` and `socket(2)`.
+//! `setsockopt(2)`, `getsockopt(2)` and `socket(2)`, plus the KCOV (`ioctl`, `mmap`) and TUN
+//! (`ioctl`) calls behind `crate::kcov` and `crate::tun`.
 //!
 //! Memory safety rests on two facts: (1) every typed option argument implements the
 //! `unsafe` marker trait [`Pod`], so any byte pattern the kernel writes into it is a valid
@@ -414,4 +415,161 @@ pub(crate) fn recv_packet(
         };
     }
     Ok(Some((rc as usize, addr)))
+}
+
+// ---------------------------------------------------------------------------------------
+// KCOV (test support for the fuzzer: `crate::kcov`).
+// ---------------------------------------------------------------------------------------
+
+/// `KCOV_INIT_TRACE` = `_IOR('c', 1, unsigned long)`.
+const KCOV_INIT_TRACE: libc::c_ulong = 0x8008_6301;
+/// `KCOV_ENABLE` = `_IO('c', 100)`.
+const KCOV_ENABLE: libc::c_ulong = 0x6364;
+/// `KCOV_DISABLE` = `_IO('c', 101)`.
+const KCOV_DISABLE: libc::c_ulong = 0x6365;
+
+/// A KCOV descriptor with its trace buffer mapped: `words` 64-bit words shared with the
+/// kernel, word 0 the count of records, then the records.
+pub(crate) struct KcovMap {
+    fd: OwnedFd,
+    area: ptr::NonNull<std::sync::atomic::AtomicU64>,
+    words: usize,
+}
+
+impl KcovMap {
+    /// Opens `path` (`/sys/kernel/debug/kcov`), sets the buffer size and maps it.
+    pub(crate) fn open(path: &std::path::Path, words: usize) -> io::Result<KcovMap> {
+        use std::os::unix::ffi::OsStrExt;
+        if words < 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a KCOV buffer needs at least 2 words",
+            ));
+        }
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+        // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+        let raw = cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+        // SAFETY: `raw` was just returned by open(2), is open, and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: KCOV_INIT_TRACE takes an integer argument (the size in words), no pointer.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), KCOV_INIT_TRACE, words as libc::c_ulong) })?;
+        let bytes = words.checked_mul(8).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "KCOV buffer size overflows")
+        })?;
+        // SAFETY: a fresh shared mapping of the KCOV descriptor, of exactly the size set with
+        // KCOV_INIT_TRACE; the kernel owns no Rust memory here.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let area = ptr::NonNull::new(p.cast::<std::sync::atomic::AtomicU64>())
+            .ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(KcovMap { fd, area, words })
+    }
+
+    /// The mapped words. The kernel writes them while tracing is enabled on this thread, so
+    /// they are read as atomics.
+    pub(crate) fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: `area` is a live MAP_SHARED mapping of `words` 8-byte-aligned words (mmap
+        // returns page-aligned memory) that stays mapped until `drop`; `AtomicU64` has the
+        // size and alignment of `u64`, and every bit pattern is a valid `AtomicU64`.
+        // Concurrent writes by the kernel are what atomics are for.
+        unsafe { std::slice::from_raw_parts(self.area.as_ptr(), self.words) }
+    }
+
+    /// `KCOV_ENABLE` in `mode` (0: PCs, 1: comparisons) for the calling thread.
+    pub(crate) fn enable(&self, mode: libc::c_ulong) -> io::Result<()> {
+        // SAFETY: KCOV_ENABLE takes an integer argument (the mode), no pointer.
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), KCOV_ENABLE, mode) }).map(drop)
+    }
+
+    /// `KCOV_DISABLE` (for the thread that enabled it).
+    pub(crate) fn disable(&self) -> io::Result<()> {
+        // SAFETY: KCOV_DISABLE takes an (ignored) integer argument, no pointer.
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), KCOV_DISABLE, 0 as libc::c_ulong) }).map(drop)
+    }
+}
+
+impl Drop for KcovMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`; no reference into it outlives
+        // `self` (`words()` borrows `self`).
+        unsafe {
+            libc::munmap(self.area.as_ptr().cast(), self.words * 8);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TUN (test support for the fuzzer: `crate::tun`).
+// ---------------------------------------------------------------------------------------
+
+/// `TUNSETIFF` = `_IOW('T', 202, int)`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+/// `struct ifreq` as TUNSETIFF reads it: the name, then `ifr_flags` (a short) in the union.
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; 16],
+    flags: libc::c_short,
+    pad: [u8; 22],
+}
+
+/// Opens `/dev/net/tun` and attaches it to interface `name` with `flags`; returns the
+/// descriptor and the interface name the kernel chose.
+pub(crate) fn tun_open(name: &str, flags: libc::c_short) -> io::Result<(OwnedFd, String)> {
+    if name.len() >= 16 || name.as_bytes().contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface names are at most 15 bytes, without NUL",
+        ));
+    }
+    // SAFETY: a valid NUL-terminated literal.
+    let raw = cvt(unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `raw` was just returned by open(2), is open, and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = IfreqFlags {
+        name: [0; 16],
+        flags,
+        pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq` (40 bytes on LP64); `req` is a live,
+    // exclusively borrowed 40-byte repr(C) struct for the whole call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &raw mut req) })?;
+    let end = req.name.iter().position(|&b| b == 0).unwrap_or(16);
+    Ok((fd, String::from_utf8_lossy(&req.name[..end]).into_owned()))
+}
+
+const _: () = assert!(size_of::<IfreqFlags>() == 40);
+
+/// `connect(fd, {AF_UNSPEC}, sizeof(sa_family_t))`: the disconnect form of connect(2).
+pub(crate) fn connect_unspec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let ss = uapi::__kernel_sockaddr_storage::default();
+    let len = socklen(size_of::<libc::sa_family_t>())?;
+    // SAFETY: `ss` is a live, zeroed (AF_UNSPEC) integer-only buffer larger than `len` bytes;
+    // the kernel only reads `len` bytes from it.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const ss).cast::<libc::sockaddr>(),
+            len,
+        )
+    };
+    cvt(rc).map(drop)
 }

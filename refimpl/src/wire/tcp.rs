@@ -834,12 +834,18 @@ mod tests {
         assert_eq!(it.next(), Some(Ok(TcpOption::NoOperation)));
         assert_eq!(it.offset(), 1);
         assert_eq!(it.next(), Some(Ok(TcpOption::EndOfList)));
-        assert_eq!((it.next(), it.offset(), it.remainder()), (None, 2, &[0u8, 7][..]));
+        assert_eq!(
+            (it.next(), it.offset(), it.remainder()),
+            (None, 2, &[0u8, 7][..])
+        );
         // A malformed option stays in the remainder.
         let opts = [TCPOPT_NOP, TCPOPT_MSS, 9, 0];
         let mut it = TcpOptions::new(&opts);
         assert_eq!(it.next(), Some(Ok(TcpOption::NoOperation)));
-        assert!(matches!(it.next(), Some(Err(Error::OptionOverflow { kind: 2 }))));
+        assert!(matches!(
+            it.next(),
+            Some(Err(Error::OptionOverflow { kind: 2 }))
+        ));
         assert_eq!((it.next(), it.remainder()), (None, &opts[1..]));
     }
 
@@ -868,11 +874,28 @@ mod tests {
     fn option_kinds() {
         let p = TcpPacket::new_checked(&SYN_BYTES[..]).unwrap();
         let kinds: Vec<u8> = p.options_iter().map(|o| o.unwrap().kind()).collect();
-        assert_eq!(kinds, [TCPOPT_MSS, TCPOPT_NOP, TCPOPT_WS, TCPOPT_SACK_PERM, TCPOPT_TS, TCPOPT_AO]);
+        assert_eq!(
+            kinds,
+            [
+                TCPOPT_MSS,
+                TCPOPT_NOP,
+                TCPOPT_WS,
+                TCPOPT_SACK_PERM,
+                TCPOPT_TS,
+                TCPOPT_AO
+            ]
+        );
         let md5 = [0u8; 16];
         assert_eq!(TcpOption::Md5(&md5).kind(), TCPOPT_MD5SIG);
         assert_eq!(TcpOption::EndOfList.kind(), TCPOPT_EOL);
-        assert_eq!(TcpOption::Unknown { kind: 30, data: &[] }.kind(), 30);
+        assert_eq!(
+            TcpOption::Unknown {
+                kind: 30,
+                data: &[]
+            }
+            .kind(),
+            30
+        );
     }
 
     #[test]

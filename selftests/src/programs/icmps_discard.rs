@@ -331,6 +331,30 @@ fn icmp_packet(
     seq: u32,
     rng: &mut Rng,
 ) -> PeerResult<Vec<u8>> {
+    // ICMP_FRAG_NEEDED: a random next-hop MTU, as the kernel test does.
+    let mtu = if code == 4 {
+        (rng.next_u64() & 0xffff) as u16
+    } else {
+        0
+    };
+    let icmp_type = if local.is_ipv4() { 3 } else { 1 };
+    icmp_error(local, remote, icmp_type, code, seq, mtu)
+}
+
+/// A spoofed ICMP (ICMPv6) error of `icmp_type`/`code` from `local` to `remote`, quoting the
+/// IP header and the first 8 bytes of a `remote`-to-`local` TCP segment with SEQ `seq`;
+/// `mtu` fills the next-hop MTU field of an ICMPv4 message.
+///
+/// # Errors
+/// When the two addresses are of different families.
+pub(crate) fn icmp_error(
+    local: SocketAddr,
+    remote: SocketAddr,
+    icmp_type: u8,
+    code: u8,
+    seq: u32,
+    mtu: u16,
+) -> PeerResult<Vec<u8>> {
     let mut tcp = [0u8; 8];
     tcp[0..2].copy_from_slice(&remote.port().to_be_bytes());
     tcp[2..4].copy_from_slice(&local.port().to_be_bytes());
@@ -339,13 +363,9 @@ fn icmp_packet(
         (IpAddr::V4(l), IpAddr::V4(r)) => {
             let mut pkt = vec![0u8; 20 + 8 + 20 + 8];
             ipv4_header(&mut pkt[..20], 56, 1, l.octets(), r.octets());
-            pkt[20] = 3; // ICMP_DEST_UNREACH
+            pkt[20] = icmp_type;
             pkt[21] = code;
-            if code == 4 {
-                // ICMP_FRAG_NEEDED: a random next-hop MTU, as the kernel test does.
-                let mtu = (rng.next_u64() & 0xffff) as u16;
-                pkt[26..28].copy_from_slice(&mtu.to_be_bytes());
-            }
+            pkt[26..28].copy_from_slice(&mtu.to_be_bytes());
             ipv4_header(&mut pkt[28..48], 28, 6, r.octets(), l.octets());
             pkt[48..56].copy_from_slice(&tcp);
             let c = checksum(&pkt[20..], 0);
@@ -356,7 +376,7 @@ fn icmp_packet(
             let mut pkt = vec![0u8; 40 + 8 + 40 + 8];
             let icmp_len = pkt.len() - 40;
             ipv6_header(&mut pkt[..40], icmp_len, 58, l.octets(), r.octets());
-            pkt[40] = 1; // ICMPV6_DEST_UNREACH
+            pkt[40] = icmp_type;
             pkt[41] = code;
             ipv6_header(&mut pkt[48..88], 8, 6, r.octets(), l.octets());
             pkt[88..96].copy_from_slice(&tcp);

@@ -45,7 +45,8 @@ use crate::topology::Side;
 
 const A: u8 = 100;
 const B: u8 = 101;
-const DATA: usize = 100;
+/// Bytes the client sends before the injections ([`send_data`], [`learn_flow`]).
+pub(crate) const DATA: usize = 100;
 const MD5_PASSWORD: &[u8] = b"An MD5 secret for the injection test";
 
 /// One injected segment's kind.
@@ -236,7 +237,15 @@ fn expect(
 
 /// The raw socket the client injects with (`IP_HDRINCL` / `IPV6_HDRINCL`).
 fn raw_socket(p: &Peer<'_>) -> PeerResult<Socket> {
-    let (domain, v6) = match p.remote_addr() {
+    raw_socket_to(p.remote_addr())
+}
+
+/// A raw socket (`IPPROTO_RAW`, `IP_HDRINCL` / `IPV6_HDRINCL`) for packets to `dst`'s family.
+///
+/// # Errors
+/// When the socket cannot be created.
+pub(crate) fn raw_socket_to(dst: IpAddr) -> PeerResult<Socket> {
+    let (domain, v6) = match dst {
         IpAddr::V4(_) => (Domain::IPV4, false),
         IpAddr::V6(_) => (Domain::IPV6, true),
     };
@@ -253,15 +262,19 @@ fn raw_socket(p: &Peer<'_>) -> PeerResult<Socket> {
 }
 
 /// What the client knows about its connection from the capture.
-struct Flow {
-    conn: Connection,
-    seq: u32,
-    ack: u32,
-    window: u16,
+pub(crate) struct Flow {
+    /// The connection seen from the client (ports and ISNs).
+    pub(crate) conn: Connection,
+    /// The client's next SEQ.
+    pub(crate) seq: u32,
+    /// The client's next ACK.
+    pub(crate) ack: u32,
+    /// The window the client last advertised.
+    pub(crate) window: u16,
 }
 
 /// Learn ISNs, next SEQ/ACK and the window from the capture once it saw the client's data.
-fn learn_flow(p: &Peer<'_>) -> PeerResult<Flow> {
+pub(crate) fn learn_flow(p: &Peer<'_>) -> PeerResult<Flow> {
     let frames = extras::wait_flow_bytes(p, p.port(), DATA as u32, 0)?;
     let conn = extras::client_connection(p, &frames)?;
     let window = frames
@@ -339,14 +352,16 @@ fn craft(p: &Peer<'_>, flow: &Flow, what: Craft) -> PeerResult<Vec<u8>> {
     })
 }
 
-/// Send a crafted packet; register it with the capture when it is deliberately wrong.
-fn inject(p: &Peer<'_>, raw: &Socket, pkt: &[u8], wrong: bool) -> PeerResult {
+/// Send a crafted packet (to the destination in its IP header); register it with the capture
+/// when it is deliberately wrong.
+pub(crate) fn inject(p: &Peer<'_>, raw: &Socket, pkt: &[u8], wrong: bool) -> PeerResult {
     if wrong {
         if let Some(c) = p.capture() {
             c.register_crafted(pkt);
         }
     }
-    let dst = SockAddr::from(SocketAddr::new(p.remote_addr(), 0));
+    let to = tcpao_refimpl::SegmentRef::parse(pkt).map_or(p.remote_addr(), |s| s.dst);
+    let dst = SockAddr::from(SocketAddr::new(to, 0));
     let n = raw
         .send_to(pkt, &dst)
         .or_fail("sending the crafted segment failed")?;
@@ -392,7 +407,7 @@ fn ao_client(p: &Peer<'_>, case: Option<Case>) -> PeerResult {
 }
 
 /// Write the data and wait until it is acknowledged.
-fn send_data(p: &Peer<'_>, sk: &Socket) -> PeerResult {
+pub(crate) fn send_data(p: &Peer<'_>, sk: &Socket) -> PeerResult {
     (&*sk).write_all(&[7u8; DATA]).or_fail("write() failed")?;
     p.wait_for(p.deadline(), || {
         let i = tcpao_sys::repair::tcp_info(sk).or_fail("TCP_INFO failed")?;
@@ -401,7 +416,8 @@ fn send_data(p: &Peer<'_>, sk: &Socket) -> PeerResult {
     .ok_or_else(|| failure!("the server did not acknowledge the data in time"))
 }
 
-fn read_exact(p: &Peer<'_>, sk: &Socket, buf: &mut [u8]) -> PeerResult {
+/// Read exactly `buf.len()` bytes from the non-blocking `sk`.
+pub(crate) fn read_exact(p: &Peer<'_>, sk: &Socket, buf: &mut [u8]) -> PeerResult {
     use std::io::Read;
     let mut got = 0;
     while got < buf.len() {

@@ -139,7 +139,7 @@ pub fn tests() -> Vec<Test> {
 
 /// A socket with key 100:100 (default password) and 200:200 (second password) for the peer
 /// (kernel `prepare_sk`); `listen`: then listen (kernel `prepare_lsk`).
-fn prepare(s: &Solo, listen: bool) -> PeerResult<Socket> {
+pub(crate) fn prepare(s: &Solo, listen: bool) -> PeerResult<Socket> {
     let sk = sockets::tcp_socket(s.family())?;
     add_verified(
         &sk,
@@ -163,7 +163,7 @@ fn prepare(s: &Solo, listen: bool) -> PeerResult<Socket> {
     Ok(sk)
 }
 
-fn sel(s: &Solo, send_id: u8, recv_id: u8) -> PeerResult<KeySelector> {
+pub(crate) fn sel(s: &Solo, send_id: u8, recv_id: u8) -> PeerResult<KeySelector> {
     Ok(KeySelector::new(
         PeerPrefix::host(s.remote_addr()).or_fail("prefix")?,
         send_id,
@@ -243,7 +243,7 @@ fn delete_refused(
     Ok(())
 }
 
-fn info(sk: &Socket) -> PeerResult<tcpao_sys::AoInfo> {
+pub(crate) fn info(sk: &Socket) -> PeerResult<tcpao_sys::AoInfo> {
     typed_ok("getsockopt(TCP_AO_INFO)", sk.ao_info())?
         .ok_or_else(|| failure!("the socket has no TCP-AO state"))
 }
@@ -259,7 +259,7 @@ fn set_key(sk: &Socket, current: Option<u8>, rnext: Option<u8>) -> tcpao_sys::Re
     Ok(())
 }
 
-fn set_key_checked(sk: &Socket, current: Option<u8>, rnext: Option<u8>) -> PeerResult {
+pub(crate) fn set_key_checked(sk: &Socket, current: Option<u8>, rnext: Option<u8>) -> PeerResult {
     typed_ok("setting current/rnext keys", set_key(sk, current, rnext))?;
     let i = info(sk)?;
     if current.is_some_and(|c| i.current_key != Some(c))
@@ -500,7 +500,7 @@ fn listen_after_set(s: &Solo, step: usize) -> PeerResult {
     }
 }
 
-fn listen_repair(s: &Solo, get: bool) -> PeerResult {
+pub(crate) fn listen_repair(s: &Solo, get: bool) -> PeerResult {
     let sk = prepare(s, false)?;
     typed_ok("TCP_REPAIR on", set_repair(&sk, RepairMode::On))?;
     sk.listen(10).or_fail("listen() in repair mode failed")?;

@@ -48,13 +48,16 @@ enum Fault {
     RecvSne,
 }
 
-struct Case {
+pub(crate) struct Case {
     slug: &'static str,
     upstream: &'static str,
     fault: Fault,
     server: Grew,
     client: Grew,
 }
+
+/// The `migrate` case (no fault), which regress/repair-connect also runs.
+pub(crate) const MIGRATE: &Case = &CASES[0];
 
 const CASES: [Case; 5] = [
     Case {
@@ -148,7 +151,7 @@ fn wait_grew(
     }
 }
 
-fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
+pub(crate) fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     let lsk = sockets::listen(p, p.port(), 1)?;
     sockets::add_key(p, &lsk, &key(p))?;
     p.sync()?; // 1: key added => connect()
@@ -235,7 +238,7 @@ fn server(p: &Peer<'_>, case: &Case) -> PeerResult {
     Ok(())
 }
 
-fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
+pub(crate) fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
     let k = key(p);
     let sk = sockets::client_socket(p)?;
     sockets::add_key(p, &sk, &k)?;

@@ -133,7 +133,7 @@ fn serve_quota(p: &Peer<'_>, sk: &Socket) -> PeerResult {
 }
 
 /// Wait until `sk` reports an error (or hang-up) and return it (`SO_ERROR`).
-fn wait_error(p: &Peer<'_>, sk: &Socket, what: &str) -> PeerResult<io::Error> {
+pub(crate) fn wait_error(p: &Peer<'_>, sk: &Socket, what: &str) -> PeerResult<io::Error> {
     let ready = sockets::wait_fd(
         p,
         sk,
@@ -154,7 +154,7 @@ fn wait_error(p: &Peer<'_>, sk: &Socket, what: &str) -> PeerResult<io::Error> {
     }
 }
 
-fn expect_errno(e: &io::Error, errno: Errno, what: &str) -> PeerResult {
+pub(crate) fn expect_errno(e: &io::Error, errno: Errno, what: &str) -> PeerResult {
     if e.raw_os_error() == Some(errno as i32) {
         Ok(())
     } else {
@@ -206,8 +206,9 @@ fn port_state(family: Family, port: u16) -> PeerResult<Option<u8>> {
     Ok(None)
 }
 
-/// Poll until the closed server socket on `port` is a time-wait socket in `state`.
-fn wait_port_state(p: &Peer<'_>, port: u16, state: u8, name: &str) -> PeerResult {
+/// Poll until this side's closed socket on local `port` is in `state` (for a time-wait
+/// socket: its substate).
+pub(crate) fn wait_port_state(p: &Peer<'_>, port: u16, state: u8, name: &str) -> PeerResult {
     let mut last = None;
     let got = p.wait_for(p.deadline(), || {
         last = port_state(p.family(), port)?;
@@ -215,7 +216,8 @@ fn wait_port_state(p: &Peer<'_>, port: u16, state: u8, name: &str) -> PeerResult
     })?;
     if got.is_none() {
         return Err(failure!(
-            "server: the closed socket did not reach {name} within {:?} (state {last:?})",
+            "{}: the closed socket on port {port} did not reach {name} within {:?} (state {last:?})",
+            p.side().name(),
             p.timeout()
         ));
     }
@@ -232,7 +234,7 @@ fn restore(p: &Peer<'_>, img: &Checkpoint, key: &TestKey, seq_adjust: u32) -> Pe
 }
 
 /// Write one message; errors are returned, not failures (the peer may have reset us).
-fn send_message(p: &Peer<'_>, mut sk: &Socket) -> PeerResult<io::Result<()>> {
+pub(crate) fn send_message(p: &Peer<'_>, mut sk: &Socket) -> PeerResult<io::Result<()>> {
     let msg = [0x5au8; PACKET_SIZE];
     let mut sent = 0;
     while sent < PACKET_SIZE {

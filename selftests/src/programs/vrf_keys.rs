@@ -35,7 +35,7 @@ use crate::registry::Test;
 use crate::sockets::{self, TestKey};
 use crate::topology::{Family, Netlink, TopologyConfig, VRF_IFINDEX, VRF_NAME, VRF_TABLE};
 
-fn vrf_topology() -> TopologyConfig {
+pub(crate) fn vrf_topology() -> TopologyConfig {
     TopologyConfig {
         vrf: true,
         ..TopologyConfig::default()
@@ -44,7 +44,7 @@ fn vrf_topology() -> TopologyConfig {
 
 /// Where the key under deletion lives.
 #[derive(Debug, Clone, Copy)]
-enum Sock {
+pub(crate) enum Sock {
     Closed,
     Listen,
 }
@@ -60,14 +60,14 @@ pub fn tests() -> Vec<Test> {
             PairTest::new("vrf-keys", slug)
                 .ao()
                 .topology(vrf_topology())
-                .build(move |p| del_vrf_key(p, sock), idle),
+                .build(move |p| release(p, del_vrf_key(p, sock)), idle),
         );
     }
     v.extend(
         PairTest::new("vrf-keys", "del-ifindex-0-key")
             .ao()
             .topology(vrf_topology())
-            .build(del_ifindex0_key, idle),
+            .build(|p| release(p, del_ifindex0_key(p)), idle),
     );
     for (slug, del_vrf) in [
         ("del-vrf-key-without-flag", None),
@@ -77,7 +77,7 @@ pub fn tests() -> Vec<Test> {
             PairTest::new("vrf-keys", slug)
                 .ao()
                 .topology(vrf_topology())
-                .build(move |p| del_mismatched(p, del_vrf), idle),
+                .build(move |p| release(p, del_mismatched(p, del_vrf)), idle),
         );
     }
     v.extend(
@@ -89,8 +89,19 @@ pub fn tests() -> Vec<Test> {
     v
 }
 
-fn idle(_p: &Peer<'_>) -> PeerResult {
-    Ok(())
+/// The client of the uAPI cases: it does nothing but keep its namespace alive until the
+/// server is done ([`release`]). The veth pair dies with the first of its two namespaces, so a
+/// client that returned at once took the server's `ktst-veth` with it (a listening socket's
+/// `SO_BINDTODEVICE` then failed with `ENODEV`, depending on how fast the namespace was torn
+/// down).
+pub(crate) fn idle(p: &Peer<'_>) -> PeerResult {
+    p.sync()
+}
+
+/// Server side of a uAPI case: its result `r`, then let the [`idle`] client go.
+pub(crate) fn release(p: &Peer<'_>, r: PeerResult) -> PeerResult {
+    r?;
+    p.sync()
 }
 
 fn socket_for(p: &Peer<'_>, sock: Sock) -> PeerResult<Socket> {
@@ -115,7 +126,7 @@ fn listed(sk: &Socket) -> PeerResult<Vec<tcpao_sys::AoKeyInfo>> {
     }
 }
 
-fn del_vrf_key(p: &Peer<'_>, sock: Sock) -> PeerResult {
+pub(crate) fn del_vrf_key(p: &Peer<'_>, sock: Sock) -> PeerResult {
     let sk = socket_for(p, sock)?;
     let k = vrf_key(p, Some(VRF_IFINDEX));
     sockets::add_key(p, &sk, &k)?;

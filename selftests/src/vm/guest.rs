@@ -25,6 +25,13 @@ pub enum Step {
         /// Reset the gcov counters before and save them after.
         gcov: bool,
     },
+    /// This binary's fuzzer, `tcpao-selftests fuzz ARGS` (its exit code decides).
+    Fuzz {
+        /// Step id.
+        id: String,
+        /// Arguments after `fuzz`.
+        args: Vec<String>,
+    },
     /// The kernel's own tcp_ao programs from `dir`, run and folded into one KTAP document by
     /// `tcpao-selftests upstream` (see [`crate::lab::upstream`]).
     Upstream {
@@ -64,7 +71,7 @@ impl Step {
     pub fn with_gcov(mut self) -> Self {
         match &mut self {
             Step::Suite { gcov, .. } | Step::Upstream { gcov, .. } => *gcov = true,
-            Step::Cargo(_) | Step::Script(_) => {}
+            Step::Cargo(_) | Step::Script(_) | Step::Fuzz { .. } => {}
         }
         self
     }
@@ -167,6 +174,18 @@ pub fn stage(results: &Path, steps: &[Step]) -> Result<Vec<Staged>, VmError> {
                     script: false,
                     argv,
                     gcov: *gcov,
+                }
+            }
+            Step::Fuzz { id, args } => {
+                let mut argv = vec![this_binary()?, "fuzz".into()];
+                argv.extend(args.iter().cloned());
+                Staged {
+                    id: id.clone(),
+                    label: id.clone(),
+                    output: Output::Ktap,
+                    script: true,
+                    argv,
+                    gcov: false,
                 }
             }
             Step::Upstream {

@@ -58,8 +58,8 @@
 //! option parser checks).
 
 use tcpao_refimpl::wire::{
-    TCPOPT_AO, TCPOPT_EOL, TCPOPT_MD5SIG, TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK, TCPOPT_SACK_PERM,
-    TCP_HEADER_LEN, TCPOPT_TS, TCPOPT_WS, TcpOption, TcpOptions, TcpPacket,
+    TCP_HEADER_LEN, TCPOPT_AO, TCPOPT_EOL, TCPOPT_MD5SIG, TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK,
+    TCPOPT_SACK_PERM, TCPOPT_TS, TCPOPT_WS, TcpOption, TcpOptions, TcpPacket,
 };
 
 /// TCP option kind of MPTCP (RFC 8684).
@@ -248,7 +248,10 @@ fn check_auth(
     }
     let len = ao.buffer_len();
     if !with_id.iter().any(|k| k.mac_len + 4 == len) {
-        let want: Vec<String> = with_id.iter().map(|k| (k.mac_len + 4).to_string()).collect();
+        let want: Vec<String> = with_id
+            .iter()
+            .map(|k| (k.mac_len + 4).to_string())
+            .collect();
         return Err(format!(
             "its TCP-AO option is {len} bytes long, the key with SendID {} makes it {} (4 + MAC length)",
             ao.key_id,
@@ -259,7 +262,7 @@ fn check_auth(
     let pad = tcp.padding_after(start..start + len);
     // NOPs, then optionally End of Option List and zeros.
     let nops = pad.iter().take_while(|b| **b == TCPOPT_NOP).count();
-    if !pad[nops..].first().is_none_or(|b| *b == TCPOPT_EOL)
+    if pad[nops..].first().is_some_and(|b| *b != TCPOPT_EOL)
         || pad.iter().skip(nops + 1).any(|b| *b != 0)
     {
         return Err(format!(
@@ -368,7 +371,7 @@ mod tests {
     fn segment(flags: u8, opts: &[u8], payload: usize) -> Vec<u8> {
         assert_eq!(opts.len() % 4, 0);
         let mut t = vec![0u8; 20];
-        t[12] = ((20 + opts.len()) / 4 << 4) as u8;
+        t[12] = (((20 + opts.len()) / 4) << 4) as u8;
         t[13] = flags;
         t.extend_from_slice(opts);
         t.extend(std::iter::repeat_n(0x5a, payload));
@@ -503,8 +506,14 @@ mod tests {
         let long = cat(&[&ao(100, 101, 12, 1), &[TCPOPT_EOL, 0, 9, 0]]);
         fails_with(run(ACK, &long, 0, &h), "is not zero");
         // The same word as NOPs would be legal; as zeros (EOL and padding) too.
-        assert_eq!(run(ACK, &cat(&[&ao(100, 101, 12, 1), &[1; 4]]), 0, &h), Ok(()));
-        assert_eq!(run(ACK, &cat(&[&ao(100, 101, 12, 1), &[0; 4]]), 0, &h), Ok(()));
+        assert_eq!(
+            run(ACK, &cat(&[&ao(100, 101, 12, 1), &[1; 4]]), 0, &h),
+            Ok(())
+        );
+        assert_eq!(
+            run(ACK, &cat(&[&ao(100, 101, 12, 1), &[0; 4]]), 0, &h),
+            Ok(())
+        );
     }
 
     #[test]
@@ -556,14 +565,20 @@ mod tests {
         fails_with(run(ACK, &tw_mss, 0, &h), "MSS option follows");
         // After a leading AO: MSS before the timestamps, window scale after them.
         let swapped = cat(&[&ao(100, 101, 12, 1), &SACK_PERM_TS, &MSS, &WS]);
-        fails_with(run(SYN, &swapped, 0, &h), "MSS option comes after the timestamps");
+        fails_with(
+            run(SYN, &swapped, 0, &h),
+            "MSS option comes after the timestamps",
+        );
         let ws_first = cat(&[&ao(100, 101, 12, 1), &MSS, &WS, &TS]);
         fails_with(run(SYN, &ws_first, 0, &h), "timestamps option comes after");
         // SACK-permitted without timestamps sits before window scale ("NOP NOP SACK-perm").
         let no_ts = cat(&[&ao(100, 101, 12, 1), &MSS, &[1, 1, 4, 2], &WS]);
         assert_eq!(run(SYN, &no_ts, 0, &h), Ok(()));
         let perm_late = cat(&[&ao(100, 101, 12, 1), &MSS, &WS, &[1, 1, 4, 2]]);
-        fails_with(run(SYN, &perm_late, 0, &h), "SACK-permitted option comes after");
+        fails_with(
+            run(SYN, &perm_late, 0, &h),
+            "SACK-permitted option comes after",
+        );
         // An option Linux does not place (kind 253, an experiment) is left alone.
         let exp = cat(&[&ao(100, 101, 12, 1), &[253, 4, 0, 0], &MSS]);
         assert_eq!(run(SYN, &exp, 0, &h), Ok(()));

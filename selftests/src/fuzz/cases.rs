@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `fuzz-cases/any/<name>`: the fuzzer's findings, minimised and kept as suite tests
+//! (`selftests/fuzz-cases/<name>.json`, written by `fuzz --out` as `case.json`). Each replays
+//! its program on the running kernel with every oracle on.
+//!
+//! * Resolved divergences (the model or the harness was wrong) must now run clean: the
+//!   behaviour they pinned is documented in docs/fuzz.md and checked here.
+//! * Open findings where the kernel looks wrong are expected to reproduce: the test reports
+//!   XFAIL with the reason while the finding is seen, and fails once it is not, so the entry
+//!   is revisited (moved to the resolved list) when the kernel changes.
+
+use std::time::Duration;
+
+use super::engine::read_prog;
+use super::exec::Executor;
+use crate::outcome::{Outcome, TestResult};
+use crate::probe::Feature;
+use crate::registry::{Ctx, Test};
+
+/// Resolved divergences: `(name, case)`; each must replay without a finding.
+pub const RESOLVED: [(&str, &str); 19] = [
+    (
+        "connect-any-is-loopback",
+        include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
+    ),
+    (
+        "synack-key-of-the-peer",
+        include_str!("../../fuzz-cases/synack-key-of-the-peer.json"),
+    ),
+    (
+        "bad-mac-is-counted",
+        include_str!("../../fuzz-cases/bad-mac-is-counted.json"),
+    ),
+    (
+        "routing-before-key-check",
+        include_str!("../../fuzz-cases/routing-before-key-check.json"),
+    ),
+    (
+        "negative-getsockopt-optlen",
+        include_str!("../../fuzz-cases/negative-getsockopt-optlen.json"),
+    ),
+    (
+        "negative-get-keys-optlen",
+        include_str!("../../fuzz-cases/negative-get-keys-optlen.json"),
+    ),
+    (
+        "accepted-socket-destination",
+        include_str!("../../fuzz-cases/accepted-socket-destination.json"),
+    ),
+    (
+        "peer-rnext-moves-current",
+        include_str!("../../fuzz-cases/peer-rnext-moves-current.json"),
+    ),
+    (
+        "bind-clears-ipv4-destination",
+        include_str!("../../fuzz-cases/bind-clears-ipv4-destination.json"),
+    ),
+    (
+        "connect-reports-pending-error",
+        include_str!("../../fuzz-cases/connect-reports-pending-error.json"),
+    ),
+    (
+        "connect-pending-error-before-keys",
+        include_str!("../../fuzz-cases/connect-pending-error-before-keys.json"),
+    ),
+    (
+        "listener-bound-elsewhere",
+        include_str!("../../fuzz-cases/listener-bound-elsewhere.json"),
+    ),
+    (
+        "child-slot-reused",
+        include_str!("../../fuzz-cases/child-slot-reused.json"),
+    ),
+    (
+        "listener-rst-after-peer-reset",
+        include_str!("../../fuzz-cases/listener-rst-after-peer-reset.json"),
+    ),
+    (
+        "pending-error-before-routing",
+        include_str!("../../fuzz-cases/pending-error-before-routing.json"),
+    ),
+    (
+        "ipv6-destination-kept-after-routing-failure",
+        include_str!("../../fuzz-cases/ipv6-destination-kept-after-routing-failure.json"),
+    ),
+    (
+        "ipv6-destination-kept-then-eexist-order",
+        include_str!("../../fuzz-cases/ipv6-destination-kept-then-eexist-order.json"),
+    ),
+    (
+        "unknown-keyid-is-unknown",
+        include_str!("../../fuzz-cases/unknown-keyid-is-unknown.json"),
+    ),
+    (
+        "second-peer-connection",
+        include_str!("../../fuzz-cases/second-peer-connection.json"),
+    ),
+];
+
+/// Open findings where the kernel looks wrong: `(name, case, finding kind, why)`.
+pub const OPEN: [(&str, &str, &str, &str); 2] = [
+    (
+        "child-inherits-repair-mode",
+        include_str!("../../fuzz-cases/child-inherits-repair-mode.json"),
+        "divergence",
+        "a listener put in TCP_REPAIR mode before listen() hands out children in repair mode \
+         (tcp_create_openreq_child() copies tp->repair): TCP_AO_REPAIR succeeds on an accepted \
+         socket nobody put in repair mode, and can rewrite its ISNs and SNEs",
+    ),
+    (
+        "listener-rst-keyid",
+        include_str!("../../fuzz-cases/listener-rst-keyid.json"),
+        "wire",
+        "a listener's RST answers the peer's RNextKeyID with the key whose RecvID (not SendID) \
+     equals it and puts that RecvID in KeyID (tcp_ao_prepare_reset, listener branch); the \
+     established branch matches SendID; with SendID != RecvID the peer cannot verify the RST",
+    ),
+];
+
+fn replay(ctx: &Ctx, case: &str) -> Result<Option<super::exec::Finding>, String> {
+    let p = read_prog(case)?;
+    let (mut ex, _) = Executor::new(false).map_err(|e| format!("topology: {e}"))?;
+    let r = ex.run(&p);
+    ctx.diag(format!(
+        "{} operations, {} calls judged by the model",
+        r.ops, r.judged.0
+    ));
+    Ok(r.finding)
+}
+
+/// The tests.
+pub fn tests() -> Vec<Test> {
+    let needs = [
+        Feature::Netns,
+        Feature::Veth,
+        Feature::Vrf,
+        Feature::Ipv6,
+        Feature::TcpAo,
+    ];
+    let mut v = Vec::new();
+    for (name, case) in RESOLVED {
+        v.push(
+            Test::new(
+                format!("fuzz-cases/any/{name}"),
+                move |ctx: &Ctx| -> TestResult {
+                    match replay(ctx, case)? {
+                        None => Ok(Outcome::Pass),
+                        Some(f) => crate::fail!(
+                            "the resolved divergence is back: [{}] op {} {}: {}",
+                            f.kind,
+                            f.op,
+                            f.op_name,
+                            f.detail
+                        ),
+                    }
+                },
+            )
+            .requires(&needs)
+            .timeout(Duration::from_secs(30)),
+        );
+    }
+    for (name, case, kind, why) in OPEN {
+        v.push(
+            Test::new(format!("fuzz-cases/any/{name}"), move |ctx: &Ctx| -> TestResult {
+                match replay(ctx, case)? {
+                    Some(f) if f.kind == kind => Ok(Outcome::xfail(format!("{why}: {}", f.detail))),
+                    Some(f) => crate::fail!("a different finding: [{}] {}", f.kind, f.detail),
+                    None => crate::fail!(
+                        "the open finding no longer reproduces: move it to the resolved cases ({why})"
+                    ),
+                }
+            })
+            .requires(&needs)
+            .timeout(Duration::from_secs(30)),
+        );
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_parses() {
+        for (name, case) in RESOLVED {
+            read_prog(case).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for (name, case, _, _) in OPEN {
+            read_prog(case).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert_eq!(tests().len(), RESOLVED.len() + OPEN.len());
+    }
+}

@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What a TIME-WAIT socket of a TCP-AO connection does with what it is sent.
+//!
+//! The server closes first and ends in TIME-WAIT. Its namespace sets
+//! `net.ipv4.tcp_invalid_ratelimit = 0` (every out-of-window segment gets its ACK) and
+//! `net.ipv4.tcp_rfc1337 = 1` (an unsigned RST from the client's kernel, which owns no socket
+//! any more, does not end the TIME-WAIT) and `net.ipv4.tcp_sack = 0` (so timestamps are
+//! negotiated and TIME-WAIT's ACKs carry them before the TCP-AO option). The client then
+//! sends, from a raw socket:
+//!
+//! - an ICMP port unreachable: the TIME-WAIT socket ignores it and counts it in
+//!   `TCPAODroppedIcmps` (`tcp_ao_ignore_icmp()`, `TCP_TIME_WAIT`);
+//! - out-of-window ACKs, which TIME-WAIT acknowledges without verifying them
+//!   (`tcp_v{4,6}_timewait_ack()`: "FIXME: the segment to-be-acked is not verified yet"), so
+//!   no TCP-AO counter moves:
+//!   - with two TCP-AO options: not answered;
+//!   - unsigned: answered with an **unsigned** ACK;
+//!   - signed, asking for RNextKeyID 77 (no such key): answered with an **unsigned** ACK;
+//!   - signed with RNextKeyID 100: answered with an ACK signed with key 100 (KeyID 100,
+//!     RNextKeyID 100), which the capture cross-check verifies.
+//!
+//! `fin-wait2-reset-needs-key`: the server closes three connections the client keeps open, so
+//! each ends as a TIME-WAIT socket in FIN-WAIT-2. New data there is answered with a RST
+//! (`TCP_TW_RST`) and ends the TIME-WAIT socket; `tcp_ao_prepare_reset()` signs it with the
+//! key whose SendID is the data's RNextKeyID. Data signed with RNextKeyID 100 gets the signed
+//! RST; asking for RNextKeyID 77 (no such key) gets none, and neither does TCP-AO-signed data to
+//! the TIME-WAIT socket of a connection without TCP-AO: both TIME-WAIT sockets still end
+//! (`/proc/net/tcp`), only one RST is counted (`Tcp: OutRsts`).
+
+use socket2::Socket;
+use tcpao_refimpl::wire::TcpFlags;
+
+use super::{PROGRAM, Seg, ao_ids, describe, expect_netns, key, since};
+use crate::capture::Frame;
+use crate::counters::{Counters, Grew};
+use crate::failure;
+use crate::netns;
+use crate::outcome::{OrFail, PeerResult};
+use crate::peers::Peer;
+use crate::programs::PairTest;
+use crate::programs::extras::{self, segment};
+use crate::programs::icmps_discard::icmp_error;
+use crate::programs::inject::{self, DATA, read_exact, send_data};
+use crate::registry::Test;
+use crate::sockets;
+use crate::topology::Family;
+use crate::topology::Side;
+
+pub(super) fn tests() -> Vec<Test> {
+    let mut v = PairTest::new(PROGRAM, "time-wait-replies")
+        .ao()
+        .build(server, client);
+    v.extend(
+        PairTest::new(PROGRAM, "fin-wait2-reset-needs-key")
+            .ao()
+            .build(fw2_server, fw2_client),
+    );
+    v
+}
+
+fn server(p: &Peer<'_>) -> PeerResult {
+    for (k, v) in [
+        ("net/ipv4/tcp_invalid_ratelimit", "0"),
+        ("net/ipv4/tcp_rfc1337", "1"),
+        // No SACK: the connection keeps timestamps, TIME-WAIT puts them in its ACKs.
+        ("net/ipv4/tcp_sack", "0"),
+    ] {
+        netns::sysctl_write(k, v).or_fail(&format!("setting {k} = {v}"))?;
+    }
+    let lsk = sockets::listen(p, p.port(), 1)?;
+    sockets::add_key(p, &lsk, &key(p, 100, 100))?;
+    p.sync()?;
+    let sk = extras::accept_one(p, &lsk)?;
+    drop(lsk);
+    let mut buf = [0u8; DATA];
+    read_exact(p, &sk, &mut buf)?;
+    drop(sk); // active close: FIN-WAIT, then TIME-WAIT once the client's FIN is in
+    p.sync()?; // closed
+    expect_netns(
+        p,
+        &[("TCPAODroppedIcmps", 1)],
+        Grew::NS_DROPPED_ICMP,
+        "an ICMP port unreachable for the TIME-WAIT socket",
+    )?;
+    let before = Counters::netns()?;
+    p.sync()?; // the client sends the ACKs
+    p.sync()?; // done
+    Counters::netns()?
+        .assert_grew_exactly(&before, Grew::empty())
+        .map_err(|e| failure!("segments the TIME-WAIT socket acknowledged moved counters: {e}"))?;
+    p.sync()
+}
+
+/// Wait until the server has sent `n` segments of the flow since `mark`; return the new ones.
+fn answers(p: &Peer<'_>, mark: usize, ports: (u16, u16), n: usize) -> PeerResult<Vec<Frame>> {
+    super::wait_since(
+        p,
+        mark,
+        Side::Server,
+        ports,
+        n,
+        "the TIME-WAIT socket's ACKs",
+    )
+}
+
+fn client(p: &Peer<'_>) -> PeerResult {
+    let sk = sockets::client_socket(p)?;
+    sockets::add_key(p, &sk, &key(p, 100, 100))?;
+    p.sync()?;
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+    send_data(p, &sk)?;
+    let flow = inject::learn_flow(p)?;
+    let (me, srv) = (flow.conn.local, flow.conn.remote);
+    p.sync()?; // the server closed
+    // Read the server's FIN (EOF), then close: our FIN puts the server in TIME-WAIT.
+    wait_eof(p, &sk)?;
+    drop(sk);
+    // The server's ACK of our FIN: from then on it is in TIME-WAIT.
+    let frames = p
+        .wait_for(p.deadline(), || {
+            let f = extras::flow_frames(p, srv.port())?;
+            let fins: Vec<(Side, u32)> = f
+                .iter()
+                .filter_map(|fr| {
+                    segment(fr).and_then(|s| {
+                        let t = s.tcp_packet();
+                        t.fin().then(|| (fr.from, t.seq_number()))
+                    })
+                })
+                .collect();
+            let client_fin = fins.iter().find(|(s, _)| *s == Side::Client).map(|x| x.1);
+            let server_fin = fins.iter().find(|(s, _)| *s == Side::Server).map(|x| x.1);
+            let done = client_fin.is_some_and(|cf| {
+                f.iter().any(|fr| {
+                    fr.from == Side::Server
+                        && segment(fr).is_some_and(|s| {
+                            let t = s.tcp_packet();
+                            !t.fin() && t.ack() && t.ack_number() == cf.wrapping_add(1)
+                        })
+                })
+            });
+            Ok(done.then_some((client_fin, server_fin)))
+        })?
+        .ok_or_else(|| failure!("the server did not acknowledge our FIN"))?;
+    let (Some(client_fin), Some(server_fin)) = frames else {
+        return Err(failure!("the capture lacks a FIN"));
+    };
+    // TIME-WAIT's SND.NXT and RCV.NXT.
+    let (tw_snd, tw_rcv) = (server_fin.wrapping_add(1), client_fin.wrapping_add(1));
+    let (my_seq, my_ack) = (tw_rcv, tw_snd);
+    // 1. ICMP port unreachable quoting a segment of the TIME-WAIT socket.
+    let (unreach, port_unreach) = match p.family() {
+        Family::Ipv4 => (3, 3),
+        Family::Ipv6 => (1, 4),
+    };
+    let icmp = icmp_error(me, srv, unreach, port_unreach, tw_snd, 0)?;
+    let raw: Socket = super::raw_socket(srv.ip())?;
+    p.sync()?;
+    inject::inject(p, &raw, &icmp, false)?;
+    p.sync()?;
+    // 2. Out-of-window ACKs (an old SEQ): TIME-WAIT acknowledges each.
+    let k = key(p, 100, 100);
+    let isns = (flow.conn.local_isn, flow.conn.remote_isn);
+    let old = my_seq.wrapping_sub(1000);
+    let seg = Seg::new(me, srv, old, my_ack, TcpFlags::ACK);
+    let mut two = Vec::new();
+    for _ in 0..2 {
+        two.extend_from_slice(&[29u8, 16, 100, 100]);
+        two.extend_from_slice(&[0u8; 12]);
+    }
+    let twice = seg.options(&two).unsigned()?;
+    let unsigned = seg.unsigned()?;
+    let unknown = seg.signed(&k, (100, 77), isns, 0)?;
+    let good = seg.signed(&k, (100, 100), isns, 0)?;
+    p.sync()?;
+    let m = super::mark(p)?;
+    let ports = (srv.port(), me.port());
+    inject::inject(p, &raw, &twice, true)?;
+    inject::inject(p, &raw, &unsigned, false)?;
+    let a = answers(p, m, ports, 1)?;
+    inject::inject(p, &raw, &unknown, false)?;
+    let b = answers(p, m, ports, 2)?;
+    inject::inject(p, &raw, &good, false)?;
+    let c = answers(p, m, ports, 3)?;
+    p.sync()?;
+    let all = since(p, m, Side::Server, ports.0, ports.1)?;
+    let expect_ack = |f: &Frame, signed: bool, what: &str| -> PeerResult {
+        let s = segment(f).ok_or_else(|| failure!("not TCP"))?;
+        let t = s.tcp_packet();
+        let ok = t.ack()
+            && !t.rst()
+            && !t.syn()
+            && !t.fin()
+            && t.seq_number() == tw_snd
+            && t.ack_number() == tw_rcv
+            && ao_ids(&s) == signed.then_some((100, 100, 12));
+        if ok {
+            Ok(())
+        } else {
+            Err(failure!(
+                "TIME-WAIT answered {what} with {}, expected {} ACK SEQ {tw_snd} ACK {tw_rcv}",
+                describe(f),
+                if signed {
+                    "an ACK signed with key 100 (KeyID 100 RNextKeyID 100):"
+                } else {
+                    "an unsigned"
+                }
+            ))
+        }
+    };
+    if all.len() != 3 || a.len() != 1 || b.len() != 2 || c.len() != 3 {
+        return Err(failure!(
+            "TIME-WAIT sent {} segments to four ACKs (two TCP-AO options, unsigned, unknown RNextKeyID, good), expected 3: {}",
+            all.len(),
+            all.iter().map(describe).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    expect_ack(
+        &all[0],
+        false,
+        "the unsigned ACK (the one with two TCP-AO options got nothing)",
+    )?;
+    expect_ack(&all[1], false, "the ACK asking for RNextKeyID 77")?;
+    expect_ack(&all[2], true, "the ACK signed with key 100")?;
+    p.diag("TIME-WAIT: no answer to two TCP-AO options; unsigned ACKs to an unsigned segment and to an unknown RNextKeyID; a signed ACK otherwise");
+    p.sync()
+}
+
+/// Wait for EOF on `sk`.
+fn wait_eof(p: &Peer<'_>, sk: &Socket) -> PeerResult {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    loop {
+        match (&*sk).read(&mut b) {
+            Ok(0) => return Ok(()),
+            Ok(_) => return Err(failure!("the server sent data instead of its FIN")),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !sockets::wait_fd(p, sk, nix::poll::PollFlags::POLLIN, p.deadline(), || false)? {
+                    return Err(failure!("the server's FIN did not come"));
+                }
+            }
+            Err(e) => return Err(failure!("read() failed: {e}")),
+        }
+    }
+}
+
+/// Whether this namespace has a TCP socket from local port `lport` to remote port `rport`
+/// (any state; TIME-WAIT ones included), from `/proc/net/tcp{,6}`.
+fn socket_present(lport: u16, rport: u16) -> PeerResult<bool> {
+    for file in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let mut it = line.split_whitespace().skip(1);
+            let (Some(l), Some(r)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let port = |a: &str| {
+                a.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if port(l) == Some(lport) && port(r) == Some(rport) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// `Tcp: OutRsts` of this namespace.
+fn out_rsts() -> PeerResult<u64> {
+    super::proc_counter("Tcp:", "OutRsts")
+}
+
+fn fw2_server(p: &Peer<'_>) -> PeerResult {
+    let lsk = sockets::listen(p, p.port(), 4)?;
+    sockets::add_key(p, &lsk, &key(p, 100, 100))?;
+    let plain = sockets::listen(p, p.port() + 1, 1)?;
+    p.sync()?;
+    let mut peers = Vec::new();
+    for l in [&lsk, &lsk, &plain] {
+        let sk = extras::accept_one(p, l)?;
+        let peer = sk
+            .peer_addr()
+            .or_fail("getpeername() failed")?
+            .as_socket()
+            .ok_or_else(|| failure!("getpeername() returned no IP address"))?;
+        let local = sk
+            .local_addr()
+            .or_fail("getsockname() failed")?
+            .as_socket()
+            .ok_or_else(|| failure!("getsockname() returned no IP address"))?;
+        peers.push((local.port(), peer.port()));
+        drop(sk); // FIN; the client does not close: FIN-WAIT-2, as TIME-WAIT
+    }
+    // No listener for the client's FINs once the TIME-WAIT sockets are gone: it would check
+    // them as syncookie ACKs and count them bad.
+    drop((lsk, plain));
+    p.sync()?; // closed
+    let rsts = out_rsts()?;
+    p.sync()?; // the client sent the data
+    let gone = p.wait_for(p.deadline(), || {
+        for (l, r) in &peers {
+            if socket_present(*l, *r)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })?;
+    if gone.is_none() {
+        return Err(failure!(
+            "the TIME-WAIT sockets did not end after new data within {:?}",
+            p.timeout()
+        ));
+    }
+    let d = out_rsts()? - rsts;
+    if d != 1 {
+        return Err(failure!(
+            "Tcp OutRsts grew by {d} for three FIN-WAIT-2 TIME-WAIT sockets, expected 1 (only the data asking for key 100 can get a signed RST)"
+        ));
+    }
+    p.sync()?; // the TIME-WAIT sockets ended
+    p.sync() // the client checked the capture
+}
+
+fn fw2_client(p: &Peer<'_>) -> PeerResult {
+    let k = key(p, 100, 100);
+    let mut socks = Vec::new();
+    p.sync()?;
+    for (port, signed) in [(p.port(), true), (p.port(), true), (p.port() + 1, false)] {
+        let sk = sockets::client_socket(p)?;
+        if signed {
+            sockets::add_key(p, &sk, &k)?;
+        }
+        sockets::connect_ok(p, &sk, p.remote_addr(), port)?;
+        let me = sk
+            .local_addr()
+            .or_fail("getsockname() failed")?
+            .as_socket()
+            .ok_or_else(|| failure!("getsockname() returned no IP address"))?;
+        socks.push((sk, me, port));
+    }
+    for (sk, _, _) in &socks {
+        wait_eof(p, sk)?;
+    }
+    p.sync()?; // the server closed all three
+    // The server's FIN and both ISNs of each flow.
+    let mut pkts = Vec::new();
+    let mut marks = Vec::new();
+    for (i, (_, me, port)) in socks.iter().enumerate() {
+        let srv = std::net::SocketAddr::new(p.remote_addr(), *port);
+        let frames: Vec<Frame> = extras::flow_frames(p, *port)?
+            .into_iter()
+            .filter(|f| {
+                segment(f).is_some_and(|s| {
+                    let t = s.tcp_packet();
+                    t.src_port() == me.port() || t.dst_port() == me.port()
+                })
+            })
+            .collect();
+        let [Some(srv_isn), Some(cli_isn)] = extras::isns(&frames) else {
+            return Err(failure!(
+                "no handshake in the capture for port {}",
+                me.port()
+            ));
+        };
+        let fin = frames
+            .iter()
+            .find_map(|f| {
+                segment(f).and_then(|s| {
+                    let t = s.tcp_packet();
+                    (f.from == Side::Server && t.fin()).then(|| t.seq_number())
+                })
+            })
+            .ok_or_else(|| failure!("no FIN from the server for port {}", me.port()))?;
+        let rnext = if i == 1 { 100 } else { 77 };
+        let data = Seg::new(
+            *me,
+            srv,
+            cli_isn.wrapping_add(1),
+            fin.wrapping_add(1),
+            TcpFlags::ACK | TcpFlags::PSH,
+        )
+        .payload(b"after FIN")
+        .signed(&k, (100, rnext), (cli_isn, srv_isn), 0)?;
+        pkts.push(data);
+        marks.push((me.port(), *port, fin.wrapping_add(1)));
+    }
+    let m = super::mark(p)?;
+    for pkt in &pkts {
+        super::send(p, pkt, false)?;
+    }
+    p.sync()?; // data sent
+    p.sync()?; // the TIME-WAIT sockets ended
+    for (i, (cport, sport, seq)) in marks.iter().enumerate() {
+        let rsts: Vec<Frame> = since(p, m, Side::Server, *sport, *cport)?
+            .into_iter()
+            .filter(|f| segment(f).is_some_and(|s| s.tcp_packet().rst()))
+            .collect();
+        let want = usize::from(i == 1);
+        if rsts.len() != want {
+            return Err(failure!(
+                "FIN-WAIT-2 TIME-WAIT socket {} answered new data {} with {} RSTs, expected {want}: {}",
+                i + 1,
+                [
+                    "asking for RNextKeyID 77",
+                    "asking for RNextKeyID 100",
+                    "signed, on a connection without TCP-AO"
+                ][i],
+                rsts.len(),
+                rsts.iter().map(describe).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        if let Some(r) = rsts.first() {
+            let s = segment(r).ok_or_else(|| failure!("not TCP"))?;
+            if s.tcp_packet().seq_number() != *seq || ao_ids(&s) != Some((100, 100, 12)) {
+                return Err(failure!(
+                    "the RST of the TIME-WAIT socket is {}, expected SEQ {seq} KeyID 100 RNextKeyID 100",
+                    describe(r)
+                ));
+            }
+        }
+    }
+    p.sync()
+}

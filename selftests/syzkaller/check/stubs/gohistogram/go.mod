@@ -1,0 +1,3 @@
+module github.com/VividCortex/gohistogram
+
+go 1.20
