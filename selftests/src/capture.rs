@@ -234,6 +234,10 @@ pub struct Capture {
     start_error: Mutex<Option<String>>,
     /// IP packets a test crafted and injected (see [`Capture::register_crafted`]).
     crafted: Mutex<Vec<Vec<u8>>>,
+    /// IP packets a test injected that it expects to verify ([`Capture::register_injected`]).
+    injected: Mutex<Vec<Vec<u8>>>,
+    /// Of `crafted`, the kernel-signed ones ([`Capture::register_modelled`]).
+    modelled: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Capture {
@@ -252,6 +256,8 @@ impl Capture {
             views: Mutex::new(Vec::new()),
             start_error: Mutex::new(None),
             crafted: Mutex::new(Vec::new()),
+            injected: Mutex::new(Vec::new()),
+            modelled: Mutex::new(Vec::new()),
         }
     }
 
@@ -278,12 +284,28 @@ impl Capture {
             .push(ip_packet.to_vec());
     }
 
+    /// Register an IP packet (from the IP header on) that a test built and injected and that
+    /// it expects to verify, signed as the peer's kernel would sign it: the cross-check holds
+    /// it to rule 1 (the MAC) but not to rule 3 (the fields: no peer's kernel wrote them, and
+    /// a test may sign with a key the sending peer never installed).
+    pub fn register_injected(&self, ip_packet: &[u8]) {
+        self.injected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ip_packet.to_vec());
+    }
+
     /// Register a captured IP packet that a peer's kernel signed on a path whose traffic key
     /// the cross-check cannot model, and that the test has verified itself with its own model
     /// of that path (e.g. a listener's RST, keyed from the segment it answers). Like a crafted
-    /// segment, it is not held to rule 1 and teaches no ISN.
+    /// segment, it is not held to rule 1 and teaches no ISN; unlike one, it is held to rule 3
+    /// (its fields: a peer's kernel wrote them).
     pub fn register_modelled(&self, ip_packet: &[u8]) {
         self.register_crafted(ip_packet);
+        self.modelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ip_packet.to_vec());
     }
 
     /// Open the packet socket in the calling thread's namespace (the server's) and start
@@ -339,8 +361,8 @@ impl Capture {
     }
 
     /// Register a TCP-AO key `owner` installed whose algorithm tcpao-refimpl does not
-    /// implement: the cross-check then knows its KeyIDs and MAC length (rule 3) but does not
-    /// verify its MACs.
+    /// implement, or that the test keeps out of the saved keys file: the cross-check then knows
+    /// its KeyIDs and MAC length (rule 3) but does not verify its MACs.
     pub fn register_unverifiable(&self, owner: Side, key: UnverifiableKey) {
         self.unverifiable
             .lock()
@@ -462,6 +484,14 @@ impl Capture {
             .crafted
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let injected = self
+            .injected
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let modelled = self
+            .modelled
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut report = xcheck::analyze_capture(&xcheck::CaptureInput {
             family,
             frames: &frames,
@@ -470,6 +500,8 @@ impl Capture {
             views: &views,
             unverifiable: &unverifiable,
             crafted: &crafted,
+            injected: &injected,
+            modelled: &modelled,
             mibs,
         });
         if read.truncated > 0 {

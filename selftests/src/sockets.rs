@@ -526,16 +526,29 @@ fn register_with_capture(peer: &Peer<'_>, key: &TestKey) -> bool {
             true
         }
         None => {
-            if let Ok(prefix) = Prefix::new(key.peer, key.prefix_len()) {
-                let ids = AoIds {
-                    send_id: key.send_id,
-                    recv_id: key.recv_id,
-                    mac_len: usize::from(key.maclen.filter(|m| *m != 0).unwrap_or(12)),
-                };
-                c.register_unverifiable(peer.side(), UnverifiableKey { peer: prefix, ids });
-            }
+            register_ids(peer, key);
             false
         }
+    }
+}
+
+/// Register only the identifiers of a TCP-AO key `peer` installed (SendID, RecvID, MAC
+/// length; [`Capture::register_unverifiable`](crate::capture::Capture::register_unverifiable)):
+/// the cross-check's field rule knows the key, the keys file and rule 1 do not. For a key a
+/// test keeps out of the saved keys file on purpose (a misconfiguration `tcpao-verify` is to
+/// diagnose), or one whose algorithm tcpao-refimpl lacks.
+pub fn register_ids(peer: &Peer<'_>, key: &TestKey) {
+    let Some(c) = peer.capture() else {
+        return;
+    };
+    if let Ok(prefix) = Prefix::new(key.peer, key.prefix_len()) {
+        let ids = AoIds {
+            send_id: key.send_id,
+            recv_id: key.recv_id,
+            // The kernel's default MAC length (tcp_ao_add_key(): RFC 5925's 96 bits).
+            mac_len: usize::from(key.maclen.filter(|m| *m != 0).unwrap_or(12)),
+        };
+        c.register_unverifiable(peer.side(), UnverifiableKey { peer: prefix, ids });
     }
 }
 

@@ -44,7 +44,10 @@
 //!    ([`super::Capture::register_unverifiable`]): their segments get rule 3, not rule 1.
 //!
 //! Segments the test built and injected itself ([`super::Capture::register_crafted`]) are not
-//! held to rules 1 and 3 and teach no ISN, but still count for rule 2. [`analyze_capture`]
+//! held to rules 1 and 3 and teach no ISN, but still count for rule 2. Those it injected
+//! expecting them to verify ([`super::Capture::register_injected`]) are held to rule 1, not 3;
+//! kernel-signed segments it verified with its own model
+//! ([`super::Capture::register_modelled`]) to rule 3, not 1. [`analyze_capture`]
 //! takes all of this at once.
 
 pub mod fields;
@@ -114,6 +117,10 @@ struct Decoded<'a> {
     /// Built and injected by the test ([`super::Capture::register_crafted`]): not held to
     /// rule 1.
     crafted: bool,
+    /// Injected by the test, crafted or not ([`super::Capture::register_injected`]): no
+    /// peer's kernel wrote it, so it is not held to rule 3 (a crafted segment that a peer's
+    /// kernel wrote, [`super::Capture::register_modelled`], is).
+    injected: bool,
     seg: SegmentRef<'a>,
 }
 
@@ -324,6 +331,13 @@ pub struct CaptureInput<'a> {
     /// IP packets the test built and injected itself: not held to rules 1 and 3, counted for
     /// rule 2.
     pub crafted: &'a [Vec<u8>],
+    /// IP packets the test built and injected itself that it expects to verify: held to rule
+    /// 1 (the test signed them as the peer's kernel would), not to rule 3 (no peer's kernel
+    /// wrote their options).
+    pub injected: &'a [Vec<u8>],
+    /// Of `crafted`, the packets a peer's kernel wrote and the test verified with its own
+    /// model ([`super::Capture::register_modelled`]): not held to rule 1, held to rule 3.
+    pub modelled: &'a [Vec<u8>],
     /// (before, after) netns MIBs of server and client.
     pub mibs: &'a [Option<(NetnsMib, NetnsMib)>; 2],
 }
@@ -374,6 +388,8 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         views,
         unverifiable,
         crafted,
+        injected,
+        modelled,
         mibs,
     } = *input;
     let mut r = XcheckReport {
@@ -386,7 +402,16 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         .iter()
         .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
         .collect();
+    let injected_tcp: Vec<&[u8]> = injected
+        .iter()
+        .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
+        .collect();
+    let modelled_tcp: Vec<&[u8]> = modelled
+        .iter()
+        .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
+        .collect();
     let mut crafted_seen = 0usize;
+    let mut injected_seen = 0usize;
     // Pass 1: decode, learn ISNs.
     let mut decoded = Vec::new();
     let mut flows: HashMap<FlowKey, FlowInfo> = HashMap::new();
@@ -406,6 +431,10 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 let crafted = crafted_tcp.contains(&seg.tcp);
                 if crafted {
                     crafted_seen += 1;
+                }
+                let injected = !crafted && injected_tcp.contains(&seg.tcp);
+                if injected {
+                    injected_seen += 1;
                 }
                 if t.syn() && !crafted {
                     let (src, dst) = endpoints(&seg);
@@ -436,6 +465,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                     from: frame.from,
                     frame: frame_index,
                     crafted,
+                    injected: (crafted && !modelled_tcp.contains(&seg.tcp)) || injected,
                     seg,
                 });
             }
@@ -464,10 +494,10 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         }
         let auth = d.seg.tcp_packet().auth_options();
         // Rule 3: the fields, against the keys the sender holds for the destination. Not for
-        // crafted segments: no peer's kernel wrote them. A segment whose options do not parse
-        // is checked too: the rule names the field that is wrong.
+        // segments the test injected (crafted or not): no peer's kernel wrote them. A segment
+        // whose options do not parse is checked too: the rule names the field that is wrong.
         let mut fields_broken = false;
-        if !d.crafted
+        if !d.injected
             && auth
                 .as_ref()
                 .map_or(true, |a| a.ao.is_some() || a.md5.is_some())
@@ -645,6 +675,12 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         r.notes.push(format!(
             "xcheck: {crafted_seen} captured segments were crafted by the test (rule 1 not applied; {} registered)",
             crafted.len()
+        ));
+    }
+    if !injected.is_empty() {
+        r.notes.push(format!(
+            "xcheck: {injected_seen} captured segments were injected by the test as it expects a peer to sign them (rule 3 not applied; {} registered)",
+            injected.len()
         ));
     }
     if r.verified_sne.iter().flatten().any(|(sne, _)| *sne != 0) {
@@ -875,6 +911,8 @@ mod tests {
             views: &[view],
             unverifiable: &[],
             crafted: &crafted,
+            injected: &[],
+            modelled: &[],
             mibs: &[None, None],
         };
         let r = analyze_capture(&input);
@@ -889,6 +927,8 @@ mod tests {
         // Not registered as crafted, the bad segment breaks rule 1.
         let r = analyze_capture(&CaptureInput {
             crafted: &[],
+            injected: &[],
+            modelled: &[],
             ..input
         });
         assert!(
@@ -911,6 +951,8 @@ mod tests {
             views,
             unverifiable: &[],
             crafted: &[],
+            injected: &[],
+            modelled: &[],
             mibs,
         })
     }
@@ -1022,6 +1064,8 @@ mod tests {
             views: &[],
             unverifiable: &[],
             crafted: &[],
+            injected: &[],
+            modelled: &[],
             mibs: &[None, None],
         })
     }
@@ -1108,9 +1152,45 @@ mod tests {
             views: &[],
             unverifiable: &[],
             crafted: &crafted,
+            injected: &[],
+            modelled: &[],
             mibs: &[None, None],
         });
         assert_eq!((r.failure, r.fields_checked), (None, 2));
+        // Injected as a segment the test expects to verify: rule 1 (it verifies), no rule 3.
+        let r = analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames: &frames,
+            keys: &keys,
+            restored: &[],
+            views: &[],
+            unverifiable: &[],
+            crafted: &[],
+            injected: &crafted,
+            modelled: &[],
+            mibs: &[None, None],
+        });
+        assert_eq!((r.failure, r.verified, r.fields_checked), (None, 3, 2));
+        // Crafted but written by a peer's kernel (modelled by the test): no rule 1, rule 3.
+        let r = analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames: &frames,
+            keys: &keys,
+            restored: &[],
+            views: &[],
+            unverifiable: &[],
+            crafted: &crafted,
+            injected: &[],
+            modelled: &crafted,
+            mibs: &[None, None],
+        });
+        assert_eq!((r.verified, r.fields_checked), (2, 3));
+        assert!(
+            r.failure
+                .as_deref()
+                .is_some_and(|f| f.contains("[de, 02], not NOPs")),
+            "{r:?}"
+        );
     }
 
     /// A key the reference cannot verify still gives rule 3 its identifiers.
@@ -1145,6 +1225,8 @@ mod tests {
                 views: &[],
                 unverifiable: &unverifiable,
                 crafted: &[],
+                injected: &[],
+                modelled: &[],
                 mibs: &[None, None],
             });
             assert_eq!((r.verified, r.fields_checked), (3, 4));
