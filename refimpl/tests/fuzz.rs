@@ -82,6 +82,12 @@ fn poke_tcp(bytes: &[u8]) {
         );
         let _ = (t.segment_len(), t.options().len(), t.payload().len());
         let opts: Vec<_> = t.options_iter().collect();
+        // What the iterator read and what it left make up the option area.
+        let mut it = t.options_iter();
+        let _ = it.by_ref().count();
+        assert_eq!(it.offset() + it.remainder().len(), t.options().len());
+        let pad = t.padding_after(t.options().len() / 2 + 20..t.options().len() / 2 + 21);
+        assert!(pad.len() < 4);
         // Options that parse re-encode to something the iterator reads back the same.
         let ok: Vec<TcpOption<'_>> = opts.iter().filter_map(|o| o.ok()).collect();
         if let Ok(enc) = build_options(&ok) {

@@ -32,6 +32,7 @@ use crate::counters::NetnsMib;
 use crate::topology::{Family, Side};
 
 pub use xcheck::XcheckReport;
+pub use xcheck::fields::AoIds;
 
 /// Largest frame we accept; bigger ones are reported as truncated.
 pub const FRAME_BUFFER: usize = 256 * 1024;
@@ -77,6 +78,17 @@ pub fn key_entry(key: EntryKey, local: IpAddr, peer: IpAddr, prefix: u8) -> KeyE
         local: Some(local),
         peer: Prefix::new(peer, prefix).ok(),
     }
+}
+
+/// A TCP-AO key a peer installed whose algorithm tcpao-refimpl does not implement
+/// ([`Capture::register_unverifiable`]): its MAC cannot be checked, its identifiers can (rule 3
+/// of the cross-check). Not written to the keys file, which needs an algorithm it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnverifiableKey {
+    /// The peers the key is for.
+    pub peer: Prefix,
+    /// Its SendID, RecvID and MAC length.
+    pub ids: AoIds,
 }
 
 /// ISNs of a flow restored with `TCP_REPAIR`, which has no handshake in the capture.
@@ -211,6 +223,8 @@ pub struct Capture {
     shared: Arc<ReaderShared>,
     reader: Mutex<Reader>,
     keys: Mutex<Vec<(Side, KeyEntry)>>,
+    /// TCP-AO keys the reference cannot verify ([`Capture::register_unverifiable`]).
+    unverifiable: Mutex<Vec<(Side, UnverifiableKey)>>,
     /// The keys file's `[[flow]]` entry ([`Capture::register_flow_hint`]).
     flow_hint: Mutex<Option<FlowHint>>,
     /// Save without the handshake ([`Capture::save_without_handshake`]).
@@ -220,6 +234,10 @@ pub struct Capture {
     start_error: Mutex<Option<String>>,
     /// IP packets a test crafted and injected (see [`Capture::register_crafted`]).
     crafted: Mutex<Vec<Vec<u8>>>,
+    /// IP packets a test injected that it expects to verify ([`Capture::register_injected`]).
+    injected: Mutex<Vec<Vec<u8>>>,
+    /// Of `crafted`, the kernel-signed ones ([`Capture::register_modelled`]).
+    modelled: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Capture {
@@ -231,12 +249,15 @@ impl Capture {
             shared: Arc::new(ReaderShared::default()),
             reader: Mutex::new(Reader::default()),
             keys: Mutex::new(Vec::new()),
+            unverifiable: Mutex::new(Vec::new()),
             flow_hint: Mutex::new(None),
             omit_handshake: AtomicBool::new(false),
             restored: Mutex::new(Vec::new()),
             views: Mutex::new(Vec::new()),
             start_error: Mutex::new(None),
             crafted: Mutex::new(Vec::new()),
+            injected: Mutex::new(Vec::new()),
+            modelled: Mutex::new(Vec::new()),
         }
     }
 
@@ -263,12 +284,46 @@ impl Capture {
             .push(ip_packet.to_vec());
     }
 
+    /// Register an IP packet (from the IP header on) that a test built and injected and that
+    /// it expects to verify, signed as the peer's kernel would sign it: the cross-check holds
+    /// it to rule 1 (the MAC) but not to rule 3 (the fields: no peer's kernel wrote them, and
+    /// a test may sign with a key the sending peer never installed).
+    pub fn register_injected(&self, ip_packet: &[u8]) {
+        self.injected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ip_packet.to_vec());
+    }
+
     /// Register a captured IP packet that a peer's kernel signed on a path whose traffic key
     /// the cross-check cannot model, and that the test has verified itself with its own model
     /// of that path (e.g. a listener's RST, keyed from the segment it answers). Like a crafted
-    /// segment, it is not held to rule 1 and teaches no ISN.
+    /// segment, it is not held to rule 1 and teaches no ISN; unlike one, it is held to rule 3
+    /// (its fields: a peer's kernel wrote them).
     pub fn register_modelled(&self, ip_packet: &[u8]) {
         self.register_crafted(ip_packet);
+        self.modelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(ip_packet.to_vec());
+    }
+
+    /// Register a captured IP packet a peer's kernel signed wrongly in a way the test itself
+    /// asserts and reports as a known kernel bug (`XFAIL`): like a crafted segment, it is held
+    /// to neither rule 1 nor rule 3 (the test's own verdict covers it; the cross-check would
+    /// turn the `XFAIL` into a failure). Every use names the kernel bug it stands for.
+    pub fn register_known_bug(&self, ip_packet: &[u8]) {
+        self.modelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|m| m.as_slice() != ip_packet);
+        let mut crafted = self
+            .crafted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !crafted.iter().any(|c| c.as_slice() == ip_packet) {
+            crafted.push(ip_packet.to_vec());
+        }
     }
 
     /// Open the packet socket in the calling thread's namespace (the server's) and start
@@ -321,6 +376,16 @@ impl Capture {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((owner, entry));
+    }
+
+    /// Register a TCP-AO key `owner` installed whose algorithm tcpao-refimpl does not
+    /// implement, or that the test keeps out of the saved keys file: the cross-check then knows
+    /// its KeyIDs and MAC length (rule 3) but does not verify its MACs.
+    pub fn register_unverifiable(&self, owner: Side, key: UnverifiableKey) {
+        self.unverifiable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((owner, key));
     }
 
     /// Write `hint` (the connection's ISNs and SNEs) as the `[[flow]]` entry of the saved keys
@@ -396,6 +461,10 @@ impl Capture {
             .views
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unverifiable = self
+            .unverifiable
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut read = match read {
             Ok(r) => r,
             Err(e) => return XcheckReport::error(e),
@@ -433,13 +502,24 @@ impl Capture {
             .crafted
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let injected = self
+            .injected
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let modelled = self
+            .modelled
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut report = xcheck::analyze_capture(&xcheck::CaptureInput {
             family,
             frames: &frames,
             keys: &keys,
             restored: &restored,
             views: &views,
+            unverifiable: &unverifiable,
             crafted: &crafted,
+            injected: &injected,
+            modelled: &modelled,
             mibs,
         });
         if read.truncated > 0 {

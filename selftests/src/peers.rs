@@ -451,6 +451,10 @@ where
             "xcheck: {} segments verified by tcpao-refimpl",
             x.verified
         ));
+        diagnostics.push(format!(
+            "xcheck: {} kernel-signed segments checked field by field (KeyID, RNextKeyID, length, padding, options)",
+            x.fields_checked
+        ));
         diagnostics.extend(x.notes.iter().cloned());
         if let Some(err) = &x.failure {
             outcome = match outcome {

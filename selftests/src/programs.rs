@@ -46,8 +46,9 @@
 //! ```
 //!
 //! Keys added with [`sockets::add_key`] / [`sockets::add_md5_key`] are registered with the
-//! capture, so every signed segment is checked by the reference; a key installed another way
-//! must be registered with [`sockets::register`] by hand. Return
+//! capture, so every signed segment is checked by the reference, its MAC and its fields; a key
+//! installed another way must be registered with [`sockets::register`] by hand: the
+//! cross-check fails a segment whose KeyID no registered key of its sender has. Return
 //! `Err(failure!(..))` with a full sentence to fail, `Err(Failure::Skip(..))` to skip,
 //! `Err(Failure::XFail(..))` for a known kernel issue.
 

@@ -17,9 +17,9 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tcpao_sys::{Algorithm, AoKey, KeyFilter, MasterKey, Md5Ext, Md5Key, PeerPrefix, TcpAoExt};
 
 use tcpao_refimpl::Mkt;
-use tcpao_refimpl::verify::keys::{EntryKey, KeyEntry};
+use tcpao_refimpl::verify::keys::{EntryKey, KeyEntry, Prefix};
 
-use crate::capture::key_entry;
+use crate::capture::{AoIds, UnverifiableKey, key_entry};
 use crate::rng::Rng;
 
 use crate::failure;
@@ -510,8 +510,45 @@ pub fn reference_algorithm(a: &Algorithm) -> Option<tcpao_refimpl::Algorithm> {
 
 /// Register a key `peer` installed outside [`add_key`] with the test's capture.
 pub fn register(peer: &Peer<'_>, key: &TestKey) {
-    if let (Some(c), Some(e)) = (peer.capture(), key.entry(peer.local_addr())) {
-        c.register(peer.side(), e);
+    let _ = register_with_capture(peer, key);
+}
+
+/// Register `key`, installed by `peer`, with the test's capture: as a keys-file entry, or, when
+/// tcpao-refimpl does not implement its algorithm, by its identifiers (the cross-check's
+/// field rule still needs them). `false` when its MACs will not be cross-checked.
+fn register_with_capture(peer: &Peer<'_>, key: &TestKey) -> bool {
+    let Some(c) = peer.capture() else {
+        return true;
+    };
+    match key.entry(peer.local_addr()) {
+        Some(e) => {
+            c.register(peer.side(), e);
+            true
+        }
+        None => {
+            register_ids(peer, key);
+            false
+        }
+    }
+}
+
+/// Register only the identifiers of a TCP-AO key `peer` installed (SendID, RecvID, MAC
+/// length; [`Capture::register_unverifiable`](crate::capture::Capture::register_unverifiable)):
+/// the cross-check's field rule knows the key, the keys file and rule 1 do not. For a key a
+/// test keeps out of the saved keys file on purpose (a misconfiguration `tcpao-verify` is to
+/// diagnose), or one whose algorithm tcpao-refimpl lacks.
+pub fn register_ids(peer: &Peer<'_>, key: &TestKey) {
+    let Some(c) = peer.capture() else {
+        return;
+    };
+    if let Ok(prefix) = Prefix::new(key.peer, key.prefix_len()) {
+        let ids = AoIds {
+            send_id: key.send_id,
+            recv_id: key.recv_id,
+            // The kernel's default MAC length (tcp_ao_add_key(): RFC 5925's 96 bits).
+            mac_len: usize::from(key.maclen.filter(|m| *m != 0).unwrap_or(12)),
+        };
+        c.register_unverifiable(peer.side(), UnverifiableKey { peer: prefix, ids });
     }
 }
 
@@ -528,16 +565,13 @@ pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
         }
         e => failure!("setsockopt(TCP_AO_ADD_KEY) of key {key:?} failed: {e}"),
     })?;
-    if let Some(c) = peer.capture() {
-        match key.entry(peer.local_addr()) {
-            Some(e) => c.register(peer.side(), e),
-            None => peer.diag(format!(
-                "key {}:{} uses {}, which tcpao-refimpl does not implement: its segments are not cross-checked",
-                key.send_id,
-                key.recv_id,
-                key.algorithm.kernel_name()
-            )),
-        }
+    if !register_with_capture(peer, key) {
+        peer.diag(format!(
+            "key {}:{} uses {}, which tcpao-refimpl does not implement: its MACs are not cross-checked",
+            key.send_id,
+            key.recv_id,
+            key.algorithm.kernel_name()
+        ));
     }
     let got = sk.ao_keys(&KeyFilter::Key(ao.selector())).map_err(|e| {
         failure!(

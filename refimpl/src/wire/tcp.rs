@@ -288,6 +288,18 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         }
     }
 
+    /// The header bytes after an option up to the next 32-bit boundary of the header (which
+    /// is also the option area's: it starts at byte 20), cut at the data offset; empty when
+    /// the option ends on a boundary. `option` is the option's byte range in the header, as
+    /// [`AuthOptions`] gives it. These bytes are what pads a TCP-AO option whose MAC length is
+    /// not a multiple of 4 (Linux writes NOPs there).
+    pub fn padding_after(&self, option: Range<usize>) -> &[u8] {
+        let header_len = self.header_len();
+        let start = option.end.min(header_len);
+        let end = option.end.next_multiple_of(4).min(header_len);
+        &self.buffer.as_ref()[start..end]
+    }
+
     /// Whether the checksum verifies under the pseudo-header of `src`/`dst`.
     pub fn verify_checksum(&self, src: &IpAddr, dst: &IpAddr) -> bool {
         tcp_checksum(src, dst, self.buffer.as_ref()) == 0
@@ -420,6 +432,22 @@ pub enum TcpOption<'a> {
 }
 
 impl TcpOption<'_> {
+    /// The option kind byte.
+    pub fn kind(&self) -> u8 {
+        match self {
+            TcpOption::EndOfList => TCPOPT_EOL,
+            TcpOption::NoOperation => TCPOPT_NOP,
+            TcpOption::MaxSegmentSize(_) => TCPOPT_MSS,
+            TcpOption::WindowScale(_) => TCPOPT_WS,
+            TcpOption::SackPermitted => TCPOPT_SACK_PERM,
+            TcpOption::Sack(_) => TCPOPT_SACK,
+            TcpOption::Timestamp { .. } => TCPOPT_TS,
+            TcpOption::Md5(_) => TCPOPT_MD5SIG,
+            TcpOption::Ao(_) => TCPOPT_AO,
+            TcpOption::Unknown { kind, .. } => *kind,
+        }
+    }
+
     /// Encoded length in bytes.
     pub fn buffer_len(&self) -> usize {
         match self {
@@ -496,16 +524,40 @@ pub fn build_options(options: &[TcpOption<'_>]) -> Result<Vec<u8>> {
 }
 
 /// Iterator over TCP options. Yields `Err` once for malformed options and then stops.
+///
+/// [`TcpOptions::offset`] says where in the option area the next option starts (the one the
+/// next call to `next` yields), and [`TcpOptions::remainder`] what is left after the iterator
+/// stopped: after an End of Option List, the header padding that RFC 9293 §3.1 requires to
+/// be zero.
 #[derive(Debug, Clone)]
 pub struct TcpOptions<'a> {
     data: &'a [u8],
+    /// Length of the whole option area.
+    total: usize,
     done: bool,
 }
 
 impl<'a> TcpOptions<'a> {
     /// Iterate over raw option bytes.
     pub fn new(data: &'a [u8]) -> Self {
-        TcpOptions { data, done: false }
+        TcpOptions {
+            data,
+            total: data.len(),
+            done: false,
+        }
+    }
+
+    /// Offset, from the start of the option area, of the next option to be read (after the
+    /// iterator ended: of the first byte it did not read).
+    pub fn offset(&self) -> usize {
+        self.total - self.data.len()
+    }
+
+    /// The bytes not read: after an End of Option List (kind 0), the bytes that follow it up
+    /// to the end of the header; after a malformed option, that option and what follows it;
+    /// empty when every option was read to the header's end.
+    pub fn remainder(&self) -> &'a [u8] {
+        self.data
     }
 
     fn next_option(&mut self) -> Result<TcpOption<'a>> {
@@ -513,6 +565,7 @@ impl<'a> TcpOptions<'a> {
         match kind {
             TCPOPT_EOL => {
                 self.done = true;
+                self.data = &self.data[1..];
                 return Ok(TcpOption::EndOfList);
             }
             TCPOPT_NOP => {
@@ -761,6 +814,88 @@ mod tests {
         buf[30..40].copy_from_slice(&[29, 5, 1, 1, 0, 1, 1, 1, 1, 1]);
         let p = TcpPacket::new_checked(&buf[..]).unwrap();
         assert_eq!(p.auth_options(), Err(Error::DuplicateAuthOption));
+    }
+
+    #[test]
+    fn options_iterator_reports_offsets_and_what_is_left() {
+        let p = TcpPacket::new_checked(&SYN_BYTES[..]).unwrap();
+        let mut it = TcpOptions::new(p.options_ref());
+        let mut at = Vec::new();
+        while let Some(o) = it.next() {
+            at.push((o.unwrap().kind(), it.offset()));
+        }
+        // (kind, offset after it): MSS, NOP, WS, SACK-perm, TS, AO to the header's end.
+        assert_eq!(at, [(2, 4), (1, 5), (3, 8), (4, 10), (8, 20), (29, 36)]);
+        assert_eq!(it.remainder(), &[] as &[u8]);
+        // An EOL ends the list: what follows it is the remainder (the header padding).
+        let opts = [TCPOPT_NOP, TCPOPT_EOL, 0, 7];
+        let mut it = TcpOptions::new(&opts);
+        assert_eq!(it.offset(), 0);
+        assert_eq!(it.next(), Some(Ok(TcpOption::NoOperation)));
+        assert_eq!(it.offset(), 1);
+        assert_eq!(it.next(), Some(Ok(TcpOption::EndOfList)));
+        assert_eq!(
+            (it.next(), it.offset(), it.remainder()),
+            (None, 2, &[0u8, 7][..])
+        );
+        // A malformed option stays in the remainder.
+        let opts = [TCPOPT_NOP, TCPOPT_MSS, 9, 0];
+        let mut it = TcpOptions::new(&opts);
+        assert_eq!(it.next(), Some(Ok(TcpOption::NoOperation)));
+        assert!(matches!(
+            it.next(),
+            Some(Err(Error::OptionOverflow { kind: 2 }))
+        ));
+        assert_eq!((it.next(), it.remainder()), (None, &opts[1..]));
+    }
+
+    #[test]
+    fn padding_after_an_option_reaches_the_next_word() {
+        // AO with a 10-byte MAC (length 14) and two NOPs up to the word boundary.
+        let mut buf = vec![0u8; 40];
+        buf[12] = 0x90; // data offset 9 words: 16 option bytes
+        buf[20..34].copy_from_slice(&[29, 14, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        buf[34..36].copy_from_slice(&[TCPOPT_NOP, TCPOPT_NOP]);
+        let p = TcpPacket::new_checked(&buf[..]).unwrap();
+        let ao = p.auth_options().unwrap().ao.unwrap();
+        assert_eq!(ao, 20..34);
+        assert_eq!(p.padding_after(ao), &[TCPOPT_NOP, TCPOPT_NOP]);
+        // An option ending on a boundary has no padding; nothing past the data offset.
+        assert_eq!(p.padding_after(20..36), &[] as &[u8]);
+        assert_eq!(p.padding_after(20..37), &[] as &[u8]);
+        let mut short = buf.clone();
+        short[12] = 0x80; // data offset 8 words: the header ends before the AO option does
+        let p = TcpPacket::new_checked(&short[..]).unwrap();
+        assert_eq!(p.padding_after(20..34), &[] as &[u8]);
+        assert_eq!(p.padding_after(20..30), &[7, 8]);
+    }
+
+    #[test]
+    fn option_kinds() {
+        let p = TcpPacket::new_checked(&SYN_BYTES[..]).unwrap();
+        let kinds: Vec<u8> = p.options_iter().map(|o| o.unwrap().kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                TCPOPT_MSS,
+                TCPOPT_NOP,
+                TCPOPT_WS,
+                TCPOPT_SACK_PERM,
+                TCPOPT_TS,
+                TCPOPT_AO
+            ]
+        );
+        let md5 = [0u8; 16];
+        assert_eq!(TcpOption::Md5(&md5).kind(), TCPOPT_MD5SIG);
+        assert_eq!(TcpOption::EndOfList.kind(), TCPOPT_EOL);
+        assert_eq!(
+            TcpOption::Unknown {
+                kind: 30,
+                data: &[]
+            }
+            .kind(),
+            30
+        );
     }
 
     #[test]

@@ -33,18 +33,34 @@
 //! socket connected to itself (loopback, both ends one socket) has one ISN for both
 //! directions; its SYN sets both.
 //!
+//! 3. Every TCP-AO or TCP-MD5 segment **sent by a peer's kernel** is checked **field by
+//!    field** against the keys its sender holds for the destination ([`fields`]): the KeyID is
+//!    the SendID of one of them (a KeyID the sender holds no key for fails; it is not taken
+//!    for "not signed by a peer's kernel"), the RNextKeyID the RecvID of one, the option
+//!    length 4 + that key's MAC length, the bytes after the option up to the next 32-bit
+//!    boundary NOPs (or End of Option List and zeros), every option well formed up to the
+//!    data offset, one authentication option, and the options in the order Linux writes them.
+//!    Keys whose algorithm the reference lacks are known by their identifiers
+//!    ([`super::Capture::register_unverifiable`]): their segments get rule 3, not rule 1.
+//!
 //! Segments the test built and injected itself ([`super::Capture::register_crafted`]) are not
-//! held to rule 1 and teach no ISN, but still count for rule 2. [`analyze_capture`] takes all
-//! of this at once.
+//! held to rules 1 and 3 and teach no ISN, but still count for rule 2. Those it injected
+//! expecting them to verify ([`super::Capture::register_injected`]) are held to rule 1, not 3;
+//! kernel-signed segments it verified with its own model
+//! ([`super::Capture::register_modelled`]) to rule 3, not 1. [`analyze_capture`]
+//! takes all of this at once.
+
+pub mod fields;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tcpao_refimpl::{Connection, Direction, FlowValidator, Mkt, SegmentRef, SneTracker, Verdict};
 
 use tcpao_refimpl::verify::keys::KeyEntry;
 
-use super::{Frame, RestoredFlow, RestoredView};
+use self::fields::{AoIds, HeldKeys};
+use super::{Frame, RestoredFlow, RestoredView, UnverifiableKey};
 use crate::counters::NetnsMib;
 use crate::topology::{Family, Side};
 
@@ -63,6 +79,8 @@ pub struct XcheckReport {
     pub verified: usize,
     /// Of those, how many the reference rejected.
     pub rejected: usize,
+    /// Kernel-signed segments checked field by field (rule 3), broken or not.
+    pub fields_checked: usize,
     /// Segments the reference verified, per sender (`[server, client]`) and SNE (the SNE the
     /// reference placed them in, RFC 5925 §6.2).
     pub verified_sne: [std::collections::BTreeMap<u32, usize>; 2],
@@ -99,6 +117,10 @@ struct Decoded<'a> {
     /// Built and injected by the test ([`super::Capture::register_crafted`]): not held to
     /// rule 1.
     crafted: bool,
+    /// Injected by the test, crafted or not ([`super::Capture::register_injected`]): no
+    /// peer's kernel wrote it, so it is not held to rule 3 (a crafted segment that a peer's
+    /// kernel wrote, [`super::Capture::register_modelled`], is).
+    injected: bool,
     seg: SegmentRef<'a>,
 }
 
@@ -304,16 +326,59 @@ pub struct CaptureInput<'a> {
     pub restored: &'a [RestoredFlow],
     /// One side's own view of a socket it restored, from a frame index on.
     pub views: &'a [RestoredView],
-    /// IP packets the test built and injected itself: not held to rule 1, counted for rule 2.
+    /// TCP-AO keys the peers installed whose algorithm the reference lacks (rule 3 only).
+    pub unverifiable: &'a [(Side, UnverifiableKey)],
+    /// IP packets the test built and injected itself: not held to rules 1 and 3, counted for
+    /// rule 2.
     pub crafted: &'a [Vec<u8>],
+    /// IP packets the test built and injected itself that it expects to verify: held to rule
+    /// 1 (the test signed them as the peer's kernel would), not to rule 3 (no peer's kernel
+    /// wrote their options).
+    pub injected: &'a [Vec<u8>],
+    /// Of `crafted`, the packets a peer's kernel wrote and the test verified with its own
+    /// model ([`super::Capture::register_modelled`]): not held to rule 1, held to rule 3.
+    pub modelled: &'a [Vec<u8>],
     /// (before, after) netns MIBs of server and client.
     pub mibs: &'a [Option<(NetnsMib, NetnsMib)>; 2],
 }
 
+/// The keys `sender` holds for destination `dst`, as rule 3 needs them: every registered key
+/// (the union over the test: a key deleted during it still counts) whose peer prefix holds
+/// `dst`.
+fn held_keys(
+    keys: &[(Side, KeyEntry)],
+    unverifiable: &[(Side, UnverifiableKey)],
+    sender: Side,
+    dst: IpAddr,
+) -> HeldKeys {
+    let mut held = HeldKeys::default();
+    for (_, e) in keys
+        .iter()
+        .filter(|(owner, e)| *owner == sender && e.peer.is_some_and(|p| p.contains(dst)))
+    {
+        match e.mkt() {
+            Some(m) => held.ao.push(AoIds {
+                send_id: m.send_id,
+                recv_id: m.recv_id,
+                mac_len: m.mac_len(),
+            }),
+            None => held.md5 = true,
+        }
+    }
+    held.ao.extend(
+        unverifiable
+            .iter()
+            .filter(|(owner, k)| *owner == sender && k.peer.contains(dst))
+            .map(|(_, k)| k.ids),
+    );
+    held
+}
+
 /// The cross-check of one capture: every captured segment
 /// is checked (rule 1: kernel-signed segments verify with the sender's view; rule 2: the
-/// receiver's MIB rejections match the reference's), with restored sockets' per-side views
-/// and the test's crafted segments taken into account.
+/// receiver's MIB rejections match the reference's; rule 3: the fields of every kernel-signed
+/// segment), with restored sockets' per-side views and the test's crafted segments taken into
+/// account.
 pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
     let CaptureInput {
         family: _,
@@ -321,7 +386,10 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         keys,
         restored,
         views,
+        unverifiable,
         crafted,
+        injected,
+        modelled,
         mibs,
     } = *input;
     let mut r = XcheckReport {
@@ -334,7 +402,16 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         .iter()
         .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
         .collect();
+    let injected_tcp: Vec<&[u8]> = injected
+        .iter()
+        .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
+        .collect();
+    let modelled_tcp: Vec<&[u8]> = modelled
+        .iter()
+        .filter_map(|c| SegmentRef::parse(c).ok().map(|s| s.tcp))
+        .collect();
     let mut crafted_seen = 0usize;
+    let mut injected_seen = 0usize;
     // Pass 1: decode, learn ISNs.
     let mut decoded = Vec::new();
     let mut flows: HashMap<FlowKey, FlowInfo> = HashMap::new();
@@ -354,6 +431,10 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 let crafted = crafted_tcp.contains(&seg.tcp);
                 if crafted {
                     crafted_seen += 1;
+                }
+                let injected = !crafted && injected_tcp.contains(&seg.tcp);
+                if injected {
+                    injected_seen += 1;
                 }
                 if t.syn() && !crafted {
                     let (src, dst) = endpoints(&seg);
@@ -384,6 +465,7 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                     from: frame.from,
                     frame: frame_index,
                     crafted,
+                    injected: (crafted && !modelled_tcp.contains(&seg.tcp)) || injected,
                     seg,
                 });
             }
@@ -400,6 +482,8 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
     let mut reset: HashMap<FlowKey, [bool; 2]> = HashMap::new();
     // Per receiving side, segments sent after it reset the flow that its listener rejects.
     let mut late_rejected_for = [0usize; 2];
+    // Rule 3: the keys each sender holds per destination.
+    let mut held_by: HashMap<(Side, IpAddr), HeldKeys> = HashMap::new();
     for (index, d) in decoded.iter().enumerate() {
         {
             let t = d.seg.tcp_packet();
@@ -408,15 +492,39 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 reset.entry(flow_of(d.from, &d.seg)).or_default()[Side::index(d.from)] = t.rst();
             }
         }
-        let auth = match d.seg.tcp_packet().auth_options() {
+        let auth = d.seg.tcp_packet().auth_options();
+        // Rule 3: the fields, against the keys the sender holds for the destination. Not for
+        // segments the test injected (crafted or not): no peer's kernel wrote them. A segment
+        // whose options do not parse is checked too: the rule names the field that is wrong.
+        let mut fields_broken = false;
+        if !d.injected
+            && auth
+                .as_ref()
+                .map_or(true, |a| a.ao.is_some() || a.md5.is_some())
+        {
+            let held = held_by
+                .entry((d.from, d.seg.dst))
+                .or_insert_with(|| held_keys(keys, unverifiable, d.from, d.seg.dst));
+            r.fields_checked += 1;
+            if let Err(why) = fields::check(&d.seg.tcp_packet(), held) {
+                fields_broken = true;
+                r.fail(format!(
+                    "the {} written by the kernel is wrong: {why}",
+                    describe(d.from, &d.seg)
+                ));
+            }
+        }
+        let auth = match auth {
             Ok(a) => a,
             // The test broke its options on purpose (e.g. two TCP-AO options).
             Err(_) if d.crafted => continue,
             Err(e) => {
-                r.fail(format!(
-                    "the {} has malformed options: {e}",
-                    describe(d.from, &d.seg)
-                ));
+                if !fields_broken {
+                    r.fail(format!(
+                        "the {} has malformed options: {e}",
+                        describe(d.from, &d.seg)
+                    ));
+                }
                 continue;
             }
         };
@@ -567,6 +675,12 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
         r.notes.push(format!(
             "xcheck: {crafted_seen} captured segments were crafted by the test (rule 1 not applied; {} registered)",
             crafted.len()
+        ));
+    }
+    if !injected.is_empty() {
+        r.notes.push(format!(
+            "xcheck: {injected_seen} captured segments were injected by the test as it expects a peer to sign them (rule 3 not applied; {} registered)",
+            injected.len()
         ));
     }
     if r.verified_sne.iter().flatten().any(|(sne, _)| *sne != 0) {
@@ -795,7 +909,10 @@ mod tests {
             keys: &keys(),
             restored: &[],
             views: &[view],
+            unverifiable: &[],
             crafted: &crafted,
+            injected: &[],
+            modelled: &[],
             mibs: &[None, None],
         };
         let r = analyze_capture(&input);
@@ -810,6 +927,8 @@ mod tests {
         // Not registered as crafted, the bad segment breaks rule 1.
         let r = analyze_capture(&CaptureInput {
             crafted: &[],
+            injected: &[],
+            modelled: &[],
             ..input
         });
         assert!(
@@ -830,7 +949,10 @@ mod tests {
             keys: &keys(),
             restored: &[],
             views,
+            unverifiable: &[],
             crafted: &[],
+            injected: &[],
+            modelled: &[],
             mibs,
         })
     }
@@ -918,6 +1040,198 @@ mod tests {
             r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
             "{r:?}"
         );
+    }
+
+    /// The handshake's keys with another MAC length, for both sides.
+    fn keys_with_mac_len(mac_len: usize) -> Vec<(Side, KeyEntry)> {
+        keys()
+            .into_iter()
+            .map(|(owner, mut e)| {
+                if let tcpao_refimpl::verify::keys::EntryKey::Ao(m) = &mut e.key {
+                    *m = m.clone().with_mac_len(mac_len).unwrap();
+                }
+                (owner, e)
+            })
+            .collect()
+    }
+
+    fn run_with(frames: &[Frame], keys: &[(Side, KeyEntry)]) -> XcheckReport {
+        analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames,
+            keys,
+            restored: &[],
+            views: &[],
+            unverifiable: &[],
+            crafted: &[],
+            injected: &[],
+            modelled: &[],
+            mibs: &[None, None],
+        })
+    }
+
+    /// Rule 3 sees what rule 1 cannot: segments whose MAC verifies (it covers the wrong
+    /// field) or that no registered key signed.
+    #[test]
+    fn rule_3_checks_the_fields_of_every_kernel_segment() {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let ack = (40000, 7010, 1001, 5001, TcpFlags::ACK);
+        let clean = handshake(1, (1000, 5000));
+        let r = run(&clean, &[], &[None, None]);
+        assert_eq!((r.failure, r.verified, r.fields_checked), (None, 3, 3));
+        // A wrong RNextKeyID under a MAC that covers it: rule 1 verifies, rule 3 fails.
+        let mut c = signer(cli, srv, (1000, 5000));
+        c.set_sne_state(1001, 0);
+        c.rnext_key_id = 7;
+        let mut frames = clean.clone();
+        frames.push(frame(Side::Client, 2, &mut c, ack));
+        let r = run(&frames, &[], &[None, None]);
+        assert_eq!((r.verified, r.rejected, r.fields_checked), (4, 0, 4));
+        assert!(
+            r.failure
+                .as_deref()
+                .is_some_and(|f| f.contains("RNextKeyID 7")),
+            "{r:?}"
+        );
+        // A KeyID no registered key has: not "unsigned by a peer", a failure.
+        let mkt = Mkt::new(55, 100, tcpao_refimpl::Algorithm::HmacSha1, SECRET);
+        let conn = Connection::new(cli, srv, 1000, 5000);
+        let mut c = ConnectionSigner::new(mkt, conn).unwrap();
+        c.set_sne_state(1001, 0);
+        let mut frames = clean.clone();
+        frames.push(frame(Side::Client, 2, &mut c, ack));
+        let r = run(&frames, &[], &[None, None]);
+        assert_eq!((r.verified, r.fields_checked), (3, 4));
+        assert!(
+            r.failure
+                .as_deref()
+                .is_some_and(|f| f.contains("KeyID 55 is not the SendID")),
+            "{r:?}"
+        );
+        // Garbage after a 10-byte MAC, signed over: rule 1 verifies, rule 3 fails.
+        let keys = keys_with_mac_len(10);
+        let mkt = keys[1].1.mkt().unwrap().clone();
+        let mut c = ConnectionSigner::new(mkt.clone(), conn).unwrap();
+        c.set_sne_state(1001, 0);
+        let mut f = frame(Side::Client, 2, &mut c, ack);
+        // Ethernet 14 + IPv4 20 + TCP 20 + the 14-byte option: the two pad bytes. Garbage
+        // that happens to parse (an option of kind 222, length 2), so the reference can sign.
+        assert_eq!(&f.data[68..70], &[1, 1]);
+        f.data[68..70].copy_from_slice(&[0xde, 0x02]);
+        let sign = tcpao_refimpl::AoSign::from_mkt(&mkt, c.keys().for_send(false), 0);
+        tcpao_refimpl::sign_in_place(&mut f.data[14..], &sign).unwrap();
+        let mut s = ConnectionSigner::new(
+            keys[0].1.mkt().unwrap().clone(),
+            Connection::new(srv, cli, 5000, 1000),
+        )
+        .unwrap();
+        let mut c = ConnectionSigner::new(mkt, conn).unwrap();
+        let (syn, synack) = (TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK);
+        let mut frames = vec![
+            frame(Side::Client, 1, &mut c, (40000, 7010, 1000, 0, syn)),
+            frame(Side::Server, 1, &mut s, (7010, 40000, 5000, 1001, synack)),
+        ];
+        let r = run_with(&frames, &keys);
+        assert_eq!((r.failure, r.verified, r.fields_checked), (None, 2, 2));
+        frames.push(f);
+        let r = run_with(&frames, &keys);
+        assert_eq!((r.verified, r.rejected, r.fields_checked), (3, 0, 3));
+        assert!(
+            r.failure
+                .as_deref()
+                .is_some_and(|f| f.contains("[de, 02], not NOPs")),
+            "{r:?}"
+        );
+        // A crafted segment is not the kernel's: no rule 3.
+        let crafted = vec![frames[2].data[14..].to_vec()];
+        let r = analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames: &frames,
+            keys: &keys,
+            restored: &[],
+            views: &[],
+            unverifiable: &[],
+            crafted: &crafted,
+            injected: &[],
+            modelled: &[],
+            mibs: &[None, None],
+        });
+        assert_eq!((r.failure, r.fields_checked), (None, 2));
+        // Injected as a segment the test expects to verify: rule 1 (it verifies), no rule 3.
+        let r = analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames: &frames,
+            keys: &keys,
+            restored: &[],
+            views: &[],
+            unverifiable: &[],
+            crafted: &[],
+            injected: &crafted,
+            modelled: &[],
+            mibs: &[None, None],
+        });
+        assert_eq!((r.failure, r.verified, r.fields_checked), (None, 3, 2));
+        // Crafted but written by a peer's kernel (modelled by the test): no rule 1, rule 3.
+        let r = analyze_capture(&CaptureInput {
+            family: Family::Ipv4,
+            frames: &frames,
+            keys: &keys,
+            restored: &[],
+            views: &[],
+            unverifiable: &[],
+            crafted: &crafted,
+            injected: &[],
+            modelled: &crafted,
+            mibs: &[None, None],
+        });
+        assert_eq!((r.verified, r.fields_checked), (2, 3));
+        assert!(
+            r.failure
+                .as_deref()
+                .is_some_and(|f| f.contains("[de, 02], not NOPs")),
+            "{r:?}"
+        );
+    }
+
+    /// A key the reference cannot verify still gives rule 3 its identifiers.
+    #[test]
+    fn unverifiable_keys_give_their_ids_to_rule_3() {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let mut frames = handshake(1, (1000, 5000));
+        let mkt = Mkt::new(55, 56, tcpao_refimpl::Algorithm::HmacSha1, SECRET);
+        let mut c = ConnectionSigner::new(mkt, Connection::new(cli, srv, 1000, 5000)).unwrap();
+        c.set_sne_state(1001, 0);
+        frames.push(frame(
+            Side::Client,
+            2,
+            &mut c,
+            (40000, 7010, 1001, 5001, TcpFlags::ACK),
+        ));
+        let ids = |mac_len| UnverifiableKey {
+            peer: tcpao_refimpl::verify::keys::Prefix::new(srv.ip(), 32).unwrap(),
+            ids: AoIds {
+                send_id: 55,
+                recv_id: 56,
+                mac_len,
+            },
+        };
+        for (mac_len, ok) in [(12, true), (16, false)] {
+            let unverifiable = [(Side::Client, ids(mac_len))];
+            let r = analyze_capture(&CaptureInput {
+                family: Family::Ipv4,
+                frames: &frames,
+                keys: &keys(),
+                restored: &[],
+                views: &[],
+                unverifiable: &unverifiable,
+                crafted: &[],
+                injected: &[],
+                modelled: &[],
+                mibs: &[None, None],
+            });
+            assert_eq!((r.verified, r.fields_checked), (3, 4));
+            assert_eq!(r.failure.is_none(), ok, "maclen {mac_len}: {r:?}");
+        }
     }
 
     fn rst_frame(s: &mut ConnectionSigner) -> Frame {

@@ -659,10 +659,12 @@ fn client(p: &Peer<'_>, case: Case, rec: &Mutex<Record>) -> PeerResult {
             let sk = sockets::client_socket(p)?;
             let mut k = key_of(p, &SHA1_SPEC, 101, 100);
             k.include_options = false;
-            // Installed without registering it with the capture: the saved keys file is the
-            // server's configuration, which is what tcpao-verify is asked to diagnose.
+            // Kept out of the saved keys file: that is the server's configuration, which is
+            // what tcpao-verify is asked to diagnose. Its identifiers are registered: the
+            // cross-check's field rule checks the client's SYNs against the key it holds.
             sk.add_ao_key(&k.to_ao_key()?)
                 .or_fail("setsockopt(TCP_AO_ADD_KEY) failed")?;
+            sockets::register_ids(p, &k);
             p.sync()?;
             match sockets::connect(
                 p,

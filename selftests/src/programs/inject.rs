@@ -352,12 +352,15 @@ fn craft(p: &Peer<'_>, flow: &Flow, what: Craft) -> PeerResult<Vec<u8>> {
     })
 }
 
-/// Send a crafted packet (to the destination in its IP header); register it with the capture
-/// when it is deliberately wrong.
+/// Send a crafted packet (to the destination in its IP header); register it with the capture:
+/// as crafted when it is deliberately wrong, as injected otherwise (no peer's kernel wrote it,
+/// so the cross-check's field rule leaves it alone).
 pub(crate) fn inject(p: &Peer<'_>, raw: &Socket, pkt: &[u8], wrong: bool) -> PeerResult {
-    if wrong {
-        if let Some(c) = p.capture() {
+    if let Some(c) = p.capture() {
+        if wrong {
             c.register_crafted(pkt);
+        } else {
+            c.register_injected(pkt);
         }
     }
     let to = tcpao_refimpl::SegmentRef::parse(pkt).map_or(p.remote_addr(), |s| s.dst);

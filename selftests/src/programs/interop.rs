@@ -948,7 +948,13 @@ fn peer_speaker(p: &Peer<'_>, connects: bool) -> PeerResult {
     // While the session is up, at a moment without segments in flight: the reference and
     // the kernel agree on what reached the speaker. Keep the session alive meanwhile, and
     // until BIRD's side made the same check.
-    let mut reference = Reference::new(p, &keys, &label(p, "bird-peer"))?;
+    // One directory per case: bird-peer-active and bird-peer-passive may run at once.
+    let case = if connects {
+        "bird-peer-active"
+    } else {
+        "bird-peer-passive"
+    };
+    let mut reference = Reference::new(p, &keys, &label(p, case))?;
     let up = reference.counts_match(p, &before, || {
         s.run_until(Instant::now() + Duration::from_millis(50))
             .map_err(|e| failure!("speaker: the session failed: {e}"))

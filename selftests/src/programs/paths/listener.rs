@@ -296,6 +296,14 @@ fn asym_client(p: &Peer<'_>) -> PeerResult {
                 Family::Ipv6 => (20, 10),
             };
             check_listener_rst(p, rst, &k, (me, srv), (SEQ + 10, ACK + 10), ids)?;
+            if p.family() == Family::Ipv4 {
+                // tcp_v4_ao_sign_reset() writes the ACK's RNextKeyID (10) as the KeyID of a RST
+                // signed with key 20:10: a KeyID no key of the listener has as SendID, which the
+                // cross-check's field rule fails. This XFAIL is that bug.
+                if let Some(c) = p.capture() {
+                    c.register_known_bug(ip_packet(rst));
+                }
+            }
             Err(Failure::XFail(format!(
                 "suspected kernel bug: a listener looks the key for its RST up by RecvID = the ACK's RNextKeyID \
                  (tcp_ao_prepare_reset(): tcp_ao_do_lookup(.., -1, aoh->rnext_keyid)); the ACK asking for \
