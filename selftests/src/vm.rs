@@ -131,7 +131,7 @@ pub struct Machine {
     pub kernel: Kernel,
     /// KVM or TCG (`Auto` probes KVM once per host boot).
     pub accel: Accel,
-    /// vCPUs; `None`: 2 under KVM, 1 under TCG (see [`VmArgs::cpus`]).
+    /// vCPUs; `None`: 2 under KVM, 1 under TCG (see [`crate::cli::VmArgs::cpus`]).
     pub cpus: Option<u32>,
     /// Guest memory (`vng --memory`).
     pub memory: String,

@@ -3,27 +3,27 @@
 //! that must be seen there (counters, errno, the segments the kernel sends and how they are
 //! signed). They were found with the lab's coverage report (`tcpao-selftests coverage`):
 //!
-//! - [`listener`]: RSTs a listener sends (`tcp_ao_prepare_reset()` for `TCP_LISTEN`), ACKs
+//! - `listener`: RSTs a listener sends (`tcp_ao_prepare_reset()` for `TCP_LISTEN`), ACKs
 //!   of a possible syncookie, segments a listener drops unverified, a dual-stack listener;
-//! - [`reqsk`]: ACKs a request socket sends for an out-of-window segment
+//! - `reqsk`: ACKs a request socket sends for an out-of-window segment
 //!   (`tcp_v{4,6}_reqsk_send_ack()`), the ACKs it refuses, the RST of an embryonic reset,
 //!   keys deleted and added on the listener between SYN and ACK;
-//! - [`syncookie`]: TCP-AO with SYN cookies (`net.ipv4.tcp_syncookies = 2`);
-//! - [`established`]: a SYN into an established connection, invalid authentication options,
+//! - `syncookie`: TCP-AO with SYN cookies (`net.ipv4.tcp_syncookies = 2`);
+//! - `established`: a SYN into an established connection, invalid authentication options,
 //!   ICMP errors RFC 5925 §7.8 does not list and sockets it does not cover;
-//! - [`timewait`]: what a TIME-WAIT socket answers (ICMP, unsigned and unknown-key segments);
-//! - [`synsent`]: segments and ICMP errors a connecting socket gets before the SYN-ACK;
-//! - [`mapped`]: IPv4-mapped IPv6 sockets and keys;
-//! - [`keys`]: keys for other peers at `connect()`, the first key of an established socket in
+//! - `timewait`: what a TIME-WAIT socket answers (ICMP, unsigned and unknown-key segments);
+//! - `synsent`: segments and ICMP errors a connecting socket gets before the SYN-ACK;
+//! - `mapped`: IPv4-mapped IPv6 sockets and keys;
+//! - `keys`: keys for other peers at `connect()`, the first key of an established socket in
 //!   repair mode;
-//! - [`uapi`]: socket-option errnos the other programs leave out, `del_async` of a listener's
+//! - `uapi`: socket-option errnos the other programs leave out, `del_async` of a listener's
 //!   Current_key.
 //!
 //! Segments are crafted the way the `inject` program does it: tcpao-refimpl derives the
 //! traffic key and signs, a raw socket (`IP_HDRINCL` / `IPV6_HDRINCL`) sends. Where the kernel
 //! keys a segment it sends from something the generic cross-check cannot know (the SEQ of the
 //! segment a listener answers, say), the test checks the MAC with its own model of that path
-//! ([`mac_verifies`]) and registers the segment with [`crate::capture::Capture::register_modelled`].
+//! (`mac_verifies`) and registers the segment with [`crate::capture::Capture::register_modelled`].
 
 mod established;
 mod keys;
