@@ -47,13 +47,40 @@ pub fn is_kernel_line(line: &str) -> bool {
     !ts.is_empty() && ts.chars().all(|c| c.is_ascii_digit() || c == '.') && ts.contains('.')
 }
 
+/// Whether a kernel line reports a user-space process's fault, not the kernel's own:
+/// `traps: bird[3045] general protection fault ip:… in libc.so.6[…]` or
+/// `bird[3045]: segfault at 0 ip …`. The kernel's own faults read `Oops: general protection
+/// fault, …` and carry a `Call Trace:`. The process's owner (a test) judges those.
+pub fn is_user_fault(line: &str) -> bool {
+    if !is_kernel_line(line) {
+        return false;
+    }
+    let msg = line.split_once(']').map_or("", |(_, m)| m);
+    // An optional caller id (`[  T42]`) follows the timestamp.
+    let msg = match msg.trim_start().strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(msg, |(_, m)| m),
+        None => msg,
+    };
+    let msg = msg.trim_start();
+    (msg.starts_with("traps: ") && msg.contains(" ip:")) || msg.contains("]: segfault at ")
+}
+
+/// Kernel lines reporting a user-space process's fault ([`is_user_fault`]).
+pub fn user_faults(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| is_user_fault(l))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
 /// Kernel crash/oops lines in console output, with a few lines of context after each.
 pub fn crash_lines(console: &str) -> Vec<String> {
     let lines: Vec<&str> = console.lines().collect();
     let mut out = Vec::new();
     let mut until = 0;
     for (i, l) in lines.iter().enumerate() {
-        let hit = is_kernel_line(l) && CRASH_MARKERS.iter().any(|m| l.contains(m));
+        let hit =
+            is_kernel_line(l) && !is_user_fault(l) && CRASH_MARKERS.iter().any(|m| l.contains(m));
         if hit {
             until = until.max(i + 12);
         }
@@ -243,6 +270,13 @@ pub fn classify(run: &GuestRun) -> Verdict {
             crash[0].trim()
         ));
     }
+    let mut faults = user_faults(&run.console);
+    if faults.is_empty() {
+        faults = run.dmesg.as_deref().map(user_faults).unwrap_or_default();
+    }
+    notes.extend(faults.into_iter().map(|f| {
+        format!("a user-space process faulted (not a kernel report; its test judges it): {f}")
+    }));
     if let Some(k) = run.kmemleak.as_deref().filter(|k| !k.trim().is_empty()) {
         let leaks = k
             .lines()
@@ -426,6 +460,34 @@ mod tests {
             v.crash
         );
         assert!(v.problems.iter().any(|p| p.contains("vng exit 255")));
+    }
+
+    #[test]
+    fn user_space_faults_are_notes_not_crashes() {
+        let mut r = ok_run();
+        r.dmesg = Some(
+            "[  485.594536] traps: ld-linux-x86-64[3045] general protection fault \
+             ip:7fb2be897499 sp:7fff757435d8 error:0 in libc.so.6[16a499,7fb2be755000+168000]\n\
+             [  12.5][  T99] bird[77]: segfault at 0 ip 00005555 sp 00007ffd error 4 in bird\n"
+                .into(),
+        );
+        let v = classify(&r);
+        assert_eq!(v.exit, 0, "{:?}", v.problems);
+        assert!(v.crash.is_empty(), "{:?}", v.crash);
+        assert_eq!(v.notes.len(), 2, "{:?}", v.notes);
+        assert!(
+            v.notes[0].contains("ld-linux-x86-64[3045]"),
+            "{:?}",
+            v.notes
+        );
+        // The kernel's own general protection fault still fails the run.
+        let mut r = ok_run();
+        r.dmesg = Some(
+            "[  9.1] Oops: general protection fault, probably for non-canonical address \
+             0xdffffc0000000001: 0000 [#1] SMP KASAN NOPTI\n"
+                .into(),
+        );
+        assert_eq!(classify(&r).exit, 1);
     }
 
     #[test]
