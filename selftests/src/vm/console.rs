@@ -73,6 +73,17 @@ pub fn user_faults(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// `lines` of the console, or of the guest's saved `dmesg` when the console has none (a
+/// quiet console level keeps kernel lines off it).
+fn console_or_dmesg(run: &GuestRun, lines: fn(&str) -> Vec<String>) -> Vec<String> {
+    let found = lines(&run.console);
+    if found.is_empty() {
+        run.dmesg.as_deref().map(lines).unwrap_or_default()
+    } else {
+        found
+    }
+}
+
 /// Kernel crash/oops lines in console output, with a few lines of context after each.
 pub fn crash_lines(console: &str) -> Vec<String> {
     let lines: Vec<&str> = console.lines().collect();
@@ -258,23 +269,14 @@ pub fn classify(run: &GuestRun) -> Verdict {
             }
         }
     }
-    let mut crash = crash_lines(&run.console);
-    if crash.is_empty() {
-        if let Some(d) = &run.dmesg {
-            crash = crash_lines(d);
-        }
-    }
+    let mut crash = console_or_dmesg(run, crash_lines);
     if !crash.is_empty() {
         problems.push(format!(
             "the guest kernel reported a crash/oops: {}",
             crash[0].trim()
         ));
     }
-    let mut faults = user_faults(&run.console);
-    if faults.is_empty() {
-        faults = run.dmesg.as_deref().map(user_faults).unwrap_or_default();
-    }
-    notes.extend(faults.into_iter().map(|f| {
+    notes.extend(console_or_dmesg(run, user_faults).into_iter().map(|f| {
         format!("a user-space process faulted (not a kernel report; its test judges it): {f}")
     }));
     if let Some(k) = run.kmemleak.as_deref().filter(|k| !k.trim().is_empty()) {
