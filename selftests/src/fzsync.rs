@@ -151,6 +151,17 @@ pub enum Order {
     Overlap,
 }
 
+impl Order {
+    /// The order's name in the statistics line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::ABeforeB => "A-before-B",
+            Order::BBeforeA => "B-before-A",
+            Order::Overlap => "overlap",
+        }
+    }
+}
+
 /// Classify one iteration from the start and end times of both sections (any common clock).
 pub fn classify(a: (i64, i64), b: (i64, i64)) -> Order {
     if a.1 <= b.0 {
@@ -278,18 +289,22 @@ impl Stats {
         self.a_before_b > 0 && self.b_before_a > 0 && self.overlap > 0
     }
 
+    /// The orders not reached yet (empty when [`Stats::covered`]).
+    pub fn unreached(&self) -> Vec<Order> {
+        [
+            (self.a_before_b, Order::ABeforeB),
+            (self.b_before_a, Order::BBeforeA),
+            (self.overlap, Order::Overlap),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n == 0)
+        .map(|(_, o)| o)
+        .collect()
+    }
+
     /// What is missing for [`Stats::covered`], as a phrase (`None` when covered).
     pub fn missing(&self) -> Option<String> {
-        let mut m = Vec::new();
-        if self.a_before_b == 0 {
-            m.push("A-before-B");
-        }
-        if self.b_before_a == 0 {
-            m.push("B-before-A");
-        }
-        if self.overlap == 0 {
-            m.push("overlap");
-        }
+        let m: Vec<&str> = self.unreached().into_iter().map(Order::name).collect();
         (!m.is_empty()).then(|| m.join(", "))
     }
 }
@@ -371,6 +386,8 @@ pub struct Pair {
 const SPINS_BEFORE_YIELD: u32 = 2000;
 /// Yields before a barrier wait blocks.
 const YIELDS_BEFORE_BLOCK: u32 = 64;
+/// The end of a start delay that is spun, not slept (see `Pair::spin`).
+const SPIN_TAIL: Duration = Duration::from_millis(2);
 /// How long a blocked barrier wait sleeps before it looks again (wake-ups can be missed).
 const BLOCK_SLICE: Duration = Duration::from_millis(1);
 
@@ -490,6 +507,14 @@ impl Pair {
             return;
         }
         let until = Instant::now() + Duration::from_nanos(ns);
+        // A long delay sleeps its bulk and spins only the end. Where one host thread runs
+        // both vCPUs (single-threaded TCG), a spinning side takes every other turn from the
+        // side in its section and stretches it by as much as the delay, so a delay meant to
+        // put one section before the other kept them overlapping (the debug kernel's
+        // reconnect-vs-rx: 23 iterations, sections of 0.3–1.3 s, only overlaps).
+        if let Some(bulk) = Duration::from_nanos(ns).checked_sub(SPIN_TAIL) {
+            std::thread::sleep(bulk);
+        }
         while Instant::now() < until {
             std::hint::spin_loop();
         }
@@ -619,20 +644,14 @@ impl Pair {
         // runs for up to 100 ms before the other gets its turn) can leave a uniform draw
         // without one order (seen: reconnect-vs-rx on the debug kernel, 109 iterations, no
         // B-before-A).
-        let s = &p.stats;
-        let missing = [
-            (s.b_before_a, Order::BBeforeA),
-            (s.a_before_b, Order::ABeforeB),
-            (s.overlap, Order::Overlap),
-        ]
-        .into_iter()
-        .find(|(n, _)| *n == 0)
-        .map(|(_, o)| o);
-        let (lo, hi) = match missing {
-            Some(o) if p.rng.chance(1, 2) => {
-                zone(o, p.ema_a, p.ema_b, self.cfg.margin, self.cfg.min_margin)
-            }
-            _ => w,
+        // With two orders missing, each gets its share (aiming always at the first starved
+        // the second).
+        let missing = p.stats.unreached();
+        let (lo, hi) = if !missing.is_empty() && p.rng.chance(1, 2) {
+            let o = p.rng.pick(&missing);
+            zone(o, p.ema_a, p.ema_b, self.cfg.margin, self.cfg.min_margin)
+        } else {
+            w
         };
         let target = p.rng.range(lo, hi);
         delays(target, p.stats.natural)
@@ -944,6 +963,58 @@ mod tests {
             .filter(|_| pair.next_delays(&mut p).0 >= 50_000)
             .count();
         assert!(b_first.abs_diff(n as usize / 6) < 400, "{b_first} of {n}");
+    }
+
+    #[test]
+    fn two_missing_orders_share_the_aimed_targets() {
+        let pair = Pair::new(Config {
+            seed: 11,
+            ..Config::default()
+        });
+        let mut p = pair.plan();
+        p.stats.iterations = 23;
+        p.stats.overlap = 23;
+        assert_eq!(p.stats.unreached(), [Order::ABeforeB, Order::BBeforeA]);
+        assert_eq!(p.stats.missing().as_deref(), Some("A-before-B, B-before-A"));
+        (p.ema_a, p.ema_b) = (826_000.0, 305_000.0);
+        let n = 12_000u32;
+        let (mut a_first, mut b_first) = (0u32, 0u32);
+        for _ in 0..n {
+            match pair.next_delays(&mut p) {
+                // natural offset 0: B's delay past A's mean puts A first, and the reverse.
+                (0, d) if d >= 826_000 => a_first += 1,
+                (d, 0) if d >= 305_000 => b_first += 1,
+                _ => {}
+            }
+        }
+        // A quarter of the draws aim at each (its zone), plus the uniform draws that land there
+        // (the window's margins: a sixth of the other half each).
+        for (got, want) in [(a_first, n / 4 + n / 12), (b_first, n / 4 + n / 12)] {
+            assert!(got.abs_diff(want) < n / 25, "{got} of {n}, want ~{want}");
+        }
+    }
+
+    #[test]
+    fn a_long_delay_sleeps_and_still_ends_on_time() {
+        let pair = Pair::new(Config::default());
+        let (t0, c0) = (Instant::now(), cpu_time());
+        pair.spin(30_000_000);
+        let (wall, cpu) = (t0.elapsed(), cpu_time().saturating_sub(c0));
+        assert!(wall >= Duration::from_millis(30), "{wall:?}");
+        // Spun, it would cost 30 ms of CPU; slept, about the 2 ms tail.
+        assert!(
+            cpu < Duration::from_millis(15),
+            "{cpu:?} of CPU for a 30 ms delay"
+        );
+    }
+
+    fn cpu_time() -> Duration {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let u = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage(RUSAGE_THREAD)");
+        let d = |t: nix::sys::time::TimeVal| {
+            Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+        };
+        d(u.user_time()) + d(u.system_time())
     }
 
     #[test]

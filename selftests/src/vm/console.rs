@@ -289,6 +289,13 @@ pub fn classify(run: &GuestRun) -> Verdict {
     }
     if run.timed_out {
         problems.push("host timeout: the guest hung (killed)".into());
+    } else if run.vng_exit == Some(255) && lost_exit_code(run) {
+        notes.push(
+            "vng exit 255, but the guest did not die: udev timed out, virtme-ng ran the script \
+             in its console fallback (which loses the exit code), the script wrote every \
+             step's result and the guest powered down"
+                .into(),
+        );
     } else if run.vng_exit == Some(255) {
         problems.push("the guest died (vng exit 255)".into());
     } else if !run.finished {
@@ -324,6 +331,15 @@ pub fn classify(run: &GuestRun) -> Verdict {
         crash,
         failures,
     }
+}
+
+/// Whether a vng exit of 255 is virtme-ng's console fallback losing the exit code rather
+/// than a dead guest: the script started in that fallback (when udev does not settle in
+/// time, as on a loaded debug kernel), wrote its end marker, and the kernel powered down.
+fn lost_exit_code(run: &GuestRun) -> bool {
+    run.finished
+        && run.console.contains("starting script (console fallback)")
+        && run.console.contains("reboot: Power down")
 }
 
 /// The last `n` kernel log lines of a console.
@@ -540,6 +556,32 @@ mod tests {
             "{v:?}"
         );
         assert!(v.crash.iter().any(|l| l.contains("tcp_ao_info_cmd")));
+    }
+
+    #[test]
+    fn console_fallback_exit_255_is_a_note_but_a_dead_guest_fails() {
+        let mut r = ok_run();
+        r.vng_exit = Some(255);
+        r.console.push_str(
+            "[  847.5] virtme-ng-init: Failed to wait for daemon to reply: Connection timed out\n\
+             [  848.0] virtme-ng-init: starting script (console fallback)\n",
+        );
+        // Without the power-down line the guest may have died after its marker.
+        let v = classify(&r);
+        assert_eq!(v.exit, 1);
+        assert!(v.problems.iter().any(|p| p.contains("vng exit 255")));
+        r.console.push_str("[ 1287.9] reboot: Power down\n");
+        let v = classify(&r);
+        assert_eq!(v.exit, 0, "{:?}", v.problems);
+        assert!(
+            v.notes.iter().any(|n| n.contains("console fallback")),
+            "{:?}",
+            v.notes
+        );
+        // A script that never wrote its end marker is still a failure.
+        r.finished = false;
+        let v = classify(&r);
+        assert_eq!(v.exit, 1);
     }
 
     #[test]
