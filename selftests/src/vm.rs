@@ -35,7 +35,7 @@ use crate::cli::Accel;
 pub use console::{CRASH_MARKERS, GuestRun, StepOutput, Verdict, classify, crash_lines};
 pub use engine::{Tools, find_tools, kvm_works};
 pub use fetch::{Kernel, bzimage_release, custom_kernel, fetch_default_kernel};
-pub use guest::{Step, guest_script};
+pub use guest::{PASSED_ENV, Step, guest_script, passed_env};
 
 /// Errors that stop `vm` before or while booting.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +198,8 @@ pub fn run_guest(
     prune_old_runs(&cache_dir().join("run"), Duration::from_secs(3 * 24 * 3600));
     let results = new_results_dir()?;
     let staged = guest::stage(&results, steps)?;
-    let script = guest_script(&results, &staged, !kvm);
+    let env = passed_env(|k| std::env::var(k).ok());
+    let script = guest_script(&results, &staged, !kvm, &env);
     let script_path = results.join("guest.sh");
     fs::write(&script_path, script).map_err(io_err("guest script"))?;
     let boot = engine::boot(&tools, machine, kvm, &results, share, &script_path)?;

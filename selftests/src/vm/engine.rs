@@ -226,6 +226,9 @@ pub fn boot(
     for d in share {
         cmd.arg("--rwdir").arg(d);
     }
+    if !machine.kernel.cmdline.is_empty() {
+        cmd.arg("--append").arg(machine.kernel.cmdline.join(" "));
+    }
     cmd.arg("--exec").arg(format!("sh {}", script.display()));
     // vng needs stdin open: /dev/null, never closed.
     cmd.stdin(Stdio::null())

@@ -20,6 +20,8 @@ pub struct Kernel {
     pub release: Option<String>,
     /// Where it came from, for the report.
     pub origin: String,
+    /// Kernel command-line parameters it needs (`vng --append`).
+    pub cmdline: Vec<String>,
 }
 
 /// Reads the release string out of an x86 bzImage header (`kernel_version` field of the
@@ -167,6 +169,7 @@ pub fn fetch_default_kernel() -> Result<Kernel, VmError> {
             image,
             release: Some(rel),
             origin,
+            cmdline: Vec::new(),
         });
     }
     eprintln!("# vm: fetching {origin} into {}", dir.display());
@@ -222,6 +225,7 @@ pub fn fetch_default_kernel() -> Result<Kernel, VmError> {
         image,
         release: Some(rel),
         origin,
+        cmdline: Vec::new(),
     })
 }
 
@@ -242,6 +246,7 @@ fn newest_cached(root: &Path) -> Option<Kernel> {
                     image,
                     release: Some(rel),
                     origin,
+                    cmdline: Vec::new(),
                 },
             ));
         }
@@ -263,6 +268,7 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
     let Some(mods) = modules else {
         return Ok(Kernel {
             origin: format!("{}", image.display()),
+            cmdline: Vec::new(),
             image,
             release,
         });
@@ -327,6 +333,7 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         image: stage.join("vmlinuz"),
         release: Some(rel),
         origin: format!("{} with modules {}", image.display(), src.display()),
+        cmdline: Vec::new(),
     })
 }
 
