@@ -210,7 +210,9 @@ impl Lab {
         if !patches.is_empty() {
             let mut all = String::new();
             for p in patches {
-                all.push_str(&fs::read_to_string(p).map_err(io_err(p.display()))?);
+                all.push_str(edit::patch_body(
+                    &fs::read_to_string(p).map_err(io_err(p.display()))?,
+                ));
             }
             hash = format!("{hash}-p{}", &source::short_hash(&all)[..8]);
         }

@@ -105,6 +105,20 @@ pub fn patch_files(patch: &str) -> Vec<String> {
     v
 }
 
+/// What `patch` applies of a patch file: from its first `diff ` or `--- ` line on. The
+/// prose above it (why the patch exists, what it was measured to do) is left out, so that
+/// editing that prose does not change the patch's identity.
+pub fn patch_body(patch: &str) -> &str {
+    let mut at = 0;
+    for line in patch.split_inclusive('\n') {
+        if line.starts_with("diff ") || line.starts_with("--- ") {
+            return &patch[at..];
+        }
+        at += line.len();
+    }
+    ""
+}
+
 /// Applies unified diffs (`patch -p1`, in order) to `tree` as one journalled edit.
 ///
 /// # Errors
@@ -240,6 +254,19 @@ mod tests {
         let p = "diff --git a/net/ipv4/tcp_ao.c b/net/ipv4/tcp_ao.c\n--- a/net/ipv4/tcp_ao.c\n+++ b/net/ipv4/tcp_ao.c\t2026-01-01\n@@ -1 +1 @@\n-a\n+b\n--- a/net/ipv6/tcp_ipv6.c\n+++ b/net/ipv6/tcp_ipv6.c\n";
         assert_eq!(patch_files(p), ["net/ipv4/tcp_ao.c", "net/ipv6/tcp_ipv6.c"]);
         assert!(patch_files("hello").is_empty());
+    }
+
+    #[test]
+    fn patch_body_leaves_out_the_prose_above_the_diff() {
+        let diff = "--- a/net/ipv4/tcp_ao.c\n+++ b/net/ipv4/tcp_ao.c\n@@ -1 +1 @@\n-a\n+b\n";
+        assert_eq!(patch_body(&format!("Reverts x.\n\nWhy.\n{diff}")), diff);
+        assert_eq!(patch_body(&format!("Other words.\n{diff}")), diff);
+        let git = format!("diff --git a/f b/f\n{diff}");
+        assert_eq!(patch_body(&format!("Prose\n{git}")), git);
+        assert_eq!(patch_body(diff), diff);
+        assert_eq!(patch_body("no diff here\n"), "");
+        // A changed hunk is a different body.
+        assert_ne!(patch_body(diff), patch_body(&diff.replace("+b", "+c")));
     }
 
     #[test]
