@@ -277,7 +277,7 @@ fn label(p: &Peer<'_>, case: &str) -> String {
 
 /// The session is the one that came up first: Established, with the same `Since`.
 fn same_session(st: &bird::BgpStatus, since: &str) -> PeerResult {
-    if !st.established() || st.since != since {
+    if !st.established() || !st.same_since(since) {
         return Err(failure!(
             "the BGP session did not stay up: it came up at {since}, now {st}"
         ));

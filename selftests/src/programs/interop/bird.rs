@@ -263,6 +263,26 @@ impl BirdConf {
     }
 }
 
+/// How far apart two reads of one unchanged `Since` may be (see [`BgpStatus::same_since`]).
+const SINCE_JITTER_MS: u32 = 100;
+const DAY_MS: u32 = 24 * 3600 * 1000;
+
+/// `HH:MM:SS` or `HH:MM:SS.fff` (BIRD's default `timeformat protocol`) in milliseconds.
+fn since_ms(s: &str) -> Option<u32> {
+    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut parts = hms.split(':').map(|p| p.parse::<u32>().ok());
+    let (h, m, sec) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() || h > 23 || m > 59 || sec > 60 || frac.len() > 3 {
+        return None;
+    }
+    let ms = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u32>().ok()? * 10u32.pow(3 - frac.len() as u32)
+    };
+    Some(((h * 60 + m) * 60 + sec) * 1000 + ms)
+}
+
 /// The state of the BGP protocol as `show protocols all ao_peer` reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BgpStatus {
@@ -286,6 +306,21 @@ impl BgpStatus {
     /// Whether the session is up.
     pub fn established(&self) -> bool {
         self.state == "Established"
+    }
+
+    /// Whether `since` (an earlier read of [`BgpStatus::since`]) names the same state change.
+    /// BIRD prints `Since` by converting a monotonic timestamp to wall-clock time at each read,
+    /// so two reads of one unchanged state can differ by a millisecond (seen: 1 ms earlier on
+    /// the second read). A real change (the session down and up again) takes BIRD's
+    /// connect-retry delay, seconds. Times BIRD prints in another format compare exactly.
+    pub fn same_since(&self, since: &str) -> bool {
+        match (since_ms(&self.since), since_ms(since)) {
+            (Some(a), Some(b)) => {
+                let d = a.abs_diff(b);
+                d.min(DAY_MS - d) <= SINCE_JITTER_MS
+            }
+            _ => self.since == since,
+        }
     }
 
     /// Parse the reply to `show protocols all NAME`.
@@ -718,6 +753,34 @@ mod tests {
         assert_eq!((st.current_key, st.rnext_key), (Some(3), Some(4)));
         assert_eq!((st.good, st.bad), (Some(18), Some(0)));
         assert_eq!(st.last_error, None);
+    }
+
+    #[test]
+    fn since_tolerates_birds_millisecond_jitter_but_not_a_new_session() {
+        let at = |since: &str| BgpStatus {
+            since: since.to_owned(),
+            ..BgpStatus::default()
+        };
+        // One row per case: the later read, the earlier one, same state change?
+        let rows: &[(&str, &str, bool)] = &[
+            ("07:37:15.180", "07:37:15.180", true),
+            // Seen in CI: the second read printed 1 ms earlier.
+            ("07:37:15.179", "07:37:15.180", true),
+            ("07:37:15.280", "07:37:15.180", true),
+            ("07:37:15.281", "07:37:15.180", false),
+            ("07:37:20.180", "07:37:15.180", false),
+            ("00:00:00.010", "23:59:59.990", true),
+            ("07:37:15", "07:37:15.050", true),
+            ("07:37:15.18", "07:37:15.180", true),
+            // Not BIRD's default format: exact comparison.
+            ("2026-12-03 07:37:15", "2026-12-03 07:37:15", true),
+            ("2026-12-03 07:37:15", "2026-12-03 07:37:16", false),
+            ("", "07:37:15.180", false),
+            ("25:00:00.000", "01:00:00.000", false),
+        ];
+        for &(now, before, same) in rows {
+            assert_eq!(at(now).same_since(before), same, "{now} vs {before}");
+        }
     }
 
     #[test]
