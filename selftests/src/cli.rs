@@ -274,9 +274,10 @@ pub struct VmArgs {
     /// `<V>` directory itself. Without it a `--kernel` boots with built-in drivers only.
     #[arg(long, value_name = "DIR", requires = "kernel")]
     pub modules: Option<PathBuf>,
-    /// Host-side hard timeout for the whole guest run, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 1800)]
-    pub timeout: u64,
+    /// Host-side hard timeout for the whole guest run, in seconds. Default: 1800 times the
+    /// kernel's slowdown (4 for the lab's `debug` flavour, 3 for `kcov`, see `kernel list`).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
     /// Guest memory (`vng --memory`).
     #[arg(long, value_name = "M", default_value = "2G")]
     pub memory: String,

@@ -27,6 +27,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Factor applied to timeouts when `KSFT_MACHINE_SLOW=yes`.
 pub const SLOW_FACTOR: u32 = 3;
 
+/// A slow factor of our own, which wins over `KSFT_MACHINE_SLOW`'s [`SLOW_FACTOR`]: `vm` sets
+/// it to [`SLOW_FACTOR`] times a lab flavour's slowdown (a KASAN and lockdep kernel under TCG
+/// took 14 to 38 s to make one network namespace in its first minute, 2026-12-03).
+pub const SLOW_FACTOR_VAR: &str = "TCPAO_SLOW_FACTOR";
+
 /// How to run a selection of tests.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -50,27 +55,46 @@ pub struct RunOptions {
 /// Timeout policy taken from the environment (kselftest conventions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeoutPolicy {
-    /// Multiplier for tests' own timeouts (`KSFT_MACHINE_SLOW=yes` ⇒ [`SLOW_FACTOR`]).
+    /// Multiplier for tests' own timeouts: [`SLOW_FACTOR_VAR`] when set, else
+    /// `KSFT_MACHINE_SLOW=yes` ⇒ [`SLOW_FACTOR`], else 1.
     pub slow: u32,
     /// `kselftest_override_timeout=N`: every test gets N seconds, unscaled.
     pub override_secs: Option<u64>,
 }
 
 impl TimeoutPolicy {
-    /// Reads `KSFT_MACHINE_SLOW` and `kselftest_override_timeout`.
+    /// Reads `KSFT_MACHINE_SLOW`, [`SLOW_FACTOR_VAR`] and `kselftest_override_timeout`.
     pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok();
         Self::from_vars(
-            std::env::var("KSFT_MACHINE_SLOW").ok().as_deref(),
-            std::env::var("kselftest_override_timeout").ok().as_deref(),
+            var("KSFT_MACHINE_SLOW").as_deref(),
+            var(SLOW_FACTOR_VAR).as_deref(),
+            var("kselftest_override_timeout").as_deref(),
         )
     }
 
-    /// The policy for the given variable values.
-    pub fn from_vars(slow: Option<&str>, override_timeout: Option<&str>) -> Self {
-        let slow = if slow.is_some_and(|v| v.eq_ignore_ascii_case("yes")) {
-            SLOW_FACTOR
-        } else {
-            1
+    /// The policy for the given variable values. A factor that is not a number from 1 to 100
+    /// is left out with a warning on stderr.
+    pub fn from_vars(
+        slow: Option<&str>,
+        factor: Option<&str>,
+        override_timeout: Option<&str>,
+    ) -> Self {
+        let factor = factor.and_then(|v| {
+            let n = v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n));
+            if n.is_none() {
+                eprintln!("# {SLOW_FACTOR_VAR}={v:?} is not a number from 1 to 100: ignored");
+            }
+            n
+        });
+        let slow = match factor {
+            Some(n) => n,
+            None if slow.is_some_and(|v| v.eq_ignore_ascii_case("yes")) => SLOW_FACTOR,
+            None => 1,
         };
         let override_secs = override_timeout
             .and_then(|v| v.trim().parse().ok())
@@ -260,7 +284,7 @@ pub fn run<W: Write>(
         w.diag(&d)?;
     }
     if policy.slow > 1 {
-        w.diag(&format!("KSFT_MACHINE_SLOW=yes: timeouts x{}", policy.slow))?;
+        w.diag(&format!("slow machine: timeouts x{}", policy.slow))?;
     }
 
     let mut done: Vec<Option<Finished>> = (0..tests.len()).map(|_| None).collect();
@@ -448,7 +472,7 @@ mod tests {
 
     #[test]
     fn timeout_policy() {
-        let p = TimeoutPolicy::from_vars(Some("yes"), None);
+        let p = TimeoutPolicy::from_vars(Some("yes"), None, None);
         assert_eq!(
             p.effective(Some(Duration::from_secs(10)), None),
             Duration::from_secs(30)
@@ -458,16 +482,39 @@ mod tests {
             p.effective(None, Some(Duration::from_secs(7))),
             Duration::from_secs(7)
         );
-        let o = TimeoutPolicy::from_vars(Some("no"), Some("90"));
+        let o = TimeoutPolicy::from_vars(Some("no"), None, Some("90"));
         assert_eq!(o.slow, 1);
         assert_eq!(
             o.effective(Some(Duration::from_secs(10)), None),
             Duration::from_secs(90)
         );
         assert_eq!(
-            TimeoutPolicy::from_vars(None, Some("junk")).override_secs,
+            TimeoutPolicy::from_vars(None, None, Some("junk")).override_secs,
             None
         );
+    }
+
+    #[test]
+    fn our_slow_factor_wins_over_ksft_machine_slow() {
+        // One row per case: KSFT_MACHINE_SLOW, TCPAO_SLOW_FACTOR, the factor in force.
+        let rows: &[(Option<&str>, Option<&str>, u32)] = &[
+            (None, None, 1),
+            (Some("yes"), None, SLOW_FACTOR),
+            (Some("yes"), Some("12"), 12),
+            (None, Some("4"), 4),
+            (Some("yes"), Some("1"), 1),
+            (Some("yes"), Some("0"), SLOW_FACTOR),
+            (Some("yes"), Some("fast"), SLOW_FACTOR),
+            (None, Some("101"), 1),
+        ];
+        for &(ksft, ours, want) in rows {
+            let p = TimeoutPolicy::from_vars(ksft, ours, None);
+            assert_eq!(p.slow, want, "{ksft:?} {ours:?}");
+            assert_eq!(p.effective(None, None), DEFAULT_TIMEOUT * want);
+        }
+        // kselftest's override still wins, unscaled.
+        let o = TimeoutPolicy::from_vars(Some("yes"), Some("12"), Some("90"));
+        assert_eq!(o.effective(None, None), Duration::from_secs(90));
     }
 
     fn features(ao: bool) -> Arc<Features> {

@@ -85,6 +85,7 @@ impl LabImage {
                 &self.config_hash[..8.min(self.config_hash.len())]
             ),
             cmdline: kasan_cmdline(&self.build_dir.join(".config")),
+            slowdown: Flavour::named(&self.flavour).map_or(1, |f| f.slowdown),
         }
     }
 }
@@ -354,5 +355,24 @@ mod tests {
         assert!(kasan_cmdline(&cfg).is_empty());
         assert!(kasan_cmdline(&dir.join("missing")).is_empty());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lab_kernel_carries_its_flavours_slowdown() {
+        let image = |flavour: &str| LabImage {
+            image: PathBuf::from("/i"),
+            build_dir: PathBuf::from("/nonexistent"),
+            flavour: flavour.to_owned(),
+            source_id: "s".into(),
+            release: "r".into(),
+            config_hash: "0123456789".into(),
+            objects: 0,
+            build_secs: 0.0,
+        };
+        for f in FLAVOURS {
+            assert_eq!(image(f.name).kernel().slowdown, f.slowdown, "{}", f.name);
+        }
+        assert_eq!(image("debug").kernel().slowdown, 4);
+        assert_eq!(image("gone").kernel().slowdown, 1);
     }
 }

@@ -168,6 +168,17 @@ impl Finished {
     }
 }
 
+/// The host-side limit on a guest run unless `--timeout` says otherwise, for a kernel of
+/// slowdown 1 (scaled by [`Kernel::slowdown`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The guest's timeout factor: [`crate::harness::SLOW_FACTOR`] under TCG, times the
+/// kernel's slowdown (a lab `debug` kernel's KASAN and lockdep).
+pub fn slow_factor(kvm: bool, kernel: &Kernel) -> u32 {
+    let tcg = if kvm { 1 } else { crate::harness::SLOW_FACTOR };
+    tcg * kernel.slowdown.max(1)
+}
+
 /// Boots `machine` and runs `steps` inside it, sharing `share` read-write with the guest.
 /// Files the guest must execute are staged in the shared results directory (the guest cannot
 /// see the host's /tmp and /var/tmp, see docs/running.md).
@@ -199,7 +210,7 @@ pub fn run_guest(
     let results = new_results_dir()?;
     let staged = guest::stage(&results, steps)?;
     let env = passed_env(|k| std::env::var(k).ok());
-    let script = guest_script(&results, &staged, !kvm, &env);
+    let script = guest_script(&results, &staged, slow_factor(kvm, &machine.kernel), &env);
     let script_path = results.join("guest.sh");
     fs::write(&script_path, script).map_err(io_err("guest script"))?;
     let boot = engine::boot(&tools, machine, kvm, &results, share, &script_path)?;
@@ -287,4 +298,35 @@ pub(crate) fn share_pcap_dirs(
         }
     }
     Ok((out, dirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_timeout_factor_is_tcg_times_the_flavours_slowdown() {
+        let kernel = |slowdown| Kernel {
+            image: PathBuf::from("/k"),
+            release: None,
+            origin: String::new(),
+            cmdline: Vec::new(),
+            slowdown,
+        };
+        // One row per case: KVM, slowdown, factor.
+        let rows = [
+            (true, 1, 1),
+            (false, 1, crate::harness::SLOW_FACTOR),
+            (true, 4, 4),
+            (false, 4, 4 * crate::harness::SLOW_FACTOR),
+            (false, 0, crate::harness::SLOW_FACTOR),
+        ];
+        for (kvm, slowdown, want) in rows {
+            assert_eq!(
+                slow_factor(kvm, &kernel(slowdown)),
+                want,
+                "{kvm} {slowdown}"
+            );
+        }
+    }
 }

@@ -842,12 +842,15 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         let dir = lab.upstream_programs()?;
         steps.push(Step::upstream("upstream", dir, Vec::new()));
     }
+    let machine_slowdown = kernel.slowdown.max(1);
     let machine = Machine {
         kernel,
         accel: args.accel,
         cpus: args.cpus,
         memory: args.memory.clone(),
-        timeout: Duration::from_secs(args.timeout),
+        timeout: args
+            .timeout
+            .map_or(vm::DEFAULT_TIMEOUT * machine_slowdown, Duration::from_secs),
         qemu_opts: args.qemu_opts.clone(),
         echo: true,
     };

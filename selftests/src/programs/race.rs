@@ -238,7 +238,7 @@ impl RaceTest {
                 }
                 let (a, b) = (self.a, self.b);
                 let cfg = crate::fzsync::profile().config();
-                // The harness scales this by KSFT_MACHINE_SLOW; the run itself is bounded by
+                // The harness scales this by the slow factor; the run itself is bounded by
                 // max_time, setup and the last iteration by the rest.
                 let timeout = cfg.max_time + Duration::from_secs(60);
                 Test::new(

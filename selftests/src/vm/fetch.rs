@@ -22,6 +22,9 @@ pub struct Kernel {
     pub origin: String,
     /// Kernel command-line parameters it needs (`vng --append`).
     pub cmdline: Vec<String>,
+    /// How much slower than a plain kernel it runs the suite (a lab flavour's
+    /// [`crate::lab::flavour::Flavour::slowdown`]; 1 for Debian's and `--kernel`).
+    pub slowdown: u32,
 }
 
 /// Reads the release string out of an x86 bzImage header (`kernel_version` field of the
@@ -170,6 +173,7 @@ pub fn fetch_default_kernel() -> Result<Kernel, VmError> {
             release: Some(rel),
             origin,
             cmdline: Vec::new(),
+            slowdown: 1,
         });
     }
     eprintln!("# vm: fetching {origin} into {}", dir.display());
@@ -226,6 +230,7 @@ pub fn fetch_default_kernel() -> Result<Kernel, VmError> {
         release: Some(rel),
         origin,
         cmdline: Vec::new(),
+        slowdown: 1,
     })
 }
 
@@ -247,6 +252,7 @@ fn newest_cached(root: &Path) -> Option<Kernel> {
                     release: Some(rel),
                     origin,
                     cmdline: Vec::new(),
+                    slowdown: 1,
                 },
             ));
         }
@@ -269,6 +275,7 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         return Ok(Kernel {
             origin: format!("{}", image.display()),
             cmdline: Vec::new(),
+            slowdown: 1,
             image,
             release,
         });
@@ -334,6 +341,7 @@ pub fn custom_kernel(image: &Path, modules: Option<&Path>) -> Result<Kernel, VmE
         release: Some(rel),
         origin: format!("{} with modules {}", image.display(), src.display()),
         cmdline: Vec::new(),
+        slowdown: 1,
     })
 }
 
