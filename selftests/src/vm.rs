@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::Accel;
-pub use console::{CRASH_MARKERS, GuestRun, StepOutput, Verdict, classify, crash_lines};
+pub use console::{
+    CRASH_MARKERS, GuestRun, PROGRESS_TAG, StepOutput, Verdict, classify, crash_lines,
+};
 pub use engine::{Tools, find_tools, kvm_works};
 pub use fetch::{Kernel, bzimage_release, custom_kernel, fetch_default_kernel};
 pub use guest::{PASSED_ENV, Step, guest_script, passed_env};

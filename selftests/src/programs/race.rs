@@ -133,7 +133,12 @@ struct KernelLog {
     reader: Option<kmsg::Kmsg>,
     messages: Vec<String>,
     first_report: Option<u64>,
+    /// In the `vm` guest only: the case's progress, written into the kernel log.
+    progress: Option<(String, kmsg::Progress)>,
 }
+
+/// How often a case in the `vm` guest writes its progress into the kernel log.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl<S> Race<S> {
     /// A's loop condition: [`Pair::run_a`], after a look at the kernel log. A report (KASAN,
@@ -154,6 +159,15 @@ impl<S> Race<S> {
                     k.first_report = Some(iterations);
                     self.pair.abort();
                 }
+            }
+            if let Some((name, p)) = k.progress.as_mut() {
+                p.note(std::time::Instant::now(), || {
+                    let s = self.pair.stats();
+                    format!(
+                        "{name}: {iterations} iterations: A-before-B {}, B-before-A {}, overlap {}",
+                        s.a_before_b, s.b_before_a, s.overlap
+                    )
+                });
             }
         }
         self.pair.run_a()
@@ -284,6 +298,10 @@ where
             None
         }
     };
+    // Only in the guest: on a host the kernel log is not ours to write to.
+    let progress = std::env::var_os("TCPAO_IN_VM")
+        .and_then(|_| kmsg::Progress::open(PROGRESS_EVERY).ok())
+        .map(|p| (ctx.name().to_owned(), p));
     let race = Race {
         pair: Pair::new(cfg),
         profile,
@@ -291,6 +309,7 @@ where
         state: S::default(),
         kernel: Mutex::new(KernelLog {
             reader,
+            progress,
             ..KernelLog::default()
         }),
     };

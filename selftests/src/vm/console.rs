@@ -34,6 +34,28 @@ pub const CRASH_MARKERS: [&str; 15] = [
     "suspected memory leak",
 ];
 
+/// What a suite running in the guest writes into the kernel log to say how far it got (see
+/// `programs::race::kmsg::Progress`); [`report`] shows the last such line before a crash.
+pub const PROGRESS_TAG: &str = "tcpao-selftests: ";
+
+/// The last progress line (its text from [`PROGRESS_TAG`] on) before the first crash line
+/// of `console`, if any.
+pub fn progress_before_crash(console: &str) -> Option<String> {
+    let mut last = None;
+    for l in console.lines() {
+        if !is_kernel_line(l) {
+            continue;
+        }
+        if !is_user_fault(l) && CRASH_MARKERS.iter().any(|m| l.contains(m)) {
+            break;
+        }
+        if let Some(i) = l.find(PROGRESS_TAG) {
+            last = Some(l[i + PROGRESS_TAG.len()..].trim_end().to_owned());
+        }
+    }
+    last
+}
+
 /// Whether a line is kernel log output (`[    1.234567] …`, possibly after console noise).
 pub fn is_kernel_line(line: &str) -> bool {
     let t = line.trim_start_matches(['\r', ' ']);
@@ -374,6 +396,9 @@ pub fn report(done: &Finished, kernel: &Kernel) {
         let _ = writeln!(o, "# vm: FAILURE: {p}");
     }
     if !v.crash.is_empty() {
+        if let Some(p) = progress_before_crash(&done.run.console) {
+            let _ = writeln!(o, "# vm: last progress before the crash: {p}");
+        }
         let _ = writeln!(o, "# vm: kernel crash lines:");
         for l in &v.crash {
             let _ = writeln!(o, "# {l}");
@@ -417,6 +442,25 @@ pub fn report(done: &Finished, kernel: &Kernel) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_progress_line_before_the_first_crash_line_is_found() {
+        let console = "\
+[  380.100000] tcpao-selftests: race/ipv4/reconnect-vs-rx: 31 iterations: A-before-B 4, B-before-A 1, overlap 26
+# some user output tcpao-selftests: not a kernel line
+[  385.200000] tcpao-selftests: race/ipv4/reconnect-vs-rx: 37 iterations: A-before-B 5, B-before-A 1, overlap 31
+[  393.355678] Oops: general protection fault, probably for non-canonical address 0xdffffc0000000010: 0000 [#1] SMP KASAN NOPTI
+[  393.400000] tcpao-selftests: race/ipv4/reconnect-vs-rx: 38 iterations: after the oops
+";
+        assert_eq!(
+            progress_before_crash(console).as_deref(),
+            Some(
+                "race/ipv4/reconnect-vs-rx: 37 iterations: A-before-B 5, B-before-A 1, overlap 31"
+            )
+        );
+        assert_eq!(progress_before_crash("[    1.0] Oops: x\n"), None);
+        assert_eq!(progress_before_crash(""), None);
+    }
 
     fn step(id: &str, output: Output, out: Option<&str>, rc: Option<i32>) -> StepOutput {
         StepOutput {

@@ -5,10 +5,11 @@
 //! the report goes into its own diagnostics, not only into the console.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
 
-use crate::vm::CRASH_MARKERS;
+use crate::vm::{CRASH_MARKERS, PROGRESS_TAG};
 
 /// Lines of context kept after each marker line.
 const CONTEXT: usize = 24;
@@ -59,6 +60,53 @@ impl Kmsg {
     }
 }
 
+/// Progress lines written into the kernel log, so that a run which an oops or a panic cuts
+/// short (the KTAP of the case is then lost) still says on the console, next to the report,
+/// how far it got. Written at level 4, which the guest's console prints (`printk` is set to
+/// 5 there), and at most once per `every` (the kernel rate-limits `/dev/kmsg` writers to 10
+/// lines per 5 s).
+#[derive(Debug)]
+pub struct Progress {
+    file: File,
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    /// Writes to `/dev/kmsg` (root only).
+    ///
+    /// # Errors
+    /// When it cannot be opened for writing.
+    pub fn open(every: Duration) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new().write(true).open("/dev/kmsg")?;
+        Ok(Self::to(file, every))
+    }
+
+    /// Writes to `file` instead (for tests).
+    pub fn to(file: File, every: Duration) -> Self {
+        Self {
+            file,
+            every,
+            last: None,
+        }
+    }
+
+    /// Writes `line()` as one record if `every` has passed since the last one written (the
+    /// first call always writes). Returns whether it wrote. A failed write is left out: the
+    /// line is a hint for a crashed run, the case's verdict does not depend on it.
+    pub fn note(&mut self, now: Instant, line: impl FnOnce() -> String) -> bool {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.every)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        let record = format!("<4>{PROGRESS_TAG}{}\n", line().replace('\n', " "));
+        self.file.write_all(record.as_bytes()).is_ok()
+    }
+}
+
 /// The text of one `/dev/kmsg` record (`prio,seq,usec,flags;text\n` plus continuation lines).
 pub fn message(record: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(record);
@@ -97,6 +145,42 @@ mod tests {
             Some("WARNING: CPU: 1 PID: 2 at net/ipv4/tcp_ao.c:10")
         );
         assert_eq!(message(b"garbage"), None);
+    }
+
+    #[test]
+    fn progress_lines_are_one_record_each_at_most_once_per_period() {
+        let path = std::env::temp_dir().join(format!("tcpao-progress-{}", std::process::id()));
+        let file = File::create(&path).unwrap();
+        let mut p = Progress::to(file, Duration::from_secs(5));
+        let t0 = Instant::now();
+        // One row per call: seconds after t0, whether it writes.
+        let rows = [
+            (0, true),
+            (1, false),
+            (4, false),
+            (5, true),
+            (9, false),
+            (11, true),
+        ];
+        for (i, (s, writes)) in rows.into_iter().enumerate() {
+            let now = t0 + Duration::from_secs(s);
+            assert_eq!(
+                p.note(now, || format!("x: {i} iterations\nmore")),
+                writes,
+                "{s} s"
+            );
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            text,
+            "<4>tcpao-selftests: x: 0 iterations more\n\
+             <4>tcpao-selftests: x: 3 iterations more\n\
+             <4>tcpao-selftests: x: 5 iterations more\n"
+        );
+        // What it writes is not a report.
+        let line = text.lines().next().unwrap().to_owned();
+        assert!(reports(&[line]).is_empty());
     }
 
     #[test]
