@@ -254,9 +254,24 @@ fn wait_since(
     n: usize,
     what: &str,
 ) -> PeerResult<Vec<Frame>> {
+    wait_since_where(p, mark, from, ports, n, what, |_| true)
+}
+
+/// [`wait_since`], counting only the frames `keep` accepts (for example leaving out a
+/// retransmitted SYN, which a loaded machine may send before the answer awaited).
+fn wait_since_where(
+    p: &Peer<'_>,
+    mark: usize,
+    from: Side,
+    ports: (u16, u16),
+    n: usize,
+    what: &str,
+    keep: impl Fn(&Frame) -> bool,
+) -> PeerResult<Vec<Frame>> {
     let mut seen = 0;
     let got = p.wait_for(p.deadline(), || {
-        let v = since(p, mark, from, ports.0, ports.1)?;
+        let mut v = since(p, mark, from, ports.0, ports.1)?;
+        v.retain(|f| keep(f));
         seen = v.len();
         Ok((v.len() >= n).then_some(v))
     })?;
