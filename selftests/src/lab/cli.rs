@@ -60,7 +60,7 @@ pub fn kernel(args: &KernelArgs) -> i32 {
         }
         KernelAction::List { source } => {
             for f in FLAVOURS {
-                println!("{:<9} {}", f.name, f.about);
+                println!("{:<9} {} (slowdown x{})", f.name, f.about, f.slowdown);
             }
             let lab = match Lab::open(source.as_deref()) {
                 Ok(l) => l,
