@@ -317,6 +317,20 @@ pub struct VmArgs {
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_printing_to_a_closed_stdout_counts_as_a_broken_pipe() {
+        // One row per panic message: whether it is the broken pipe.
+        let rows = [
+            ("failed printing to stdout: Broken pipe (os error 32)", true),
+            ("failed printing to stdout: No space left on device", false),
+            ("test body panicked: Broken pipe", false),
+            ("", false),
+        ];
+        for (msg, want) in rows {
+            assert_eq!(is_broken_pipe_panic(msg), want, "{msg}");
+        }
+    }
+
     fn parse(a: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("tcpao-selftests").chain(a.iter().copied())).unwrap()
     }
@@ -346,4 +360,9 @@ mod tests {
             "needs --kernel"
         );
     }
+}
+
+/// Whether a panic message is `println!`'s on a closed stdout (see `main`).
+pub fn is_broken_pipe_panic(msg: &str) -> bool {
+    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
 }

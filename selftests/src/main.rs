@@ -15,6 +15,7 @@ use tcpao_selftests::programs::race;
 use tcpao_selftests::{Features, all_tests};
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Vm(args)) => lab::cli::vm(&args),
@@ -28,6 +29,26 @@ fn main() -> ExitCode {
     };
     // Exiting here also ends any abandoned (timed-out) test threads.
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `tcpao-selftests kernel list | head` closes our stdout early, and `println!` then panics.
+/// A reader that stopped reading is not our failure: leave quietly with the status a process
+/// killed by SIGPIPE has (128 + 13), as C tools do. (Resetting SIGPIPE itself would need
+/// `unsafe`, which this crate forbids.)
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if tcpao_selftests::cli::is_broken_pipe_panic(msg) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn run(args: &RunArgs) -> i32 {
