@@ -313,6 +313,11 @@ pub struct VmArgs {
     pub args: Vec<String>,
 }
 
+/// Whether a panic message is `println!`'s on a closed stdout (see `main`).
+pub fn is_broken_pipe_panic(msg: &str) -> bool {
+    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,9 +365,4 @@ mod tests {
             "needs --kernel"
         );
     }
-}
-
-/// Whether a panic message is `println!`'s on a closed stdout (see `main`).
-pub fn is_broken_pipe_panic(msg: &str) -> bool {
-    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
 }
