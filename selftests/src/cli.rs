@@ -215,6 +215,10 @@ pub struct RunArgs {
     /// `kselftest_override_timeout`).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Stop starting tests after N failures (fails, timeouts, errors); the rest are
+    /// reported as skipped. `mutate` uses it: one confirmed failure kills a mutant.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_failures: Option<u64>,
     /// Keep the packet captures tests make in DIR.
     #[arg(long, value_name = "DIR")]
     pub save_pcaps: Option<PathBuf>,

@@ -50,6 +50,16 @@ pub struct RunOptions {
     /// A missing TCP-AO fails the tests that need it instead of skipping them
     /// (`TCPAO_REQUIRE_TCP_AO=1`, set where TCP-AO must be there, as in the VM).
     pub require_tcp_ao: bool,
+    /// Stop starting tests once this many have failed (`--max-failures`): the tests not
+    /// started are reported as skipped with that reason. For runs that only need to know
+    /// whether anything fails (mutation testing), where a broken kernel would otherwise run
+    /// every test into its timeout.
+    pub max_failures: Option<usize>,
+}
+
+/// Whether a result counts against [`RunOptions::max_failures`].
+fn is_failure(s: &Status) -> bool {
+    matches!(s, Status::Fail(_) | Status::Timeout(_) | Status::Error(_))
 }
 
 /// Timeout policy taken from the environment (kselftest conventions).
@@ -307,10 +317,22 @@ pub fn run<W: Write>(
     let (tx, rx) = mpsc::channel::<Done>();
     let mut running: Vec<Running> = Vec::new();
     let mut next_print = 0;
+    let mut failures = 0;
     loop {
         // Print finished results before starting more tests: a test that takes the whole
         // process down (abort) must not swallow results that were already in.
         flush(&mut w, tests, &mut done, &mut next_print)?;
+        if let Some(max) = opts.max_failures.filter(|m| failures >= *m) {
+            for i in queue.drain(..) {
+                done[i] = Some(Finished {
+                    status: Status::Skip(format!(
+                        "not run: {max} tests failed before it (--max-failures)"
+                    )),
+                    elapsed: Duration::ZERO,
+                    diags: Vec::new(),
+                });
+            }
+        }
         while running.len() < jobs {
             let Some(i) = queue.pop_front() else { break };
             let t = &tests[i];
@@ -368,6 +390,7 @@ pub fn run<W: Write>(
                         .take()
                         .map(|c| c.take_diags())
                         .unwrap_or_default();
+                    failures += usize::from(is_failure(&d.status));
                     done[d.index] = Some(Finished {
                         status: d.status,
                         elapsed: d.elapsed,
@@ -388,6 +411,7 @@ pub fn run<W: Write>(
                         .map(|c| c.take_diags())
                         .unwrap_or_default();
                     let secs = r.timeout.as_secs() + u64::from(r.timeout.subsec_nanos() > 0);
+                    failures += 1;
                     done[r.index] = Some(Finished {
                         status: Status::Timeout(secs),
                         elapsed,
@@ -549,6 +573,58 @@ mod tests {
         )
         .unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn max_failures_stops_starting_tests_and_skips_the_rest_with_the_reason() {
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t = |name: &str, pass: bool| {
+            let ran = Arc::clone(&ran);
+            Test::new(name, move |_| {
+                ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(if pass {
+                    Outcome::Pass
+                } else {
+                    Outcome::fail("broken")
+                })
+            })
+        };
+        let tests = vec![
+            t("m/any/pass", true),
+            t("m/any/fail-1", false),
+            t("m/any/pass-2", true),
+            t("m/any/fail-2", false),
+            t("m/any/never-1", true),
+            t("m/any/never-2", false),
+        ];
+        let mut out = Vec::new();
+        let opts = RunOptions {
+            jobs: 1,
+            max_failures: Some(2),
+            ..RunOptions::default()
+        };
+        let policy = TimeoutPolicy {
+            slow: 1,
+            override_secs: None,
+        };
+        let totals = run(&tests, &features(true), &opts, policy, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 4, "{out}");
+        for n in [5, 6] {
+            assert!(
+                out.contains(&format!(
+                    "ok {n} m/any/never-{} # SKIP not run: 2 tests failed before it (--max-failures)",
+                    n - 4
+                )),
+                "{out}"
+            );
+        }
+        assert!(out.contains("not ok 4 m/any/fail-2"), "{out}");
+        assert_ne!(totals.exit_code(), 0);
+        // Without the option every test runs.
+        ran.store(0, std::sync::atomic::Ordering::SeqCst);
+        run_text(&tests, &features(true), 1);
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 6);
     }
 
     #[test]

@@ -77,6 +77,9 @@ fn run(args: &RunArgs) -> i32 {
         save_pcaps: args.save_pcaps.clone(),
         bench: args.bench,
         require_tcp_ao: std::env::var("TCPAO_REQUIRE_TCP_AO").is_ok_and(|v| v == "1"),
+        max_failures: args
+            .max_failures
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     match harness::run(
         &tests,

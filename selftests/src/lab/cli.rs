@@ -334,6 +334,9 @@ fn load_programs(lab: &Lab, suite: &str) -> Option<ProgramLines> {
     (pf.source_id == lab.source.id).then_some(pf.programs)
 }
 
+/// How many of our tests may fail on a mutant before the rest are skipped (`--max-failures`).
+const MUTANT_MAX_FAILURES: usize = 3;
+
 /// The step(s) of `suite` for a mutant: the programs that execute its line (per the coverage
 /// data), or all. `None`: no program executes it.
 fn mutant_steps(
@@ -361,15 +364,7 @@ fn mutant_steps(
     };
     let prefix = format!("{suite}-");
     if suite == "ours" {
-        let mut args = vec!["--jobs".to_owned(), jobs.to_string()];
-        if let Some(progs) = &covering {
-            args.extend(
-                progs
-                    .iter()
-                    .filter_map(|p| p.strip_prefix(&prefix))
-                    .map(|p| format!("{p}/*")),
-            );
-        }
+        let args = our_suite_args(jobs, m.is_some(), covering.as_deref());
         return Ok(Some(Step::suite("ours", args)));
     }
     let dir = lab.upstream_programs()?;
@@ -382,6 +377,26 @@ fn mutant_steps(
         })
         .unwrap_or_default();
     Ok(Some(Step::upstream("upstream", dir, files)))
+}
+
+/// Our suite's arguments for the baseline (`mutant` false) or a mutant: the covering
+/// programs (`ours-<program>`) as filters, or everything. On a mutant, a few failures end the
+/// run: a mutant that breaks every connection would run each test into its timeout (mutant 1
+/// of the first sample took 36 min), and one confirmed failure already kills it.
+fn our_suite_args(jobs: usize, mutant: bool, covering: Option<&[String]>) -> Vec<String> {
+    let mut args = vec!["--jobs".to_owned(), jobs.to_string()];
+    if mutant {
+        args.extend(["--max-failures".to_owned(), MUTANT_MAX_FAILURES.to_string()]);
+    }
+    if let Some(progs) = covering {
+        args.extend(
+            progs
+                .iter()
+                .filter_map(|p| p.strip_prefix("ours-"))
+                .map(|p| format!("{p}/*")),
+        );
+    }
+    args
 }
 
 /// Whether gcov had counters for the mutant's line (in the coverage report of the whole suite).
@@ -867,6 +882,28 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mutant_run_of_ours_stops_after_a_few_failures_the_baseline_does_not() {
+        let progs = ["ours-connect".to_owned(), "upstream-rst".to_owned()];
+        assert_eq!(
+            our_suite_args(2, true, Some(&progs)),
+            ["--jobs", "2", "--max-failures", "3", "connect/*"]
+        );
+        assert_eq!(our_suite_args(1, false, None), ["--jobs", "1"]);
+        // The arguments parse as a run.
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(
+            ["tcpao-selftests", "run"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(our_suite_args(2, true, Some(&progs))),
+        )
+        .unwrap();
+        match cli.command {
+            Some(crate::cli::Command::Run(a)) => assert_eq!(a.max_failures, Some(3)),
+            other => panic!("{other:?}"),
+        }
+    }
     use crate::vm::console::{GuestRun, StepOutput, classify};
     use crate::vm::guest::{Output, Staged};
 
