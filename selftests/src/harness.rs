@@ -325,9 +325,7 @@ pub fn run<W: Write>(
         if let Some(max) = opts.max_failures.filter(|m| failures >= *m) {
             for i in queue.drain(..) {
                 done[i] = Some(Finished {
-                    status: Status::Skip(format!(
-                        "not run: {max} tests failed before it (--max-failures)"
-                    )),
+                    status: Status::Skip(format!("not run: --max-failures {max} reached")),
                     elapsed: Duration::ZERO,
                     diags: Vec::new(),
                 });
@@ -613,7 +611,7 @@ mod tests {
         for n in [5, 6] {
             assert!(
                 out.contains(&format!(
-                    "ok {n} m/any/never-{} # SKIP not run: 2 tests failed before it (--max-failures)",
+                    "ok {n} m/any/never-{} # SKIP not run: --max-failures 2 reached",
                     n - 4
                 )),
                 "{out}"
