@@ -220,7 +220,8 @@ fn install_panic_hook() {
     });
 }
 
-fn payload_text(p: &(dyn std::any::Any + Send)) -> String {
+/// The message of a panic payload (`panic!` with a literal or a formatted message).
+pub fn payload_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = p.downcast_ref::<String>() {

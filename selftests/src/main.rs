@@ -38,13 +38,7 @@ fn main() -> ExitCode {
 fn quiet_on_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if tcpao_selftests::cli::is_broken_pipe_panic(msg) {
+        if tcpao_selftests::cli::is_broken_pipe_panic(&harness::payload_text(info.payload())) {
             std::process::exit(141);
         }
         default(info);
