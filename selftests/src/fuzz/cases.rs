@@ -19,7 +19,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Test};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 19] = [
+pub const RESOLVED: [(&str, &str); 21] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -91,6 +91,14 @@ pub const RESOLVED: [(&str, &str); 19] = [
     (
         "unknown-keyid-is-unknown",
         include_str!("../../fuzz-cases/unknown-keyid-is-unknown.json"),
+    ),
+    (
+        "unknown-keyid-after-child-key",
+        include_str!("../../fuzz-cases/unknown-keyid-after-child-key.json"),
+    ),
+    (
+        "timewait-acks-unsigned-segment",
+        include_str!("../../fuzz-cases/timewait-acks-unsigned-segment.json"),
     ),
     (
         "second-peer-connection",

@@ -989,7 +989,7 @@ impl Run<'_> {
         conn.listener = s;
         // "Unknown" must be unknown to every key of the socket, not only the mirrored one
         // (resolved divergence 19, docs/fuzz.md).
-        if let Some(id) = (0..=255u8).find(|id| keys.iter().all(|k| k.rcvid != *id)) {
+        if let Some(id) = peer::unused_recv_id(&keys) {
             conn.unknown_id = id;
         }
         let _ = self.topo.drain();
@@ -1041,12 +1041,14 @@ impl Run<'_> {
                     self.topo.send(&p);
                 }
                 conn.established = true;
-                let _ = self.topo.drain();
+                // What answers the handshake's ACK is checked too: a child that inherited the
+                // listener's SHUT_WR sends its FIN right away (resolved divergence 20).
+                let replies = self.topo.drain();
                 // The new connection's child is not accepted yet: counters are predicted again
                 // once `accept` hands it out (resolved divergence 10, docs/fuzz.md).
                 self.child_of_peer = None;
                 self.peer = Some(conn);
-                Ok(())
+                self.check_replies(op, &replies)
             }
             (None, true, true) if keys.len() == matching.len() || !keys.is_empty() => Err(div(
                 op,
@@ -1071,6 +1073,20 @@ impl Run<'_> {
         let before = child.and_then(|c| self.counters(c));
         let mib_before = crate::counters::NetnsMib::read().ok();
         let child_state = child.map(|c| self.ctx(c).state);
+        // "Unknown" is judged against the keys the child has now: a key added to it after the
+        // connection was made may hold the KeyID picked then (resolved divergence 21,
+        // docs/fuzz.md).
+        if seg.auth == SegAuth::UnknownKey {
+            if let Some(keys) = child
+                .and_then(|c| self.model.sock(c))
+                .and_then(|m| m.ao.as_ref())
+                .map(|a| &a.keys)
+            {
+                if let Some(id) = peer::unused_recv_id(keys) {
+                    conn.unknown_id = id;
+                }
+            }
+        }
         let Some(pkt) = peer::segment(&mut conn, seg) else {
             return Ok(());
         };
@@ -1172,6 +1188,7 @@ impl Run<'_> {
                 continue;
             }
             let sne = conn.ksne.observe(r.seq, r.seg_len);
+            conn.kernel_fin |= r.flags.contains(tcpao_refimpl::wire::TcpFlags::FIN);
             if let Err(why) = peer::check_reply(r, &conn, &keys, sne) {
                 return Err(other("wire", op, why));
             }

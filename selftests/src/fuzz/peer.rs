@@ -150,6 +150,33 @@ pub struct PeerConn {
     pub last_seq: u32,
     /// A KeyID no key of the socket has as RecvID (for [`SegAuth::UnknownKey`]).
     pub unknown_id: u8,
+    /// The peer sent a FIN the kernel accepts (signed, in sequence).
+    pub fin_sent: bool,
+    /// The kernel sent a FIN on this connection.
+    pub kernel_fin: bool,
+    /// The last segment the peer sent carried no TCP-AO option (unsigned or TCP-MD5).
+    pub last_unsigned: bool,
+}
+
+impl PeerConn {
+    /// Whether `r` is the answer of a TIME-WAIT socket to a segment without TCP-AO: an
+    /// unsigned pure ACK. Linux 7.2 sends it (`tcp_v4_timewait_ack()` signs only when the
+    /// segment it answers has a TCP-AO option, and says so in a FIXME), where RFC 5925 §7.3
+    /// would discard the segment; `paths/*/timewait` pins it (resolved divergence 20,
+    /// docs/fuzz.md). Both FINs must have been sent for the kernel to be in TIME-WAIT.
+    pub fn time_wait_answer(&self, r: &Reply) -> bool {
+        self.fin_sent
+            && self.kernel_fin
+            && self.last_unsigned
+            && r.flags == TcpFlags::ACK
+            && r.seg_len == 0
+    }
+}
+
+/// The lowest KeyID that no key in `keys` has as RecvID: a segment signed with it must count
+/// as key-not-found (RFC 5925 §7.3 step 4). `None` when all 256 are taken.
+pub fn unused_recv_id(keys: &[KeyM]) -> Option<u8> {
+    (0..=255u8).find(|id| keys.iter().all(|k| k.rcvid != *id))
 }
 
 /// Verifies a segment the kernel sent on `conn` with the reference.
@@ -159,10 +186,14 @@ pub struct PeerConn {
 /// a MAC length other than the key's, a MAC that does not verify.
 pub fn check_reply(r: &Reply, conn: &PeerConn, keys: &[KeyM], ksne: u32) -> Result<(), String> {
     let Some((key_id, _rnext, maclen)) = r.ao else {
-        return if conn.key.is_some() && !r.flags.contains(TcpFlags::RST) {
+        return if conn.key.is_some()
+            && !r.flags.contains(TcpFlags::RST)
+            && !conn.time_wait_answer(r)
+        {
             Err(format!(
-                "the kernel sent an unsigned segment ({:?}) on a TCP-AO connection",
-                r.flags
+                "the kernel sent an unsigned segment ({:?} seq {} ack {} len {}) on a TCP-AO \
+                 connection",
+                r.flags, r.seq, r.ack, r.seg_len
             ))
         } else {
             Ok(())
@@ -270,6 +301,9 @@ pub fn syn(
         reset: false,
         last_seq: isn,
         unknown_id: key.map_or(0, |k| k.rcvid.wrapping_add(77)),
+        fin_sent: false,
+        kernel_fin: false,
+        last_unsigned: auth == SegAuth::Unsigned || auth == SegAuth::Md5,
     };
     let tcp = TcpRepr {
         src_port: sport,
@@ -374,6 +408,10 @@ pub fn segment(conn: &mut PeerConn, s: &Seg) -> Option<Vec<u8>> {
     let sne = conn.sne.sne_for(seq);
     let pkt = sign(conn, &tcp, s.auth, s.rnext, sne)?;
     conn.last_seq = seq;
+    conn.last_unsigned = matches!(s.auth, SegAuth::Unsigned | SegAuth::Md5);
+    if s.fin && !s.rst && s.seq_off == 0 && s.auth == SegAuth::Good {
+        conn.fin_sent = true;
+    }
     if s.rst && s.auth == SegAuth::Good && s.seq_off == 0 {
         conn.reset = true;
     }
@@ -403,6 +441,21 @@ mod tests {
             alg_name: "hmac(sha1)",
             key: key_bytes(3, 20),
         }
+    }
+
+    #[test]
+    fn the_unknown_key_id_avoids_every_recv_id() {
+        let mut a = key();
+        a.rcvid = 0;
+        let mut b = key();
+        b.rcvid = 1;
+        assert_eq!(unused_recv_id(&[]), Some(0));
+        assert_eq!(unused_recv_id(&[b.clone()]), Some(0));
+        assert_eq!(unused_recv_id(&[a.clone(), b]), Some(2));
+        let all: Vec<KeyM> = (0..=255u8)
+            .map(|id| KeyM { rcvid: id, ..a.clone() })
+            .collect();
+        assert_eq!(unused_recv_id(&all), None);
     }
 
     #[test]
@@ -578,5 +631,48 @@ mod tests {
                 .unwrap_err()
                 .contains("unsigned")
         );
+    }
+
+    /// Resolved divergence 20: only TIME-WAIT's answer to a segment without TCP-AO may be
+    /// unsigned, and only a pure ACK.
+    #[test]
+    fn time_wait_may_ack_an_unsigned_segment_unsigned() {
+        let k = key();
+        let (_, mut conn) = syn(false, 40_006, 80, 5, Some(&k), SegAuth::Good);
+        let ack = |flags: TcpFlags, payload: &[u8]| {
+            let tcp = TcpRepr {
+                src_port: 80,
+                dst_port: 40_006,
+                seq_number: 9,
+                ack_number: 6,
+                flags,
+                window_len: 0,
+                urgent_at: 0,
+                options: &[],
+                payload,
+            };
+            let ip = IpHeader::new(conn.them.ip(), conn.me.ip());
+            parse_reply(build_segment(&ip, &tcp, &Auth::None).unwrap()).unwrap()
+        };
+        let pure = ack(TcpFlags::ACK, &[]);
+        let data = ack(TcpFlags::ACK | TcpFlags::PSH, b"x");
+        let keys = std::slice::from_ref(&k);
+        // One row per missing condition: each alone keeps the unsigned ACK a finding.
+        for (fin_sent, kernel_fin, last_unsigned) in [
+            (false, true, true),
+            (true, false, true),
+            (true, true, false),
+        ] {
+            conn.fin_sent = fin_sent;
+            conn.kernel_fin = kernel_fin;
+            conn.last_unsigned = last_unsigned;
+            assert!(
+                check_reply(&pure, &conn, keys, 0).is_err(),
+                "{fin_sent} {kernel_fin} {last_unsigned}"
+            );
+        }
+        conn.last_unsigned = true;
+        check_reply(&pure, &conn, keys, 0).unwrap();
+        assert!(check_reply(&data, &conn, keys, 0).is_err(), "data is never unsigned");
     }
 }
