@@ -193,6 +193,10 @@ pub struct UpstreamArgs {
     pub dir: PathBuf,
     /// Only these programs (file names like `connect_ipv4`, or program names).
     pub programs: Vec<String>,
+    /// Start no more programs once N of them have had a failing result; the rest are
+    /// reported as skipped (`mutate` passes 1 on a mutant).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_failures: Option<u64>,
 }
 
 /// Options of `run`.

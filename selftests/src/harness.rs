@@ -57,8 +57,9 @@ pub struct RunOptions {
     pub max_failures: Option<usize>,
 }
 
-/// Whether a result counts against [`RunOptions::max_failures`].
-fn is_failure(s: &Status) -> bool {
+/// Whether a result counts against [`RunOptions::max_failures`] (and the kernel's programs'
+/// `upstream --max-failures`).
+pub(crate) fn is_failure(s: &Status) -> bool {
     matches!(s, Status::Fail(_) | Status::Timeout(_) | Status::Error(_))
 }
 

@@ -24,7 +24,11 @@ fn main() -> ExitCode {
         Some(Command::Coverage(args)) => lab::cli::coverage(&args),
         Some(Command::Mutate(args)) => lab::cli::mutate(&args),
         Some(Command::Fuzz(args)) => tcpao_selftests::fuzz::main(&args),
-        Some(Command::Upstream(args)) => lab::upstream::main(&args.dir, &args.programs),
+        Some(Command::Upstream(args)) => lab::upstream::main(
+            &args.dir,
+            &args.programs,
+            args.max_failures.and_then(|n| usize::try_from(n).ok()),
+        ),
         None => run(&cli.run),
     };
     // Exiting here also ends any abandoned (timed-out) test threads.

@@ -453,7 +453,10 @@ mod tests {
         assert_eq!(unused_recv_id(&[b.clone()]), Some(0));
         assert_eq!(unused_recv_id(&[a.clone(), b]), Some(2));
         let all: Vec<KeyM> = (0..=255u8)
-            .map(|id| KeyM { rcvid: id, ..a.clone() })
+            .map(|id| KeyM {
+                rcvid: id,
+                ..a.clone()
+            })
             .collect();
         assert_eq!(unused_recv_id(&all), None);
     }
@@ -673,6 +676,9 @@ mod tests {
         }
         conn.last_unsigned = true;
         check_reply(&pure, &conn, keys, 0).unwrap();
-        assert!(check_reply(&data, &conn, keys, 0).is_err(), "data is never unsigned");
+        assert!(
+            check_reply(&data, &conn, keys, 0).is_err(),
+            "data is never unsigned"
+        );
     }
 }

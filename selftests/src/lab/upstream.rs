@@ -262,7 +262,7 @@ pub fn timeout_from(settings: Option<&str>, slow: bool) -> Duration {
 /// `tcpao-selftests upstream DIR [PROGRAM…]`, run in the guest: runs the programs one by one
 /// and writes one KTAP document (plan at the end, as TAP 13 allows). Returns the kselftest
 /// exit code.
-pub fn main(dir: &Path, named: &[String]) -> i32 {
+pub fn main(dir: &Path, named: &[String], max_failed: Option<usize>) -> i32 {
     let progs = match select(dir, named) {
         Ok(p) if !p.is_empty() => p,
         Ok(_) => {
@@ -284,18 +284,49 @@ pub fn main(dir: &Path, named: &[String]) -> i32 {
     );
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    let totals = run_all(&mut out, &progs, timeout, max_failed, |p| {
+        run_program(&dir.join(p), timeout)
+    });
+    totals.exit_code()
+}
+
+/// Runs `progs` in order with `run` and writes their folded KTAP to `out`. Once `max_failed`
+/// programs have had a failing result (fail, timeout, error), the rest are not started: each
+/// is reported as one `upstream/<program>/<family>` SKIP saying why. `mutate` uses it, as it
+/// uses our suite's `--max-failures`: one failing program kills a mutant, and a mutant that
+/// breaks every connection would otherwise run each program into its timeout.
+fn run_all(
+    out: &mut impl Write,
+    progs: &[String],
+    timeout: Duration,
+    max_failed: Option<usize>,
+    mut run: impl FnMut(&str) -> (String, Option<i32>),
+) -> Totals {
     let _ = writeln!(out, "TAP version 13");
     let mut n = 0;
     let mut totals = Totals::default();
-    for p in &progs {
+    let mut failed_programs = 0;
+    for p in progs {
+        if let Some(max) = max_failed.filter(|m| failed_programs >= *m) {
+            let (prog, fam) = split_program(p).unwrap_or((p.as_str(), "any"));
+            let status = Status::Skip(format!("not run: --max-failures {max} reached"));
+            n += 1;
+            totals.add(&status);
+            let name = format!("upstream/{prog}/{fam}");
+            let _ = writeln!(out, "{}", ktap::format_result(n, &name, &status, 0));
+            continue;
+        }
         let _ = writeln!(out, "# upstream: running {p}");
         let _ = out.flush();
         let started = Instant::now();
-        let (output, rc) = run_program(&dir.join(p), timeout);
+        let (output, rc) = run(p);
         let ms = started.elapsed().as_millis();
         let f = fold(p, &output, rc, Some(timeout));
         for d in &f.diags {
             let _ = writeln!(out, "# {d}");
+        }
+        if f.results.iter().any(|(_, s)| crate::harness::is_failure(s)) {
+            failed_programs += 1;
         }
         for (name, status) in &f.results {
             n += 1;
@@ -315,7 +346,7 @@ pub fn main(dir: &Path, named: &[String]) -> i32 {
     let _ = writeln!(out, "1..{n}");
     let _ = writeln!(out, "# Totals: {totals}");
     let _ = out.flush();
-    totals.exit_code()
+    totals
 }
 
 /// Runs one program with a timeout; its stdout and stderr together. `None` exit code: it was
@@ -450,6 +481,48 @@ mod tests {
             1,
             "exit 1 with a failed result is explained"
         );
+    }
+
+    #[test]
+    fn max_failures_skips_the_programs_after_the_nth_failing_one() {
+        let progs: Vec<String> = ["connect_ipv4", "rst_ipv4", "rst_ipv6", "self-connect_ipv4"]
+            .map(str::to_owned)
+            .to_vec();
+        let mut ran = Vec::new();
+        let mut out = Vec::new();
+        let t = Duration::from_secs(9);
+        let totals = run_all(&mut out, &progs, t, Some(1), |p| {
+            ran.push(p.to_owned());
+            if p == "rst_ipv4" {
+                ("TAP version 13\n1..2\nok 1 a\nnot ok 2 b\n".into(), Some(1))
+            } else {
+                ("TAP version 13\n1..1\nok 1 a\n".into(), Some(0))
+            }
+        });
+        assert_eq!(
+            ran,
+            ["connect_ipv4", "rst_ipv4"],
+            "nothing starts after the failure"
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("ok 4 upstream/rst/ipv6 # SKIP not run: --max-failures 1 reached"));
+        assert!(text.contains("ok 5 upstream/self-connect/ipv4 # SKIP"));
+        assert!(text.contains("not ok 3 upstream/rst/ipv4/b"));
+        assert!(text.ends_with("1..5\n# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:2 error:0\n"));
+        assert_eq!((totals.pass, totals.skip), (2, 2));
+        // Without a bound every program runs, and a timed-out one counts as failing too.
+        let mut ran = 0;
+        run_all(&mut Vec::new(), &progs, t, None, |_| {
+            ran += 1;
+            (String::new(), None)
+        });
+        assert_eq!(ran, 4);
+        let mut ran = 0;
+        run_all(&mut Vec::new(), &progs, t, Some(2), |_| {
+            ran += 1;
+            (String::new(), None)
+        });
+        assert_eq!(ran, 2, "timeouts count as failures");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub enum Step {
         programs: Vec<String>,
         /// Reset the gcov counters before and save them after.
         gcov: bool,
+        /// `upstream --max-failures N`.
+        max_failures: Option<usize>,
     },
 }
 
@@ -63,7 +65,22 @@ impl Step {
             dir,
             programs,
             gcov: false,
+            max_failures: None,
         }
+    }
+
+    /// The same step, stopping after `n` failures (`--max-failures`): our suite counts
+    /// failed tests, the kernel's programs count failing programs.
+    #[must_use]
+    pub fn with_max_failures(mut self, n: usize) -> Self {
+        match &mut self {
+            Step::Upstream { max_failures, .. } => *max_failures = Some(n),
+            Step::Suite { args, .. } => {
+                args.extend(["--max-failures".to_owned(), n.to_string()]);
+            }
+            Step::Cargo(_) | Step::Script(_) | Step::Fuzz { .. } => {}
+        }
+        self
     }
 
     /// The same step with gcov counters reset before it and saved after it.
@@ -193,6 +210,7 @@ pub fn stage(results: &Path, steps: &[Step]) -> Result<Vec<Staged>, VmError> {
                 dir,
                 programs,
                 gcov,
+                max_failures,
             } => {
                 let staged_dir = bin_dir.join("upstream");
                 if !staged_dir.is_dir() {
@@ -203,6 +221,9 @@ pub fn stage(results: &Path, steps: &[Step]) -> Result<Vec<Staged>, VmError> {
                     "upstream".into(),
                     staged_dir.display().to_string(),
                 ];
+                if let Some(n) = max_failures {
+                    argv.extend(["--max-failures".to_owned(), n.to_string()]);
+                }
                 argv.extend(programs.iter().cloned());
                 Staged {
                     id: id.clone(),
@@ -418,6 +439,24 @@ mod tests {
         assert_eq!(st[1].argv[1], "upstream");
         assert_eq!(st[1].argv[3], "connect_ipv4");
         assert!(st[1].gcov);
+        // A bounded step passes the bound before the programs, and the guest side parses it.
+        let st = stage(
+            &res,
+            &[
+                Step::upstream("upstream", up.clone(), vec!["connect_ipv4".into()])
+                    .with_max_failures(1),
+            ],
+        )
+        .unwrap();
+        assert_eq!(st[0].argv[3..], ["--max-failures", "1", "connect_ipv4"]);
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&st[0].argv).unwrap();
+        match cli.command {
+            Some(crate::cli::Command::Upstream(a)) => {
+                assert_eq!(a.max_failures, Some(1));
+                assert_eq!(a.programs, ["connect_ipv4"]);
+            }
+            other => panic!("not an upstream command: {other:?}"),
+        }
         let _ = fs::remove_dir_all(&tmp);
     }
 }
