@@ -19,7 +19,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Test};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 21] = [
+pub const RESOLVED: [(&str, &str); 24] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -99,6 +99,18 @@ pub const RESOLVED: [(&str, &str); 21] = [
     (
         "timewait-acks-unsigned-segment",
         include_str!("../../fuzz-cases/timewait-acks-unsigned-segment.json"),
+    ),
+    (
+        "listener-close-resets-children",
+        include_str!("../../fuzz-cases/listener-close-resets-children.json"),
+    ),
+    (
+        "unaccepted-child-has-listener-keys",
+        include_str!("../../fuzz-cases/unaccepted-child-has-listener-keys.json"),
+    ),
+    (
+        "listener-answers-after-kernel-reset",
+        include_str!("../../fuzz-cases/listener-answers-after-kernel-reset.json"),
     ),
     (
         "second-peer-connection",

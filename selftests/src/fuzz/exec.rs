@@ -477,12 +477,16 @@ impl Run<'_> {
                         let _ = x.sock.set_linger(Some(Duration::ZERO));
                     }
                 }
-                self.slots[usize::from(s)] = None;
-                self.model.close(s);
                 if self.child_of_peer == Some(s) {
+                    self.remember_child_keys();
                     self.child_of_peer = None;
                 }
-                Ok(())
+                self.slots[usize::from(s)] = None;
+                self.model.close(s);
+                // What the close sent (a FIN, or the RST of an abort, also for the children a
+                // closed listener had not handed out) is checked now, with the keys the
+                // connection had (resolved divergence 22, docs/fuzz.md).
+                self.check_peer_replies(op)
             }
             Op::Bind { s, addr, port } => {
                 if let Some(x) = self.slot(s) {
@@ -987,6 +991,7 @@ impl Run<'_> {
         let sport = self.port_base + 4 + self.peer_conns;
         let (syn, mut conn) = peer::syn(v6, sport, port, isn, k.as_ref(), auth);
         conn.listener = s;
+        conn.child_keys = matching.iter().map(|k| (*k).clone()).collect();
         // "Unknown" must be unknown to every key of the socket, not only the mirrored one
         // (resolved divergence 19, docs/fuzz.md).
         if let Some(id) = peer::unused_recv_id(&keys) {
@@ -1168,6 +1173,18 @@ impl Run<'_> {
         self.check_replies(op, &replies)
     }
 
+    /// Copies the accepted child's keys (per the model) into the peer's connection.
+    fn remember_child_keys(&mut self) {
+        let keys = self
+            .child_of_peer
+            .and_then(|c| self.model.sock(c))
+            .and_then(|m| m.ao.as_ref())
+            .map(|a| a.keys.clone());
+        if let (Some(k), Some(p)) = (keys, self.peer.as_mut()) {
+            p.child_keys = k;
+        }
+    }
+
     fn check_peer_replies(&mut self, op: &Op) -> Step {
         let replies = self.topo.drain();
         self.check_replies(op, &replies)
@@ -1177,12 +1194,13 @@ impl Run<'_> {
         let Some(mut conn) = self.peer.clone() else {
             return Ok(());
         };
-        let keys: Vec<model::KeyM> = self
-            .child_of_peer
-            .and_then(|c| self.model.sock(c))
-            .and_then(|m| m.ao.as_ref())
-            .map(|a| a.keys.clone())
-            .unwrap_or_else(|| conn.key.iter().cloned().collect());
+        // Until `accept` hands out the child, its keys are the listener's for the peer, as
+        // copied when the connection was made (resolved divergence 23, docs/fuzz.md).
+        self.remember_child_keys();
+        if let Some(p) = &self.peer {
+            conn.child_keys.clone_from(&p.child_keys);
+        }
+        let keys = conn.child_keys.clone();
         for r in replies {
             if r.dport != conn.me.port() || r.sport != conn.them.port() {
                 continue;
@@ -1192,6 +1210,9 @@ impl Run<'_> {
             if let Err(why) = peer::check_reply(r, &conn, &keys, sne) {
                 return Err(other("wire", op, why));
             }
+            // After the kernel's own RST, a listener answers for the connection (resolved
+            // divergence 24, docs/fuzz.md).
+            conn.reset |= r.flags.contains(tcpao_refimpl::wire::TcpFlags::RST);
             let end = r.seq.wrapping_add(r.seg_len);
             if end.wrapping_sub(conn.rcv_nxt) as i32 > 0 {
                 conn.rcv_nxt = end;

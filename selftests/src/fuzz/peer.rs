@@ -143,9 +143,12 @@ pub struct PeerConn {
     pub ksne: SneTracker,
     /// Established (the handshake completed from the peer's view).
     pub established: bool,
-    /// The peer reset the connection: the kernel has no socket for it any more, and what
-    /// answers is the listener.
+    /// The connection was reset (the peer sent a good RST, or the kernel sent one): the
+    /// kernel has no socket for it any more, and what answers is the listener.
     pub reset: bool,
+    /// The keys of the kernel's side as last known: the listener's keys for the peer when the
+    /// connection was made (a child gets a copy of them), then the accepted child's.
+    pub child_keys: Vec<KeyM>,
     /// SEQ of the last segment the peer sent.
     pub last_seq: u32,
     /// A KeyID no key of the socket has as RecvID (for [`SegAuth::UnknownKey`]).
@@ -301,6 +304,7 @@ pub fn syn(
         reset: false,
         last_seq: isn,
         unknown_id: key.map_or(0, |k| k.rcvid.wrapping_add(77)),
+        child_keys: key.into_iter().cloned().collect(),
         fin_sent: false,
         kernel_fin: false,
         last_unsigned: auth == SegAuth::Unsigned || auth == SegAuth::Md5,
