@@ -25,6 +25,68 @@ pub fn kallsyms(text: &str) -> Vec<(u64, String)> {
     v
 }
 
+const KPTR_RESTRICT: &str = "/proc/sys/kernel/kptr_restrict";
+
+/// `/proc/kallsyms` with its addresses. With `kernel.kptr_restrict` set they all read 0; the
+/// sysctl is then lowered to 0 for the one read and put back.
+///
+/// # Errors
+/// The file cannot be read, or holds no text symbol with an address even with the sysctl at 0.
+fn readable_kallsyms() -> Result<Vec<(u64, String)>, String> {
+    let read = || {
+        std::fs::read_to_string("/proc/kallsyms")
+            .map(|t| kallsyms(&t))
+            .map_err(|e| format!("reading /proc/kallsyms: {e}"))
+    };
+    let syms = read()?;
+    if !syms.is_empty() {
+        return Ok(syms);
+    }
+    let old = std::fs::read_to_string(KPTR_RESTRICT).unwrap_or_default();
+    let lowered = std::fs::write(KPTR_RESTRICT, "0").is_ok();
+    let again = read();
+    if lowered {
+        let _ = std::fs::write(KPTR_RESTRICT, old.trim());
+    }
+    match again? {
+        s if s.is_empty() => Err(format!(
+            "/proc/kallsyms shows no addresses (kernel.kptr_restrict = {}, lowering it {}): \
+             PCs cannot be named",
+            old.trim(),
+            if lowered { "did not help" } else { "failed" }
+        )),
+        s => Ok(s),
+    }
+}
+
+/// PCs of `func`, its compiler clones (`.constprop.0`, `.part.0`, `.isra.0`) included.
+pub fn pcs_of(by_fn: &BTreeMap<String, usize>, func: &str) -> usize {
+    by_fn
+        .iter()
+        .filter(|(n, _)| n.split('.').next() == Some(func))
+        .map(|(_, c)| c)
+        .sum()
+}
+
+/// Where x86-64 links the kernel's `_text` (`__START_KERNEL_map` + `CONFIG_PHYSICAL_START`).
+const LINK_TEXT: u64 = 0xffff_ffff_8100_0000;
+
+/// KCOV reports PCs without the KASLR offset (`canonicalize_ip()` in kernel/kcov.c), and
+/// `/proc/kallsyms` shows them with it: the symbols are moved back by `_text`'s offset from
+/// its link address.
+pub fn canonical(mut syms: Vec<(u64, String)>) -> Vec<(u64, String)> {
+    if let Some(off) = syms
+        .iter()
+        .find(|(_, n)| n == "_text")
+        .map(|(a, _)| a.wrapping_sub(LINK_TEXT))
+    {
+        for s in &mut syms {
+            s.0 = s.0.wrapping_sub(off);
+        }
+    }
+    syms
+}
+
 /// The function containing `pc`.
 pub fn symbol(syms: &[(u64, String)], pc: u64) -> Option<&str> {
     let i = syms.partition_point(|(a, _)| *a <= pc);
@@ -172,10 +234,24 @@ pub fn kcov_probe(ex: &mut Executor) -> i32 {
         println!("# kcov-probe: SKIP: no KCOV");
         return 4;
     }
-    let syms = kallsyms(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default());
+    let syms = match readable_kallsyms() {
+        Ok(s) => canonical(s),
+        Err(why) => {
+            eprintln!("tcpao-selftests fuzz --kcov-probe: {why}");
+            return 1;
+        }
+    };
     let mut out = serde_json::Map::new();
     for (name, p) in [("veth", veth_prog()), ("tun", tun_prog())] {
         let r = ex.run(&p);
+        println!(
+            "# kcov-probe: {name}: PCs {:#x}..{:#x}; text symbols {:#x}..{:#x} ({})",
+            r.pcs.iter().min().unwrap_or(&0),
+            r.pcs.iter().max().unwrap_or(&0),
+            syms.first().map_or(0, |s| s.0),
+            syms.last().map_or(0, |s| s.0),
+            syms.len()
+        );
         let f = by_function(&syms, &r.pcs);
         let total: usize = f.values().sum();
         println!(
@@ -187,7 +263,7 @@ pub fn kcov_probe(ex: &mut Executor) -> i32 {
                 .map_or(String::new(), |x| format!(" (finding: {})", x.detail))
         );
         for func in RX_FUNCTIONS {
-            println!("#   {func}: {}", f.get(func).copied().unwrap_or(0));
+            println!("#   {func}: {}", pcs_of(&f, func));
         }
         out.insert(name.into(), serde_json::to_value(&f).unwrap_or_default());
     }
@@ -198,6 +274,30 @@ pub fn kcov_probe(ex: &mut Executor) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kaslr_offset_is_taken_off_the_symbols() {
+        let syms = canonical(kallsyms(
+            "ffffffff9ae00000 T _text\nffffffff9ae00100 t tcp_v4_rcv\nffffffff9ae00300 T tcp_ao_verify_hash\n",
+        ));
+        assert_eq!(symbol(&syms, 0xffff_ffff_8100_0150), Some("tcp_v4_rcv"));
+        assert_eq!(
+            symbol(&syms, 0xffff_ffff_8100_0301),
+            Some("tcp_ao_verify_hash")
+        );
+        let mut f = BTreeMap::new();
+        f.insert("tcp_ao_verify_hash.constprop.0".to_owned(), 6);
+        f.insert("tcp_ao_verify_hash".to_owned(), 1);
+        f.insert("tcp_ao_verify_hash_x".to_owned(), 9);
+        assert_eq!(
+            pcs_of(&f, "tcp_ao_verify_hash"),
+            7,
+            "clones count, other names do not"
+        );
+        // Without `_text` (not the kernel's table) nothing moves.
+        let raw = kallsyms("ffffffff9ae00100 t f\n");
+        assert_eq!(canonical(raw.clone()), raw);
+    }
 
     #[test]
     fn symbolisation() {
