@@ -19,7 +19,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Test};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 24] = [
+pub const RESOLVED: [(&str, &str); 31] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -111,6 +111,34 @@ pub const RESOLVED: [(&str, &str); 24] = [
     (
         "listener-answers-after-kernel-reset",
         include_str!("../../fuzz-cases/listener-answers-after-kernel-reset.json"),
+    ),
+    (
+        "shutdown-while-connecting-then-connect",
+        include_str!("../../fuzz-cases/shutdown-while-connecting-then-connect.json"),
+    ),
+    (
+        "repair-listener-child-passes-the-gate",
+        include_str!("../../fuzz-cases/repair-listener-child-passes-the-gate.json"),
+    ),
+    (
+        "connect-any-goes-to-the-bound-address",
+        include_str!("../../fuzz-cases/connect-any-goes-to-the-bound-address.json"),
+    ),
+    (
+        "ipv6-bound-socket-cannot-reach-mapped",
+        include_str!("../../fuzz-cases/ipv6-bound-socket-cannot-reach-mapped.json"),
+    ),
+    (
+        "key-added-in-repair-signs-with-zero-isns",
+        include_str!("../../fuzz-cases/key-added-in-repair-signs-with-zero-isns.json"),
+    ),
+    (
+        "rst-after-a-dropped-segment-is-challenged",
+        include_str!("../../fuzz-cases/rst-after-a-dropped-segment-is-challenged.json"),
+    ),
+    (
+        "repair-mode-child-closes-silently",
+        include_str!("../../fuzz-cases/repair-mode-child-closes-silently.json"),
     ),
     (
         "second-peer-connection",

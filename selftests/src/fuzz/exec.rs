@@ -229,6 +229,55 @@ struct Slot {
     sock: Socket,
     v6: bool,
     ns: Ns,
+    layer: SockLayer,
+}
+
+/// The socket layer's `sock->state` (`SS_*`), which `__inet_stream_connect()` and
+/// `inet_shutdown()` consult before TCP sees the call (resolved divergence 25, docs/fuzz.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockLayer {
+    /// `SS_UNCONNECTED`: new, or a connect that failed.
+    Unconnected,
+    /// `SS_CONNECTING`: a non-blocking `connect()` returned EINPROGRESS.
+    Connecting,
+    /// `SS_CONNECTED`.
+    Connected,
+    /// `SS_DISCONNECTING`: `shutdown()` while connecting with TCP in SYN-SENT, SYN-RECV or
+    /// CLOSE. Every later `connect()` is EINVAL.
+    Disconnecting,
+}
+
+impl SockLayer {
+    /// After `connect()` returned `got` (`Err(errno)`, EINPROGRESS included).
+    pub fn after_connect(self, got: Result<(), i32>) -> Self {
+        match (self, got) {
+            (SockLayer::Disconnecting, _) => SockLayer::Disconnecting,
+            (_, Ok(())) | (_, Err(106)) => SockLayer::Connected,
+            (_, Err(115 | 114)) => SockLayer::Connecting,
+            // sock_error(): the pending error of a failed attempt resets the state.
+            (_, Err(103 | 104 | 110 | 111)) => SockLayer::Unconnected,
+            // tcp_v{4,6}_connect() refused it: the state is left as it was.
+            (s, Err(_)) => s,
+        }
+    }
+
+    /// After `shutdown()` with TCP in `tcp` (`inet_shutdown()`).
+    pub fn after_shutdown(self, tcp: u8) -> Self {
+        const SYN_SENT: u8 = 2;
+        const SYN_RECV: u8 = 3;
+        match self {
+            SockLayer::Connecting if matches!(tcp, SYN_SENT | SYN_RECV | state::CLOSE) => {
+                SockLayer::Disconnecting
+            }
+            SockLayer::Connecting => SockLayer::Connected,
+            s => s,
+        }
+    }
+
+    /// The errno `connect()` gets from the socket layer alone, before TCP sees it.
+    pub fn connect_refusal(self) -> Option<i32> {
+        (self == SockLayer::Disconnecting).then_some(22)
+    }
 }
 
 fn errno(r: &io::Result<impl Sized>) -> Result<(), i32> {
@@ -457,16 +506,19 @@ impl Run<'_> {
         let fam = |x: &Slot| (x.ns, x.v6);
         match *op {
             Op::Socket { s, v6, ns } => {
+                // The virtual peer's child is gone with the slot (resolved divergence 13).
+                self.forget_child(s);
                 self.slots[usize::from(s)] = None;
                 self.model.close(s);
-                // The virtual peer's child is gone with the slot (resolved divergence 13).
-                if self.child_of_peer == Some(s) {
-                    self.child_of_peer = None;
-                }
                 if let Ok(sock) = topo.socket_in(ns, v6) {
                     let _ = sock.set_nonblocking(true);
                     let _ = sock.set_reuse_address(true);
-                    self.slots[usize::from(s)] = Some(Slot { sock, v6, ns });
+                    self.slots[usize::from(s)] = Some(Slot {
+                        sock,
+                        v6,
+                        ns,
+                        layer: SockLayer::Unconnected,
+                    });
                     self.model.socket(s, v6, ns);
                 }
                 Ok(())
@@ -477,10 +529,7 @@ impl Run<'_> {
                         let _ = x.sock.set_linger(Some(Duration::ZERO));
                     }
                 }
-                if self.child_of_peer == Some(s) {
-                    self.remember_child_keys();
-                    self.child_of_peer = None;
-                }
+                self.forget_child(s);
                 self.slots[usize::from(s)] = None;
                 self.model.close(s);
                 // What the close sent (a FIN, or the RST of an abort, also for the children a
@@ -526,7 +575,12 @@ impl Run<'_> {
                         1 => std::net::Shutdown::Write,
                         _ => std::net::Shutdown::Both,
                     };
+                    // inet_shutdown() looks at the TCP state before it acts.
+                    let tcp = self.ctx(s).state;
                     let _ = x.sock.shutdown(h);
+                    if let Some(x) = self.slots[usize::from(s)].as_mut() {
+                        x.layer = x.layer.after_shutdown(tcp);
+                    }
                 }
                 self.check_peer_replies(op)
             }
@@ -620,16 +674,33 @@ impl Run<'_> {
         let ip = encode::ip(dst, ns, v6);
         let a = SocketAddr::new(ip, self.port(port));
         let ctx = self.ctx(s);
-        let got = match x.sock.connect(&SockAddr::from(a)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(115) => Ok(()),
-            Err(e) => Err(e.raw_os_error().unwrap_or(-1)),
-        };
+        let layer = x.layer;
+        let raw = errno(&x.sock.connect(&SockAddr::from(a)));
+        let got = if raw == Err(115) { Ok(()) } else { raw };
+        if let Some(x) = self.slots[usize::from(s)].as_mut() {
+            x.layer = layer.after_connect(raw);
+        }
+        if let Some(e) = layer.connect_refusal() {
+            return self.judge(op, Expect::Err(e), got);
+        }
         if ctx.state != state::CLOSE {
             self.judged.1 += 1;
             return Ok(());
         }
-        let (family, addr) = match ip {
+        // IPv4 routing sends a connect to 0.0.0.0 to the socket's bound address, and only
+        // an unbound socket to 127.0.0.1 (`__ip_route_output_key()`: daddr = saddr, then
+        // loopback); IPv6 always means loopback (resolved divergence 27, docs/fuzz.md).
+        let bound_v4 = self
+            .slot(s)
+            .and_then(|x| x.sock.local_addr().ok())
+            .and_then(|a| a.as_socket())
+            .map(|a| a.ip())
+            .filter(|a| a.is_ipv4() && !a.is_unspecified());
+        let target = match (ip, bound_v4) {
+            (IpAddr::V4(v), Some(b)) if v.is_unspecified() => b,
+            _ => ip,
+        };
+        let (family, addr) = match target {
             IpAddr::V4(v) => {
                 let mut b = [0u8; 16];
                 b[..4].copy_from_slice(&v.octets());
@@ -643,6 +714,23 @@ impl Run<'_> {
         if matches!(got, Err(e) if [103, 104, 110, 111, 114, 106].contains(&e)) {
             self.judged.1 += 1;
             return Ok(());
+        }
+        // An IPv6 socket bound to an IPv6 address has the IPv4 source 127.0.0.6
+        // (`LOOPBACK4_IPV6`), so routing refuses every v4-mapped destination; the destination
+        // is stored first (resolved divergence 28, docs/fuzz.md).
+        let bound_native_v6 = self
+            .slot(s)
+            .and_then(|x| x.sock.local_addr().ok())
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| match a.ip() {
+                IpAddr::V6(b) => !b.is_unspecified() && b.to_ipv4_mapped().is_none(),
+                IpAddr::V4(_) => false,
+            });
+        if let IpAddr::V6(d) = ip {
+            if d.to_ipv4_mapped().is_some() && bound_native_v6 {
+                self.model.set_daddr(s, ip);
+                return self.judge(op, Expect::Err(101), got);
+            }
         }
         // Routing comes before the key check (ip_route_connect in tcp_v{4,6}_connect): B has
         // no route to the TUN side (resolved divergence 4, docs/fuzz.md).
@@ -669,7 +757,7 @@ impl Run<'_> {
                 self.judged.0 += 1;
             }
         }
-        if dst == Addr::Veth || dst == Addr::Local {
+        if dst == Addr::Veth || dst == Addr::Local || target != ip {
             self.model.set_floating(s);
         }
         // Let the handshake finish (over veth it runs in softirq; over TUN nobody answers).
@@ -714,8 +802,10 @@ impl Run<'_> {
             sock: child,
             v6,
             ns,
+            layer: SockLayer::Connected,
         });
         self.model.socket(into, v6, ns);
+        self.model.inherit_repair(into, s);
         // An accepted socket has its peer as destination: keys for other addresses are
         // refused (resolved divergence 6, docs/fuzz.md).
         if let Some(sa) = peer_sa {
@@ -1173,6 +1263,25 @@ impl Run<'_> {
         self.check_replies(op, &replies)
     }
 
+    /// The socket in slot `s` is about to be closed: if it is the virtual peer's child, its
+    /// keys are kept for what it sends on the way out, and a child in repair mode goes without
+    /// a word (`tcp_disconnect()` sends nothing in repair mode), so the listener answers for
+    /// the connection from then on (resolved divergence 31, docs/fuzz.md).
+    fn forget_child(&mut self, s: u8) {
+        if self.child_of_peer != Some(s) {
+            return;
+        }
+        self.remember_child_keys();
+        let silent = self
+            .model
+            .sock(s)
+            .is_some_and(|m| m.repair || m.born_in_repair);
+        if let (true, Some(p)) = (silent, self.peer.as_mut()) {
+            p.reset = true;
+        }
+        self.child_of_peer = None;
+    }
+
     /// Copies the accepted child's keys (per the model) into the peer's connection.
     fn remember_child_keys(&mut self) {
         let keys = self
@@ -1235,7 +1344,7 @@ impl Run<'_> {
             } else {
                 Ns::B
             };
-            let keys: Vec<model::KeyM> = (0..SLOTS)
+            let infos: Vec<&model::AoM> = (0..SLOTS)
                 .filter(|&s| {
                     self.slot(s).is_some_and(|x| {
                         x.ns == ns
@@ -1247,11 +1356,17 @@ impl Run<'_> {
                     })
                 })
                 .filter_map(|s| self.model.sock(s).and_then(|m| m.ao.as_ref()))
-                .flat_map(|a| a.keys.iter().cloned())
                 .collect();
+            let keys: Vec<model::KeyM> = infos.iter().flat_map(|a| a.keys.clone()).collect();
             if keys.is_empty() {
                 continue;
             }
+            // Keys added to an open connection sign with the ISNs and SNE in `ao_info`, not
+            // the handshake's (resolved divergence 29, docs/fuzz.md).
+            let (isn, their, sne) = match infos.iter().find_map(|a| a.repaired) {
+                Some((l, r, snd_sne)) if !syn_only => (l, r, snd_sne),
+                _ => (isn, their, sne),
+            };
             if let Err(why) = super::wire::check(&c, isn, their, sne, syn_only, &keys) {
                 return Err(other("wire", op, why));
             }
@@ -1307,6 +1422,40 @@ pub fn is_socket(fd: &impl AsFd) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Resolved divergence 25: `shutdown()` of a socket still connecting makes every later
+    /// `connect()` EINVAL; one row per transition.
+    #[test]
+    fn socket_layer_states() {
+        use SockLayer::*;
+        const SYN_SENT: u8 = 2;
+        for (from, got, to) in [
+            (Unconnected, Err(115), Connecting),
+            (Unconnected, Ok(()), Connected),
+            (Connecting, Err(114), Connecting),
+            (Connecting, Err(111), Unconnected),
+            (Connecting, Err(106), Connected),
+            (Unconnected, Err(129), Unconnected),
+            (Unconnected, Err(101), Unconnected),
+            (Disconnecting, Err(22), Disconnecting),
+            (Disconnecting, Ok(()), Disconnecting),
+        ] {
+            assert_eq!(from.after_connect(got), to, "{from:?} {got:?}");
+        }
+        for (from, tcp, to) in [
+            (Connecting, state::CLOSE, Disconnecting),
+            (Connecting, SYN_SENT, Disconnecting),
+            (Connecting, state::ESTABLISHED, Connected),
+            (Unconnected, state::CLOSE, Unconnected),
+            (Connected, state::ESTABLISHED, Connected),
+        ] {
+            assert_eq!(from.after_shutdown(tcp), to, "{from:?} {tcp}");
+        }
+        assert_eq!(Disconnecting.connect_refusal(), Some(22));
+        for s in [Unconnected, Connecting, Connected] {
+            assert_eq!(s.connect_refusal(), None);
+        }
+    }
 
     #[test]
     fn edges_count_pairs_and_pcs() {

@@ -104,6 +104,11 @@ pub struct AoM {
     pub accept_icmps: bool,
     /// Last known socket counters (good, bad, key_not_found, ao_required, dropped_icmp).
     pub counters: [u64; 5],
+    /// `(local ISN, remote ISN, send SNE)` that `ao_info` holds when they are not the
+    /// connection's own: zeros for an `ao_info` made on an open connection (a first key added
+    /// in repair mode), or what `TCP_AO_REPAIR` set. Traffic keys (RFC 5925 §5.2) and MACs use
+    /// these (resolved divergence 29, docs/fuzz.md).
+    pub repaired: Option<(u32, u32, u32)>,
     next_uid: u32,
 }
 
@@ -135,6 +140,11 @@ pub struct SockM {
     pub md5: Vec<Md5M>,
     /// `TCP_REPAIR` on.
     pub repair: bool,
+    /// An accepted child of a listener that had `TCP_REPAIR` on: `tcp_create_openreq_child()`
+    /// copies `tp->repair`, so the kernel's gates treat it as in repair mode. Open finding 18
+    /// says that looks wrong; the model follows the kernel in the setsockopt gate (resolved
+    /// divergence 26, docs/fuzz.md) and keeps `TCP_AO_REPAIR` itself as finding 18.
+    pub born_in_repair: bool,
     /// The destination address the kernel keeps (`inet_daddr`), once connect set it.
     pub daddr: Option<[u8; 16]>,
     /// Current/RNext may change without a call (a peer's RNextKeyID on a connection).
@@ -378,6 +388,7 @@ impl Model {
             ao: None,
             md5: Vec::new(),
             repair: false,
+            born_in_repair: false,
             daddr: None,
             floating: false,
         });
@@ -407,10 +418,21 @@ impl Model {
         }
         match val {
             1 => sk.repair = true,
-            0 | -1 => sk.repair = false,
+            0 | -1 => {
+                sk.repair = false;
+                sk.born_in_repair = false;
+            }
             _ => return Expect::Err(EINVAL),
         }
         Expect::Ok
+    }
+
+    /// An accepted child `child` of `listener`: it inherits the listener's repair mode.
+    pub fn inherit_repair(&mut self, child: u8, listener: u8) {
+        let on = self.sock(listener).is_some_and(|l| l.repair);
+        if let Some(c) = self.sock_mut(child) {
+            c.born_in_repair = on;
+        }
     }
 
     /// The `do_tcp_setsockopt` gate in front of the AO options: optlen < 4, a NULL optval,
@@ -422,7 +444,12 @@ impl Model {
         if optval.is_none() {
             return Err(EFAULT);
         }
-        if ctx.state == LISTEN || ctx.state == CLOSE || sk.ao.is_some() || sk.repair {
+        if ctx.state == LISTEN
+            || ctx.state == CLOSE
+            || sk.ao.is_some()
+            || sk.repair
+            || sk.born_in_repair
+        {
             Ok(())
         } else {
             Err(EISCONN)
@@ -509,7 +536,7 @@ impl Model {
 
     /// `setsockopt(TCP_AO_REPAIR)`.
     pub fn set_repair(&mut self, s: u8, optval: Option<&[u8]>, optlen: u32, ctx: Ctx) -> Expect {
-        let Some(sk) = self.sock(s) else {
+        let Some(sk) = self.sock_mut(s) else {
             return Expect::Any;
         };
         let optlen = optlen as usize;
@@ -535,6 +562,14 @@ impl Model {
             }
             Ok(())
         })();
+        // struct tcp_ao_repair: snt_isn, rcv_isn (big-endian), snd_sne, rcv_sne.
+        if let (Ok(()), Some(b), Some(ao)) = (r, optval, sk.ao.as_mut()) {
+            let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            let ne = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            if b.len() >= 16 {
+                ao.repaired = Some((be(0), be(4), ne(8)));
+            }
+        }
         Expect::from(r)
     }
 
@@ -939,6 +974,7 @@ fn add_cmd(
     if first && ctx.state != LISTEN && ctx.state != CLOSE {
         ao.current = Some(uid);
         ao.rnext = Some(uid);
+        ao.repaired = Some((0, 0, 0));
     }
     if set_current {
         ao.current = Some(uid);
@@ -1686,6 +1722,74 @@ mod tests {
                 (1, 1, false, false)
             ]
         );
+    }
+
+    /// Resolved divergence 26: a child of a repair-mode listener passes the EISCONN gate
+    /// (`tp->repair` is copied), but `TCP_AO_REPAIR` still expects repair mode set on it (open
+    /// finding 18), and `TCP_REPAIR` off ends both.
+    #[test]
+    fn children_of_a_repair_mode_listener_pass_the_gate() {
+        let mut m = Model::new(DEV);
+        m.socket(0, false, Ns::A);
+        assert_eq!(
+            m.repair(
+                0,
+                1,
+                Ctx {
+                    state: CLOSE,
+                    bound_dev: 0
+                }
+            ),
+            Expect::Ok
+        );
+        m.socket(1, false, Ns::A);
+        m.inherit_repair(1, 0);
+        assert_ne!(add(&mut m, 1, &key(1, 1), EST), Expect::Err(EISCONN));
+        assert_eq!(
+            m.get_repair(1, 16, EST),
+            Expect::Err(EPERM),
+            "finding 18 stays open"
+        );
+        m.socket(2, false, Ns::A);
+        m.inherit_repair(2, 0);
+        assert_eq!(m.repair(2, 0, EST), Expect::Ok);
+        assert_eq!(add(&mut m, 2, &key(1, 1), EST), Expect::Err(EISCONN));
+        // A listener without repair mode hands out ordinary children.
+        m.socket(3, false, Ns::A);
+        m.socket(2, false, Ns::A);
+        m.inherit_repair(2, 3);
+        assert_eq!(add(&mut m, 2, &key(1, 1), EST), Expect::Err(EISCONN));
+    }
+
+    /// Resolved divergence 29: an `ao_info` made on an open connection holds zero ISNs and
+    /// SNE until `TCP_AO_REPAIR` sets them.
+    #[test]
+    fn keys_added_to_an_open_connection_use_the_repaired_isns() {
+        let mut m = Model::new(DEV);
+        m.socket(0, false, Ns::A);
+        assert_eq!(m.repair(0, 1, EST), Expect::Ok);
+        assert_eq!(add(&mut m, 0, &key(1, 1), EST), Expect::Ok);
+        assert_eq!(
+            m.sock(0).unwrap().ao.as_ref().unwrap().repaired,
+            Some((0, 0, 0))
+        );
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&7u32.to_be_bytes());
+        b[4..8].copy_from_slice(&9u32.to_be_bytes());
+        b[8..12].copy_from_slice(&3u32.to_ne_bytes());
+        assert_eq!(m.set_repair(0, Some(&b), 16, EST), Expect::Ok);
+        assert_eq!(
+            m.sock(0).unwrap().ao.as_ref().unwrap().repaired,
+            Some((7, 9, 3))
+        );
+        // Keys added before connect() use the connection's own ISNs.
+        m.socket(1, false, Ns::A);
+        let closed = Ctx {
+            state: CLOSE,
+            bound_dev: 0,
+        };
+        assert_eq!(add(&mut m, 1, &key(1, 1), closed), Expect::Ok);
+        assert_eq!(m.sock(1).unwrap().ao.as_ref().unwrap().repaired, None);
     }
 
     #[test]

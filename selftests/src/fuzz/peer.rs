@@ -419,7 +419,12 @@ pub fn segment(conn: &mut PeerConn, s: &Seg) -> Option<Vec<u8>> {
     if s.rst && s.auth == SegAuth::Good && s.seq_off == 0 {
         conn.reset = true;
     }
-    if s.seq_off == 0 && !s.rst {
+    // Only what the kernel accepts moves the sequence space: a segment it drops (bad MAC,
+    // wrong MAC length, unknown key, unsigned, TCP-MD5) leaves its RCV.NXT where it was, and an
+    // RST sent after one would be out of order (a challenge ACK, no reset): resolved
+    // divergence 30, docs/fuzz.md.
+    let accepted = conn.key.is_none() || s.auth == SegAuth::Good;
+    if s.seq_off == 0 && !s.rst && accepted {
         let len = tcp.payload.len() as u32 + u32::from(s.fin);
         conn.sne.observe(seq, len);
         conn.snd_nxt = seq.wrapping_add(len);
@@ -463,6 +468,51 @@ mod tests {
             })
             .collect();
         assert_eq!(unused_recv_id(&all), None);
+    }
+
+    /// Resolved divergence 30: a segment the kernel drops does not move the peer's SND.NXT.
+    #[test]
+    fn dropped_segments_do_not_advance_the_sequence() {
+        let k = key();
+        let (_, mut conn) = syn(false, 40_008, 80, 100, Some(&k), SegAuth::Good);
+        conn.established = true;
+        let start = conn.snd_nxt;
+        for auth in [
+            SegAuth::BadMac,
+            SegAuth::WrongMaclen,
+            SegAuth::UnknownKey,
+            SegAuth::Unsigned,
+            SegAuth::Md5,
+        ] {
+            let seg = Seg {
+                auth,
+                rnext: None,
+                len: 10,
+                fin: false,
+                rst: false,
+                seq_off: 0,
+            };
+            segment(&mut conn, &seg).unwrap();
+            assert_eq!(conn.snd_nxt, start, "{auth:?}");
+        }
+        let good = Seg {
+            auth: SegAuth::Good,
+            rnext: None,
+            len: 10,
+            fin: false,
+            rst: false,
+            seq_off: 0,
+        };
+        segment(&mut conn, &good).unwrap();
+        assert_eq!(conn.snd_nxt, start.wrapping_add(10));
+        // Without a key everything is accepted.
+        conn.key = None;
+        let unsigned = Seg {
+            auth: SegAuth::Unsigned,
+            ..good
+        };
+        segment(&mut conn, &unsigned).unwrap();
+        assert_eq!(conn.snd_nxt, start.wrapping_add(20));
     }
 
     #[test]
