@@ -19,7 +19,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Test};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 31] = [
+pub const RESOLVED: [(&str, &str); 32] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -139,6 +139,10 @@ pub const RESOLVED: [(&str, &str); 31] = [
     (
         "repair-mode-child-closes-silently",
         include_str!("../../fuzz-cases/repair-mode-child-closes-silently.json"),
+    ),
+    (
+        "shutdown-in-syn-sent-disconnects",
+        include_str!("../../fuzz-cases/shutdown-in-syn-sent-disconnects.json"),
     ),
     (
         "second-peer-connection",

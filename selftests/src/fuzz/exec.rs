@@ -261,16 +261,24 @@ impl SockLayer {
         }
     }
 
-    /// After `shutdown()` with TCP in `tcp` (`inet_shutdown()`).
-    pub fn after_shutdown(self, tcp: u8) -> Self {
+    /// After `shutdown()` with TCP in `tcp`; `rcv` when it shuts the receive side
+    /// (`SHUT_RD`, `SHUT_RDWR`). `inet_shutdown()`: a connecting socket becomes disconnecting
+    /// (SYN-SENT, SYN-RECV, CLOSE) or connected; then a SYN-SENT socket, and a listener shut
+    /// for receiving, are disconnected (`tcp_disconnect()`) and left unconnected.
+    pub fn after_shutdown(self, tcp: u8, rcv: bool) -> Self {
         const SYN_SENT: u8 = 2;
         const SYN_RECV: u8 = 3;
-        match self {
+        let s = match self {
             SockLayer::Connecting if matches!(tcp, SYN_SENT | SYN_RECV | state::CLOSE) => {
                 SockLayer::Disconnecting
             }
             SockLayer::Connecting => SockLayer::Connected,
             s => s,
+        };
+        if tcp == SYN_SENT || (tcp == state::LISTEN && rcv) {
+            SockLayer::Unconnected
+        } else {
+            s
         }
     }
 
@@ -579,7 +587,7 @@ impl Run<'_> {
                     let tcp = self.ctx(s).state;
                     let _ = x.sock.shutdown(h);
                     if let Some(x) = self.slots[usize::from(s)].as_mut() {
-                        x.layer = x.layer.after_shutdown(tcp);
+                        x.layer = x.layer.after_shutdown(tcp, how != 1);
                     }
                 }
                 self.check_peer_replies(op)
@@ -1442,14 +1450,20 @@ mod tests {
         ] {
             assert_eq!(from.after_connect(got), to, "{from:?} {got:?}");
         }
-        for (from, tcp, to) in [
-            (Connecting, state::CLOSE, Disconnecting),
-            (Connecting, SYN_SENT, Disconnecting),
-            (Connecting, state::ESTABLISHED, Connected),
-            (Unconnected, state::CLOSE, Unconnected),
-            (Connected, state::ESTABLISHED, Connected),
+        const SYN_RECV: u8 = 3;
+        for (from, tcp, rcv, to) in [
+            (Connecting, state::CLOSE, false, Disconnecting),
+            (Connecting, SYN_RECV, false, Disconnecting),
+            // SYN-SENT is disconnected whatever `how` says (seed 5, exec 820).
+            (Connecting, SYN_SENT, false, Unconnected),
+            (Connecting, SYN_SENT, true, Unconnected),
+            (Connecting, state::ESTABLISHED, false, Connected),
+            (Unconnected, state::CLOSE, true, Unconnected),
+            (Connected, state::ESTABLISHED, true, Connected),
+            (Unconnected, state::LISTEN, true, Unconnected),
+            (Disconnecting, state::LISTEN, false, Disconnecting),
         ] {
-            assert_eq!(from.after_shutdown(tcp), to, "{from:?} {tcp}");
+            assert_eq!(from.after_shutdown(tcp, rcv), to, "{from:?} {tcp} {rcv}");
         }
         assert_eq!(Disconnecting.connect_refusal(), Some(22));
         for s in [Unconnected, Connecting, Connected] {
