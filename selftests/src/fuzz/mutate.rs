@@ -193,6 +193,34 @@ fn seg(r: &mut Rng) -> Seg {
     }
 }
 
+/// One random operation to follow `before`. A `TCP_AO_DEL_KEY` names, half the time, a key an
+/// earlier `TCP_AO_ADD_KEY` of the same socket added (address, prefix, IDs, flags): drawn
+/// independently they almost never match, and the delete path's matching was left untested
+/// (planted bug `ipv4/tcp_ao:1898:rel-flip` ran 2,018 programs unflagged).
+pub fn random_op_after(r: &mut Rng, before: &[Op]) -> Op {
+    let live = live_slots(before);
+    let mut op = random_op(r, &live);
+    if let Op::AoDel { s, d } = &mut op {
+        let adds: Vec<AddArg> = before
+            .iter()
+            .filter_map(|o| match o {
+                Op::AoAdd { s: t, a } if t == s => Some(*a),
+                _ => None,
+            })
+            .collect();
+        if !adds.is_empty() && r.chance(1, 2) {
+            let a = r.pick(&adds);
+            d.addr = a.addr;
+            d.prefix = a.prefix;
+            d.sndid = a.sndid;
+            d.rcvid = a.rcvid;
+            d.keyflags = a.keyflags;
+            d.ifindex = a.ifindex;
+        }
+    }
+    op
+}
+
 /// One random operation (its slot chosen among `live` when any).
 pub fn random_op(r: &mut Rng, live: &[(u8, bool)]) -> Op {
     let (s, v6) = if live.is_empty() || r.chance(1, 10) {
@@ -372,10 +400,9 @@ pub fn generate(r: &mut Rng) -> Prog {
         }
     }
     for _ in 0..r.below(6) {
-        let live = live_slots(&ops);
-        let op = random_op(r, &live);
-        let at = 1 + r.below(ops.len() as u64) as usize;
-        ops.insert(at.min(ops.len()), op);
+        let at = (1 + r.below(ops.len() as u64) as usize).min(ops.len());
+        let op = random_op_after(r, &ops[..at]);
+        ops.insert(at, op);
     }
     let live = live_slots(&ops);
     ops.push(Op::AoGetKeys {
@@ -580,8 +607,8 @@ pub fn mutate(r: &mut Rng, p: &mut Prog) {
         }
         5 | 6 if n < MAX_OPS => {
             let at = r.below(n as u64 + 1) as usize;
-            let live = live_slots(&p.ops[..at]);
-            p.ops.insert(at, random_op(r, &live));
+            let op = random_op_after(r, &p.ops[..at]);
+            p.ops.insert(at, op);
         }
         7 if n > 1 => {
             p.ops.remove(r.below(n as u64) as usize);
@@ -597,8 +624,8 @@ pub fn mutate(r: &mut Rng, p: &mut Prog) {
             p.ops.swap(i, i + 1);
         }
         _ => {
-            let live = live_slots(&p.ops);
-            p.ops.push(random_op(r, &live));
+            let op = random_op_after(r, &p.ops);
+            p.ops.push(op);
         }
     }
     p.ops.truncate(MAX_OPS);
@@ -753,6 +780,55 @@ pub fn minimise(p: &Prog, budget: usize, mut still: impl FnMut(&Prog) -> bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deletes_often_name_a_key_added_earlier_on_the_same_socket() {
+        let mut r = Rng::new(3);
+        let a = add_arg(&mut r, false);
+        let before = [
+            Op::Socket {
+                s: 1,
+                v6: false,
+                ns: Ns::A,
+            },
+            Op::AoAdd { s: 1, a },
+        ];
+        let (mut dels, mut named) = (0, 0);
+        for _ in 0..4000 {
+            if let Op::AoDel { s: 1, d } = random_op_after(&mut r, &before) {
+                dels += 1;
+                if (d.addr, d.prefix, d.sndid, d.rcvid, d.keyflags)
+                    == (a.addr, a.prefix, a.sndid, a.rcvid, a.keyflags)
+                {
+                    named += 1;
+                }
+            }
+        }
+        assert!(dels > 20, "{dels}");
+        assert!(
+            named * 3 > dels,
+            "{named} of {dels} deletes name the added key"
+        );
+        // A key of another socket is not mirrored: such deletes match only by chance.
+        let other = [
+            Op::Socket {
+                s: 2,
+                v6: false,
+                ns: Ns::A,
+            },
+            Op::AoAdd { s: 1, a },
+        ];
+        let (mut dels, mut named) = (0, 0);
+        for _ in 0..4000 {
+            if let Op::AoDel { s: 2, d } = random_op_after(&mut r, &other) {
+                dels += 1;
+                if (d.addr, d.prefix, d.sndid, d.rcvid) == (a.addr, a.prefix, a.sndid, a.rcvid) {
+                    named += 1;
+                }
+            }
+        }
+        assert!(dels > 20 && named * 10 < dels, "{named} of {dels}");
+    }
 
     #[test]
     fn generation_is_reproducible_and_valid() {
