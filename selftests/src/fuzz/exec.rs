@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tcpao_sys::kcov::Kcov;
@@ -247,15 +248,25 @@ pub enum SockLayer {
     Disconnecting,
 }
 
+const EISCONN: i32 = Errno::EISCONN as i32;
+const EINPROGRESS: i32 = Errno::EINPROGRESS as i32;
+const EALREADY: i32 = Errno::EALREADY as i32;
+const ECONNABORTED: i32 = Errno::ECONNABORTED as i32;
+const ECONNRESET: i32 = Errno::ECONNRESET as i32;
+const ETIMEDOUT: i32 = Errno::ETIMEDOUT as i32;
+const ECONNREFUSED: i32 = Errno::ECONNREFUSED as i32;
+
 impl SockLayer {
     /// After `connect()` returned `got` (`Err(errno)`, EINPROGRESS included).
     pub fn after_connect(self, got: Result<(), i32>) -> Self {
         match (self, got) {
             (SockLayer::Disconnecting, _) => SockLayer::Disconnecting,
-            (_, Ok(())) | (_, Err(106)) => SockLayer::Connected,
-            (_, Err(115 | 114)) => SockLayer::Connecting,
+            (_, Ok(()) | Err(EISCONN)) => SockLayer::Connected,
+            (_, Err(EINPROGRESS | EALREADY)) => SockLayer::Connecting,
             // sock_error(): the pending error of a failed attempt resets the state.
-            (_, Err(103 | 104 | 110 | 111)) => SockLayer::Unconnected,
+            (_, Err(ECONNABORTED | ECONNRESET | ETIMEDOUT | ECONNREFUSED)) => {
+                SockLayer::Unconnected
+            }
             // tcp_v{4,6}_connect() refused it: the state is left as it was.
             (s, Err(_)) => s,
         }
@@ -266,16 +277,16 @@ impl SockLayer {
     /// (SYN-SENT, SYN-RECV, CLOSE) or connected; then a SYN-SENT socket, and a listener shut
     /// for receiving, are disconnected (`tcp_disconnect()`) and left unconnected.
     pub fn after_shutdown(self, tcp: u8, rcv: bool) -> Self {
-        const SYN_SENT: u8 = 2;
-        const SYN_RECV: u8 = 3;
         let s = match self {
-            SockLayer::Connecting if matches!(tcp, SYN_SENT | SYN_RECV | state::CLOSE) => {
+            SockLayer::Connecting
+                if matches!(tcp, state::SYN_SENT | state::SYN_RECV | state::CLOSE) =>
+            {
                 SockLayer::Disconnecting
             }
             SockLayer::Connecting => SockLayer::Connected,
             s => s,
         };
-        if tcp == SYN_SENT || (tcp == state::LISTEN && rcv) {
+        if tcp == state::SYN_SENT || (tcp == state::LISTEN && rcv) {
             SockLayer::Unconnected
         } else {
             s
@@ -284,7 +295,7 @@ impl SockLayer {
 
     /// The errno `connect()` gets from the socket layer alone, before TCP sees it.
     pub fn connect_refusal(self) -> Option<i32> {
-        (self == SockLayer::Disconnecting).then_some(22)
+        (self == SockLayer::Disconnecting).then_some(Errno::EINVAL as i32)
     }
 }
 
@@ -296,7 +307,7 @@ fn errno(r: &io::Result<impl Sized>) -> Result<(), i32> {
 }
 
 fn errname(e: i32) -> String {
-    format!("{:?}", nix::errno::Errno::from_raw(e))
+    format!("{:?}", Errno::from_raw(e))
 }
 
 fn show(r: Result<(), i32>) -> String {
@@ -698,14 +709,14 @@ impl Run<'_> {
         // IPv4 routing sends a connect to 0.0.0.0 to the socket's bound address, and only
         // an unbound socket to 127.0.0.1 (`__ip_route_output_key()`: daddr = saddr, then
         // loopback); IPv6 always means loopback (resolved divergence 27, docs/fuzz.md).
-        let bound_v4 = self
+        let bound = self
             .slot(s)
             .and_then(|x| x.sock.local_addr().ok())
             .and_then(|a| a.as_socket())
             .map(|a| a.ip())
-            .filter(|a| a.is_ipv4() && !a.is_unspecified());
-        let target = match (ip, bound_v4) {
-            (IpAddr::V4(v), Some(b)) if v.is_unspecified() => b,
+            .filter(|a| !a.is_unspecified());
+        let target = match (ip, bound) {
+            (IpAddr::V4(v), Some(b @ IpAddr::V4(_))) if v.is_unspecified() => b,
             _ => ip,
         };
         let (family, addr) = match target {
@@ -726,14 +737,7 @@ impl Run<'_> {
         // An IPv6 socket bound to an IPv6 address has the IPv4 source 127.0.0.6
         // (`LOOPBACK4_IPV6`), so routing refuses every v4-mapped destination; the destination
         // is stored first (resolved divergence 28, docs/fuzz.md).
-        let bound_native_v6 = self
-            .slot(s)
-            .and_then(|x| x.sock.local_addr().ok())
-            .and_then(|a| a.as_socket())
-            .is_some_and(|a| match a.ip() {
-                IpAddr::V6(b) => !b.is_unspecified() && b.to_ipv4_mapped().is_none(),
-                IpAddr::V4(_) => false,
-            });
+        let bound_native_v6 = matches!(bound, Some(IpAddr::V6(b)) if b.to_ipv4_mapped().is_none());
         if let IpAddr::V6(d) = ip {
             if d.to_ipv4_mapped().is_some() && bound_native_v6 {
                 self.model.set_daddr(s, ip);
@@ -1308,15 +1312,12 @@ impl Run<'_> {
     }
 
     fn check_replies(&mut self, op: &Op, replies: &[peer::Reply]) -> Step {
-        let Some(mut conn) = self.peer.clone() else {
-            return Ok(());
-        };
         // Until `accept` hands out the child, its keys are the listener's for the peer, as
         // copied when the connection was made (resolved divergence 23, docs/fuzz.md).
         self.remember_child_keys();
-        if let Some(p) = &self.peer {
-            conn.child_keys.clone_from(&p.child_keys);
-        }
+        let Some(mut conn) = self.peer.clone() else {
+            return Ok(());
+        };
         let keys = conn.child_keys.clone();
         for r in replies {
             if r.dport != conn.me.port() || r.sport != conn.them.port() {
@@ -1436,7 +1437,7 @@ mod tests {
     #[test]
     fn socket_layer_states() {
         use SockLayer::*;
-        const SYN_SENT: u8 = 2;
+        use state::{SYN_RECV, SYN_SENT};
         for (from, got, to) in [
             (Unconnected, Err(115), Connecting),
             (Unconnected, Ok(()), Connected),
@@ -1450,7 +1451,6 @@ mod tests {
         ] {
             assert_eq!(from.after_connect(got), to, "{from:?} {got:?}");
         }
-        const SYN_RECV: u8 = 3;
         for (from, tcp, rcv, to) in [
             (Connecting, state::CLOSE, false, Disconnecting),
             (Connecting, SYN_RECV, false, Disconnecting),

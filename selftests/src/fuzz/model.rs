@@ -24,6 +24,10 @@ use super::prog::{Ns, SLOTS};
 pub mod state {
     /// TCP_ESTABLISHED.
     pub const ESTABLISHED: u8 = 1;
+    /// TCP_SYN_SENT.
+    pub const SYN_SENT: u8 = 2;
+    /// TCP_SYN_RECV.
+    pub const SYN_RECV: u8 = 3;
     /// TCP_CLOSE.
     pub const CLOSE: u8 = 7;
     /// TCP_LISTEN.
