@@ -302,7 +302,10 @@ pub fn run<W: Write>(
     let mut done: Vec<Option<Finished>> = (0..tests.len()).map(|_| None).collect();
     let mut ctxs: Vec<Option<Ctx>> = (0..tests.len()).map(|_| None).collect();
     let mut queue = VecDeque::new();
-    for (i, t) in tests.iter().enumerate() {
+    // Exclusive tests first (a stable order otherwise): see `Test::exclusive`.
+    let mut order: Vec<usize> = (0..tests.len()).collect();
+    order.sort_by_key(|&i| !tests[i].is_exclusive());
+    for (i, t) in order.into_iter().map(|i| (i, &tests[i])) {
         match precheck(t, features, require_ao) {
             Some(status) => {
                 done[i] = Some(Finished {
@@ -334,7 +337,14 @@ pub fn run<W: Write>(
             }
         }
         while running.len() < jobs {
-            let Some(i) = queue.pop_front() else { break };
+            let Some(&i) = queue.front() else { break };
+            // An exclusive test waits for the others to finish, and holds the rest back.
+            if running.iter().any(|r| tests[r.index].is_exclusive())
+                || (tests[i].is_exclusive() && !running.is_empty())
+            {
+                break;
+            }
+            queue.pop_front();
             let t = &tests[i];
             let timeout = policy.effective(t.timeout_value(), opts.timeout);
             let ctx = Ctx::new(
@@ -717,6 +727,51 @@ mod tests {
             .collect();
         assert_eq!(nums, ["1", "2", "3", "4", "5", "6"]);
         assert_eq!(Summary::parse(&out).exit_code(), 0);
+    }
+
+    #[test]
+    fn an_exclusive_test_runs_alone() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Tests in flight now, and the most seen while the exclusive test ran.
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let seen_by_exclusive = Arc::new(AtomicUsize::new(0));
+        // Other tests that had started when an exclusive one started.
+        let started = Arc::new(AtomicUsize::new(0));
+        let started_before_exclusive = Arc::new(AtomicUsize::new(0));
+        let mk = |i: usize, exclusive: bool| {
+            let (n, seen) = (Arc::clone(&in_flight), Arc::clone(&seen_by_exclusive));
+            let (st, before) = (Arc::clone(&started), Arc::clone(&started_before_exclusive));
+            let t = Test::new(format!("h/any/t{i}"), move |_| {
+                if exclusive {
+                    before.fetch_max(st.load(Ordering::SeqCst), Ordering::SeqCst);
+                } else {
+                    st.fetch_add(1, Ordering::SeqCst);
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                for _ in 0..20 {
+                    if exclusive {
+                        seen.fetch_max(n.load(Ordering::SeqCst), Ordering::SeqCst);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                n.fetch_sub(1, Ordering::SeqCst);
+                Ok(Outcome::Pass)
+            });
+            if exclusive { t.exclusive() } else { t }
+        };
+        let tests: Vec<Test> = (0..7).map(|i| mk(i, i == 3 || i == 5)).collect();
+        let out = run_text(&tests, &features(true), 3);
+        assert_eq!(Summary::parse(&out).exit_code(), 0, "{out}");
+        // Alone, and before every other test (nothing had started when they ran).
+        assert_eq!(seen_by_exclusive.load(Ordering::SeqCst), 1);
+        assert_eq!(started_before_exclusive.load(Ordering::SeqCst), 0);
+        // KTAP numbers stay in registry order.
+        let nums: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("ok "))
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(nums, ["1", "2", "3", "4", "5", "6", "7"]);
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub struct PairTest {
     topology: TopologyConfig,
     timeout: Duration,
     xcheck_snes: Vec<(Side, u32)>,
+    exclusive: bool,
 }
 
 impl PairTest {
@@ -139,7 +140,14 @@ impl PairTest {
             topology: TopologyConfig::default(),
             timeout: Duration::from_secs(30),
             xcheck_snes: Vec::new(),
+            exclusive: false,
         }
+    }
+
+    /// Each family's test runs alone ([`Test::exclusive`]).
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
     }
 
     /// Also needs TCP-AO.
@@ -203,14 +211,15 @@ impl PairTest {
                 if family == Family::Ipv6 {
                     req.push(Feature::Ipv6);
                 }
-                Test::new(
+                let t = Test::new(
                     format!("{}/{}/{}", self.program, family.name(), self.case),
                     move |ctx: &Ctx| {
                         run_case_checked(ctx, family, &topo, &snes, |p| s(p), |p| c(p))
                     },
                 )
                 .requires(&req)
-                .timeout(self.timeout)
+                .timeout(self.timeout);
+                if self.exclusive { t.exclusive() } else { t }
             })
             .collect()
     }

@@ -21,6 +21,7 @@ pub struct Test {
     timeout: Option<Duration>,
     requires: Vec<Feature>,
     hidden: bool,
+    exclusive: bool,
     body: Arc<Body>,
 }
 
@@ -31,6 +32,7 @@ impl fmt::Debug for Test {
             .field("timeout", &self.timeout)
             .field("requires", &self.requires)
             .field("hidden", &self.hidden)
+            .field("exclusive", &self.exclusive)
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +58,7 @@ impl Test {
             timeout: None,
             requires: Vec::new(),
             hidden: false,
+            exclusive: false,
             body: Arc::new(body),
         }
     }
@@ -83,6 +86,21 @@ impl Test {
     pub fn hidden(mut self) -> Self {
         self.hidden = true;
         self
+    }
+
+    /// The test runs alone and before the others: the harness starts the exclusive tests
+    /// first, one at a time, and nothing else while one runs. For behaviour that depends on
+    /// machine-wide state other tests leave behind: the kernel's `tcp_ao_needed` static key is
+    /// on while any TCP-AO key exists in any namespace, and after the `fuzz-cases` program
+    /// the sockets it orphaned keep theirs for one to two minutes (measured).
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
+    }
+
+    /// Whether the test runs alone ([`Test::exclusive`]).
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
     }
 
     /// The stable name `program/family/case`.

@@ -607,6 +607,37 @@ pub fn add_key(peer: &Peer<'_>, sk: &Socket, key: &TestKey) -> PeerResult {
     Ok(())
 }
 
+/// The option memory the kernel charges to `sk` (`SO_MEMINFO`, `SK_MEMINFO_OPTMEM`: the
+/// socket's `sk_omem_alloc`). TCP-AO and TCP-MD5 keys are charged there when added
+/// (`sock_kmalloc()`) and must be uncharged whenever they go.
+///
+/// # Errors
+/// A failure sentence when `getsockopt(SO_MEMINFO)` fails or returns too little.
+pub fn optmem(sk: &Socket) -> PeerResult<u32> {
+    // include/uapi/asm-generic/socket.h; the libc crate has it only for some architectures.
+    const SO_MEMINFO: i32 = 55;
+    let mut buf = [0u8; 64];
+    let n = tcpao_sys::raw::getsockopt_bytes(
+        sk,
+        nix::libc::SOL_SOCKET,
+        SO_MEMINFO,
+        Some(&mut buf),
+        tcpao_sys::raw::OptLen::Buffer,
+    )
+    .or_fail("getsockopt(SO_MEMINFO) failed")?
+    .unwrap_or(0);
+    let at = 4 * nix::libc::SK_MEMINFO_OPTMEM as usize;
+    if (n as usize) < at + 4 {
+        return Err(failure!("getsockopt(SO_MEMINFO) returned {n} bytes"));
+    }
+    Ok(u32::from_ne_bytes([
+        buf[at],
+        buf[at + 1],
+        buf[at + 2],
+        buf[at + 3],
+    ]))
+}
+
 /// Add a TCP-MD5 key for `peer_addr/prefix` to `sk` (`TCP_MD5SIG_EXT`) and register it with
 /// the capture.
 ///

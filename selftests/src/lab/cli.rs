@@ -551,7 +551,12 @@ fn confirm_kills(
 
 fn run_mutate(args: &MutateArgs) -> Result<i32, VmError> {
     let lab = Lab::open(args.source.as_deref())?;
-    mutate::restore_if_interrupted(&lab.source.tree)?;
+    {
+        // Only under the lock: a journal found while another run holds the lab is that
+        // run's live mutant, not an interrupted one.
+        let _lock = lab.lock()?;
+        mutate::restore_if_interrupted(&lab.source.tree)?;
+    }
     let files: Vec<String> = if args.files.is_empty() {
         super::flavour::AO_FILES
             .iter()

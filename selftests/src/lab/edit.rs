@@ -222,7 +222,8 @@ impl Drop for Applied {
 }
 
 /// Restores what a killed run left applied (from the journal). Returns whether there was
-/// something.
+/// something. Call it only holding the lab's build lock ([`crate::lab::Lab::lock`]): edits
+/// are applied under it, so a journal seen without it may be another run's live edit.
 ///
 /// # Errors
 /// [`VmError::Source`] for an unreadable journal, [`VmError::Io`].

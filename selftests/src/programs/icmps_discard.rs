@@ -132,7 +132,7 @@ fn serve(p: &Peer<'_>, mut sk: &Socket, deadline: Instant) -> PeerResult<Served>
     Ok(Served::Quota)
 }
 
-fn set_recverr(sk: &Socket, f: Family) -> PeerResult {
+pub(crate) fn set_recverr(sk: &Socket, f: Family) -> PeerResult {
     // IP_RECVERR (SOL_IP 0, 11) / IPV6_RECVERR (SOL_IPV6 41, 25).
     let (level, name, what) = match f {
         Family::Ipv4 => (0, 11, "IP_RECVERR"),

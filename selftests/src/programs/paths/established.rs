@@ -9,12 +9,20 @@
 //!   TCP-MD5 then TCP-AO, a TCP-AO option without MAC, a TCP-MD5 option of the wrong length,
 //!   an option longer than the option space or shorter than 2: each is dropped before any MAC
 //!   is checked (`tcp_inbound_hash()`: `SKB_DROP_REASON_TCP_AUTH_HDR`), no counter moves.
-//! - `icmp-not-in-rfc5925-list`: ICMP errors other than those RFC 5925 §7.8 lists (network
-//!   and host unreachable, time exceeded; ICMPv6 no route, address unreachable, time
-//!   exceeded) reach the connection and are not counted as dropped; nor is a listed one aimed
-//!   at a connection without TCP-AO.
+//! - `icmp-not-in-rfc5925-list`: each ICMP error RFC 5925 §7.8 does not list (network and
+//!   host unreachable, source route failed, filtered, time exceeded, parameter problem; their
+//!   ICMPv6 kin) reaches the connection (`SO_ERROR` with `IP_RECVERR`, the errno of the
+//!   table) and is not counted as dropped; a listed one aimed at a connection without TCP-AO
+//!   is not counted either; the listed ones are dropped, counted, and leave no error.
+//! - `icmp-without-tcp-ao` (runs alone, before every other test): with no TCP-AO key on the
+//!   machine, every error of the table, listed or not, reaches a connection without TCP-AO,
+//!   round after round for two seconds (the `tcp_ao_needed` static key goes off one second
+//!   after the last key is freed).
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
 
 use socket2::Socket;
 use tcpao_refimpl::wire::TcpFlags;
@@ -26,7 +34,7 @@ use crate::outcome::{OrFail, PeerResult};
 use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, wait_counters};
-use crate::programs::icmps_discard::icmp_error;
+use crate::programs::icmps_discard::{icmp_error, set_recverr};
 use crate::programs::inject::{self, DATA, learn_flow, read_exact, send_data};
 use crate::registry::Test;
 use crate::sockets;
@@ -45,6 +53,12 @@ pub(super) fn tests() -> Vec<Test> {
         PairTest::new(PROGRAM, "icmp-not-in-rfc5925-list")
             .ao()
             .build(icmp_server, icmp_client),
+    );
+    v.extend(
+        PairTest::new(PROGRAM, "icmp-without-tcp-ao")
+            .ao()
+            .exclusive()
+            .build(no_ao_icmp_server, no_ao_icmp_client),
     );
     v
 }
@@ -236,18 +250,118 @@ fn options_client(p: &Peer<'_>) -> PeerResult {
     p.sync()
 }
 
-/// ICMP counters of the family: (destination unreachable, time exceeded).
-fn icmp_counters(f: Family) -> PeerResult<(u64, u64)> {
-    Ok(match f {
-        Family::Ipv4 => (
-            proc_counter("Icmp:", "InDestUnreachs")?,
-            proc_counter("Icmp:", "InTimeExcds")?,
-        ),
-        Family::Ipv6 => (
-            proc_counter("Icmp6", "Icmp6InDestUnreachs")?,
-            proc_counter("Icmp6", "Icmp6InTimeExcds")?,
-        ),
-    })
+/// One ICMP error, whether RFC 5925 §7.8 lists it (a TCP-AO connection must drop it by
+/// default), and the errno it leaves on an established connection with `IP_RECVERR` when it
+/// reaches it (`tcp_v4_err()`: `icmp_err_convert`, time exceeded `EHOSTUNREACH`, parameter
+/// problem `EPROTO`; `tcp_v6_err()`: `icmpv6_err_convert()`).
+struct IcmpRow {
+    icmp_type: u8,
+    code: u8,
+    listed: bool,
+    errno: Errno,
+    what: &'static str,
+}
+
+const fn row(icmp_type: u8, code: u8, listed: bool, errno: Errno, what: &'static str) -> IcmpRow {
+    IcmpRow {
+        icmp_type,
+        code,
+        listed,
+        errno,
+        what,
+    }
+}
+
+/// Fragmentation needed (listed) is left out: it moves the path MTU, not `sk_err`
+/// (`icmps-discard` covers it).
+const ICMP_ROWS_V4: [IcmpRow; 8] = [
+    row(3, 0, false, Errno::ENETUNREACH, "network unreachable"),
+    row(3, 1, false, Errno::EHOSTUNREACH, "host unreachable"),
+    row(3, 5, false, Errno::EOPNOTSUPP, "source route failed"),
+    row(
+        3,
+        13,
+        false,
+        Errno::EHOSTUNREACH,
+        "communication administratively prohibited",
+    ),
+    row(11, 0, false, Errno::EHOSTUNREACH, "time exceeded"),
+    row(12, 0, false, Errno::EPROTO, "parameter problem"),
+    row(3, 2, true, Errno::ENOPROTOOPT, "protocol unreachable"),
+    row(3, 3, true, Errno::ECONNREFUSED, "port unreachable"),
+];
+
+const ICMP_ROWS_V6: [IcmpRow; 8] = [
+    row(1, 0, false, Errno::ENETUNREACH, "no route to destination"),
+    row(1, 3, false, Errno::EHOSTUNREACH, "address unreachable"),
+    row(
+        1,
+        5,
+        false,
+        Errno::EACCES,
+        "source address failed ingress/egress policy",
+    ),
+    row(1, 6, false, Errno::EACCES, "reject route to destination"),
+    row(3, 0, false, Errno::EHOSTUNREACH, "hop limit exceeded"),
+    row(4, 0, false, Errno::EPROTO, "parameter problem"),
+    row(1, 1, true, Errno::EACCES, "administratively prohibited"),
+    row(1, 4, true, Errno::ECONNREFUSED, "port unreachable"),
+];
+
+fn icmp_rows(f: Family) -> &'static [IcmpRow] {
+    match f {
+        Family::Ipv4 => &ICMP_ROWS_V4,
+        Family::Ipv6 => &ICMP_ROWS_V6,
+    }
+}
+
+/// The ICMP MIB counter of destination-unreachable messages received.
+fn dest_unreachs(f: Family) -> PeerResult<u64> {
+    match f {
+        Family::Ipv4 => proc_counter("Icmp:", "InDestUnreachs"),
+        Family::Ipv6 => proc_counter("Icmp6", "Icmp6InDestUnreachs"),
+    }
+}
+
+/// Wait until `row`'s error reached `sk` (`SO_ERROR`, which also clears it).
+fn expect_icmp_error(p: &Peer<'_>, sk: &Socket, row: &IcmpRow, conn: &str) -> PeerResult {
+    let got = p.wait_for(p.deadline(), || {
+        sk.take_error().or_fail("getsockopt(SO_ERROR) failed")
+    })?;
+    let what = format!(
+        "ICMP type {} code {} ({})",
+        row.icmp_type, row.code, row.what
+    );
+    match got.and_then(|e| e.raw_os_error()) {
+        None => Err(failure!(
+            "{what} did not reach {conn} within {:?}: SO_ERROR stayed 0",
+            p.timeout()
+        )),
+        Some(e) if e != row.errno as i32 => Err(failure!(
+            "{what} left {} on {conn}, expected {}",
+            Errno::from_raw(e),
+            row.errno
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Client side of one ICMP step: wait for the server, send `pkts`.
+fn send_icmps(p: &Peer<'_>, raw: &Socket, pkts: &[Vec<u8>]) -> PeerResult {
+    let target = socket2::SockAddr::from(SocketAddr::new(
+        p.remote_addr(),
+        if p.family() == Family::Ipv6 { 255 } else { 0 },
+    ));
+    p.sync()?; // the server is ready
+    for pkt in pkts {
+        let n = raw
+            .send_to(pkt, &target)
+            .or_fail("sending an ICMP error failed")?;
+        if n != pkt.len() {
+            return Err(failure!("sendto() sent {n} of {} bytes", pkt.len()));
+        }
+    }
+    Ok(())
 }
 
 fn icmp_server(p: &Peer<'_>) -> PeerResult {
@@ -258,28 +372,56 @@ fn icmp_server(p: &Peer<'_>) -> PeerResult {
     p.sync()?;
     let sk = accept_with_data(p, &lsk)?;
     let plain_sk = extras::accept_one(p, &plain)?;
-    let (unreach, exceeded) = icmp_counters(p.family())?;
-    // Two unlisted destination-unreachable codes, one time exceeded, one listed code to the
-    // connection without TCP-AO, then one listed code to ours: only that one is dropped.
+    set_recverr(&sk, p.family())?;
+    let rows = icmp_rows(p.family());
+    let unreach = dest_unreachs(p.family())?;
+    // Each unlisted error on its own: it reaches the connection (SO_ERROR) and no TCP-AO
+    // counter moves.
+    for r in rows.iter().filter(|r| !r.listed) {
+        let before = Counters::of(&sk)?;
+        p.sync()?; // the client sends it
+        expect_icmp_error(p, &sk, r, "the TCP-AO connection")?;
+        Counters::of(&sk)?
+            .assert_grew_exactly(&before, Grew::empty())
+            .map_err(|e| {
+                failure!(
+                    "after ICMP type {} code {} ({}): {e}",
+                    r.icmp_type,
+                    r.code,
+                    r.what
+                )
+            })?;
+    }
+    // One listed error to the connection without TCP-AO, then each listed one to ours: only
+    // those are dropped, and none reaches the connection.
+    let listed = rows.iter().filter(|r| r.listed).count() as u64;
     let after = expect(
         p,
         &sk,
-        &[("TCPAODroppedIcmps", 1)],
+        &[("TCPAODroppedIcmps", listed)],
         Grew::DROPPED_ICMP,
-        "ICMP errors outside RFC 5925 §7.8's list, one for a connection without TCP-AO, one listed",
+        "a listed ICMP error for a connection without TCP-AO, then each listed one for ours",
     )?;
-    let (unreach2, exceeded2) = icmp_counters(p.family())?;
-    if (unreach2 - unreach, exceeded2 - exceeded) != (4, 1) {
+    if after.sock.map(|s| s.dropped_icmp) != Some(listed) {
         return Err(failure!(
-            "the ICMP MIB counted {} destination-unreachable and {} time-exceeded messages, the client sent 4 and 1",
-            unreach2 - unreach,
-            exceeded2 - exceeded
+            "the connection counted {:?} dropped ICMPs, expected {listed}",
+            after.sock.map(|s| s.dropped_icmp)
         ));
     }
-    if after.sock.map(|s| s.dropped_icmp) != Some(1) {
+    if let Some(e) = sk.take_error().or_fail("getsockopt(SO_ERROR) failed")? {
         return Err(failure!(
-            "the connection counted {:?} dropped ICMPs, expected 1",
-            after.sock.map(|s| s.dropped_icmp)
+            "a dropped ICMP error reached the TCP-AO connection: SO_ERROR {e}"
+        ));
+    }
+    let sent_unreach = rows
+        .iter()
+        .filter(|r| r.icmp_type == rows[0].icmp_type)
+        .count() as u64
+        + 1;
+    let counted = dest_unreachs(p.family())? - unreach;
+    if counted != sent_unreach {
+        return Err(failure!(
+            "the ICMP MIB counted {counted} destination-unreachable messages, the client sent {sent_unreach}"
         ));
     }
     // Both connections still work.
@@ -294,8 +436,7 @@ fn icmp_client(p: &Peer<'_>) -> PeerResult {
     let plain = sockets::client_socket(p)?;
     sockets::connect_ok(p, &plain, p.remote_addr(), p.port() + 1)?;
     let flow = learn_flow(p)?;
-    let local = flow.conn.local;
-    let remote = flow.conn.remote;
+    let (local, remote) = (flow.conn.local, flow.conn.remote);
     let plain_local: SocketAddr = plain
         .local_addr()
         .or_fail("getsockname() failed")?
@@ -304,48 +445,111 @@ fn icmp_client(p: &Peer<'_>) -> PeerResult {
     let plain_remote = sa(p.remote_addr(), p.port() + 1);
     // The quoted SEQ is the server's SND.NXT (our RCV.NXT): inside its window.
     let seq = flow.ack;
-    let (unreach, exceeded, listed): (u8, u8, u8) = match p.family() {
-        Family::Ipv4 => (3, 11, 3),
-        Family::Ipv6 => (1, 3, 4),
-    };
-    let unlisted_codes: [u8; 2] = match p.family() {
-        // Network unreachable, host unreachable.
-        Family::Ipv4 => [0, 1],
-        // No route, address unreachable.
-        Family::Ipv6 => [0, 3],
-    };
-    let mut pkts = Vec::new();
-    for code in unlisted_codes {
-        pkts.push(icmp_error(local, remote, unreach, code, seq, 0)?);
+    let raw = super::raw_socket(p.remote_addr())?;
+    let rows = icmp_rows(p.family());
+    for r in rows.iter().filter(|r| !r.listed) {
+        send_icmps(
+            p,
+            &raw,
+            &[icmp_error(local, remote, r.icmp_type, r.code, seq, 0)?],
+        )?;
     }
-    pkts.push(icmp_error(local, remote, exceeded, 0, seq, 0)?);
+    let mut pkts = Vec::new();
+    let first_listed = rows
+        .iter()
+        .find(|r| r.listed)
+        .ok_or_else(|| failure!("no listed row"))?;
     pkts.push(icmp_error(
         plain_local,
         plain_remote,
-        unreach,
-        listed,
+        first_listed.icmp_type,
+        first_listed.code,
         1,
         0,
     )?);
-    pkts.push(icmp_error(local, remote, unreach, listed, seq, 0)?);
-    let raw = super::raw_socket(p.remote_addr())?;
-    let target = socket2::SockAddr::from(SocketAddr::new(
-        p.remote_addr(),
-        if p.family() == Family::Ipv6 { 255 } else { 0 },
-    ));
-    p.sync()?; // the server took its snapshot
-    for pkt in &pkts {
-        let n = raw
-            .send_to(pkt, &target)
-            .or_fail("sending an ICMP error failed")?;
-        if n != pkt.len() {
-            return Err(failure!("sendto() sent {n} of {} bytes", pkt.len()));
-        }
+    for r in rows.iter().filter(|r| r.listed) {
+        pkts.push(icmp_error(local, remote, r.icmp_type, r.code, seq, 0)?);
     }
+    send_icmps(p, &raw, &pkts)?;
     p.sync()?; // the server counted them
     for s in [&sk, &plain] {
         let mut buf = [0u8; 8];
         read_exact(p, s, &mut buf)?;
     }
+    p.sync()
+}
+
+/// How long `icmp-without-tcp-ao` keeps checking: the `tcp_ao_needed` static key goes off
+/// one second (`HZ`) after the last TCP-AO key of the machine is freed. The test runs first
+/// and alone, so in a fresh VM the key is off from the start; on a machine where TCP-AO
+/// sockets live (a BGP daemon, an earlier run whose orphans linger for up to two minutes)
+/// the test still checks delivery but cannot tell a kernel that ignores ICMPs while the
+/// key is off.
+const KEY_OFF_WINDOW: Duration = Duration::from_secs(2);
+
+/// `icmp-without-tcp-ao`, server: a connection without TCP-AO, on a machine where no TCP-AO
+/// key exists (the test runs alone), receives every error of the table, listed or not,
+/// round after round for [`KEY_OFF_WINDOW`]: RFC 5925 §7.8 concerns connections that match
+/// MKTs only. `tcp_ao_ignore_icmp()` returns early while the static key is off; a kernel
+/// that ignored ICMPs there would break them (PMTU discovery too) for every TCP socket.
+fn no_ao_icmp_server(p: &Peer<'_>) -> PeerResult {
+    let lsk = sockets::listen(p, p.port(), 1)?;
+    p.sync()?;
+    let sk = extras::accept_one(p, &lsk)?;
+    let mut buf = [0u8; DATA];
+    read_exact(p, &sk, &mut buf)?;
+    set_recverr(&sk, p.family())?;
+    let window = KEY_OFF_WINDOW;
+    let started = Instant::now();
+    let mut rounds = 0u32;
+    while rounds < 2 || started.elapsed() < window {
+        p.sync()?; // one more round
+        for r in icmp_rows(p.family()) {
+            p.sync()?; // the client sends it
+            expect_icmp_error(p, &sk, r, "the connection without TCP-AO")?;
+        }
+        rounds += 1;
+    }
+    p.signal(); // enough
+    p.sync()?;
+    p.diag(format!(
+        "{rounds} rounds of {} ICMP errors over {:.1?} reached the connection",
+        icmp_rows(p.family()).len(),
+        started.elapsed()
+    ));
+    sockets::write_all(p, &sk, b"still up", p.deadline())?;
+    p.sync()
+}
+
+fn no_ao_icmp_client(p: &Peer<'_>) -> PeerResult {
+    let sk = sockets::client_socket(p)?;
+    p.sync()?;
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+    send_data(p, &sk)?;
+    let flow = learn_flow(p)?;
+    let raw = super::raw_socket(p.remote_addr())?;
+    let rows = icmp_rows(p.family());
+    let mut pkts = Vec::new();
+    for r in rows {
+        pkts.push(icmp_error(
+            flow.conn.local,
+            flow.conn.remote,
+            r.icmp_type,
+            r.code,
+            flow.ack,
+            0,
+        )?);
+    }
+    loop {
+        p.sync()?; // the server's round, or its "enough"
+        if p.peer_signals() > 0 {
+            break;
+        }
+        for pkt in &pkts {
+            send_icmps(p, &raw, std::slice::from_ref(pkt))?;
+        }
+    }
+    let mut buf = [0u8; 8];
+    read_exact(p, &sk, &mut buf)?;
     p.sync()
 }

@@ -12,6 +12,13 @@
 //!   `tcp_v{4,6}_syn_recv_sock()`), and a TCP-MD5 client from the same host address is
 //!   accepted with TCP-MD5, although unsigned segments from that host are refused because of
 //!   its TCP-AO key: reported as a suspected kernel issue (XFAIL).
+//! - `key-option-memory`: every TCP-AO key is charged to its socket's option memory
+//!   (`SO_MEMINFO` optmem) and uncharged whenever it goes: deleted (`tcp_ao_delete_key()`),
+//!   dropped by `connect()` for not matching the peer (`tcp_ao_connect_init()`), freed with
+//!   the whole TCP-AO state when `connect()` goes TCP-MD5 (`tcp_connect()` →
+//!   `tcp_ao_destroy_sock()`); an accepted socket is charged for the listener's keys that
+//!   match its peer only (`tcp_ao_copy_all_matching()`). A leak there shrinks what
+//!   `net.core.optmem_max` leaves the socket, and nothing else shows it.
 //! - `self-connect-without-key`: a socket without TCP-AO connects to itself (simultaneous
 //!   open, `tcp_rcv_synsent_state_process()` with no TCP-AO state) and talks to itself.
 //! - `repair-first-key-on-established`: an established connection without TCP-AO takes its
@@ -53,6 +60,12 @@ pub(super) fn tests() -> Vec<Test> {
             .ao()
             .requires(&[Feature::TcpMd5])
             .build(overlap_server, overlap_client),
+    );
+    v.extend(
+        PairTest::new(PROGRAM, "key-option-memory")
+            .ao()
+            .requires(&[Feature::TcpMd5])
+            .build(optmem_server, optmem_client),
     );
     v.extend(
         SoloTest::new(PROGRAM, "self-connect-without-key")
@@ -161,6 +174,140 @@ fn connect_client(p: &Peer<'_>) -> PeerResult {
             "connect() of a socket whose only key is for another peer ended {r:?}, expected EKEYREJECTED"
         )),
     }
+}
+
+/// The option memory `add` charges to `sk`: `optmem` after minus before, which must be
+/// positive.
+fn charged(sk: &Socket, what: &str, add: impl FnOnce() -> PeerResult) -> PeerResult<u32> {
+    let before = sockets::optmem(sk)?;
+    add()?;
+    let after = sockets::optmem(sk)?;
+    if after <= before {
+        return Err(failure!(
+            "{what} charged no option memory (SO_MEMINFO optmem {before} => {after})"
+        ));
+    }
+    Ok(after - before)
+}
+
+/// `optmem` of `sk` must be `want` after `what`.
+fn expect_optmem(sk: &Socket, want: u32, what: &str) -> PeerResult {
+    let now = sockets::optmem(sk)?;
+    if now != want {
+        return Err(failure!(
+            "after {what} the socket's option memory is {now} bytes, expected {want} ({:+})",
+            i64::from(now) - i64::from(want)
+        ));
+    }
+    Ok(())
+}
+
+fn optmem_server(p: &Peer<'_>) -> PeerResult {
+    // A TCP-AO listener with a key for the client and one for another peer.
+    let lsk = sockets::listen(p, p.port(), 1)?;
+    let mine = charged(&lsk, "the listener's key for the client", || {
+        sockets::add_key(p, &lsk, &key(p, 100, 100))
+    })?;
+    let other = TestKey::new(p.family().wrong_addr(), 101, 101).to_ao_key()?;
+    let theirs = charged(&lsk, "the listener's key for another peer", || {
+        lsk.add_ao_key(&other)
+            .or_fail("adding key 101:101 for another peer failed")
+    })?;
+    if mine != theirs {
+        return Err(failure!(
+            "two keys of the same algorithm cost {mine} and {theirs} bytes of option memory"
+        ));
+    }
+    // A TCP-MD5 listener on the next port.
+    let md5 = sockets::listen(p, p.port() + 1, 1)?;
+    sockets::add_md5_key(
+        p,
+        &md5,
+        p.remote_addr(),
+        p.family().host_prefix(),
+        MD5_PASSWORD,
+    )?;
+    p.sync()?;
+    let sk = extras::accept_one(p, &lsk)?;
+    expect_optmem(
+        &sk,
+        mine,
+        "accept() (only the listener's key for this peer is copied)",
+    )?;
+    serve(p, &sk, Grew::GOOD)?;
+    let sk = extras::accept_one(p, &md5)?;
+    let served = sockets::echo_server(p, &sk, p.deadline())?;
+    if served != (MESSAGES * MESSAGE_LEN) as u64 {
+        return Err(failure!("the TCP-MD5 server echoed {served} bytes"));
+    }
+    p.sync()
+}
+
+fn optmem_client(p: &Peer<'_>) -> PeerResult {
+    let other = |id: u8| -> PeerResult<tcpao_sys::AoKey> {
+        TestKey::new(p.family().wrong_addr(), id, id).to_ao_key()
+    };
+    // TCP-AO: a key for the server, two for another peer; one of those deleted, the other
+    // dropped by connect().
+    let sk = sockets::client_socket(p)?;
+    let base = sockets::optmem(&sk)?;
+    let mine = charged(&sk, "the key for the server", || {
+        sockets::add_key(p, &sk, &key(p, 100, 100))
+    })?;
+    let k102 = other(102)?;
+    charged(&sk, "key 102:102 for another peer", || {
+        sk.add_ao_key(&k102).or_fail("adding key 102:102 failed")
+    })?;
+    let with_two = sockets::optmem(&sk)?;
+    let k103 = other(103)?;
+    charged(&sk, "key 103:103 for another peer", || {
+        sk.add_ao_key(&k103).or_fail("adding key 103:103 failed")
+    })?;
+    sk.del_ao_key(&k103.selector())
+        .or_fail("deleting key 103:103 failed")?;
+    expect_optmem(&sk, with_two, "TCP_AO_DEL_KEY of key 103:103")?;
+    p.sync()?;
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+    expect_optmem(
+        &sk,
+        base + mine,
+        "connect() (the key for another peer is removed)",
+    )?;
+    echo(p, &sk, Grew::GOOD)?;
+    drop(sk);
+    // TCP-MD5 with a TCP-AO key for another peer: connect() frees the TCP-AO state.
+    let sk = sockets::client_socket(p)?;
+    sockets::add_md5_key(
+        p,
+        &sk,
+        p.remote_addr(),
+        p.family().host_prefix(),
+        MD5_PASSWORD,
+    )?;
+    let with_md5 = sockets::optmem(&sk)?;
+    charged(
+        &sk,
+        "key 102:102 for another peer beside a TCP-MD5 key",
+        || sk.add_ao_key(&k102).or_fail("adding key 102:102 failed"),
+    )?;
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port() + 1)?;
+    if sk
+        .ao_info()
+        .or_fail("getsockopt(TCP_AO_INFO) failed")?
+        .is_some()
+    {
+        return Err(failure!(
+            "a TCP-MD5 connection kept its TCP-AO state after connect()"
+        ));
+    }
+    expect_optmem(
+        &sk,
+        with_md5,
+        "connect() with TCP-MD5 (the TCP-AO state is freed)",
+    )?;
+    sockets::echo_verify(p, &sk, MESSAGES, MESSAGE_LEN, p.deadline())?;
+    drop(sk); // the server echoes until the end of the stream
+    p.sync()
 }
 
 /// Both sides: a plain connection, then the first key in repair mode.
