@@ -3,7 +3,9 @@
 //! cookie for every SYN, no request socket is kept). The signed SYN-ACK carries the cookie as
 //! its ISN; the handshake's ACK is verified by the listener as a possible syncookie ACK (ISNs
 //! SEQ − 1 and ACK − 1), the cookie checks, and `tcp_ao_syncookie()` rebuilds the request's
-//! TCP-AO state from the ACK (KeyID → RNext_key, RNextKeyID → Current_key). An unsigned
+//! TCP-AO state from the ACK (KeyID → RNext_key, RNextKeyID → Current_key; the listener has
+//! a second key for the client, first in its list, which the child must not fall back to).
+//! An unsigned
 //! handshake with a listener that has keys for other peers only goes through the same path
 //! without TCP-AO.
 
@@ -45,13 +47,19 @@ fn server(p: &Peer<'_>, signed: bool) -> PeerResult {
     netns::sysctl_write("net/ipv4/tcp_syncookies", "2")
         .or_fail("setting net.ipv4.tcp_syncookies = 2")?;
     let lsk = sockets::listen(p, p.port(), 1)?;
-    let k = if signed {
-        key(p, 100, 100)
+    if signed {
+        // A second key for the client, then the client's key (it sends with KeyID 37, asks
+        // for 100). Keys are linked at the head of a list, the child's copied in reverse, so
+        // the child's first key is the other one: the child must pick its keys from the
+        // ACK's KeyID and RNextKeyID, not fall back to its first key
+        // (`tcp_ao_copy_all_matching()`). 37 is used by no other test, so a request socket's
+        // stale memory does not name it.
+        sockets::add_key(p, &lsk, &key(p, 101, 38))?;
+        sockets::add_key(p, &lsk, &key(p, 100, 37))?;
     } else {
         // A key for another peer: TCP-AO is on for the listener, not for this client.
-        TestKey::new(p.family().wrong_addr(), 100, 100)
-    };
-    sockets::add_key(p, &lsk, &k)?;
+        sockets::add_key(p, &lsk, &TestKey::new(p.family().wrong_addr(), 100, 100))?;
+    }
     let (sent, recv, failed) = cookies()?;
     let before = Counters::netns()?;
     p.sync()?;
@@ -68,9 +76,9 @@ fn server(p: &Peer<'_>, signed: bool) -> PeerResult {
     let info = sk.ao_info().or_fail("getsockopt(TCP_AO_INFO) failed")?;
     let grew = if signed {
         let i = info.ok_or_else(|| failure!("the connection of a cookie has no TCP-AO state"))?;
-        if (i.current_key, i.rnext_key) != (Some(100), Some(100)) {
+        if (i.current_key, i.rnext_key) != (Some(100), Some(37)) {
             return Err(failure!(
-                "the connection of a cookie has Current_key {:?} RNext_key {:?}, expected 100/100",
+                "the connection of a cookie has Current_key {:?} RNext_key {:?}, expected 100/37 (the key the ACK named)",
                 i.current_key,
                 i.rnext_key
             ));
@@ -102,7 +110,7 @@ fn server(p: &Peer<'_>, signed: bool) -> PeerResult {
 fn client(p: &Peer<'_>, signed: bool) -> PeerResult {
     let sk = sockets::client_socket(p)?;
     if signed {
-        sockets::add_key(p, &sk, &key(p, 100, 100))?;
+        sockets::add_key(p, &sk, &key(p, 37, 100))?;
     }
     p.sync()?;
     sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
