@@ -5,7 +5,10 @@
 //! SEQ − 1 and ACK − 1), the cookie checks, and `tcp_ao_syncookie()` rebuilds the request's
 //! TCP-AO state from the ACK (KeyID → RNext_key, RNextKeyID → Current_key; the listener has
 //! a second key for the client, first in its list, which the child must not fall back to).
-//! An unsigned
+//! Two interleaved cookie handshakes (the first client's ACK delayed until the second
+//! connection is up) must each get the keys their own ACK named: the request socket a cookie
+//! ACK rebuilds reuses the memory the last one freed, so a field `tcp_ao_syncookie()` forgot
+//! to store would show the other connection's key. An unsigned
 //! handshake with a listener that has keys for other peers only goes through the same path
 //! without TCP-AO.
 
@@ -26,6 +29,11 @@ pub(super) fn tests() -> Vec<Test> {
     let mut v = PairTest::new(PROGRAM, "syncookie-handshake")
         .ao()
         .build(|p| server(p, true), |p| client(p, true));
+    v.extend(
+        PairTest::new(PROGRAM, "syncookie-interleaved-handshakes")
+            .ao()
+            .build(interleaved_server, interleaved_client),
+    );
     v.extend(
         PairTest::new(PROGRAM, "syncookie-unsigned-handshake")
             .ao()
@@ -120,4 +128,79 @@ fn client(p: &Peer<'_>, signed: bool) -> PeerResult {
     Counters::of(&sk)?
         .assert_grew_exactly(&before, grew)
         .map_err(|e| failure!("client counters after the echo: {e}"))
+}
+
+/// The keys of the interleaved handshakes: (client send, client receive) per client; the
+/// listener has the mirror of each.
+const INTERLEAVED: [(u8, u8); 2] = [(37, 100), (38, 101)];
+
+fn interleaved_server(p: &Peer<'_>) -> PeerResult {
+    netns::sysctl_write("net/ipv4/tcp_syncookies", "2")
+        .or_fail("setting net.ipv4.tcp_syncookies = 2")?;
+    let lsk = sockets::listen(p, p.port(), 2)?;
+    for (send, recv) in INTERLEAVED {
+        sockets::add_key(p, &lsk, &key(p, recv, send))?;
+    }
+    let (_, recv, _) = cookies()?;
+    p.sync()?;
+    let mut seen = Vec::new();
+    for _ in INTERLEAVED {
+        let sk = extras::accept_one(p, &lsk)?;
+        let i = sk
+            .ao_info()
+            .or_fail("getsockopt(TCP_AO_INFO) failed")?
+            .ok_or_else(|| failure!("the connection of a cookie has no TCP-AO state"))?;
+        let got = (i.current_key, i.rnext_key);
+        // Current_key: the key whose SendID the ACK's RNextKeyID names; RNext_key: the key
+        // whose RecvID its KeyID names.
+        if !INTERLEAVED
+            .iter()
+            .any(|&(send, recv)| got == (Some(recv), Some(send)))
+        {
+            return Err(failure!(
+                "a connection of a cookie has Current_key {:?} RNext_key {:?}: not the pair of keys either client's ACK named ({:?})",
+                i.current_key,
+                i.rnext_key,
+                INTERLEAVED.map(|(send, recv)| (recv, send))
+            ));
+        }
+        seen.push(got);
+    }
+    if seen[0] == seen[1] {
+        return Err(failure!(
+            "both connections of the cookies have the keys {:?}",
+            seen[0]
+        ));
+    }
+    let (_, recv2, _) = cookies()?;
+    if recv2 - recv != 2 {
+        return Err(failure!(
+            "SyncookiesRecv grew by {}, expected 2",
+            recv2 - recv
+        ));
+    }
+    p.sync()
+}
+
+fn interleaved_client(p: &Peer<'_>) -> PeerResult {
+    let mut socks = Vec::new();
+    for (send, recv) in INTERLEAVED {
+        let sk = sockets::client_socket(p)?;
+        sockets::add_key(p, &sk, &key(p, send, recv))?;
+        socks.push(sk);
+    }
+    // TCP_DEFER_ACCEPT on a connecting socket delays its handshake ACK (up to 200 ms, or
+    // until it sends data): the second handshake runs in between.
+    tcpao_sys::raw::set_int_option(
+        &socks[0],
+        nix::libc::IPPROTO_TCP,
+        nix::libc::TCP_DEFER_ACCEPT,
+        1,
+    )
+    .or_fail("setsockopt(TCP_DEFER_ACCEPT) failed")?;
+    p.sync()?;
+    for sk in &socks {
+        sockets::connect_ok(p, sk, p.remote_addr(), p.port())?;
+    }
+    p.sync()
 }
