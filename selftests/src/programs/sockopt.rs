@@ -211,6 +211,33 @@ impl DumpedKey {
         self.0.bitfield & uapi::tcp_ao_getsockopt::IS_RNEXT != 0
     }
 
+    /// What is wrong with the reported address as a `sockaddr_in`/`sockaddr_in6` beyond the
+    /// address itself (`tcp_ao_copy_mkts_to_user()` zeroes the record and sets the family and
+    /// a zero port): a family other than `AF_INET`/`AF_INET6`, a port, a flow label or scope,
+    /// or bytes after the structure. `None` when the layout is clean.
+    pub fn address_layout_error(&self) -> Option<String> {
+        let a = &self.0.addr;
+        let d = &a.__data;
+        let (used, family) = match i32::from(a.ss_family) {
+            // sin_port, sin_addr: 2 + 4 bytes of __data.
+            libc::AF_INET => (6, "AF_INET"),
+            // sin6_port, sin6_flowinfo, sin6_addr: 2 + 4 + 16 bytes; sin6_scope_id after.
+            libc::AF_INET6 => (22, "AF_INET6"),
+            f => return Some(format!("address family {f}")),
+        };
+        let port = u16::from_be_bytes([d[0], d[1]]);
+        if port != 0 {
+            return Some(format!("{family} address with port {port}"));
+        }
+        if family == "AF_INET6" && d[2..6] != [0; 4] {
+            return Some("AF_INET6 address with a flow label".into());
+        }
+        if d[used..].iter().any(|&b| b != 0) {
+            return Some(format!("non-zero bytes after the {family} address"));
+        }
+        None
+    }
+
     /// The peer address (`None` for the any-address); v4-mapped folded to IPv4.
     pub fn peer(&self) -> Option<IpAddr> {
         let d = &self.0.addr.__data;
@@ -377,6 +404,9 @@ pub fn compare_key(
     if g.ifindex != want_ifindex {
         bad.push(format!("ifindex {} instead of {want_ifindex}", g.ifindex));
     }
+    if let Some(why) = got.address_layout_error() {
+        bad.push(why);
+    }
     let want_prefix = sel.peer.prefix_len();
     if g.prefix != want_prefix {
         bad.push(format!("prefix {} instead of {want_prefix}", g.prefix));
@@ -492,4 +522,48 @@ pub fn expect_keys(sk: &impl AsFd, want: &[(u8, u8)]) -> PeerResult {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_address_must_be_a_clean_sockaddr() {
+        let rec = |af: i32, ip: &str, port: u16| {
+            DumpedKey(uapi::tcp_ao_getsockopt {
+                addr: sockaddr(af, Some(ip.parse().unwrap()), port),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            rec(libc::AF_INET, "10.0.1.1", 0).address_layout_error(),
+            None
+        );
+        assert_eq!(
+            rec(libc::AF_INET6, "2001:db8::1", 0).address_layout_error(),
+            None
+        );
+        assert_eq!(
+            rec(libc::AF_INET6, "2001:db8::1", 1).address_layout_error(),
+            Some("AF_INET6 address with port 1".into())
+        );
+        assert!(
+            rec(libc::AF_INET, "10.0.1.1", 179)
+                .address_layout_error()
+                .is_some()
+        );
+        let mut k = rec(libc::AF_INET, "10.0.1.1", 0);
+        k.0.addr.ss_family = 0;
+        assert_eq!(k.address_layout_error(), Some("address family 0".into()));
+        let mut k = rec(libc::AF_INET, "10.0.1.1", 0);
+        k.0.addr.__data[10] = 1;
+        assert!(k.address_layout_error().is_some());
+        let mut k = rec(libc::AF_INET6, "2001:db8::1", 0);
+        k.0.addr.__data[3] = 1;
+        assert_eq!(
+            k.address_layout_error(),
+            Some("AF_INET6 address with a flow label".into())
+        );
+    }
 }
