@@ -60,8 +60,9 @@ fn server(p: &Peer<'_>, signed: bool) -> PeerResult {
         // for 100). Keys are linked at the head of a list, the child's copied in reverse, so
         // the child's first key is the other one: the child must pick its keys from the
         // ACK's KeyID and RNextKeyID, not fall back to its first key
-        // (`tcp_ao_copy_all_matching()`). 37 is used by no other test, so a request socket's
-        // stale memory does not name it.
+        // (`tcp_ao_copy_all_matching()`). A forgotten store in `tcp_ao_syncookie()` needs
+        // `syncookie-interleaved-handshakes`: here the request socket's memory still holds
+        // what the SYN's request socket wrote.
         sockets::add_key(p, &lsk, &key(p, 101, 38))?;
         sockets::add_key(p, &lsk, &key(p, 100, 37))?;
     } else {
