@@ -413,11 +413,12 @@ fn icmp_server(p: &Peer<'_>) -> PeerResult {
             "a dropped ICMP error reached the TCP-AO connection: SO_ERROR {e}"
         ));
     }
-    let sent_unreach = rows
-        .iter()
-        .filter(|r| r.icmp_type == rows[0].icmp_type)
-        .count() as u64
-        + 1;
+    // Every destination-unreachable row, and the listed one to the connection without TCP-AO.
+    let dest_unreach = match p.family() {
+        Family::Ipv4 => 3,
+        Family::Ipv6 => 1,
+    };
+    let sent_unreach = rows.iter().filter(|r| r.icmp_type == dest_unreach).count() as u64 + 1;
     let counted = dest_unreachs(p.family())? - unreach;
     if counted != sent_unreach {
         return Err(failure!(
@@ -499,10 +500,9 @@ fn no_ao_icmp_server(p: &Peer<'_>) -> PeerResult {
     let mut buf = [0u8; DATA];
     read_exact(p, &sk, &mut buf)?;
     set_recverr(&sk, p.family())?;
-    let window = KEY_OFF_WINDOW;
     let started = Instant::now();
     let mut rounds = 0u32;
-    while rounds < 2 || started.elapsed() < window {
+    while rounds < 2 || started.elapsed() < KEY_OFF_WINDOW {
         p.sync()?; // one more round
         for r in icmp_rows(p.family()) {
             p.sync()?; // the client sends it
@@ -528,18 +528,19 @@ fn no_ao_icmp_client(p: &Peer<'_>) -> PeerResult {
     send_data(p, &sk)?;
     let flow = learn_flow(p)?;
     let raw = super::raw_socket(p.remote_addr())?;
-    let rows = icmp_rows(p.family());
-    let mut pkts = Vec::new();
-    for r in rows {
-        pkts.push(icmp_error(
-            flow.conn.local,
-            flow.conn.remote,
-            r.icmp_type,
-            r.code,
-            flow.ack,
-            0,
-        )?);
-    }
+    let pkts = icmp_rows(p.family())
+        .iter()
+        .map(|r| {
+            icmp_error(
+                flow.conn.local,
+                flow.conn.remote,
+                r.icmp_type,
+                r.code,
+                flow.ack,
+                0,
+            )
+        })
+        .collect::<PeerResult<Vec<_>>>()?;
     loop {
         p.sync()?; // the server's round, or its "enough"
         if p.peer_signals() > 0 {
