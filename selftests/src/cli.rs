@@ -223,6 +223,11 @@ pub struct RunArgs {
     /// reported as skipped. `mutate` uses it: one confirmed failure kills a mutant.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_failures: Option<u64>,
+    /// Run the selection N times in a row (one KTAP document per round), then name every
+    /// test that failed in some round, and in which: flaky or broken every time.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub repeat: u64,
     /// Keep the packet captures tests make in DIR.
     #[arg(long, value_name = "DIR")]
     pub save_pcaps: Option<PathBuf>,

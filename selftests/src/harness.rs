@@ -9,14 +9,14 @@
 //! panic message, never a crash of the run.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Once, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::ktap::{Status, Totals, Writer};
+use crate::ktap::{Status, Summary, Totals, Writer};
 use crate::outcome::Outcome;
 use crate::probe::{Feature, Features};
 use crate::registry::{Ctx, Test};
@@ -437,6 +437,122 @@ pub fn run<W: Write>(
     w.finish(tests.len())
 }
 
+/// Runs `tests` `rounds` times in a row, one KTAP document per round, and then names every
+/// test that failed in some round and in which (`run --repeat N`: the way to tell a flaky test
+/// from a broken kernel, and to show a suite stays green N runs in a row). Nothing is reset
+/// between rounds: what one round leaves in the kernel (orphans, TIME-WAIT sockets, static
+/// keys) is what the next one meets, as in back-to-back runs on a developer's machine.
+/// Returns the totals over all rounds.
+///
+/// # Errors
+/// I/O errors writing the output.
+pub fn run_rounds<W: Write>(
+    tests: &[Test],
+    features: &Arc<Features>,
+    opts: &RunOptions,
+    policy: TimeoutPolicy,
+    rounds: usize,
+    mut out: W,
+) -> std::io::Result<Totals> {
+    if rounds <= 1 {
+        return run(tests, features, opts, policy, out);
+    }
+    let mut all = Totals::default();
+    let mut failed: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for k in 1..=rounds {
+        let started = Instant::now();
+        writeln!(out, "# round {k}/{rounds}")?;
+        let mut tee = Tee::new(&mut out);
+        let totals = run(tests, features, opts, policy, &mut tee)?;
+        for (name, _) in tee.finish().failures {
+            failed.entry(name).or_default().push(k);
+        }
+        writeln!(
+            out,
+            "# round {k}/{rounds}: {totals} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        )?;
+        out.flush()?;
+        all += totals;
+    }
+    for line in rounds_report(&failed, rounds) {
+        writeln!(out, "# {line}")?;
+    }
+    out.flush()?;
+    Ok(all)
+}
+
+/// The closing lines of [`run_rounds`]: how many tests failed in some round, then one line
+/// per test with its rounds, "every round" or "flaky" said outright.
+fn rounds_report(failed: &BTreeMap<String, Vec<usize>>, rounds: usize) -> Vec<String> {
+    let mut lines = vec![format!(
+        "rounds: {rounds} in a row; tests that failed in some round: {}",
+        failed.len()
+    )];
+    for (name, ks) in failed {
+        let which = ks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kind = if ks.len() == rounds {
+            "every round"
+        } else {
+            "flaky"
+        };
+        lines.push(format!(
+            "rounds: {name}: failed in {} of {rounds} ({kind}): rounds {which}",
+            ks.len()
+        ));
+    }
+    lines
+}
+
+/// Passes a KTAP stream through and reads it with [`Summary`] on the way (the failures of
+/// one round, named by the same parser every reader of our output uses).
+struct Tee<W: Write> {
+    out: W,
+    summary: Summary,
+    line: Vec<u8>,
+}
+
+impl<W: Write> Tee<W> {
+    fn new(out: W) -> Self {
+        Tee {
+            out,
+            summary: Summary::default(),
+            line: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Summary {
+        if !self.line.is_empty() {
+            let l = std::mem::take(&mut self.line);
+            self.summary.feed(&String::from_utf8_lossy(&l));
+        }
+        self.summary
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                let l = std::mem::take(&mut self.line);
+                self.summary.feed(&String::from_utf8_lossy(&l));
+            } else {
+                self.line.push(b);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 fn flush<W: Write>(
     w: &mut Writer<W>,
     tests: &[Test],
@@ -727,6 +843,58 @@ mod tests {
             .collect();
         assert_eq!(nums, ["1", "2", "3", "4", "5", "6"]);
         assert_eq!(Summary::parse(&out).exit_code(), 0);
+    }
+
+    #[test]
+    fn rounds_name_each_failing_test_with_its_rounds() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // `flaky` fails in its second round only, `broken` in every round.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&calls);
+        let tests = vec![
+            Test::new("r/any/steady", |_| Ok(Outcome::Pass)),
+            Test::new("r/any/flaky", move |_| {
+                Ok(if c.fetch_add(1, Ordering::SeqCst) == 1 {
+                    Outcome::fail("lost a race")
+                } else {
+                    Outcome::Pass
+                })
+            }),
+            Test::new("r/any/broken", |_| Ok(Outcome::fail("always"))),
+        ];
+        let mut out = Vec::new();
+        let totals = run_rounds(
+            &tests,
+            &features(true),
+            &RunOptions::default(),
+            TimeoutPolicy {
+                slow: 1,
+                override_secs: None,
+            },
+            3,
+            &mut out,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "{out}");
+        assert_eq!((totals.pass, totals.fail), (5, 4), "{out}");
+        // Three KTAP documents, read back by the same parser as any run.
+        let sum = Summary::parse(&out);
+        assert_eq!((sum.documents, sum.planned, sum.ktap_results), (3, 9, 9));
+        assert!(sum.problems().is_empty(), "{:?}", sum.problems());
+        assert!(out.contains("# round 2/3: pass:1 fail:2 "), "{out}");
+        let report: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("# rounds: "))
+            .collect();
+        assert_eq!(
+            report,
+            [
+                "# rounds: 3 in a row; tests that failed in some round: 2",
+                "# rounds: r/any/broken: failed in 3 of 3 (every round): rounds 1, 2, 3",
+                "# rounds: r/any/flaky: failed in 1 of 3 (flaky): rounds 2",
+            ]
+        );
     }
 
     #[test]

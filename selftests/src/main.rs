@@ -79,11 +79,12 @@ fn run(args: &RunArgs) -> i32 {
             .max_failures
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
-    match harness::run(
+    match harness::run_rounds(
         &tests,
         &features,
         &opts,
         TimeoutPolicy::from_env(),
+        usize::try_from(args.repeat).unwrap_or(1),
         std::io::stdout().lock(),
     ) {
         Ok(totals) => totals.exit_code(),

@@ -268,6 +268,27 @@ fn prune_old_runs(dir: &Path, age: Duration) {
     }
 }
 
+/// The rounds a suite run will make: the last `--repeat N` (or `--repeat=N`) among the suite
+/// arguments, 1 when there is none or it is not a number the suite would take.
+pub fn repeat_rounds(suite_args: &[String]) -> u32 {
+    let mut rounds = 1;
+    let mut it = suite_args.iter();
+    while let Some(a) = it.next() {
+        let v = match a.strip_prefix("--repeat") {
+            Some("") => it.next().map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(n) = v
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| (1..=1000).contains(n))
+        {
+            rounds = n;
+        }
+    }
+    rounds
+}
+
 /// Make every `--save-pcaps DIR` of the suite arguments writable from the guest: the guest
 /// sees the host's files read-only (or under a throw-away overlay), so `DIR` is created on the
 /// host, made absolute, and shared with `--rwdir`. Returns the rewritten arguments and the
@@ -305,6 +326,24 @@ pub(crate) fn share_pcap_dirs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeat_rounds_reads_the_suites_last_repeat() {
+        let a = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // One row per case: suite arguments, rounds.
+        let rows: [(&[&str], u32); 7] = [
+            (&[], 1),
+            (&["--jobs", "2"], 1),
+            (&["--repeat", "10"], 10),
+            (&["--repeat=3", "paths/"], 3),
+            (&["--repeat", "2", "--repeat", "5"], 5),
+            (&["--repeat", "zero"], 1),
+            (&["--repeat", "0"], 1),
+        ];
+        for (args, want) in rows {
+            assert_eq!(repeat_rounds(&a(args)), want, "{args:?}");
+        }
+    }
 
     #[test]
     fn the_guest_timeout_factor_is_tcg_times_the_flavours_slowdown() {

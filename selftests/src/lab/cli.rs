@@ -872,7 +872,8 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         let dir = lab.upstream_programs()?;
         steps.push(Step::upstream("upstream", dir, Vec::new()));
     }
-    let machine_slowdown = kernel.slowdown.max(1);
+    // `--repeat N` runs the suite N times in the guest: the default limit grows with it.
+    let machine_slowdown = kernel.slowdown.max(1) * vm::repeat_rounds(&args.args);
     let machine = Machine {
         kernel,
         accel: args.accel,
