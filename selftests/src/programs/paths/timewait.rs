@@ -76,6 +76,9 @@ fn server(p: &Peer<'_>) -> PeerResult {
     read_exact(p, &sk, &mut buf)?;
     drop(sk); // active close: FIN-WAIT, then TIME-WAIT once the client's FIN is in
     p.sync()?; // closed
+    // The client's FIN may still meet a full FIN-WAIT-2 socket, which verifies and counts it
+    // (`TCPAOGood`; TIME-WAIT counts nothing): the counters are read from here on only.
+    p.sync()?; // the client saw our ACK of its FIN
     expect_netns(
         p,
         &[("TCPAODroppedIcmps", 1)],
@@ -145,6 +148,7 @@ fn client(p: &Peer<'_>) -> PeerResult {
     let (Some(client_fin), Some(server_fin)) = frames else {
         return Err(failure!("the capture lacks a FIN"));
     };
+    p.sync()?; // the server's counters can be read: our FIN is in
     // TIME-WAIT's SND.NXT and RCV.NXT.
     let (tw_snd, tw_rcv) = (server_fin.wrapping_add(1), client_fin.wrapping_add(1));
     let (my_seq, my_ack) = (tw_rcv, tw_snd);
