@@ -1184,7 +1184,10 @@ fn md5_bird(p: &Peer<'_>) -> PeerResult {
         let up = p.wait_for(p.deadline_in(Duration::from_secs(80)), || {
             sessions = b.protocols()?;
             sessions.retain(|(name, _, info)| name.starts_with("dynbgp") && info == "Established");
-            Ok((sessions.len() == 2).then_some(()))
+            // At least 2: a session the speaker gave up on as stuck (its 15 s retry limit)
+            // may still come up once BIRD gets to it on a loaded machine; it is signed with
+            // the same prefix key, so it proves as much as the others.
+            Ok((sessions.len() >= 2).then_some(()))
         })?;
         if up.is_none() {
             let all = b.protocols()?;
@@ -1201,7 +1204,7 @@ fn md5_bird(p: &Peer<'_>) -> PeerResult {
                 )));
             }
             return Err(failure!(
-                "BIRD has {} dynamic sessions up, expected 2: {all:?}",
+                "BIRD has {} dynamic sessions up, expected 2 or more: {all:?}",
                 sessions.len()
             ));
         }
