@@ -268,25 +268,22 @@ fn prune_old_runs(dir: &Path, age: Duration) {
     }
 }
 
-/// The rounds a suite run will make: the last `--repeat N` (or `--repeat=N`) among the suite
-/// arguments, 1 when there is none or it is not a number the suite would take.
+/// The rounds a suite run will make: `--repeat` as the guest's `tcpao-selftests` will read
+/// the suite arguments (the same clap definition), 1 when they do not parse.
 pub fn repeat_rounds(suite_args: &[String]) -> u32 {
-    let mut rounds = 1;
-    let mut it = suite_args.iter();
-    while let Some(a) = it.next() {
-        let v = match a.strip_prefix("--repeat") {
-            Some("") => it.next().map(String::as_str),
-            Some(rest) => rest.strip_prefix('='),
-            None => None,
-        };
-        if let Some(n) = v
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|n| (1..=1000).contains(n))
-        {
-            rounds = n;
-        }
-    }
-    rounds
+    use clap::Parser;
+    let cli = crate::cli::Cli::try_parse_from(
+        std::iter::once("tcpao-selftests").chain(suite_args.iter().map(String::as_str)),
+    );
+    let repeat = match cli {
+        Ok(crate::cli::Cli {
+            command: Some(crate::cli::Command::Run(r)),
+            ..
+        }) => r.repeat,
+        Ok(c) => c.run.repeat,
+        Err(_) => 1,
+    };
+    u32::try_from(repeat).unwrap_or(1)
 }
 
 /// Make every `--save-pcaps DIR` of the suite arguments writable from the guest: the guest
@@ -328,17 +325,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeat_rounds_reads_the_suites_last_repeat() {
+    fn repeat_rounds_reads_repeat_as_the_suite_does() {
         let a = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         // One row per case: suite arguments, rounds.
-        let rows: [(&[&str], u32); 7] = [
+        let rows: [(&[&str], u32); 8] = [
             (&[], 1),
             (&["--jobs", "2"], 1),
             (&["--repeat", "10"], 10),
             (&["--repeat=3", "paths/"], 3),
-            (&["--repeat", "2", "--repeat", "5"], 5),
+            // The suite refuses a repeated `--repeat` (clap), so the guest run fails anyway.
+            (&["--repeat", "2", "--repeat", "5"], 1),
             (&["--repeat", "zero"], 1),
             (&["--repeat", "0"], 1),
+            (&["run", "--repeat", "4"], 4),
         ];
         for (args, want) in rows {
             assert_eq!(repeat_rounds(&a(args)), want, "{args:?}");

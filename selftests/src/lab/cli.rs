@@ -872,8 +872,8 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         let dir = lab.upstream_programs()?;
         steps.push(Step::upstream("upstream", dir, Vec::new()));
     }
-    // `--repeat N` runs the suite N times in the guest: the default limit grows with it.
-    let machine_slowdown = kernel.slowdown.max(1) * vm::repeat_rounds(&args.args);
+    // The default host-side limit grows with the kernel's slowdown and with `--repeat N`.
+    let limit_factor = kernel.slowdown.max(1) * vm::repeat_rounds(&args.args);
     let machine = Machine {
         kernel,
         accel: args.accel,
@@ -881,7 +881,7 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         memory: args.memory.clone(),
         timeout: args
             .timeout
-            .map_or(vm::DEFAULT_TIMEOUT * machine_slowdown, Duration::from_secs),
+            .map_or(vm::DEFAULT_TIMEOUT * limit_factor, Duration::from_secs),
         qemu_opts: args.qemu_opts.clone(),
         echo: true,
     };
