@@ -20,6 +20,14 @@
 //! | `TCP_AO_DEL_KEY` | no TCP-AO state / a port / another prefix | `ENOENT` / `EINVAL` / `ENOENT` |
 //! | `TCP_AO_DEL_KEY` (IPv6) | the IDs of an IPv6 key with a mapped IPv4 address | `ENOENT` |
 //! | `TCP_AO_INFO` `ao_required` | TCP-MD5 state whose keys were all deleted | accepted |
+//!
+//! `paths/<family>/get-keys-short-optlen`: `TCP_AO_GET_KEYS` with an `optlen` shorter than
+//! `struct tcp_ao_getsockopt` reads the missing tail as zeros and succeeds, reporting the
+//! kernel's size in `optlen` (one row per length in [`SHORT_OPTLENS`]). It must write nothing
+//! past `optlen`; Linux up to at least 7.2.13 writes the matched-key count at
+//! `offsetof(nkeys)` whatever `optlen` was (finding 6 of docs/kernel-findings.md, fixed by
+//! `selftests/fixes/get-keys-nkeys-past-optlen.patch`), which this test reports as XFAIL
+//! while it shows.
 
 use std::io;
 use std::mem::{offset_of, size_of};
@@ -35,7 +43,7 @@ use tcpao_sys::{AoRepair, Md5Ext as _, Md5Key, PeerPrefix, TcpAoExt as _};
 
 use super::PROGRAM;
 use crate::failure;
-use crate::outcome::{OrFail, PeerResult};
+use crate::outcome::{Failure, OrFail, PeerResult};
 use crate::probe::Feature;
 use crate::registry::Test;
 use crate::sockets::{self, TestKey};
@@ -47,6 +55,11 @@ pub(super) fn tests() -> Vec<Test> {
         .ao()
         .requires(&[Feature::TcpMd5])
         .build(sockopt_errors);
+    v.extend(
+        SoloTest::new(PROGRAM, "get-keys-short-optlen")
+            .ao()
+            .build(get_keys_short_optlen),
+    );
     v.extend(
         SoloTest::new(PROGRAM, "listener-del-async-current-key")
             .ao()
@@ -348,6 +361,70 @@ fn sockopt_errors(s: &Solo) -> PeerResult {
         .or_fail("ao_required with TCP-MD5 state but no TCP-MD5 key was refused")?;
     s.diag("every errno as expected");
     Ok(())
+}
+
+/// The `optlen`s shorter than `struct tcp_ao_getsockopt` that `get-keys-short-optlen` tries:
+/// one byte (half the address family), the family alone, inside the address, the whole
+/// `sockaddr_storage`, up to `nkeys`, and stopping inside `nkeys`.
+const SHORT_OPTLENS: [usize; 8] = [1, 2, 4, 16, 128, 271, 272, 275];
+
+/// `TCP_AO_GET_KEYS` with each of [`SHORT_OPTLENS`]: succeeds, reports the kernel's struct
+/// size, and leaves every byte past `optlen` as it was.
+fn get_keys_short_optlen(s: &Solo) -> PeerResult {
+    const CANARY: u8 = 0xa5;
+    let fam = s.family();
+    let ksize = size_of::<tcp_ao_getsockopt>();
+    let nkeys = offset_of!(tcp_ao_getsockopt, nkeys)..offset_of!(tcp_ao_getsockopt, nkeys) + 4;
+    let sk = sockets::tcp_socket(fam)?;
+    sk.add_ao_key(&TestKey::new(s.remote_addr(), 100, 100).to_ao_key()?)
+        .or_fail("adding key 100:100 failed")?;
+    let mut past_optlen = Vec::new();
+    for optlen in SHORT_OPTLENS {
+        // The request the kernel reads: the family, then zeros (any address, prefix 0);
+        // everything after `optlen` is a canary.
+        let mut buf = vec![CANARY; ksize + 16];
+        buf[..optlen].fill(0);
+        let fam_bytes = family_of(fam).to_ne_bytes();
+        let n = optlen.min(2);
+        buf[..n].copy_from_slice(&fam_bytes[..n]);
+        let len = i32::try_from(optlen).or_fail("optlen")?;
+        let got = tcpao_sys::raw::getsockopt_bytes(
+            &sk,
+            SOL_TCP,
+            uapi::TCP_AO_GET_KEYS,
+            Some(&mut buf),
+            tcpao_sys::raw::OptLen::Value(len),
+        );
+        match got {
+            Ok(Some(out)) if usize::try_from(out) == Ok(ksize) => {}
+            r => {
+                return Err(failure!(
+                    "TCP_AO_GET_KEYS with optlen {optlen} returned {r:?}, expected success and \
+                     optlen {ksize} (the kernel's struct size)"
+                ));
+            }
+        }
+        let written: Vec<usize> = (optlen..buf.len()).filter(|&i| buf[i] != CANARY).collect();
+        if written.iter().any(|i| !nkeys.contains(i)) {
+            return Err(failure!(
+                "TCP_AO_GET_KEYS with optlen {optlen} wrote bytes {written:?} past optlen"
+            ));
+        }
+        if !written.is_empty() {
+            past_optlen.push(optlen);
+        }
+    }
+    s.diag(format!(
+        "optlen {SHORT_OPTLENS:?}: each succeeded and reported optlen {ksize}"
+    ));
+    if past_optlen.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::XFail(format!(
+        "TCP_AO_GET_KEYS wrote nkeys (bytes {}..{}) past optlen {past_optlen:?} \
+         (tcp_ao_copy_mkts_to_user(); docs/kernel-findings.md, finding 6)",
+        nkeys.start, nkeys.end
+    )))
 }
 
 /// A key made Current_key and RNext_key on a closed socket stays so after `listen()`;
