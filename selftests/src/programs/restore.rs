@@ -115,8 +115,8 @@ fn key(p: &Peer<'_>) -> TestKey {
 
 /// Wait until every counter of `expected` grew since `before` on `sk` and, with `echo`, until
 /// some data arrived, echoing whatever arrives meanwhile; returns the snapshot and the bytes
-/// echoed. (With `echo` the counters alone are not enough: the restored client's window probe
-/// verifies too, and can move them before its data arrives.)
+/// echoed. (With `echo` the counters alone are not enough: the segment that moves them can
+/// arrive between a read that found nothing and the counter snapshot, its data still unread.)
 fn wait_grew(
     p: &Peer<'_>,
     sk: &Socket,
