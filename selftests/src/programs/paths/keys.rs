@@ -19,6 +19,13 @@
 //!   `tcp_ao_destroy_sock()`); an accepted socket is charged for the listener's keys that
 //!   match its peer only (`tcp_ao_copy_all_matching()`). A leak there shrinks what
 //!   `net.core.optmem_max` leaves the socket, and nothing else shows it.
+//! - `child-keys-over-optmem`: the listener holds two keys for the client; with
+//!   `net.core.optmem_max` leaving the new socket room for one copy, not two,
+//!   `tcp_ao_copy_all_matching()` fails half-way (the first copy is freed again) and
+//!   `tcp_v{4,6}_syn_recv_sock()` drops the handshake's ACK (`ListenDrops`): no connection is
+//!   accepted, in particular none without its keys (RFC 5925 §7.4.1: a connection that began
+//!   with TCP-AO cannot go on without it). With the limit restored, the client's next segment
+//!   completes the handshake and the accepted socket holds both keys.
 //! - `self-connect-without-key`: a socket without TCP-AO connects to itself (simultaneous
 //!   open, `tcp_rcv_synsent_state_process()` with no TCP-AO state) and talks to itself.
 //! - `repair-first-key-on-established`: an established connection without TCP-AO takes its
@@ -33,6 +40,7 @@ use tcpao_sys::{AoRepair, KeyFilter, Md5Ext as _, Md5Key, PeerPrefix, TcpAoExt a
 use super::{PROGRAM, key};
 use crate::counters::{Counters, Grew};
 use crate::failure;
+use crate::netns;
 use crate::outcome::{OrFail, PeerResult};
 use crate::peers::Peer;
 use crate::probe::Feature;
@@ -66,6 +74,11 @@ pub(super) fn tests() -> Vec<Test> {
             .ao()
             .requires(&[Feature::TcpMd5])
             .build(optmem_server, optmem_client),
+    );
+    v.extend(
+        PairTest::new(PROGRAM, "child-keys-over-optmem")
+            .ao()
+            .build(child_optmem_server, child_optmem_client),
     );
     v.extend(
         SoloTest::new(PROGRAM, "self-connect-without-key")
@@ -300,6 +313,86 @@ fn optmem_client(p: &Peer<'_>) -> PeerResult {
     )?;
     sockets::echo_verify(p, &sk, MESSAGES, MESSAGE_LEN, p.deadline())?;
     drop(sk); // the server echoes until the end of the stream
+    p.sync()
+}
+
+const OPTMEM_MAX: &str = "net/core/optmem_max";
+
+/// The keys (SendIDs, sorted) of `sk`.
+fn send_ids(sk: &Socket) -> PeerResult<Vec<u8>> {
+    let mut ids: Vec<u8> = sk
+        .ao_keys(&KeyFilter::All)
+        .or_fail("getsockopt(TCP_AO_GET_KEYS) failed")?
+        .iter()
+        .map(|k| k.selector.send_id)
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn child_optmem_server(p: &Peer<'_>) -> PeerResult {
+    let lsk = sockets::listen(p, p.port(), 1)?;
+    sockets::add_key(p, &lsk, &key(p, 100, 100))?;
+    let one = charged(&lsk, "the listener's second key for the client", || {
+        sockets::add_key(p, &lsk, &key(p, 101, 101))
+    })?;
+    // A new socket starts with no option memory; room for one copy of a key, not two.
+    let limit = one + one / 2;
+    let saved = netns::sysctl_read(OPTMEM_MAX).or_fail("reading net.core.optmem_max")?;
+    netns::sysctl_write(OPTMEM_MAX, &limit.to_string())
+        .or_fail("writing net.core.optmem_max in the server's namespace")?;
+    let drops = || super::proc_counter("TcpExt:", "ListenDrops");
+    let drops0 = drops()?;
+    p.sync()?; // 1: the client connects
+    let early = sockets::accept(p, &lsk, p.deadline(), || drops().is_ok_and(|d| d > drops0))?;
+    if let Some(sk) = early {
+        return Err(failure!(
+            "with net.core.optmem_max {limit} (one {one}-byte key copy fits, two do not) a \
+             connection was accepted anyway, with keys {:?}",
+            send_ids(&sk)?
+        ));
+    }
+    if drops()? == drops0 {
+        return Err(failure!(
+            "with net.core.optmem_max {limit} the listener neither accepted nor dropped the \
+             client's handshake within {:?} (ListenDrops stayed {drops0})",
+            p.timeout()
+        ));
+    }
+    match lsk.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        r => {
+            return Err(failure!(
+                "after the dropped handshake accept() returned {r:?}, expected nothing"
+            ));
+        }
+    }
+    p.diag(format!(
+        "optmem_max {limit}: the handshake's ACK dropped (ListenDrops {drops0} => {}), nothing accepted",
+        drops()?
+    ));
+    netns::sysctl_write(OPTMEM_MAX, &saved).or_fail("restoring net.core.optmem_max")?;
+    p.sync()?; // 2: room again: the client's first data segment completes the handshake
+    let sk = extras::accept_one(p, &lsk)?;
+    let ids = send_ids(&sk)?;
+    if ids != [100, 101] {
+        return Err(failure!(
+            "the accepted socket has keys {ids:?}, expected [100, 101]"
+        ));
+    }
+    expect_optmem(&sk, 2 * one, "accept() (both keys copied)")?;
+    serve(p, &sk, Grew::GOOD)?;
+    p.sync()
+}
+
+fn child_optmem_client(p: &Peer<'_>) -> PeerResult {
+    let sk = sockets::client_socket(p)?;
+    sockets::add_key(p, &sk, &key(p, 100, 100))?;
+    p.sync()?; // 1
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+    p.sync()?; // 2
+    echo(p, &sk, Grew::GOOD)?;
+    drop(sk);
     p.sync()
 }
 
