@@ -14,6 +14,10 @@
 //!   to an unroutable mapped address fails with `ENETUNREACH` (and restores the IPv6
 //!   operations); the same socket then connects to the server's IPv6 address and its
 //!   segments are signed as IPv6 ones: echo, GOOD only, every segment verified.
+//! - `dualstack-ipv6-key-not-for-ipv4-peer`: a dual-stack listener whose only key 100:100 is
+//!   an IPv6 key gets an IPv4 SYN signed with key 100:100 and the same secret: no key of the
+//!   segment's family, so `TCPAOKeyNotFound` and nothing else grows and nothing is accepted
+//!   (`__tcp_ao_key_cmp()` orders keys by family before it compares addresses).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -58,6 +62,12 @@ pub(super) fn tests() -> Vec<Test> {
             keys_server,
             keys_client,
             &[Feature::TcpMd5],
+        ),
+        case(
+            "dualstack-ipv6-key-not-for-ipv4-peer",
+            family_server,
+            family_client,
+            &[],
         ),
         case(
             "mapped-connect-unreachable-then-ipv6",
@@ -197,6 +207,38 @@ fn keys_client(p: &Peer<'_>) -> PeerResult {
         false,
         "a mapped key to a socket connected over IPv6",
     )?;
+    p.sync()
+}
+
+fn family_server(p: &Peer<'_>) -> PeerResult {
+    let lsk = dualstack_listener(p.port())?;
+    sockets::add_key(p, &lsk, &TestKey::new(v6(Side::Client), 100, 100))?;
+    super::expect_netns(
+        p,
+        &[("TCPAOKeyNotFound", 1)],
+        Grew::NS_KEY_NOT_FOUND,
+        "an IPv4 SYN signed with key 100:100 to a listener whose key 100:100 is an IPv6 key",
+    )?;
+    match lsk.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        r => {
+            return Err(failure!(
+                "an IPv4 client was accepted with a listener's IPv6 key: accept() returned {r:?}"
+            ));
+        }
+    }
+    p.sync()
+}
+
+fn family_client(p: &Peer<'_>) -> PeerResult {
+    let sk = sockets::client_socket(p)?;
+    sockets::add_key(p, &sk, &TestKey::new(p.remote_addr(), 100, 100))?;
+    p.sync()?; // the server took its snapshot
+    match sk.connect(&SockAddr::from(SocketAddr::new(p.remote_addr(), p.port()))) {
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+        r => return Err(failure!("connect() returned {r:?}, expected EINPROGRESS")),
+    }
+    p.sync()?; // the server counted our SYN
     p.sync()
 }
 
