@@ -31,7 +31,7 @@ trap 'rm -rf "$work"' EXIT
     echo 'done; done'
 } > "$work/guest.sh"
 "$bin" vm --timeout 7200 --exec-script "$work/guest.sh" 2>&1 | tee "$work/vm.log" \
-    | grep -a '^BENCH ' || true
+    | grep -a --line-buffered '^BENCH ' || true
 grep -a '^BENCH ' "$work/vm.log" | awk -v order="$jobs_list" '
     { ms[$2] = ms[$2] " " $3; if ($4 != 0) bad[$2]++ }
     END {
