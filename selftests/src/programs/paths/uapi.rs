@@ -421,9 +421,10 @@ fn get_keys_short_optlen(s: &Solo) -> PeerResult {
         return Ok(());
     }
     Err(Failure::XFail(format!(
-        "TCP_AO_GET_KEYS wrote nkeys (bytes {}..{}) past optlen {past_optlen:?} \
+        "TCP_AO_GET_KEYS wrote nkeys (bytes {}-{}) past optlen {past_optlen:?} \
          (tcp_ao_copy_mkts_to_user(); docs/kernel-findings.md, finding 6)",
-        nkeys.start, nkeys.end
+        nkeys.start,
+        nkeys.end - 1
     )))
 }
 
