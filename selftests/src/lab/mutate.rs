@@ -783,6 +783,33 @@ pub fn summary(outcomes: &[Outcome], equiv: &BTreeMap<String, String>) -> String
 mod tests {
     use super::*;
 
+    /// `equivalents()` falls back to none when the file does not parse, so the file itself
+    /// is checked here: it parses, and every entry is a mutant id with an argument.
+    #[test]
+    fn equivalent_file_has_an_argument_for_every_id() {
+        let text = include_str!("../../lab/equivalent.toml");
+        let parsed: toml::Table = toml::from_str(text).expect("equivalent.toml parses");
+        let table = parsed["equivalent"]
+            .as_table()
+            .expect("an [equivalent] table");
+        let entries = text.lines().filter(|l| l.starts_with('"')).count();
+        assert_eq!(table.len(), entries, "one id per line, no duplicates");
+        assert_eq!(equivalents().len(), entries);
+        for (id, why) in table {
+            let parts: Vec<&str> = id.split(':').collect();
+            assert_eq!(parts.len(), 4, "{id}: file:line:operator:index");
+            assert!(
+                parts[0].starts_with("ipv4/") || parts[0].starts_with("ipv6/"),
+                "{id}"
+            );
+            assert!(
+                parts[1].parse::<u32>().is_ok() && parts[3].parse::<u32>().is_ok(),
+                "{id}"
+            );
+            assert!(why.as_str().is_some_and(|w| w.len() > 40), "{id}: argue it");
+        }
+    }
+
     fn ops(line: &str) -> Vec<(&'static str, String)> {
         let (code, _) = code_mask(line, false);
         mutate_line(line, &code)
