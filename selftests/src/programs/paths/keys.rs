@@ -46,6 +46,7 @@ use crate::peers::Peer;
 use crate::probe::Feature;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, MESSAGE_LEN, MESSAGES};
+use crate::programs::sockopt::key_ids;
 use crate::registry::Test;
 use crate::sockets::{self, TestKey};
 use crate::solo::{Solo, SoloTest};
@@ -318,18 +319,6 @@ fn optmem_client(p: &Peer<'_>) -> PeerResult {
 
 const OPTMEM_MAX: &str = "net/core/optmem_max";
 
-/// The keys (SendIDs, sorted) of `sk`.
-fn send_ids(sk: &Socket) -> PeerResult<Vec<u8>> {
-    let mut ids: Vec<u8> = sk
-        .ao_keys(&KeyFilter::All)
-        .or_fail("getsockopt(TCP_AO_GET_KEYS) failed")?
-        .iter()
-        .map(|k| k.selector.send_id)
-        .collect();
-    ids.sort_unstable();
-    Ok(ids)
-}
-
 fn child_optmem_server(p: &Peer<'_>) -> PeerResult {
     let lsk = sockets::listen(p, p.port(), 1)?;
     sockets::add_key(p, &lsk, &key(p, 100, 100))?;
@@ -349,7 +338,7 @@ fn child_optmem_server(p: &Peer<'_>) -> PeerResult {
         return Err(failure!(
             "with net.core.optmem_max {limit} (one {one}-byte key copy fits, two do not) a \
              connection was accepted anyway, with keys {:?}",
-            send_ids(&sk)?
+            key_ids(&sk)?
         ));
     }
     if drops()? == drops0 {
@@ -374,10 +363,10 @@ fn child_optmem_server(p: &Peer<'_>) -> PeerResult {
     netns::sysctl_write(OPTMEM_MAX, &saved).or_fail("restoring net.core.optmem_max")?;
     p.sync()?; // 2: room again: the client's first data segment completes the handshake
     let sk = extras::accept_one(p, &lsk)?;
-    let ids = send_ids(&sk)?;
-    if ids != [100, 101] {
+    let ids = key_ids(&sk)?;
+    if ids != [(100, 100), (101, 101)] {
         return Err(failure!(
-            "the accepted socket has keys {ids:?}, expected [100, 101]"
+            "the accepted socket has keys {ids:?}, expected [(100, 100), (101, 101)]"
         ));
     }
     expect_optmem(&sk, 2 * one, "accept() (both keys copied)")?;
