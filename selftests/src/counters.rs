@@ -8,8 +8,9 @@
 //! both values. Waiting for a counter is done by polling ([`crate::peers::Peer::wait_for`]), never
 //! by sleeping.
 //!
-//! The netns MIBs come from `/proc/thread-self/net/{netstat,snmp,snmp6}`, so a snapshot shows the
-//! namespace of the calling thread (each peer reads its own).
+//! The netns MIBs come from `/proc/thread-self/net/netstat` (a snapshot) and, one counter at a
+//! time, `snmp` and `snmp6` ([`Mib::read`]), so they show the namespace of the calling thread
+//! (each peer reads its own).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +21,7 @@ use tcpao_sys::{KeyFilter, TcpAoExt};
 
 use crate::failure;
 use crate::outcome::{Failure, PeerResult};
+use crate::topology::Family;
 
 /// Names of the TcpExt counters a snapshot keeps (`/proc/net/netstat`).
 pub const TCPEXT_COUNTERS: [&str; 8] = [
@@ -33,7 +35,125 @@ pub const TCPEXT_COUNTERS: [&str; 8] = [
     "TCPMD5Failure",
 ];
 
-/// The per-netns MIB counters the TCP-AO selftests look at.
+/// A procfs MIB table of the calling thread's namespace, where one counter lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mib {
+    /// `TcpExt:` lines of `/proc/net/netstat` (`TCPAOGood`, `ListenDrops`, ...).
+    TcpExt,
+    /// `Tcp:` lines of `/proc/net/snmp` (`CurrEstab`, `OutRsts`, ...).
+    Tcp,
+    /// `Icmp:` lines of `/proc/net/snmp` (`InDestUnreachs`, ...).
+    Icmp,
+    /// `/proc/net/snmp6`, one `name value` pair a line (`Icmp6InDestUnreachs`, ...).
+    Ipv6,
+}
+
+impl Mib {
+    /// The procfs file of the calling thread's namespace that holds this table.
+    pub fn file(self) -> &'static str {
+        match self {
+            Self::TcpExt => "/proc/thread-self/net/netstat",
+            Self::Tcp | Self::Icmp => "/proc/thread-self/net/snmp",
+            Self::Ipv6 => "/proc/thread-self/net/snmp6",
+        }
+    }
+
+    /// The line prefix of the table (`TcpExt:`); `None` for `snmp6`'s one-pair lines.
+    fn prefix(self) -> Option<&'static str> {
+        match self {
+            Self::TcpExt => Some("TcpExt:"),
+            Self::Tcp => Some("Tcp:"),
+            Self::Icmp => Some("Icmp:"),
+            Self::Ipv6 => None,
+        }
+    }
+
+    /// Every `(name, value)` of this table in `text` (the contents of [`Mib::file`]).
+    ///
+    /// # Errors
+    /// When a header line and its value line do not match, or a value is not a number.
+    pub fn pairs(self, text: &str) -> io::Result<Vec<(String, u64)>> {
+        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+        // CurrEstab and similar gauges are unsigned in practice; MaxConn is -1.
+        let value = |n: &str, v: &str| {
+            v.parse::<i64>()
+                .map(|v| v.max(0).unsigned_abs())
+                .map_err(|e| bad(format!("{self:?} {n}: {e}")))
+        };
+        let mut out = Vec::new();
+        let Some(prefix) = self.prefix() else {
+            for l in text.lines() {
+                let mut it = l.split_whitespace();
+                if let (Some(n), Some(v)) = (it.next(), it.next()) {
+                    out.push((n.to_owned(), value(n, v)?));
+                }
+            }
+            return Ok(out);
+        };
+        let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+        while let (Some(h), Some(v)) = (lines.next(), lines.next()) {
+            let names: Vec<&str> = h.split_whitespace().skip(1).collect();
+            let vals: Vec<&str> = v.split_whitespace().skip(1).collect();
+            if names.len() != vals.len() {
+                return Err(bad(format!(
+                    "{prefix} header has {} names, values line has {}",
+                    names.len(),
+                    vals.len()
+                )));
+            }
+            for (n, v) in names.into_iter().zip(vals) {
+                out.push((n.to_owned(), value(n, v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counter `name` of this table in `text`.
+    ///
+    /// # Errors
+    /// When the table is malformed or has no counter `name`.
+    pub fn find(self, text: &str, name: &str) -> io::Result<u64> {
+        self.pairs(text)?
+            .into_iter()
+            .find_map(|(n, v)| (n == name).then_some(v))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} has no counter {self:?} {name}", self.file()),
+                )
+            })
+    }
+
+    /// Counter `name` of this table, read now in the calling thread's namespace: for the
+    /// counters a test watches on its own (`ListenDrops`, `CurrEstab`, `InDestUnreachs`);
+    /// [`NetnsMib`] holds the TCP-AO and TCP-MD5 ones.
+    ///
+    /// # Errors
+    /// When procfs cannot be read, or as [`Mib::find`].
+    pub fn read(self, name: &str) -> PeerResult<u64> {
+        std::fs::read_to_string(self.file())
+            .and_then(|text| self.find(&text, name))
+            .map_err(|e| failure!("reading {} of {}: {e}", name, self.file()))
+    }
+}
+
+/// The ICMP (`InDestUnreachs`) or ICMPv6 (`Icmp6InDestUnreachs`) counter of
+/// destination-unreachable messages received, in the calling thread's namespace.
+///
+/// # Errors
+/// As [`Mib::read`].
+pub fn icmp_dest_unreachs(family: Family) -> PeerResult<u64> {
+    match family {
+        Family::Ipv4 => Mib::Icmp.read("InDestUnreachs"),
+        Family::Ipv6 => Mib::Ipv6.read("Icmp6InDestUnreachs"),
+    }
+}
+
+/// The per-netns TCP-AO and TCP-MD5 MIB counters ([`TCPEXT_COUNTERS`]).
+///
+/// A snapshot reads `/proc/net/netstat` alone: the suite takes thousands (two per
+/// [`Counters::of`], and polls), and under TCG each procfs MIB file costs about a millisecond
+/// to print; other counters are read on their own with [`Mib::read`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetnsMib {
     values: BTreeMap<&'static str, u64>,
@@ -43,74 +163,26 @@ impl NetnsMib {
     /// Read the calling thread's namespace counters.
     ///
     /// # Errors
-    /// When procfs cannot be read or a file has an unexpected format.
+    /// When procfs cannot be read or the file has an unexpected format.
     pub fn read() -> io::Result<Self> {
-        let netstat = std::fs::read_to_string("/proc/thread-self/net/netstat")?;
-        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp")?;
-        let snmp6 = std::fs::read_to_string("/proc/thread-self/net/snmp6").unwrap_or_default();
-        Self::parse(&netstat, &snmp, &snmp6)
+        Self::parse(&std::fs::read_to_string(Mib::TcpExt.file())?)
     }
 
-    /// Parse the three procfs files (exposed for unit tests).
+    /// Parse `/proc/net/netstat` (exposed for unit tests).
     ///
     /// # Errors
     /// When a header line and its value line do not match.
-    pub fn parse(netstat: &str, snmp: &str, snmp6: &str) -> io::Result<Self> {
+    pub fn parse(netstat: &str) -> io::Result<Self> {
         let mut values = BTreeMap::new();
-        let pairs = |text: &str, prefix: &str| -> io::Result<Vec<(String, u64)>> {
-            let mut out = Vec::new();
-            let mut lines = text.lines().filter(|l| l.starts_with(prefix));
-            while let (Some(h), Some(v)) = (lines.next(), lines.next()) {
-                let names: Vec<&str> = h.split_whitespace().skip(1).collect();
-                let vals: Vec<&str> = v.split_whitespace().skip(1).collect();
-                if names.len() != vals.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{prefix} header has {} names, values line has {}",
-                            names.len(),
-                            vals.len()
-                        ),
-                    ));
-                }
-                for (n, v) in names.into_iter().zip(vals) {
-                    // CurrEstab and similar gauges are unsigned in practice; MaxConn is -1.
-                    let v = v.parse::<i64>().map_err(|e| {
-                        io::Error::new(io::ErrorKind::InvalidData, format!("{prefix} {n}: {e}"))
-                    })?;
-                    out.push((n.to_owned(), v.max(0).unsigned_abs()));
-                }
-            }
-            Ok(out)
-        };
-        for (n, v) in pairs(netstat, "TcpExt:")? {
+        for (n, v) in Mib::TcpExt.pairs(netstat)? {
             if let Some(k) = TCPEXT_COUNTERS.iter().find(|k| **k == n) {
                 values.insert(*k, v);
-            }
-        }
-        for (n, v) in pairs(snmp, "Tcp:")? {
-            if n == "CurrEstab" {
-                values.insert("CurrEstab", v);
-            }
-        }
-        for (n, v) in pairs(snmp, "Icmp:")? {
-            if n == "InDestUnreachs" {
-                values.insert("InDestUnreachs", v);
-            }
-        }
-        for l in snmp6.lines() {
-            let mut it = l.split_whitespace();
-            if let (Some("Icmp6InDestUnreachs"), Some(v)) = (it.next(), it.next()) {
-                if let Ok(v) = v.parse() {
-                    values.insert("Icmp6InDestUnreachs", v);
-                }
             }
         }
         Ok(Self { values })
     }
 
-    /// A counter by its procfs name (`TCPAOGood`, `CurrEstab`, `InDestUnreachs`, ...); 0 if the
-    /// kernel does not have it.
+    /// A counter by its procfs name (`TCPAOGood`, ...); 0 if the kernel does not have it.
     pub fn get(&self, name: &str) -> u64 {
         self.values.get(name).copied().unwrap_or(0)
     }
@@ -139,10 +211,6 @@ impl NetnsMib {
     /// `TCPAODroppedIcmps`.
     pub fn ao_dropped_icmps(&self) -> u64 {
         self.get("TCPAODroppedIcmps")
-    }
-    /// `CurrEstab` (a gauge, not a counter).
-    pub fn curr_estab(&self) -> u64 {
-        self.get("CurrEstab")
     }
 }
 
@@ -528,7 +596,7 @@ IpExt: InNoRoutes\nIpExt: 0\n";
 
     fn snap(f: impl FnOnce(&mut BTreeMap<&'static str, u64>)) -> Counters {
         let mut c = Counters {
-            netns: NetnsMib::parse(NETSTAT, SNMP, SNMP6).unwrap(),
+            netns: NetnsMib::parse(NETSTAT).unwrap(),
             ..Default::default()
         };
         f(&mut c.netns.values);
@@ -537,13 +605,33 @@ IpExt: InNoRoutes\nIpExt: 0\n";
 
     #[test]
     fn parses_procfs_pairs() {
-        let m = NetnsMib::parse(NETSTAT, SNMP, SNMP6).unwrap();
+        let m = NetnsMib::parse(NETSTAT).unwrap();
         assert_eq!(m.ao_good(), 7);
         assert_eq!(m.get("TCPMD5Failure"), 3);
-        assert_eq!(m.curr_estab(), 3);
-        assert_eq!(m.get("InDestUnreachs"), 4);
-        assert_eq!(m.get("Icmp6InDestUnreachs"), 9);
-        assert!(NetnsMib::parse("TcpExt: A B\nTcpExt: 1\n", "", "").is_err());
+        // Only the TCP-AO/MD5 counters are kept.
+        assert!(!m.has("SyncookiesSent"));
+        assert!(NetnsMib::parse("TcpExt: A B\nTcpExt: 1\n").is_err());
+    }
+
+    #[test]
+    fn finds_one_counter_of_each_table() {
+        assert_eq!(Mib::TcpExt.find(NETSTAT, "SyncookiesSent").unwrap(), 0);
+        assert_eq!(Mib::TcpExt.find(NETSTAT, "TCPAODroppedIcmps").unwrap(), 8);
+        assert_eq!(Mib::Tcp.find(SNMP, "CurrEstab").unwrap(), 3);
+        // A gauge of -1 reads as 0.
+        assert_eq!(Mib::Tcp.find(SNMP, "MaxConn").unwrap(), 0);
+        assert_eq!(Mib::Icmp.find(SNMP, "InDestUnreachs").unwrap(), 4);
+        assert_eq!(Mib::Ipv6.find(SNMP6, "Icmp6InDestUnreachs").unwrap(), 9);
+        // Another table's counter is not found in this one's lines.
+        let e = Mib::Icmp.find(SNMP, "CurrEstab").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("no counter Icmp CurrEstab"), "{e}");
+        let e = Mib::Tcp.find("Tcp: A B\nTcp: 1\n", "A").unwrap_err();
+        assert!(e.to_string().contains("2 names, values line has 1"), "{e}");
+        let e = Mib::Ipv6
+            .find("Icmp6InMsgs x\n", "Icmp6InMsgs")
+            .unwrap_err();
+        assert!(e.to_string().contains("Icmp6InMsgs"), "{e}");
     }
 
     #[test]

@@ -298,7 +298,9 @@ impl Peer<'_> {
         self.shared.lock().signals[self.side.other().index()]
     }
 
-    /// Poll `f` until it returns `Some`, with a short, growing interval (200 µs to 5 ms).
+    /// Poll `f` until it returns `Some`, with a short, growing interval (200 µs to 5 ms), and
+    /// never shorter than `f` itself took: a check that costs a millisecond (a procfs MIB file
+    /// under TCG) must not keep a one-CPU guest busy polling, slowing what it waits for.
     /// Returns `Ok(None)` at `deadline`; returns at once with [`Failure::PeerFailed`] when the
     /// other side fails. This is the kernel's `test_skpair_wait_poll`: use it, never `sleep`.
     ///
@@ -311,6 +313,7 @@ impl Peer<'_> {
     ) -> PeerResult<Option<T>> {
         let mut interval = Duration::from_micros(200);
         loop {
+            let checked = Instant::now();
             if let Some(v) = f()? {
                 return Ok(Some(v));
             }
@@ -321,7 +324,8 @@ impl Peer<'_> {
             if now >= deadline {
                 return Ok(None);
             }
-            std::thread::sleep(interval.min(deadline - now));
+            let pause = interval.max(now - checked);
+            std::thread::sleep(pause.min(deadline - now));
             interval = (interval * 2).min(Duration::from_millis(5));
         }
     }

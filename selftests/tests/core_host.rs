@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use libtest_mimic::{Arguments, Trial};
 use std::time::{Duration, Instant};
 
-use tcpao_selftests::counters::Counters;
+use tcpao_selftests::counters::{Counters, Mib};
 use tcpao_selftests::failure;
 use tcpao_selftests::netns::NetnsHolds;
 use tcpao_selftests::outcome::{Failure, Outcome};
@@ -46,12 +46,9 @@ fn plain_tcp_echo_across_the_veth_both_families() {
                 let sk = sockets::client_socket(p)?;
                 p.sync()?;
                 sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
-                let est = Counters::netns()?;
-                if est.netns.curr_estab() != 1 {
-                    return Err(failure!(
-                        "client: CurrEstab is {} with one connection",
-                        est.netns.curr_estab()
-                    ));
+                let est = Mib::Tcp.read("CurrEstab")?;
+                if est != 1 {
+                    return Err(failure!("client: CurrEstab is {est} with one connection"));
                 }
                 sockets::echo_verify(p, &sk, 20, 100, p.deadline_in(TEST_TIMEOUT))?;
                 Ok(())

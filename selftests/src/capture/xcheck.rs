@@ -978,7 +978,7 @@ mod tests {
 
     fn mib_with_bad(bad: u64) -> NetnsMib {
         let netstat = format!("TcpExt: TCPAOBad TCPMD5Failure\nTcpExt: {bad} 0\n");
-        NetnsMib::parse(&netstat, "", "").unwrap()
+        NetnsMib::parse(&netstat).unwrap()
     }
 
     /// A late ACK reaching the server after it reset the connection meets its listener, which

@@ -25,7 +25,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tcpao_sys::TcpAoExt;
 use tcpao_sys::repair::{self, Queue, RepairMode};
 
-use crate::counters::{Counters, Grew};
+use crate::counters::{Counters, Grew, icmp_dest_unreachs};
 use crate::failure;
 use crate::outcome::{Failure, OrFail, PeerResult};
 use crate::peers::Peer;
@@ -56,13 +56,6 @@ pub fn tests_for(accept: bool) -> Vec<Test> {
     PairTest::new(program, "dest-unreachable")
         .ao()
         .build(move |p| server(p, accept), client)
-}
-
-fn dest_unreach_counter(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "InDestUnreachs",
-        Family::Ipv6 => "Icmp6InDestUnreachs",
-    }
 }
 
 /// The errnos a hard error may turn into (`icmp_err_convert`, `icmpv6_err_convert`).
@@ -164,22 +157,23 @@ fn server(p: &Peer<'_>, accept: bool) -> PeerResult {
     set_recverr(&sk, p.family())?;
     p.sync()?;
 
-    let unreach = dest_unreach_counter(p.family());
     let before = Counters::of(&sk)?;
+    let unreach_before = icmp_dest_unreachs(p.family())?;
     let served = serve(p, &sk, p.deadline_in(p.timeout() * 3))?;
     let after = Counters::of(&sk)?;
+    let unreach = icmp_dest_unreachs(p.family())?;
     // The client may stop streaming and interfering now.
     p.signal();
 
-    let delivered = after.ns_delta(&before, unreach);
+    let delivered = unreach.saturating_sub(unreach_before);
     if delivered == 0 {
         return Err(failure!(
-            "{unreach} counter didn't change: {} >= {}",
-            before.netns.get(unreach),
-            after.netns.get(unreach)
+            "the ICMP destination-unreachable counter didn't change: {unreach_before} >= {unreach}"
         ));
     }
-    p.diag(format!("{unreach} delivered {delivered}"));
+    p.diag(format!(
+        "ICMP destination unreachables delivered: {delivered}"
+    ));
     let dropped = after.ns_delta(&before, "TCPAODroppedIcmps");
     match (accept, served) {
         (false, Served::Quota) => {

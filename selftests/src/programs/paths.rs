@@ -384,38 +384,6 @@ fn inject_step(p: &Peer<'_>, pkts: &[(&[u8], bool)]) -> PeerResult {
     p.sync()
 }
 
-/// A TcpExt (`/proc/net/netstat`) or Tcp/Icmp (`/proc/net/snmp`, `/proc/net/snmp6`) counter
-/// of the calling thread's namespace by its procfs name (`SyncookiesSent`, `InTimeExcds`,
-/// `Icmp6InTimeExcds`, ...).
-fn proc_counter(prefix: &str, name: &str) -> PeerResult<u64> {
-    let file = match prefix {
-        "TcpExt:" => "/proc/thread-self/net/netstat",
-        "Icmp6" => "/proc/thread-self/net/snmp6",
-        _ => "/proc/thread-self/net/snmp",
-    };
-    let text = std::fs::read_to_string(file).or_fail(&format!("reading {file}"))?;
-    if prefix == "Icmp6" {
-        return text
-            .lines()
-            .find_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(name)).then(|| it.next().and_then(|v| v.parse().ok()))?
-            })
-            .ok_or_else(|| failure!("{file} has no counter {name}"));
-    }
-    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
-    while let (Some(h), Some(v)) = (lines.next(), lines.next()) {
-        if let Some(i) = h.split_whitespace().position(|n| n == name) {
-            return v
-                .split_whitespace()
-                .nth(i)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| failure!("{file}: {name} has no value"));
-        }
-    }
-    Err(failure!("{file} has no counter {prefix} {name}"))
-}
-
 /// The default test key for the other peer, `send_id:recv_id`.
 fn key(p: &Peer<'_>, send_id: u8, recv_id: u8) -> TestKey {
     TestKey::new(p.remote_addr(), send_id, recv_id)

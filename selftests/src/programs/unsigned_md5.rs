@@ -26,7 +26,7 @@ use nix::errno::Errno;
 use socket2::{SockAddr, Socket};
 use tcpao_sys::{MasterKey, Md5Ext, Md5Key, PeerPrefix, TcpAoExt};
 
-use crate::counters::{Counters, Grew};
+use crate::counters::{Counters, Grew, Mib};
 use crate::failure;
 use crate::outcome::{OrFail, PeerResult};
 use crate::peers::Peer;
@@ -436,6 +436,7 @@ fn pair_server(p: &Peer<'_>, c: &Pair) -> PeerResult {
             .or_fail("setsockopt(TCP_AO_INFO) with ao_required failed")?;
     }
     let before = Counters::of(&lsk)?;
+    let estab_before = Mib::Tcp.read("CurrEstab")?;
     p.sync()?;
     match c.expect {
         Expect::Timeout { counter, grew } => {
@@ -494,13 +495,11 @@ fn pair_server(p: &Peer<'_>, c: &Pair) -> PeerResult {
                     p.timeout()
                 )
             })?;
-            let estab = Counters::netns()?;
-            if estab.netns.curr_estab() <= before.netns.curr_estab() {
+            let estab = Mib::Tcp.read("CurrEstab")?;
+            if estab <= estab_before {
                 return Err(failure!(
-                    "{}: counter CurrEstab did not increase: {} => {}",
+                    "{}: counter CurrEstab did not increase: {estab_before} => {estab}",
                     c.slug,
-                    before.netns.curr_estab(),
-                    estab.netns.curr_estab()
                 ));
             }
             sockets::echo_server(p, &sk, p.deadline())?;
@@ -508,10 +507,8 @@ fn pair_server(p: &Peer<'_>, c: &Pair) -> PeerResult {
                 .assert_grew_exactly(&before, grew)
                 .map_err(|e| failure!("{}: {e}", c.slug))?;
             p.diag(format!(
-                "{}: connected, CurrEstab {} => {}",
+                "{}: connected, CurrEstab {estab_before} => {estab}",
                 c.slug,
-                before.netns.curr_estab(),
-                estab.netns.curr_estab()
             ));
         }
     }
@@ -670,6 +667,7 @@ fn established_server(p: &Peer<'_>, c: &Established) -> PeerResult {
         Kind::Unsigned => {}
     }
     let before = Counters::of(&lsk)?;
+    let estab_before = Mib::Tcp.read("CurrEstab")?;
     p.sync()?;
     let sk = sockets::accept(p, &lsk, p.deadline(), || false)?.ok_or_else(|| {
         failure!(
@@ -687,12 +685,11 @@ fn established_server(p: &Peer<'_>, c: &Established) -> PeerResult {
             .assert_grew_exactly(&before, Grew::empty())
             .map_err(|e| failure!("{}: {e}", c.slug))?,
         Kind::Unsigned => {
-            if now.netns.curr_estab() <= before.netns.curr_estab() {
+            let estab = Mib::Tcp.read("CurrEstab")?;
+            if estab <= estab_before {
                 return Err(failure!(
-                    "{}: counter CurrEstab did not increase: {} => {}",
+                    "{}: counter CurrEstab did not increase: {estab_before} => {estab}",
                     c.slug,
-                    before.netns.curr_estab(),
-                    now.netns.curr_estab()
                 ));
             }
         }

@@ -27,8 +27,8 @@ use nix::errno::Errno;
 use socket2::Socket;
 use tcpao_refimpl::wire::TcpFlags;
 
-use super::{PROGRAM, Seg, expect, key, proc_counter, sa};
-use crate::counters::{Counters, Grew};
+use super::{PROGRAM, Seg, expect, key, sa};
+use crate::counters::{Counters, Grew, Mib, icmp_dest_unreachs};
 use crate::failure;
 use crate::outcome::{OrFail, PeerResult};
 use crate::peers::Peer;
@@ -92,9 +92,9 @@ fn syn_server(p: &Peer<'_>) -> PeerResult {
     let lsk = listen_with_key(p)?;
     p.sync()?;
     let sk = accept_with_data(p, &lsk)?;
-    let challenges = proc_counter("TcpExt:", "TCPSYNChallenge")?;
+    let challenges = Mib::TcpExt.read("TCPSYNChallenge")?;
     expect(p, &sk, &[("TCPAOGood", 1)], Grew::GOOD, "a signed SYN")?;
-    let d = proc_counter("TcpExt:", "TCPSYNChallenge")? - challenges;
+    let d = Mib::TcpExt.read("TCPSYNChallenge")? - challenges;
     if d != 1 {
         return Err(failure!(
             "TCPSYNChallenge grew by {d} after the SYN, expected 1"
@@ -315,14 +315,6 @@ fn icmp_rows(f: Family) -> &'static [IcmpRow] {
     }
 }
 
-/// The ICMP MIB counter of destination-unreachable messages received.
-fn dest_unreachs(f: Family) -> PeerResult<u64> {
-    match f {
-        Family::Ipv4 => proc_counter("Icmp:", "InDestUnreachs"),
-        Family::Ipv6 => proc_counter("Icmp6", "Icmp6InDestUnreachs"),
-    }
-}
-
 /// Wait until `row`'s error reached `sk` (`SO_ERROR`, which also clears it).
 fn expect_icmp_error(p: &Peer<'_>, sk: &Socket, row: &IcmpRow, conn: &str) -> PeerResult {
     let got = p.wait_for(p.deadline(), || {
@@ -374,7 +366,7 @@ fn icmp_server(p: &Peer<'_>) -> PeerResult {
     let plain_sk = extras::accept_one(p, &plain)?;
     set_recverr(&sk, p.family())?;
     let rows = icmp_rows(p.family());
-    let unreach = dest_unreachs(p.family())?;
+    let unreach = icmp_dest_unreachs(p.family())?;
     // Each unlisted error on its own: it reaches the connection (SO_ERROR) and no TCP-AO
     // counter moves.
     for r in rows.iter().filter(|r| !r.listed) {
@@ -419,7 +411,7 @@ fn icmp_server(p: &Peer<'_>) -> PeerResult {
         Family::Ipv6 => 1,
     };
     let sent_unreach = rows.iter().filter(|r| r.icmp_type == dest_unreach).count() as u64 + 1;
-    let counted = dest_unreachs(p.family())? - unreach;
+    let counted = icmp_dest_unreachs(p.family())? - unreach;
     if counted != sent_unreach {
         return Err(failure!(
             "the ICMP MIB counted {counted} destination-unreachable messages, the client sent {sent_unreach}"

@@ -38,7 +38,7 @@ use tcpao_sys::repair::{self, RepairMode};
 use tcpao_sys::{AoRepair, KeyFilter, Md5Ext as _, Md5Key, PeerPrefix, TcpAoExt as _};
 
 use super::{PROGRAM, key};
-use crate::counters::{Counters, Grew};
+use crate::counters::{Counters, Grew, Mib};
 use crate::failure;
 use crate::netns;
 use crate::outcome::{OrFail, PeerResult};
@@ -330,7 +330,7 @@ fn child_optmem_server(p: &Peer<'_>) -> PeerResult {
     let saved = netns::sysctl_read(OPTMEM_MAX).or_fail("reading net.core.optmem_max")?;
     netns::sysctl_write(OPTMEM_MAX, &limit.to_string())
         .or_fail("writing net.core.optmem_max in the server's namespace")?;
-    let drops = || super::proc_counter("TcpExt:", "ListenDrops");
+    let drops = || Mib::TcpExt.read("ListenDrops");
     let drops0 = drops()?;
     p.sync()?; // 1: the client connects
     let early = sockets::accept(p, &lsk, p.deadline(), || drops().is_ok_and(|d| d > drops0))?;

@@ -32,7 +32,7 @@ use super::{
     mac_verifies, mark, sa, since, wait_since,
 };
 use crate::capture::Frame;
-use crate::counters::Grew;
+use crate::counters::{Grew, Mib};
 use crate::failure;
 use crate::netns;
 use crate::outcome::{OrFail, PeerResult};
@@ -281,7 +281,7 @@ fn second_syn_server(p: &Peer<'_>) -> PeerResult {
     sockets::add_key(p, &lsk, &key(p, 100, 100))?;
     p.sync()?;
     expect(p, &lsk, &[("TCPAOGood", 1)], Grew::GOOD, "the SYN")?;
-    let resets = super::proc_counter("TcpExt:", "EmbryonicRsts")?;
+    let resets = Mib::TcpExt.read("EmbryonicRsts")?;
     expect(
         p,
         &lsk,
@@ -289,7 +289,7 @@ fn second_syn_server(p: &Peer<'_>) -> PeerResult {
         Grew::GOOD,
         "a second SYN inside the request socket's window",
     )?;
-    let d = super::proc_counter("TcpExt:", "EmbryonicRsts")? - resets;
+    let d = Mib::TcpExt.read("EmbryonicRsts")? - resets;
     if d != 1 {
         return Err(failure!(
             "EmbryonicRsts grew by {d} after the second SYN, expected 1"

@@ -14,8 +14,8 @@
 
 use tcpao_sys::TcpAoExt as _;
 
-use super::{PROGRAM, key, proc_counter};
-use crate::counters::{Counters, Grew};
+use super::{PROGRAM, key};
+use crate::counters::{Counters, Grew, Mib};
 use crate::failure;
 use crate::netns;
 use crate::outcome::{OrFail, PeerResult};
@@ -45,9 +45,9 @@ pub(super) fn tests() -> Vec<Test> {
 /// `(SyncookiesSent, SyncookiesRecv, SyncookiesFailed)` of this namespace.
 fn cookies() -> PeerResult<(u64, u64, u64)> {
     Ok((
-        proc_counter("TcpExt:", "SyncookiesSent")?,
-        proc_counter("TcpExt:", "SyncookiesRecv")?,
-        proc_counter("TcpExt:", "SyncookiesFailed")?,
+        Mib::TcpExt.read("SyncookiesSent")?,
+        Mib::TcpExt.read("SyncookiesRecv")?,
+        Mib::TcpExt.read("SyncookiesFailed")?,
     ))
 }
 

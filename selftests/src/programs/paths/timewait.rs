@@ -32,7 +32,7 @@ use tcpao_refimpl::wire::TcpFlags;
 
 use super::{PROGRAM, Seg, ao_ids, describe, expect_netns, key, since};
 use crate::capture::Frame;
-use crate::counters::{Counters, Grew};
+use crate::counters::{Counters, Grew, Mib};
 use crate::failure;
 use crate::netns;
 use crate::outcome::{OrFail, PeerResult};
@@ -273,7 +273,7 @@ fn socket_present(lport: u16, rport: u16) -> PeerResult<bool> {
 
 /// `Tcp: OutRsts` of this namespace.
 fn out_rsts() -> PeerResult<u64> {
-    super::proc_counter("Tcp:", "OutRsts")
+    Mib::Tcp.read("OutRsts")
 }
 
 fn fw2_server(p: &Peer<'_>) -> PeerResult {
