@@ -270,6 +270,8 @@ struct Running {
     index: usize,
     started: Instant,
     timeout: Duration,
+    /// Started in a waiting lane (not a `--jobs` slot).
+    lane: bool,
 }
 
 struct Finished {
@@ -301,7 +303,10 @@ pub fn run<W: Write>(
 
     let mut done: Vec<Option<Finished>> = (0..tests.len()).map(|_| None).collect();
     let mut ctxs: Vec<Option<Ctx>> = (0..tests.len()).map(|_| None).collect();
+    // Two queues: the tests that keep a CPU busy, in `--jobs` slots, and those that mostly wait
+    // (`Test::waits`), in extra lanes beside them.
     let mut queue = VecDeque::new();
+    let mut waiting = VecDeque::new();
     // Exclusive tests first (a stable order otherwise): see `Test::exclusive`.
     let mut order: Vec<usize> = (0..tests.len()).collect();
     order.sort_by_key(|&i| !tests[i].is_exclusive());
@@ -314,11 +319,13 @@ pub fn run<W: Write>(
                     diags: Vec::new(),
                 })
             }
+            None if t.is_waiting() && !t.is_exclusive() => waiting.push_back(i),
             None => queue.push_back(i),
         }
     }
 
     let jobs = opts.jobs.max(1);
+    let lanes = jobs / 2;
     let (tx, rx) = mpsc::channel::<Done>();
     let mut running: Vec<Running> = Vec::new();
     let mut next_print = 0;
@@ -328,7 +335,7 @@ pub fn run<W: Write>(
         // process down (abort) must not swallow results that were already in.
         flush(&mut w, tests, &mut done, &mut next_print)?;
         if let Some(max) = opts.max_failures.filter(|m| failures >= *m) {
-            for i in queue.drain(..) {
+            for i in queue.drain(..).chain(waiting.drain(..)) {
                 done[i] = Some(Finished {
                     status: Status::Skip(format!("not run: --max-failures {max} reached")),
                     elapsed: Duration::ZERO,
@@ -336,15 +343,28 @@ pub fn run<W: Write>(
                 });
             }
         }
-        while running.len() < jobs {
-            let Some(&i) = queue.front() else { break };
+        loop {
             // An exclusive test waits for the others to finish, and holds the rest back.
-            if running.iter().any(|r| tests[r.index].is_exclusive())
-                || (tests[i].is_exclusive() && !running.is_empty())
-            {
+            if running.iter().any(|r| tests[r.index].is_exclusive()) {
                 break;
             }
-            queue.pop_front();
+            let in_lanes = running.iter().filter(|r| r.lane).count();
+            let (i, lane) = match queue.front() {
+                Some(&i) if tests[i].is_exclusive() && !running.is_empty() => break,
+                Some(&i) if running.len() - in_lanes < jobs => (i, false),
+                // A waiting test takes a lane when one is free, else a free job slot (when the
+                // others are done).
+                _ => match waiting.front() {
+                    Some(&i) if in_lanes < lanes => (i, true),
+                    Some(&i) if running.len() - in_lanes < jobs => (i, false),
+                    _ => break,
+                },
+            };
+            if queue.front() == Some(&i) {
+                queue.pop_front();
+            } else {
+                waiting.pop_front();
+            }
             let t = &tests[i];
             let timeout = policy.effective(t.timeout_value(), opts.timeout);
             let ctx = Ctx::new(
@@ -373,6 +393,7 @@ pub fn run<W: Write>(
                     index: i,
                     started,
                     timeout,
+                    lane,
                 }),
                 Err(e) => {
                     done[i] = Some(Finished {
@@ -940,6 +961,54 @@ mod tests {
             .map(|l| l.split(' ').nth(1).unwrap())
             .collect();
         assert_eq!(nums, ["1", "2", "3", "4", "5", "6", "7"]);
+    }
+
+    #[test]
+    fn waiting_tests_run_in_lanes_beside_the_jobs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // (jobs, most tests in flight at once, whether a waiting test started before the last
+        // CPU test): a lane per two jobs, none at --jobs 1 (waiting tests then run last).
+        let rows = [(1, 1, false), (2, 3, true), (4, 6, true)];
+        for (jobs, most, early) in rows {
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let max_seen = Arc::new(AtomicUsize::new(0));
+            let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mk = |i: usize, waits: bool| {
+                let (n, seen, order) = (
+                    Arc::clone(&in_flight),
+                    Arc::clone(&max_seen),
+                    Arc::clone(&order),
+                );
+                let t = Test::new(format!("h/any/t{i}"), move |_| {
+                    order.lock().unwrap().push(i);
+                    n.fetch_add(1, Ordering::SeqCst);
+                    for _ in 0..20 {
+                        seen.fetch_max(n.load(Ordering::SeqCst), Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    n.fetch_sub(1, Ordering::SeqCst);
+                    Ok(Outcome::Pass)
+                });
+                if waits { t.waits() } else { t }
+            };
+            // Tests 0..8 keep a CPU busy, 8..12 wait.
+            let tests: Vec<Test> = (0..12).map(|i| mk(i, i >= 8)).collect();
+            let out = run_text(&tests, &features(true), jobs);
+            assert_eq!(Summary::parse(&out).exit_code(), 0, "{out}");
+            assert_eq!(max_seen.load(Ordering::SeqCst), most, "--jobs {jobs}");
+            let order = order.lock().unwrap().clone();
+            let first_waiting = order.iter().position(|&i| i >= 8).unwrap();
+            let last_cpu = order.iter().rposition(|&i| i < 8).unwrap();
+            assert_eq!(first_waiting < last_cpu, early, "--jobs {jobs}: {order:?}");
+            // KTAP numbers stay in registry order.
+            let nums: Vec<String> = out
+                .lines()
+                .filter(|l| l.starts_with("ok "))
+                .map(|l| l.split(' ').nth(1).unwrap().to_owned())
+                .collect();
+            let want: Vec<String> = (1..=12).map(|n| n.to_string()).collect();
+            assert_eq!(nums, want, "--jobs {jobs}");
+        }
     }
 
     #[test]

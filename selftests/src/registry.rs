@@ -22,6 +22,7 @@ pub struct Test {
     requires: Vec<Feature>,
     hidden: bool,
     exclusive: bool,
+    waits: bool,
     body: Arc<Body>,
 }
 
@@ -33,6 +34,7 @@ impl fmt::Debug for Test {
             .field("requires", &self.requires)
             .field("hidden", &self.hidden)
             .field("exclusive", &self.exclusive)
+            .field("waits", &self.waits)
             .finish_non_exhaustive()
     }
 }
@@ -59,6 +61,7 @@ impl Test {
             requires: Vec::new(),
             hidden: false,
             exclusive: false,
+            waits: false,
             body: Arc::new(body),
         }
     }
@@ -101,6 +104,21 @@ impl Test {
     /// Whether the test runs alone ([`Test::exclusive`]).
     pub fn is_exclusive(&self) -> bool {
         self.exclusive
+    }
+
+    /// The test spends most of its time waiting, not computing: on a daemon's timers (BIRD),
+    /// or on the fuzzer's fixed windows for an answer that may not come. The harness runs such
+    /// tests in extra lanes beside the `--jobs` others (one lane per two jobs, none at
+    /// `--jobs 1`), so their waits overlap work instead of holding a job slot of a one-CPU
+    /// guest idle.
+    pub fn waits(mut self) -> Self {
+        self.waits = true;
+        self
+    }
+
+    /// Whether the test mostly waits ([`Test::waits`]).
+    pub fn is_waiting(&self) -> bool {
+        self.waits
     }
 
     /// The stable name `program/family/case`.

@@ -207,7 +207,8 @@ enum Replay {
 const NO_PEER: &str =
     "the case needs the fuzzer's virtual peer, a TUN device: this kernel has no CONFIG_TUN";
 
-/// The tests.
+/// The tests. A replay mostly waits (the executor gives each connect and accept a fixed window
+/// for an answer that may not come): they run in the harness's waiting lanes ([`Test::waits`]).
 pub fn tests() -> Vec<Test> {
     let needs = [
         Feature::Netns,
@@ -236,7 +237,8 @@ pub fn tests() -> Vec<Test> {
                 },
             )
             .requires(&needs)
-            .timeout(Duration::from_secs(30)),
+            .timeout(Duration::from_secs(30))
+            .waits(),
         );
     }
     for (name, case, kind, why) in OPEN {
@@ -264,7 +266,8 @@ pub fn tests() -> Vec<Test> {
                 },
             )
             .requires(&needs)
-            .timeout(Duration::from_secs(30)),
+            .timeout(Duration::from_secs(30))
+            .waits(),
         );
     }
     v
