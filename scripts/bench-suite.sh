@@ -20,9 +20,11 @@ rounds=${ROUNDS:-2}
 [ "${1:-}" = "--" ] && shift
 bash scripts/setup.sh >&2
 cargo build -q --release -p tcpao-selftests
-head_bin=$(realpath target/release/tcpao-selftests)
 work=$(mktemp -d "${TMPDIR:-/tmp}/tcpao-bench-suite.XXXXXX")
 trap 'git worktree remove --force "$work/base" 2>/dev/null || true; rm -rf "$work"' EXIT
+# Copies: a build in this tree while the bench runs must not change what it measures.
+head_bin=$work/head-tcpao-selftests
+cp target/release/tcpao-selftests "$head_bin"
 base_bin=
 for v in $variants; do
     case $v in
@@ -33,7 +35,8 @@ for v in $variants; do
             git worktree add -q --detach "$work/base" "$BASE_REV"
             CARGO_TARGET_DIR=$PWD/target/bench-base cargo build -q --release \
                 --manifest-path "$work/base/Cargo.toml" -p tcpao-selftests
-            base_bin=$PWD/target/bench-base/release/tcpao-selftests
+            base_bin=$work/base-tcpao-selftests
+            cp target/bench-base/release/tcpao-selftests "$base_bin"
         fi
         ;;
     *) echo "bench-suite: variant '$v' is not head:N or base:N" >&2; exit 2 ;;
@@ -49,10 +52,19 @@ done
     for a in "$@"; do printf ' %q' "$a"; done
     echo ' > /tmp/bench.ktap 2>&1; rc=$?; t1=$(date +%s%N)'
     echo '  echo "BENCH $v $(( (t1 - t0) / 1000000 )) $rc $(grep -a "^# Totals" /tmp/bench.ktap | tail -1)"'
+    echo '  grep -a "^not ok" /tmp/bench.ktap | sed "s/^/FAILED $v: /"'
     echo 'done; done'
 } > "$work/guest.sh"
-"$head_bin" vm --timeout 7200 --exec-script "$work/guest.sh" 2>&1 | tee "$work/vm.log" \
-    | grep -a --line-buffered '^BENCH ' || true
+# The guest runs in its own session, stopped with this script: an interrupted bench must not
+# leave its qemu running (and loading the next measurement). `wait` lets the trap run at once.
+: > "$work/vm.log"
+setsid "$head_bin" vm --timeout 7200 --exec-script "$work/guest.sh" > "$work/vm.log" 2>&1 &
+vm_pid=$!
+trap 'kill -- -$vm_pid 2>/dev/null; git worktree remove --force "$work/base" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+tail -n +1 --pid=$vm_pid -f "$work/vm.log" | grep -a --line-buffered '^BENCH \|^FAILED ' &
+wait $vm_pid || true
+wait
 grep -a '^BENCH ' "$work/vm.log" | awk -v order="$variants" '
     { ms[$2] = ms[$2] " " $3; if ($4 != 0) bad[$2]++ }
     END {

@@ -218,7 +218,7 @@ fn del_mismatched(p: &Peer<'_>, del_vrf: Option<u32>) -> PeerResult {
 /// Enslave this side's veth to the VRF and restore what the enslaving (a down/up cycle of the
 /// veth) removed: addresses (IPv6 without `keep_addr_on_down`) and the host routes in the
 /// VRF's table.
-fn enter_vrf(p: &Peer<'_>) -> PeerResult {
+pub(crate) fn enter_vrf(p: &Peer<'_>) -> PeerResult {
     let vrf = p
         .link()
         .vrf_index
@@ -258,7 +258,7 @@ fn enter_vrf(p: &Peer<'_>) -> PeerResult {
     Ok(())
 }
 
-fn vrf_socket(p: &Peer<'_>) -> PeerResult<Socket> {
+pub(crate) fn vrf_socket(p: &Peer<'_>) -> PeerResult<Socket> {
     let sk = sockets::tcp_socket(p.family())?;
     sk.bind_device(Some(VRF_NAME.as_bytes()))
         .or_fail("SO_BINDTODEVICE to the VRF failed")?;

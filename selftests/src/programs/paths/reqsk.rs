@@ -20,6 +20,11 @@
 //! - Keys deleted (`del_async`) and added on the listener between SYN and ACK: the new
 //!   socket falls back to the first matching key for Current_key and RNext_key
 //!   (`tcp_ao_copy_all_matching()`).
+//! - `reqsk-ack-in-vrf`: the same out-of-window ACK to a request socket of a listener bound
+//!   to a VRF (its veth enslaved to `ksft-vrf`, the key bound to the VRF with
+//!   `TCP_AO_KEYF_IFINDEX`) is answered, signed with that key: `tcp_v{4,6}_reqsk_send_ack()`
+//!   looks the key up in the L3 domain the segment came in on (`l3index` from the skb's
+//!   `sdif`); with 0 there, a VRF-bound key is not found and the ACK is not sent.
 
 use std::io;
 
@@ -29,7 +34,7 @@ use tcpao_sys::TcpAoExt as _;
 
 use super::{
     PROGRAM, RAW_PORT, Seg, ao_ids, break_mac, describe, expect, inject_step, ip_packet, key,
-    mac_verifies, mark, sa, since, wait_since,
+    mac_verifies, mark, sa, since, wait_since, wait_since_where,
 };
 use crate::capture::Frame;
 use crate::counters::{Grew, Mib};
@@ -39,9 +44,10 @@ use crate::outcome::{OrFail, PeerResult};
 use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, segment};
+use crate::programs::vrf_keys;
 use crate::registry::Test;
 use crate::sockets::{self, TestKey};
-use crate::topology::Side;
+use crate::topology::{Side, VRF_IFINDEX};
 
 /// The client's ISN of a crafted handshake (low enough that ISN + 2^30 does not wrap).
 const ISN: u32 = 0x3000_0000;
@@ -62,6 +68,12 @@ pub(super) fn tests() -> Vec<Test> {
         PairTest::new(PROGRAM, "listener-keys-rotated-mid-handshake")
             .ao()
             .build(rotated_server, rotated_client),
+    );
+    v.extend(
+        PairTest::new(PROGRAM, "reqsk-ack-in-vrf")
+            .ao()
+            .topology(vrf_keys::vrf_topology())
+            .build(vrf_oow_server, vrf_oow_client),
     );
     v
 }
@@ -273,6 +285,74 @@ fn oow_client(p: &Peer<'_>) -> PeerResult {
     )?;
     inject_step(p, &[(&signed, false)])?;
     sockets::write_all(p, &sk, &[1u8; 10], p.deadline())?;
+    p.sync()
+}
+
+fn vrf_oow_server(p: &Peer<'_>) -> PeerResult {
+    netns::sysctl_write("net/ipv4/tcp_invalid_ratelimit", "0")
+        .or_fail("setting net.ipv4.tcp_invalid_ratelimit = 0")?;
+    vrf_keys::enter_vrf(p)?;
+    let lsk = vrf_keys::vrf_socket(p)?;
+    lsk.set_reuse_address(true).or_fail("SO_REUSEADDR failed")?;
+    lsk.bind(&sa(p.local_addr(), p.port()).into())
+        .or_fail("bind() failed")?;
+    lsk.listen(8).or_fail("listen() failed")?;
+    let mut k = key(p, 100, 100);
+    k.vrf = Some(VRF_IFINDEX);
+    sockets::add_key(p, &lsk, &k)?;
+    p.sync()?;
+    expect(p, &lsk, &[("TCPAOGood", 1)], Grew::GOOD, "the SYN, through the VRF")?;
+    expect(
+        p,
+        &lsk,
+        &[("TCPAOGood", 1)],
+        Grew::GOOD,
+        "an ACK outside the request socket's window, through the VRF",
+    )?;
+    p.sync()?; // the client checked the answer
+    no_connection(&lsk)
+}
+
+/// The client stays in the default VRF: its raw socket reaches the server's enslaved veth.
+fn vrf_oow_client(p: &Peer<'_>) -> PeerResult {
+    let k = key(p, 100, 100);
+    sockets::register(p, &k);
+    let (me, srv) = (sa(p.local_addr(), RAW_PORT), sa(p.remote_addr(), p.port()));
+    p.sync()?;
+    let srv_isn = handshake_start(p, &k, (100, 100))?;
+    let next = (ISN.wrapping_add(1), srv_isn.wrapping_add(1));
+    let m = mark(p)?;
+    let oow = Seg::new(me, srv, next.0.wrapping_add(1 << 30), next.1, TcpFlags::ACK).signed(
+        &k,
+        (100, 100),
+        (ISN, srv_isn),
+        0,
+    )?;
+    inject_step(p, &[(&oow, false)])?;
+    let got = wait_since_where(
+        p,
+        m,
+        Side::Server,
+        (p.port(), RAW_PORT),
+        1,
+        "the request socket's ACK in the VRF",
+        |f| segment(f).is_some_and(|s| !s.tcp_packet().syn()),
+    )?;
+    let ack = &got[0];
+    let s = segment(ack).ok_or_else(|| failure!("not TCP"))?;
+    let t = s.tcp_packet();
+    if !(t.ack() && !t.rst() && t.seq_number() == next.1 && t.ack_number() == next.0)
+        || ao_ids(&s) != Some((100, 100, 12))
+        || !mac_verifies(ack, &k, srv, me, (srv_isn, ISN), 0)?
+    {
+        return Err(failure!(
+            "the request socket in the VRF answered with {}, expected an ACK with SEQ {} ACK {} KeyID 100 RNextKeyID 100 that verifies",
+            describe(ack),
+            next.1,
+            next.0
+        ));
+    }
+    p.diag("the request socket's ACK through the VRF verified with the VRF-bound key");
     p.sync()
 }
 
