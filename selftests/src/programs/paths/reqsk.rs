@@ -301,7 +301,13 @@ fn vrf_oow_server(p: &Peer<'_>) -> PeerResult {
     k.vrf = Some(VRF_IFINDEX);
     sockets::add_key(p, &lsk, &k)?;
     p.sync()?;
-    expect(p, &lsk, &[("TCPAOGood", 1)], Grew::GOOD, "the SYN, through the VRF")?;
+    expect(
+        p,
+        &lsk,
+        &[("TCPAOGood", 1)],
+        Grew::GOOD,
+        "the SYN, through the VRF",
+    )?;
     expect(
         p,
         &lsk,
