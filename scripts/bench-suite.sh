@@ -55,12 +55,14 @@ done
     echo '  grep -a "^not ok" /tmp/bench.ktap | sed "s/^/FAILED $v: /"'
     echo 'done; done'
 } > "$work/guest.sh"
-# The guest runs in its own session, stopped with this script: an interrupted bench must not
-# leave its qemu running (and loading the next measurement). `wait` lets the trap run at once.
+# The guest runs in its own session, stopped with this script (every process of the session:
+# vng puts qemu in a process group of its own): an interrupted bench must not leave its qemu
+# running and loading the next measurement. `wait` lets the trap run at once; under `set -e`
+# every command of a trap must not fail, or the trap stops there.
 : > "$work/vm.log"
 setsid "$head_bin" vm --timeout 7200 --exec-script "$work/guest.sh" > "$work/vm.log" 2>&1 &
 vm_pid=$!
-trap 'kill -- -$vm_pid 2>/dev/null; git worktree remove --force "$work/base" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'pkill -TERM -s $vm_pid 2>/dev/null || true; git worktree remove --force "$work/base" 2>/dev/null || true; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 tail -n +1 --pid=$vm_pid -f "$work/vm.log" | grep -a --line-buffered '^BENCH \|^FAILED ' &
 wait $vm_pid || true
