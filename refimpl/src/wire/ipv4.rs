@@ -196,6 +196,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.set_u16(field::FLG_OFF, if df { 0x4000 } else { 0 });
     }
 
+    /// Set flags and fragment offset for a fragment (RFC 791 §3.1): DF clear, MF as given,
+    /// `offset` in bytes (a multiple of 8; the low 3 bits are dropped).
+    pub fn set_fragment(&mut self, more: bool, offset: u16) {
+        let mf = if more { 0x2000 } else { 0 };
+        self.set_u16(field::FLG_OFF, mf | ((offset >> 3) & 0x1fff));
+    }
+
     /// Set the time-to-live field.
     pub fn set_hop_limit(&mut self, v: u8) {
         self.buffer.as_mut()[field::TTL] = v;
@@ -329,6 +336,28 @@ mod tests {
         assert_eq!(p.dst_addr(), Ipv4Addr::new(172, 27, 28, 29));
         assert!(p.verify_checksum());
         assert_eq!(p.payload().len(), 56);
+    }
+
+    #[test]
+    fn fragment_fields_roundtrip() {
+        let mut buf = HEADER_BYTES.to_vec();
+        buf.resize(76, 0);
+        let mut p = Ipv4Packet::new_checked(&mut buf[..]).unwrap();
+        // (more, offset set, offset read back): the offset is in 8-byte units on the wire.
+        for (more, offset, back) in [
+            (true, 0, 0),
+            (true, 1480, 1480),
+            (false, 64, 64),
+            (false, 13, 8),
+        ] {
+            p.set_fragment(more, offset);
+            assert_eq!(
+                (p.more_frags(), p.frag_offset(), p.dont_frag()),
+                (more, back, false)
+            );
+        }
+        p.fill_checksum();
+        assert!(p.verify_checksum());
     }
 
     #[test]

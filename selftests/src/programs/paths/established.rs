@@ -14,6 +14,14 @@
 //!   ICMPv6 kin) reaches the connection (`SO_ERROR` with `IP_RECVERR`, the errno of the
 //!   table) and is not counted as dropped; a listed one aimed at a connection without TCP-AO
 //!   is not counted either; the listed ones are dropped, counted, and leave no error.
+//! - `fragmented-segment`: a signed duplicate of 1,024 bytes the client sent, sent again
+//!   whole, then as 3, 18 and 129 IP fragments (IPv4 MF/offset, an IPv6 fragment header), is
+//!   reassembled into an skb with a frag_list, whose every part `tcp_ao_hash_skb_data()` must
+//!   hash (`skb_walk_frags()`): each verifies (`TCPAOGood` and the socket and key
+//!   `pkt_good`, nothing else). No other test makes the kernel verify a MAC over a frag_list;
+//!   the reference cannot check fragments on the wire (it skips them), so the proof is the
+//!   kernel's own verdict. On IPv6 the kernel rejects them (`TCPAOBad`): kernel finding 7,
+//!   reported as XFAIL until fixed.
 //! - `icmp-without-tcp-ao` (runs alone, before every other test): with no TCP-AO key on the
 //!   machine, every error of the table, listed or not, reaches a connection without TCP-AO,
 //!   round after round for two seconds (the `tcp_ao_needed` static key goes off one second
@@ -25,12 +33,12 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use socket2::Socket;
-use tcpao_refimpl::wire::TcpFlags;
+use tcpao_refimpl::wire::{Ipv4Packet, TcpFlags};
 
 use super::{PROGRAM, Seg, expect, key, sa};
 use crate::counters::{Counters, Grew, Mib, icmp_dest_unreachs};
 use crate::failure;
-use crate::outcome::{OrFail, PeerResult};
+use crate::outcome::{Failure, OrFail, PeerResult};
 use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, wait_counters};
@@ -53,6 +61,11 @@ pub(super) fn tests() -> Vec<Test> {
         PairTest::new(PROGRAM, "icmp-not-in-rfc5925-list")
             .ao()
             .build(icmp_server, icmp_client),
+    );
+    v.extend(
+        PairTest::new(PROGRAM, "fragmented-segment")
+            .ao()
+            .build(fragmented_server, fragmented_client),
     );
     v.extend(
         PairTest::new(PROGRAM, "icmp-without-tcp-ao")
@@ -125,6 +138,162 @@ fn syn_client(p: &Peer<'_>) -> PeerResult {
         .assert_grew_exactly(&before, Grew::GOOD)
         .map_err(|e| failure!("client counters after the challenge ACK: {e}"))?;
     p.sync()
+}
+
+/// How the duplicate of the client's [`DUPLICATED`] bytes goes out: whole (the control row),
+/// or in IP fragments of this many bytes after the first (a multiple of 8): 3, 18 and 129
+/// fragments. Reassembly copies small pieces into the first one's spare room; these are too
+/// many or too big, so the reassembled skb carries them on its frag_list.
+const FRAGMENT_ROWS: [Option<usize>; 4] = [None, Some(512), Some(64), Some(8)];
+/// Bytes the client sends with its socket and then again, crafted.
+const DUPLICATED: usize = 1024;
+
+fn fragmented_server(p: &Peer<'_>) -> PeerResult {
+    let lsk = listen_with_key(p)?;
+    p.sync()?;
+    let sk = accept_with_data(p, &lsk)?;
+    let mut buf = vec![0u8; DUPLICATED];
+    read_exact(p, &sk, &mut buf)?;
+    p.sync()?; // read: the client sends its duplicates now
+    let mut rejected = Vec::new();
+    for row in FRAGMENT_ROWS {
+        let what = match row {
+            None => "the client's data again, signed, in one piece".to_owned(),
+            Some(n) => format!("the client's data again, signed, in IP fragments of {n} bytes"),
+        };
+        // A duplicate is verified, then dropped as old data (a D-SACK goes back): exactly
+        // one verdict on the server.
+        let before = Counters::of(&sk)?;
+        p.sync()?;
+        let after = wait_counters(p, &sk, p.deadline(), &what, |c| {
+            !(c.grown(&before) & (Grew::NS_GOOD | Grew::NS_BAD)).is_empty()
+        })?;
+        p.sync()?;
+        let bad = after.grown(&before).contains(Grew::BAD);
+        if bad && row.is_some() && p.family() == Family::Ipv6 {
+            // Kernel finding 7 (docs/kernel-findings.md).
+            after.assert_grew_exactly(&before, Grew::BAD)?;
+            rejected.push(row.unwrap_or_default());
+            continue;
+        }
+        after
+            .assert_grew_exactly(&before, Grew::GOOD)
+            .map_err(|e| failure!("after {what}: {e}"))?;
+    }
+    p.sync()?;
+    if !rejected.is_empty() {
+        return Err(Failure::XFail(format!(
+            "kernel bug: an IPv6 segment reassembled from fragments fails verification (TCPAOBad), in fragments of {rejected:?} bytes: tcp_ao_hash_skb_data() hashes each frag_list skb from tcp_hdr(), which for an IPv6 fragment still points at its fragment header, not from ->data (8 bytes off)"
+        )));
+    }
+    p.diag("every duplicate verified, whole and reassembled from IP fragments");
+    Ok(())
+}
+
+/// The client sends [`DUPLICATED`] bytes, then each row re-sends them as a crafted, signed
+/// segment: a duplicate changes nothing in TCP but is verified first.
+fn fragmented_client(p: &Peer<'_>) -> PeerResult {
+    let sk = connect_with_data(p)?;
+    let flow = learn_flow(p)?;
+    let payload = vec![0x5au8; DUPLICATED];
+    sockets::write_all(p, &sk, &payload, p.deadline())?;
+    p.sync()?; // the server read it
+    let k = key(p, 100, 100);
+    let pkt = Seg::new(
+        flow.conn.local,
+        flow.conn.remote,
+        flow.seq,
+        flow.ack,
+        TcpFlags::ACK | TcpFlags::PSH,
+    )
+    .payload(&payload)
+    .signed(
+        &k,
+        (100, 100),
+        (flow.conn.local_isn, flow.conn.remote_isn),
+        0,
+    )?;
+    let raw = inject::raw_socket_to(flow.conn.remote.ip())?;
+    let to = socket2::SockAddr::from(SocketAddr::new(flow.conn.remote.ip(), 0));
+    for row in FRAGMENT_ROWS {
+        let pieces = match row {
+            None => vec![pkt.clone()],
+            Some(n) => fragment(&pkt, n)?,
+        };
+        p.sync()?; // the server took its snapshot
+        for f in &pieces {
+            if let Some(c) = p.capture() {
+                c.register_crafted(f);
+            }
+            raw.send_to(f, &to)
+                .or_fail("sending an IP fragment failed")?;
+        }
+        p.diag(format!(
+            "sent the {}-byte signed duplicate as {} IP packet(s)",
+            pkt.len(),
+            pieces.len()
+        ));
+        p.sync()?;
+    }
+    p.sync()
+}
+
+/// `pkt` (an IPv4 or IPv6 packet without extension headers) as IP fragments: the first
+/// carries the whole TCP header (RFC 8200 §4.5 wants the upper-layer header in the first
+/// fragment), the others `size` bytes each (a multiple of 8) of the rest.
+fn fragment(pkt: &[u8], size: usize) -> PeerResult<Vec<Vec<u8>>> {
+    let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
+    let ip_len = if v6 {
+        40
+    } else {
+        usize::from(pkt[0] & 0x0f) * 4
+    };
+    let body = pkt
+        .get(ip_len..)
+        .ok_or_else(|| failure!("a packet to fragment is shorter than its IP header"))?;
+    let tcp_len = body
+        .get(12)
+        .map(|b| usize::from(b >> 4) * 4)
+        .ok_or_else(|| failure!("a packet to fragment has no TCP header"))?;
+    let first = tcp_len.div_ceil(8) * 8;
+    let mut bounds = vec![0];
+    let mut at = first.min(body.len());
+    while at < body.len() {
+        bounds.push(at);
+        at += size;
+    }
+    bounds.push(body.len());
+    let mut out = Vec::new();
+    for w in bounds.windows(2) {
+        let (start, end) = (w[0], w[1]);
+        let more = end < body.len();
+        let chunk = &body[start..end];
+        let mut f = pkt[..ip_len].to_vec();
+        if v6 {
+            // Fragment header (RFC 8200 §4.5): next header TCP, offset in 8-byte units, M.
+            f[6] = 44;
+            let off = u16::try_from(start / 8).or_fail("fragment offset")? << 3 | u16::from(more);
+            f.extend_from_slice(&[6, 0]);
+            f.extend_from_slice(&off.to_be_bytes());
+            f.extend_from_slice(&0x7a7a_7a7a_u32.to_be_bytes());
+            let plen = u16::try_from(8 + chunk.len()).or_fail("fragment length")?;
+            f[4..6].copy_from_slice(&plen.to_be_bytes());
+        }
+        f.extend_from_slice(chunk);
+        if !v6 {
+            let total = u16::try_from(f.len()).or_fail("fragment length")?;
+            let offset = u16::try_from(start).or_fail("fragment offset")?;
+            let mut ip = Ipv4Packet::new_unchecked(&mut f[..]);
+            ip.set_total_len(total);
+            // DF off, MF on all but the last (RFC 791 §3.1).
+            ip.set_fragment(more, offset);
+            // The header checksum as the kernel writes it for IP_HDRINCL: the capture then
+            // holds these very bytes (the cross-check knows crafted fragments by them).
+            ip.fill_checksum();
+        }
+        out.push(f);
+    }
+    Ok(out)
 }
 
 fn options_server(p: &Peer<'_>) -> PeerResult {
@@ -545,4 +714,58 @@ fn no_ao_icmp_client(p: &Peer<'_>) -> PeerResult {
     let mut buf = [0u8; 8];
     read_exact(p, &sk, &mut buf)?;
     p.sync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::programs::paths::RAW_PORT;
+
+    /// Each family's fragments: IP header and fragment fields right, the pieces in order make
+    /// the original TCP segment again, and the refimpl sees each as a fragment.
+    #[test]
+    fn fragments_rebuild_the_segment() {
+        let payload: Vec<u8> = (0..100u8).collect();
+        for (c, s, ip_len, frag_hdr) in [
+            ("10.0.1.1", "10.0.254.1", 20, 0),
+            ("2001:db8:1::1", "2001:db8:254::1", 40, 8),
+        ] {
+            let (c, s) = (
+                sa(c.parse().unwrap(), RAW_PORT),
+                sa(s.parse().unwrap(), 7010),
+            );
+            let pkt = Seg::new(c, s, 1000, 2000, TcpFlags::ACK)
+                .payload(&payload)
+                .unsigned()
+                .unwrap();
+            let frags = fragment(&pkt, 16).unwrap();
+            // The 20-byte TCP header rounded up to 24 in the first, then 16 bytes at a time.
+            assert_eq!(frags.len(), 1 + (120 - 24usize).div_ceil(16), "{s}");
+            assert_eq!(frags[0].len(), ip_len + frag_hdr + 24, "{s}");
+            let mut body = Vec::new();
+            for (i, f) in frags.iter().enumerate() {
+                let more = i + 1 < frags.len();
+                let chunk = &f[ip_len + frag_hdr..];
+                let (off, m) = if frag_hdr == 0 {
+                    assert!(Ipv4Packet::new_checked(&f[..]).unwrap().verify_checksum());
+                    let w = u16::from_be_bytes([f[6], f[7]]);
+                    assert_eq!(usize::from(u16::from_be_bytes([f[2], f[3]])), f.len());
+                    (usize::from(w & 0x1fff) * 8, w & 0x2000 != 0)
+                } else {
+                    assert_eq!((f[6], f[40]), (44, 6));
+                    assert_eq!(usize::from(u16::from_be_bytes([f[4], f[5]])), f.len() - 40);
+                    let w = u16::from_be_bytes([f[42], f[43]]);
+                    (usize::from(w >> 3) * 8, w & 1 != 0)
+                };
+                assert_eq!((off, m), (body.len(), more), "{s}: fragment {i}");
+                assert!(matches!(
+                    tcpao_refimpl::SegmentRef::parse(f),
+                    Err(tcpao_refimpl::wire::Error::Fragment)
+                ));
+                body.extend_from_slice(chunk);
+            }
+            assert_eq!(body, pkt[ip_len..], "{s}");
+        }
+        assert!(fragment(&[0x45, 0, 0], 8).is_err());
+    }
 }
