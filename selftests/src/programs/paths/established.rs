@@ -22,6 +22,9 @@
 //!   the reference cannot check fragments on the wire (it skips them), so the proof is the
 //!   kernel's own verdict. On IPv6 the kernel rejects them (`TCPAOBad`): kernel finding 7,
 //!   reported as XFAIL until fixed.
+//! - `fragmented-segment-md5`: the same over TCP-MD5 (no counter of good segments: each row
+//!   sends 1,024 new bytes, which must all be read with `TCPMD5Failure` unchanged); IPv6 is
+//!   XFAIL at the first fragmented row (finding 7, `tcp_md5_hash_skb_data()`).
 //! - `icmp-without-tcp-ao` (runs alone, before every other test): with no TCP-AO key on the
 //!   machine, every error of the table, listed or not, reaches a connection without TCP-AO,
 //!   round after round for two seconds (the `tcp_ao_needed` static key goes off one second
@@ -33,13 +36,15 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use socket2::Socket;
-use tcpao_refimpl::wire::{Ipv4Packet, TcpFlags};
+use tcpao_refimpl::wire::{Ipv4Packet, TcpFlags, TcpRepr};
+use tcpao_refimpl::{Auth, IpHeader, build_segment};
 
 use super::{PROGRAM, Seg, expect, key, sa};
 use crate::counters::{Counters, Grew, Mib, icmp_dest_unreachs};
 use crate::failure;
 use crate::outcome::{Failure, OrFail, PeerResult};
 use crate::peers::Peer;
+use crate::probe::Feature;
 use crate::programs::PairTest;
 use crate::programs::extras::{self, wait_counters};
 use crate::programs::icmps_discard::{icmp_error, set_recverr};
@@ -66,6 +71,11 @@ pub(super) fn tests() -> Vec<Test> {
         PairTest::new(PROGRAM, "fragmented-segment")
             .ao()
             .build(fragmented_server, fragmented_client),
+    );
+    v.extend(
+        PairTest::new(PROGRAM, "fragmented-segment-md5")
+            .requires(&[Feature::TcpMd5])
+            .build(fragmented_md5_server, fragmented_md5_client),
     );
     v.extend(
         PairTest::new(PROGRAM, "icmp-without-tcp-ao")
@@ -235,6 +245,132 @@ fn fragmented_client(p: &Peer<'_>) -> PeerResult {
         ));
         p.sync()?;
     }
+    p.sync()
+}
+
+const MD5_PASSWORD: &[u8] = b"tcpao fragmented TCP-MD5 segment";
+
+/// TCP-MD5 has no counter of good segments, so each row sends [`DUPLICATED`] new bytes: the
+/// server must read them all, and `TCPMD5Failure` must not move.
+fn fragmented_md5_server(p: &Peer<'_>) -> PeerResult {
+    let lsk = sockets::listen(p, p.port(), 1)?;
+    sockets::add_md5_key(
+        p,
+        &lsk,
+        p.remote_addr(),
+        p.family().host_prefix(),
+        MD5_PASSWORD,
+    )?;
+    p.sync()?;
+    let sk = accept_with_data(p, &lsk)?;
+    let mut rejected = Vec::new();
+    for row in FRAGMENT_ROWS {
+        let failures = Mib::TcpExt.read("TCPMD5Failure")?;
+        p.sync()?; // the client sends the row
+        // The verdict: all the row's bytes read, or a TCP-MD5 failure counted.
+        let mut buf = vec![0u8; DUPLICATED];
+        let mut got = 0;
+        let arrived = p.wait_for(p.deadline(), || {
+            while got < DUPLICATED {
+                match sockets::read_now(&sk, &mut buf[got..])? {
+                    Some(n) if n > 0 => got += n,
+                    _ => break,
+                }
+            }
+            if got == DUPLICATED {
+                return Ok(Some(true));
+            }
+            Ok((Mib::TcpExt.read("TCPMD5Failure")? > failures).then_some(false))
+        })?;
+        let failed = Mib::TcpExt.read("TCPMD5Failure")? - failures;
+        match (arrived, row) {
+            (Some(true), _) if failed == 0 && buf == md5_payload(row) => {}
+            // Kernel finding 7 (docs/kernel-findings.md), its TCP-MD5 half: stop here.
+            (Some(false), Some(n)) if p.family() == Family::Ipv6 => {
+                rejected.push(n);
+                p.signal();
+                p.sync()?;
+                break;
+            }
+            (a, _) => {
+                return Err(failure!(
+                    "row {row:?}: {got} of {DUPLICATED} bytes read ({a:?}), TCPMD5Failure +{failed}"
+                ));
+            }
+        }
+        p.sync()?;
+    }
+    p.sync()?;
+    if !rejected.is_empty() {
+        return Err(Failure::XFail(format!(
+            "kernel bug: an IPv6 segment reassembled from fragments fails TCP-MD5 (TCPMD5Failure), first in fragments of {rejected:?} bytes: tcp_md5_hash_skb_data() hashes each frag_list skb from tcp_hdr(), 8 bytes off for an IPv6 fragment"
+        )));
+    }
+    p.diag("every row arrived: whole and reassembled from IP fragments");
+    Ok(())
+}
+
+/// The bytes of a row (each row its own, so a stale one cannot pass for it).
+fn md5_payload(row: Option<usize>) -> Vec<u8> {
+    vec![row.map_or(0xa5, |n| (n % 251) as u8); DUPLICATED]
+}
+
+fn fragmented_md5_client(p: &Peer<'_>) -> PeerResult {
+    let sk = sockets::client_socket(p)?;
+    sockets::add_md5_key(
+        p,
+        &sk,
+        p.remote_addr(),
+        p.family().host_prefix(),
+        MD5_PASSWORD,
+    )?;
+    p.sync()?;
+    sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+    send_data(p, &sk)?;
+    let flow = learn_flow(p)?;
+    let raw = inject::raw_socket_to(flow.conn.remote.ip())?;
+    let to = socket2::SockAddr::from(SocketAddr::new(flow.conn.remote.ip(), 0));
+    let mut seq = flow.seq;
+    for row in FRAGMENT_ROWS {
+        let payload = md5_payload(row);
+        let tcp = TcpRepr {
+            src_port: flow.conn.local.port(),
+            dst_port: flow.conn.remote.port(),
+            seq_number: seq,
+            ack_number: flow.ack,
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window_len: 8192,
+            urgent_at: 0,
+            options: &[],
+            payload: &payload,
+        };
+        // A fixed IPv4 ID: with 0 the kernel picks one per raw packet, so the fragments of one
+        // datagram would never meet again.
+        let ip = IpHeader {
+            ident: 0x5a5b,
+            ..IpHeader::new(flow.conn.local.ip(), flow.conn.remote.ip())
+        };
+        let pkt = build_segment(&ip, &tcp, &Auth::Md5(MD5_PASSWORD))
+            .map_err(|e| failure!("building a TCP-MD5 segment: {e}"))?;
+        let pieces = match row {
+            None => vec![pkt.clone()],
+            Some(n) => fragment(&pkt, n)?,
+        };
+        p.sync()?; // the server reads now
+        for f in &pieces {
+            if let Some(c) = p.capture() {
+                c.register_crafted(f);
+            }
+            raw.send_to(f, &to)
+                .or_fail("sending an IP fragment failed")?;
+        }
+        seq = seq.wrapping_add(DUPLICATED as u32);
+        p.sync()?;
+        if p.peer_signals() > 0 {
+            break; // the server saw the row rejected and stops
+        }
+    }
+    drop(sk);
     p.sync()
 }
 
