@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use socket2::Socket;
-use tcpao_refimpl::wire::{Ipv4Packet, TcpFlags, TcpRepr};
-use tcpao_refimpl::{Auth, IpHeader, build_segment};
+use tcpao_refimpl::Auth;
+use tcpao_refimpl::wire::{Ipv4Packet, TcpFlags};
 
 use super::{PROGRAM, Seg, expect, key, sa};
 use crate::counters::{Counters, Grew, Mib, icmp_dest_unreachs};
@@ -224,24 +224,12 @@ fn fragmented_client(p: &Peer<'_>) -> PeerResult {
         0,
     )?;
     let raw = inject::raw_socket_to(flow.conn.remote.ip())?;
-    let to = socket2::SockAddr::from(SocketAddr::new(flow.conn.remote.ip(), 0));
     for row in FRAGMENT_ROWS {
-        let pieces = match row {
-            None => vec![pkt.clone()],
-            Some(n) => fragment(&pkt, n)?,
-        };
         p.sync()?; // the server took its snapshot
-        for f in &pieces {
-            if let Some(c) = p.capture() {
-                c.register_crafted(f);
-            }
-            raw.send_to(f, &to)
-                .or_fail("sending an IP fragment failed")?;
-        }
+        let sent = send_row(p, &raw, &pkt, row)?;
         p.diag(format!(
-            "sent the {}-byte signed duplicate as {} IP packet(s)",
-            pkt.len(),
-            pieces.len()
+            "sent the {}-byte signed duplicate as {sent} IP packet(s)",
+            pkt.len()
         ));
         p.sync()?;
     }
@@ -329,41 +317,20 @@ fn fragmented_md5_client(p: &Peer<'_>) -> PeerResult {
     send_data(p, &sk)?;
     let flow = learn_flow(p)?;
     let raw = inject::raw_socket_to(flow.conn.remote.ip())?;
-    let to = socket2::SockAddr::from(SocketAddr::new(flow.conn.remote.ip(), 0));
     let mut seq = flow.seq;
     for row in FRAGMENT_ROWS {
         let payload = md5_payload(row);
-        let tcp = TcpRepr {
-            src_port: flow.conn.local.port(),
-            dst_port: flow.conn.remote.port(),
-            seq_number: seq,
-            ack_number: flow.ack,
-            flags: TcpFlags::ACK | TcpFlags::PSH,
-            window_len: 8192,
-            urgent_at: 0,
-            options: &[],
-            payload: &payload,
-        };
-        // A fixed IPv4 ID: with 0 the kernel picks one per raw packet, so the fragments of one
-        // datagram would never meet again.
-        let ip = IpHeader {
-            ident: 0x5a5b,
-            ..IpHeader::new(flow.conn.local.ip(), flow.conn.remote.ip())
-        };
-        let pkt = build_segment(&ip, &tcp, &Auth::Md5(MD5_PASSWORD))
-            .map_err(|e| failure!("building a TCP-MD5 segment: {e}"))?;
-        let pieces = match row {
-            None => vec![pkt.clone()],
-            Some(n) => fragment(&pkt, n)?,
-        };
+        let pkt = Seg::new(
+            flow.conn.local,
+            flow.conn.remote,
+            seq,
+            flow.ack,
+            TcpFlags::ACK | TcpFlags::PSH,
+        )
+        .payload(&payload)
+        .build(&Auth::Md5(MD5_PASSWORD))?;
         p.sync()?; // the server reads now
-        for f in &pieces {
-            if let Some(c) = p.capture() {
-                c.register_crafted(f);
-            }
-            raw.send_to(f, &to)
-                .or_fail("sending an IP fragment failed")?;
-        }
+        send_row(p, &raw, &pkt, row)?;
         seq = seq.wrapping_add(DUPLICATED as u32);
         p.sync()?;
         if p.peer_signals() > 0 {
@@ -372,6 +339,19 @@ fn fragmented_md5_client(p: &Peer<'_>) -> PeerResult {
     }
     drop(sk);
     p.sync()
+}
+
+/// Send `pkt` from `raw` whole (`row` `None`) or as IP fragments of `row` bytes, each
+/// registered with the capture as crafted; returns how many IP packets went out.
+fn send_row(p: &Peer<'_>, raw: &Socket, pkt: &[u8], row: Option<usize>) -> PeerResult<usize> {
+    let pieces = match row {
+        None => vec![pkt.to_vec()],
+        Some(n) => fragment(pkt, n)?,
+    };
+    for f in &pieces {
+        inject::inject(p, raw, f, true)?;
+    }
+    Ok(pieces.len())
 }
 
 /// `pkt` (an IPv4 or IPv6 packet without extension headers) as IP fragments: the first
