@@ -126,10 +126,15 @@ impl Checkpoint {
         let recv_start = self.recv_seq.wrapping_sub(queue_len(&self.recv_queue));
         set_queue_seq(&sk, Queue::Recv, recv_start)?;
         set_queue_seq(&sk, Queue::Send, self.send_una())?;
-        sk.connect(&SockAddr::from(self.remote)).or_fail(&format!(
-            "restore: connect({}) in repair mode failed",
-            self.remote
-        ))?;
+        sk.connect(&SockAddr::from(self.remote)).map_err(|e| {
+            // EADDRNOTAVAIL: the namespace still holds this 4-tuple; say what holds it.
+            failure!(
+                "restore: connect({}) in repair mode failed: {e}; TCP sockets on port {} here: {}",
+                self.remote,
+                self.local.port(),
+                sockets::ProcTcp::describe_port(self.local.port())
+            )
+        })?;
         let mss = u16::try_from(self.mss).unwrap_or(u16::MAX);
         sys_repair::set_repair_options(&sk, &self.info.repair_options(mss))
             .map_err(|e| step("TCP_REPAIR_OPTIONS", &e))?;

@@ -670,3 +670,108 @@ pub fn add_md5_key(
     }
     Ok(())
 }
+
+/// One TCP socket of the calling thread's namespace as `/proc/net/tcp{,6}` lists it (request
+/// and TIME-WAIT sockets included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcTcp {
+    /// The local port.
+    pub local_port: u16,
+    /// The remote port (0 for a listener).
+    pub remote_port: u16,
+    /// The state, in the kernel's `TCP_*` numbering (`TCP_ESTABLISHED` 1 … `TCP_NEW_SYN_RECV` 12).
+    pub state: u8,
+}
+
+impl ProcTcp {
+    /// `TCP_TIME_WAIT`.
+    pub const TIME_WAIT: u8 = 6;
+    /// `TCP_CLOSE`.
+    pub const CLOSE: u8 = 7;
+    /// `TCP_LISTEN`.
+    pub const LISTEN: u8 = 10;
+
+    /// The state's kernel name without `TCP_`.
+    pub fn state_name(&self) -> &'static str {
+        const NAMES: [&str; 13] = [
+            "?",
+            "ESTABLISHED",
+            "SYN_SENT",
+            "SYN_RECV",
+            "FIN_WAIT1",
+            "FIN_WAIT2",
+            "TIME_WAIT",
+            "CLOSE",
+            "CLOSE_WAIT",
+            "LAST_ACK",
+            "LISTEN",
+            "CLOSING",
+            "NEW_SYN_RECV",
+        ];
+        NAMES.get(usize::from(self.state)).copied().unwrap_or("?")
+    }
+
+    /// Every TCP socket of the calling thread's namespace, from
+    /// `/proc/thread-self/net/tcp{,6}`; a file that cannot be read lists none.
+    pub fn all() -> Vec<ProcTcp> {
+        let mut v = Vec::new();
+        for file in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            v.extend(text.lines().skip(1).filter_map(Self::parse));
+        }
+        v
+    }
+
+    /// One line of `/proc/net/tcp{,6}`: `sl local_address rem_address st …`, addresses as
+    /// `HEX:PORT`.
+    fn parse(line: &str) -> Option<ProcTcp> {
+        let mut it = line.split_whitespace().skip(1);
+        let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+        Some(ProcTcp {
+            local_port: port(it.next()?)?,
+            remote_port: port(it.next()?)?,
+            state: u8::from_str_radix(it.next()?, 16).ok()?,
+        })
+    }
+
+    /// The sockets with local or remote port `port`, for a failure message:
+    /// `"ESTABLISHED 7010->41234, TIME_WAIT …"`, or `"none"`.
+    pub fn describe_port(port: u16) -> String {
+        let v: Vec<String> = Self::all()
+            .into_iter()
+            .filter(|s| s.local_port == port || s.remote_port == port)
+            .map(|s| format!("{} {}->{}", s.state_name(), s.local_port, s.remote_port))
+            .collect();
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(", ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod proc_tcp_tests {
+    use super::ProcTcp;
+
+    #[test]
+    fn proc_net_tcp_lines_parse() {
+        let rows = [
+            (
+                "   0: 0100000A:1B5A 0200000A:A0F2 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0 10 0 0 10 -1",
+                Some((7002, 41202, 1, "ESTABLISHED")),
+            ),
+            (
+                "   1: 00000000000000000000000000000000:1B5A 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2",
+                Some((7002, 0, ProcTcp::LISTEN, "LISTEN")),
+            ),
+            ("   2: 0100000A:1B5A", None),
+            ("garbage", None),
+        ];
+        for (line, want) in rows {
+            let got = ProcTcp::parse(line)
+                .map(|s| (s.local_port, s.remote_port, s.state, s.state_name()));
+            assert_eq!(got, want, "{line}");
+        }
+    }
+}

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use crate::failure;
 use crate::outcome::{Failure, OrFail, PeerResult};
 use crate::peers::Peer;
+use crate::sockets::ProcTcp;
 use crate::topology::Family;
 
 /// Where `scripts/sid-bird.sh` puts the sid root: `$XDG_CACHE_HOME/tcpao/sid-bird` or
@@ -663,37 +664,19 @@ impl Drop for Bird {
 /// TCP states (`/proc/net/tcp` numbering) of the calling thread's namespace's sockets with
 /// local or remote port `port`.
 pub fn tcp_states(port: u16) -> PeerResult<Vec<u8>> {
-    let mut v = Vec::new();
-    for f in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(f) else {
-            continue;
-        };
-        for l in text.lines().skip(1) {
-            let c: Vec<&str> = l.split_whitespace().collect();
-            if c.len() < 4 {
-                continue;
-            }
-            let port_of = |a: &str| {
-                a.rsplit(':')
-                    .next()
-                    .and_then(|p| u16::from_str_radix(p, 16).ok())
-            };
-            if port_of(c[1]) == Some(port) || port_of(c[2]) == Some(port) {
-                if let Ok(st) = u8::from_str_radix(c[3], 16) {
-                    v.push(st);
-                }
-            }
-        }
-    }
-    Ok(v)
+    Ok(ProcTcp::all()
+        .into_iter()
+        .filter(|s| s.local_port == port || s.remote_port == port)
+        .map(|s| s.state)
+        .collect())
 }
 
 /// `TCP_LISTEN` in `/proc/net/tcp`.
-pub const TCP_LISTEN: u8 = 0x0a;
+pub const TCP_LISTEN: u8 = ProcTcp::LISTEN;
 /// `TCP_TIME_WAIT`.
-pub const TCP_TIME_WAIT: u8 = 0x06;
+pub const TCP_TIME_WAIT: u8 = ProcTcp::TIME_WAIT;
 /// `TCP_CLOSE`.
-pub const TCP_CLOSE: u8 = 0x07;
+pub const TCP_CLOSE: u8 = ProcTcp::CLOSE;
 
 /// Wait until something listens on `port` in this namespace.
 ///

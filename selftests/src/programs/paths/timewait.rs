@@ -251,24 +251,9 @@ fn wait_eof(p: &Peer<'_>, sk: &Socket) -> PeerResult {
 /// Whether this namespace has a TCP socket from local port `lport` to remote port `rport`
 /// (any state; TIME-WAIT ones included), from `/proc/net/tcp{,6}`.
 fn socket_present(lport: u16, rport: u16) -> PeerResult<bool> {
-    for file in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let mut it = line.split_whitespace().skip(1);
-            let (Some(l), Some(r)) = (it.next(), it.next()) else {
-                continue;
-            };
-            let port = |a: &str| {
-                a.rsplit(':')
-                    .next()
-                    .and_then(|p| u16::from_str_radix(p, 16).ok())
-            };
-            if port(l) == Some(lport) && port(r) == Some(rport) {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
+    Ok(sockets::ProcTcp::all()
+        .iter()
+        .any(|s| s.local_port == lport && s.remote_port == rport))
 }
 
 /// `Tcp: OutRsts` of this namespace.
