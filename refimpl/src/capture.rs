@@ -129,7 +129,8 @@ pub enum SkipReason {
     UnknownInterface,
     /// The IP header is malformed or cut short.
     MalformedIp,
-    /// An IP fragment (TCP-AO cannot be checked on a fragment).
+    /// An IP fragment whose datagram was never reassembled (fragments missing, or a bad
+    /// set: overlapping, unaligned, too long); see [`crate::reassembly`].
     IpFragment,
     /// The IP packet carries another protocol than TCP.
     NotTcp,
@@ -172,7 +173,7 @@ impl SkipReason {
             SkipReason::NotIp => "not IP",
             SkipReason::UnknownInterface => "undeclared pcapng interface",
             SkipReason::MalformedIp => "malformed IP header",
-            SkipReason::IpFragment => "IP fragment",
+            SkipReason::IpFragment => "IP fragment not reassembled",
             SkipReason::NotTcp => "not TCP",
             SkipReason::MalformedTcp => "malformed TCP header",
         }
@@ -189,6 +190,11 @@ impl SkipCounts {
     /// Count one frame skipped for `reason`.
     pub fn add(&mut self, reason: SkipReason) {
         self.counts[reason as usize] += 1;
+    }
+
+    /// Count `n` frames skipped for `reason`.
+    pub fn add_many(&mut self, reason: SkipReason, n: u64) {
+        self.counts[reason as usize] += n;
     }
 
     /// Frames skipped for `reason`.

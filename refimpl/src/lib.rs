@@ -10,6 +10,7 @@ pub mod kdf;
 pub mod mac;
 pub mod md5;
 pub mod mkt;
+pub mod reassembly;
 pub mod sign;
 pub mod sne;
 pub mod validate;

@@ -38,6 +38,7 @@ use crate::algo::Algorithm;
 use crate::capture::{CaptureError, CaptureReader, Frame, SkipCounts, SkipReason, Timestamp};
 use crate::kdf::{Context, TrafficKey};
 use crate::mkt::Mkt;
+use crate::reassembly::{Fed, Reassembler, Stats as ReassemblyStats};
 use crate::verdict::{self, AuthOption, BadReason, Decision, Unverifiable};
 pub use crate::verdict::{Counts, Verdict};
 use crate::wire::{self, SegmentRef};
@@ -188,6 +189,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Captures read.
     pub captures: Vec<String>,
+    /// IP fragments put back together, and those that went into no datagram (also counted
+    /// in [`Report::skipped`] as [`SkipReason::IpFragment`]).
+    pub reassembly: ReassemblyStats,
     /// Frames cut by the snaplen (counted as unverifiable, attached to no flow).
     pub truncated: u64,
     /// The first of them: (frame number, captured length, original length).
@@ -215,6 +219,7 @@ pub struct Checker<'k> {
     flows: FlowTable,
     counts: Counts,
     skipped: SkipCounts,
+    reassembler: Reassembler,
     frames: u64,
     tcp_segments: u64,
     capture_name: String,
@@ -298,6 +303,7 @@ impl<'k> Checker<'k> {
             opts,
             counts: Counts::default(),
             skipped: SkipCounts::default(),
+            reassembler: Reassembler::new(),
             frames: 0,
             tcp_segments: 0,
             capture_name: String::new(),
@@ -349,6 +355,7 @@ impl<'k> Checker<'k> {
     /// Start the next capture: flows do not span captures, so the previous capture's flows
     /// are retired.
     fn begin_capture(&mut self, name: &str) {
+        self.reassembler.flush();
         self.capture_name = name.to_string();
         self.captures.push(name.to_string());
         self.flows.begin_capture();
@@ -365,6 +372,10 @@ impl<'k> Checker<'k> {
         }
         let seg = match SegmentRef::parse(frame.ip) {
             Ok(s) => s,
+            Err(wire::Error::Fragment) => {
+                self.fragment(frame);
+                return;
+            }
             Err(e) => {
                 self.skipped.add(skip_reason(&e));
                 return;
@@ -396,6 +407,21 @@ impl<'k> Checker<'k> {
         self.segment(frame, &info, &tcp, &auth);
         if self.tcp_segments % 4096 == 0 {
             self.flows.sweep(frame.timestamp);
+        }
+    }
+
+    /// An IP fragment: held until its datagram is whole, which is then checked as the
+    /// segment it carries, under the number and time of the fragment that completed it
+    /// (RFC 5925 §5.1: the MAC covers the whole segment). Fragments that end in no datagram
+    /// are counted at the end ([`Report::reassembly`]).
+    fn fragment(&mut self, frame: &Frame<'_>) {
+        match self.reassembler.feed(frame.ip) {
+            Ok(Fed::Complete { packet, .. }) => self.process(&Frame {
+                ip: &packet,
+                ..*frame
+            }),
+            Ok(Fed::Held | Fed::Discarded(_)) => {}
+            Ok(Fed::NotFragment) | Err(_) => self.skipped.add(SkipReason::MalformedIp),
         }
     }
 
@@ -479,7 +505,11 @@ impl<'k> Checker<'k> {
     }
 
     /// Finish the run: every flow's report, in order of first appearance, and the totals.
-    pub fn finish(self) -> Report {
+    pub fn finish(mut self) -> Report {
+        self.reassembler.flush();
+        let reassembly = self.reassembler.stats();
+        self.skipped
+            .add_many(SkipReason::IpFragment, reassembly.lost());
         let (flows, omitted_flows) = self.flows.finish();
         Report {
             flows,
@@ -491,6 +521,7 @@ impl<'k> Checker<'k> {
             errors: self.errors,
             warnings: self.keys.warnings.clone(),
             captures: self.captures,
+            reassembly,
             truncated: self.truncated,
             truncated_frames: self.truncated_frames,
         }

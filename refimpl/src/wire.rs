@@ -49,7 +49,10 @@ mod tcp;
 pub use ao::{AoOption, AoOptionRepr, TCPOPT_AO};
 pub use checksum::{pseudo_header_sum, tcp_checksum};
 pub use ipv4::{HEADER_LEN as IPV4_HEADER_LEN, Ipv4Packet, Ipv4Repr};
-pub use ipv6::{HEADER_LEN as IPV6_HEADER_LEN, Ipv6Packet, Ipv6Repr};
+pub use ipv6::{
+    FRAGMENT_HEADER_LEN as IPV6_FRAGMENT_HEADER_LEN, HEADER_LEN as IPV6_HEADER_LEN, Ipv6Fragment,
+    Ipv6Packet, Ipv6Repr,
+};
 pub use tcp::{
     AuthOptions, HEADER_LEN as TCP_HEADER_LEN, MAX_OPTIONS_LEN, TCPOPT_EOL, TCPOPT_MD5SIG,
     TCPOPT_MSS, TCPOPT_NOP, TCPOPT_SACK, TCPOPT_SACK_PERM, TCPOPT_TS, TCPOPT_WS, TcpFlags,
@@ -137,6 +140,9 @@ pub enum Error {
     /// A length does not fit the field that must carry it.
     #[error("length {0} does not fit the header field")]
     LengthOverflow(usize),
+    /// IP fragments must carry a positive multiple of 8 bytes (RFC 791 §3.1, RFC 8200 §4.5).
+    #[error("fragment size {0} is not a positive multiple of 8")]
+    FragmentSize(usize),
 }
 
 /// Result type of the wire layer.

@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use support::*;
 use tcpao_refimpl::Algorithm;
-use tcpao_refimpl::capture::{CaptureReader, LinkType};
+use tcpao_refimpl::capture::{CaptureReader, LinkType, SkipReason};
 use tcpao_refimpl::kdf::Context;
 use tcpao_refimpl::verify::keys::KeysFile;
 use tcpao_refimpl::verify::{Checker, Counts, IsnSource, Options, Report, Verdict};
@@ -633,4 +633,83 @@ fn truncated_capture_keeps_earlier_verdicts() {
     assert_eq!(rep.counts.good(), 9);
     assert_eq!(rep.exit_code(), 2);
     assert!(rep.errors[0].contains("frame 10"), "{:?}", rep.errors);
+}
+
+/// A segment that crossed the network as IP fragments is checked once its datagram is
+/// whole again (RFC 5925 §5.1: the MAC covers the whole segment), in both families; a
+/// changed fragment makes it bad, a missing one leaves it unchecked and counted.
+#[test]
+fn fragmented_segments_are_checked_after_reassembly() {
+    for v6 in [false, true] {
+        let (c, s) = if v6 {
+            (sa("[fd00::1]:40000"), sa("[fd00::2]:179"))
+        } else {
+            (sa("10.0.0.1:40000"), sa("10.0.0.2:179"))
+        };
+        let mut sess = Session::new(c, s, 1000, 2_000_000, ao(1, 2), ao(2, 1));
+        sess.handshake();
+        sess.data(true, 1200);
+        sess.data(false, 600);
+        sess.close();
+        let whole = sess.packets;
+        let keys = format!(
+            "[[mkt]]\nalgorithm = \"hmac-sha1\"\nsecret = \"secret\"\nsend_id = 1\nrecv_id = 2\nlocal = \"{}\"\n",
+            c.ip()
+        );
+        // The client's data (packet 3) in 256-byte pieces, the server's (4) in 64-byte ones.
+        let split = |change: &dyn Fn(&mut Vec<Vec<u8>>)| -> Vec<Vec<u8>> {
+            let mut client = tcpao_refimpl::reassembly::fragment(&whole[3], 256).unwrap();
+            change(&mut client);
+            let server = tcpao_refimpl::reassembly::fragment(&whole[4], 64).unwrap();
+            [&whole[..3], &client[..], &server[..], &whole[5..]].concat()
+        };
+        let n_client = tcpao_refimpl::reassembly::fragment(&whole[3], 256)
+            .unwrap()
+            .len() as u64;
+        let n_server = tcpao_refimpl::reassembly::fragment(&whole[4], 64)
+            .unwrap()
+            .len() as u64;
+        let flip = |f: &mut Vec<Vec<u8>>| {
+            let last = f.last_mut().unwrap();
+            let at = last.len() - 1;
+            last[at] ^= 1;
+        };
+        let drop_one = |f: &mut Vec<Vec<u8>>| {
+            f.remove(1);
+        };
+        let keep = |_: &mut Vec<Vec<u8>>| {};
+        // (name, packets, [good, bad, …], TCP segments, datagrams, fragments lost)
+        let rows: [(&str, Vec<Vec<u8>>, [u64; 8], u64, u64, u64); 4] = [
+            ("whole", whole.clone(), counts(8, 0, 0, 0, 0), 8, 0, 0),
+            ("fragmented", split(&keep), counts(8, 0, 0, 0, 0), 8, 2, 0),
+            (
+                "a fragment changed",
+                split(&flip),
+                counts(7, 1, 0, 0, 0),
+                8,
+                2,
+                0,
+            ),
+            (
+                "a fragment missing",
+                split(&drop_one),
+                counts(7, 0, 0, 0, 0),
+                7,
+                1,
+                n_client - 1,
+            ),
+        ];
+        for (name, packets, want, segments, datagrams, lost) in rows {
+            let r = run(&keys, &packets);
+            let ctx = format!("{name} (v6 {v6})");
+            assert_eq!(named(&r.counts), want, "{ctx}");
+            assert_eq!(r.tcp_segments, segments, "{ctx}");
+            assert_eq!(r.reassembly.datagrams, datagrams, "{ctx}");
+            assert_eq!(r.reassembly.incomplete, lost, "{ctx}");
+            assert_eq!(r.skipped.get(SkipReason::IpFragment), lost, "{ctx}");
+            if datagrams == 2 {
+                assert_eq!(r.reassembly.reassembled, n_client + n_server, "{ctx}");
+            }
+        }
+    }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use support::*;
 use tcpao_refimpl::Algorithm;
-use tcpao_refimpl::capture::LinkType;
+use tcpao_refimpl::SegmentRef;
+use tcpao_refimpl::capture::{LinkType, SkipReason};
+use tcpao_refimpl::reassembly::fragment;
 use tcpao_refimpl::verify::keys::KeysFile;
 use tcpao_refimpl::verify::parallel::check_files_threads;
 use tcpao_refimpl::verify::{Options, check_files, report};
@@ -124,7 +126,29 @@ fn many_interleaved_connections_give_the_same_report() {
         } else {
             sess.conversation(3 + usize::from(i % 4));
         }
-        sessions.push(sess.packets);
+        let mut packets = sess.packets;
+        if i % 4 == 1 {
+            // Data segments as IP fragments of 16 bytes, reassembled before sharding; one
+            // connection loses a fragment.
+            packets = packets
+                .into_iter()
+                .flat_map(|p| match p.len() > 80 {
+                    true => fragment(&p, 16).unwrap(),
+                    false => vec![p],
+                })
+                .collect();
+            if i == 9 {
+                let second = packets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| SegmentRef::parse(p).is_err())
+                    .nth(1)
+                    .unwrap()
+                    .0;
+                packets.remove(second);
+            }
+        }
+        sessions.push(packets);
     }
     let mut packets = Vec::new();
     let longest = sessions.iter().map(Vec::len).max().unwrap();
@@ -163,6 +187,13 @@ fn many_interleaved_connections_give_the_same_report() {
     }
     let r = check_files_threads(&keys, opts(), std::slice::from_ref(&a), 3, |_, _, _| {});
     assert_eq!(r.flows.len(), 40);
+    // Sessions 1, 5, …, 37 had their data fragmented; session 9 lost one fragment.
+    assert!(r.reassembly.datagrams > 20, "{:?}", r.reassembly);
+    assert!(r.reassembly.incomplete > 0, "{:?}", r.reassembly);
+    assert_eq!(
+        r.skipped.get(SkipReason::IpFragment),
+        r.reassembly.incomplete + r.reassembly.discarded
+    );
     assert!(r.counts.good() > 0 && r.counts.bad() > 0 && r.counts.key_not_found() > 0);
     assert!(r.counts.unsigned() > 0);
     let _ = std::fs::remove_dir_all(&dir);

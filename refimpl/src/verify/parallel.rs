@@ -15,6 +15,7 @@
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::capture::{CaptureReader, Frame, LinkType, SkipCounts, Timestamp};
+use crate::reassembly::{Fed, Reassembler};
 
 use super::keys::KeysFile;
 use super::{Checker, Options, Report};
@@ -179,8 +180,19 @@ pub fn check_files_threads<P: AsRef<std::path::Path>>(
             let mut batches: Vec<Batch> = (0..threads).map(|_| Batch::default()).collect();
             let mut n = 0u32;
             let res = reader.for_each_frame(|f| {
+                // Fragments are put back together here: a later fragment carries no ports
+                // to shard by. The worker gets the whole datagram.
+                let whole = match f.is_truncated() {
+                    true => Fed::NotFragment,
+                    false => main.reassembler.feed(f.ip).unwrap_or(Fed::NotFragment),
+                };
+                let f = match &whole {
+                    Fed::NotFragment => *f,
+                    Fed::Complete { packet, .. } => Frame { ip: packet, ..*f },
+                    Fed::Held | Fed::Discarded(_) => return std::ops::ControlFlow::Continue(()),
+                };
                 let w = shard(f.ip, threads);
-                batches[w].push(f);
+                batches[w].push(&f);
                 if batches[w].frames.len() >= BATCH_FRAMES || batches[w].bytes.len() >= BATCH_BYTES
                 {
                     let _ = txs[w].send(Msg::Frames(std::mem::take(&mut batches[w])));
@@ -196,6 +208,7 @@ pub fn check_files_threads<P: AsRef<std::path::Path>>(
                     let _ = txs[w].send(Msg::Frames(b));
                 }
             }
+            main.reassembler.flush();
             main.frames += reader.frames();
             main.skipped.merge(reader.skipped());
             if let Err(e) = res {
@@ -216,6 +229,7 @@ pub fn check_files_threads<P: AsRef<std::path::Path>>(
 /// What the reading thread knows.
 #[derive(Default)]
 struct Reading {
+    reassembler: Reassembler,
     frames: u64,
     skipped: SkipCounts,
     errors: Vec<String>,
@@ -248,9 +262,11 @@ fn worker(keys: &KeysFile, opts: Options, rx: &Receiver<Msg>) -> Report {
 }
 
 fn merge(keys: &KeysFile, opts: &Options, main: Reading, workers: Vec<Option<Report>>) -> Report {
+    let reassembly = main.reassembler.stats();
     let mut r = Report {
         frames: main.frames,
         skipped: main.skipped,
+        reassembly,
         errors: main.errors,
         warnings: keys.warnings.clone(),
         captures: main.captures,
@@ -267,9 +283,12 @@ fn merge(keys: &KeysFile, opts: &Options, main: Reading, workers: Vec<Option<Rep
         r.counts.merge(&w.counts);
         r.tcp_segments += w.tcp_segments;
         r.skipped.merge(&w.skipped);
+        r.reassembly.merge(&w.reassembly);
         r.truncated += w.truncated;
         r.truncated_frames.extend(w.truncated_frames);
     }
+    r.skipped
+        .add_many(crate::capture::SkipReason::IpFragment, reassembly.lost());
     r.truncated_frames.sort_unstable();
     r.truncated_frames.truncate(opts.max_failures);
     flows.sort_by_key(|f| f.id);

@@ -8,6 +8,8 @@
 //!                "md5_good", "md5_bad", "not_covered",
 //!                "TCPAOGood", "TCPAOBad", "TCPAOKeyNotFound", "TCPAORequired", "TCPMD5Failure",
 //!                "frames", "tcp_segments", "skipped_frames", "skipped": {reason: n},
+//!                "reassembled": {"datagrams", "fragments", "fragments_discarded",
+//!                "fragments_incomplete"},
 //!                "snaplen_truncated", "flows", "result": "pass"|"fail"|"error", "exit_code" },
 //!   "captures": [...], "errors": [...], "warnings": [...],
 //!   "flows": [ { "id", "capture", "client", "server", "client_isn", "server_isn",
@@ -107,6 +109,15 @@ pub fn to_json(r: &Report, segments: bool) -> Value {
         .map(|(k, n)| (k.name().to_string(), n.into()))
         .collect();
     s.insert("skipped".into(), Value::Object(skipped));
+    s.insert(
+        "reassembled".into(),
+        json!({
+            "datagrams": r.reassembly.datagrams,
+            "fragments": r.reassembly.reassembled,
+            "fragments_discarded": r.reassembly.discarded,
+            "fragments_incomplete": r.reassembly.incomplete,
+        }),
+    );
     s.insert("snaplen_truncated".into(), r.truncated.into());
     s.insert(
         "flows".into(),
@@ -277,9 +288,16 @@ pub fn write_human(r: &Report, w: &mut dyn Write, quiet: bool, segments: bool) -
         .iter()
         .map(|(k, n)| format!("{n} {}", k.describe()))
         .collect();
+    let reassembled = match r.reassembly.datagrams {
+        0 => String::new(),
+        n => format!(
+            " ({n} reassembled from {} IP fragments)",
+            r.reassembly.reassembled
+        ),
+    };
     writeln!(
         w,
-        "summary: {} frames, {} TCP segments in {} flows; {}{}",
+        "summary: {} frames, {} TCP segments{reassembled} in {} flows; {}{}",
         r.frames,
         r.tcp_segments,
         r.flows.len() as u64 + r.omitted_flows,

@@ -144,10 +144,32 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// header that cannot be skipped (e.g. ESP), [`Error::Truncated`] when a header runs
     /// past the payload length.
     pub fn upper_layer(&self) -> Result<(u8, usize)> {
+        match self.walk()? {
+            Walked::Fragment(_) => Err(Error::Fragment),
+            Walked::Upper(IPPROTO_TCP, off) => Ok((IPPROTO_TCP, off)),
+            Walked::Upper(p, _) if KNOWN_UPPER.contains(&p) => Err(Error::NotTcp(p)),
+            Walked::Upper(p, _) => Err(Error::UnknownNextHeader(p)),
+        }
+    }
+
+    /// The fragment header of a fragment (RFC 8200 §4.5), `None` for a packet without one.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] when a header runs past the payload length.
+    pub fn fragment(&self) -> Result<Option<Ipv6Fragment>> {
+        Ok(match self.walk()? {
+            Walked::Fragment(f) => Some(f),
+            Walked::Upper(..) => None,
+        })
+    }
+
+    /// Walk the extension headers that can be skipped, up to a fragment header or the first
+    /// other next header.
+    fn walk(&self) -> Result<Walked> {
         let end = HEADER_LEN + usize::from(self.payload_len());
         let data = &self.buffer.as_ref()[..end];
         let mut next = self.next_header();
-        let mut off = HEADER_LEN;
+        let (mut off, mut next_at) = (HEADER_LEN, field::NXT_HDR);
         loop {
             match next {
                 EXT_HOPOPTS | EXT_ROUTING | EXT_DSTOPTS | EXT_MOBILITY | EXT_AH => {
@@ -159,15 +181,58 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                     };
                     need("IPv6 extension header", off + len, data.len())?;
                     next = data[off];
+                    next_at = off;
                     off += len;
                 }
-                EXT_FRAGMENT => return Err(Error::Fragment),
-                IPPROTO_TCP => return Ok((next, off)),
-                p if KNOWN_UPPER.contains(&p) => return Err(Error::NotTcp(p)),
-                p => return Err(Error::UnknownNextHeader(p)),
+                EXT_FRAGMENT => {
+                    need(
+                        "IPv6 fragment header",
+                        off + FRAGMENT_HEADER_LEN,
+                        data.len(),
+                    )?;
+                    let h = &data[off..off + FRAGMENT_HEADER_LEN];
+                    let offlg = u16::from_be_bytes([h[2], h[3]]);
+                    return Ok(Walked::Fragment(Ipv6Fragment {
+                        next_header_at: next_at,
+                        header_at: off,
+                        next_header: h[0],
+                        offset: offlg & !0x7,
+                        more: offlg & 1 == 1,
+                        ident: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                    }));
+                }
+                p => return Ok(Walked::Upper(p, off)),
             }
         }
     }
+}
+
+/// Length of the IPv6 fragment header.
+pub const FRAGMENT_HEADER_LEN: usize = 8;
+
+/// What the extension-header walk stopped at.
+enum Walked {
+    Fragment(Ipv6Fragment),
+    /// A next header that is not a skippable extension header, and its offset.
+    Upper(u8, usize),
+}
+
+/// Where an IPv6 fragment's fragment header is and what it says (RFC 8200 §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Fragment {
+    /// Offset of the byte that names the fragment header as next header (the fixed
+    /// header's next header field, or an extension header's first byte).
+    pub next_header_at: usize,
+    /// Offset of the fragment header: the unfragmentable part is everything before it.
+    pub header_at: usize,
+    /// The next header of the fragmentable part.
+    pub next_header: u8,
+    /// Fragment offset, in bytes.
+    pub offset: u16,
+    /// The M flag: more fragments follow.
+    pub more: bool,
+    /// Identification.
+    pub ident: u32,
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
@@ -287,6 +352,45 @@ mod tests {
         let buf = packet(EXT_HOPOPTS, &ext, 20);
         let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(p.upper_layer(), Ok((IPPROTO_TCP, HEADER_LEN + 24)));
+    }
+
+    #[test]
+    fn fragment_header_found_behind_extension_headers() {
+        // Fixed header -> destination options (8 bytes) -> fragment header: offset 1448, M.
+        let mut ext = vec![EXT_FRAGMENT, 0, 1, 4, 0, 0, 0, 0];
+        ext.extend_from_slice(&[IPPROTO_TCP, 0, 0x05, 0xa9, 0xde, 0xad, 0xbe, 0xef]);
+        let buf = packet(EXT_DSTOPTS, &ext, 20);
+        let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
+        let f = Ipv6Fragment {
+            next_header_at: HEADER_LEN,
+            header_at: HEADER_LEN + 8,
+            next_header: IPPROTO_TCP,
+            offset: 1448,
+            more: true,
+            ident: 0xdead_beef,
+        };
+        assert_eq!(p.fragment(), Ok(Some(f)));
+        // Directly after the fixed header, the last fragment.
+        let buf = packet(EXT_FRAGMENT, &[IPPROTO_TCP, 0, 0, 8, 0, 0, 0, 1], 20);
+        let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
+        let f = p.fragment().unwrap().unwrap();
+        assert_eq!(
+            (f.next_header_at, f.header_at, f.offset, f.more, f.ident),
+            (field::NXT_HDR, HEADER_LEN, 8, false, 1)
+        );
+        // No fragment header; a fragment header cut short.
+        let buf = packet(IPPROTO_TCP, &[], 20);
+        assert_eq!(
+            Ipv6Packet::new_checked(&buf[..]).unwrap().fragment(),
+            Ok(None)
+        );
+        let buf = packet(EXT_FRAGMENT, &[IPPROTO_TCP, 0, 0], 0);
+        assert!(
+            Ipv6Packet::new_checked(&buf[..])
+                .unwrap()
+                .fragment()
+                .is_err()
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use nix::errno::Errno;
 
 use socket2::Socket;
 use tcpao_refimpl::Auth;
-use tcpao_refimpl::wire::{Ipv4Packet, TcpFlags};
+use tcpao_refimpl::wire::TcpFlags;
 
 use super::{PROGRAM, Seg, expect, key, sa};
 use crate::counters::{Counters, Grew, Mib, icmp_dest_unreachs};
@@ -346,70 +346,13 @@ fn fragmented_md5_client(p: &Peer<'_>) -> PeerResult {
 fn send_row(p: &Peer<'_>, raw: &Socket, pkt: &[u8], row: Option<usize>) -> PeerResult<usize> {
     let pieces = match row {
         None => vec![pkt.to_vec()],
-        Some(n) => fragment(pkt, n)?,
+        Some(n) => tcpao_refimpl::reassembly::fragment(pkt, n)
+            .map_err(|e| failure!("cannot fragment the segment: {e}"))?,
     };
     for f in &pieces {
         inject::inject(p, raw, f, true)?;
     }
     Ok(pieces.len())
-}
-
-/// `pkt` (an IPv4 or IPv6 packet without extension headers) as IP fragments: the first
-/// carries the whole TCP header (RFC 8200 §4.5 wants the upper-layer header in the first
-/// fragment), the others `size` bytes each (a multiple of 8) of the rest.
-fn fragment(pkt: &[u8], size: usize) -> PeerResult<Vec<Vec<u8>>> {
-    let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
-    let ip_len = if v6 {
-        40
-    } else {
-        usize::from(pkt[0] & 0x0f) * 4
-    };
-    let body = pkt
-        .get(ip_len..)
-        .ok_or_else(|| failure!("a packet to fragment is shorter than its IP header"))?;
-    let tcp_len = body
-        .get(12)
-        .map(|b| usize::from(b >> 4) * 4)
-        .ok_or_else(|| failure!("a packet to fragment has no TCP header"))?;
-    let first = tcp_len.div_ceil(8) * 8;
-    let mut bounds = vec![0];
-    let mut at = first.min(body.len());
-    while at < body.len() {
-        bounds.push(at);
-        at += size;
-    }
-    bounds.push(body.len());
-    let mut out = Vec::new();
-    for w in bounds.windows(2) {
-        let (start, end) = (w[0], w[1]);
-        let more = end < body.len();
-        let chunk = &body[start..end];
-        let mut f = pkt[..ip_len].to_vec();
-        if v6 {
-            // Fragment header (RFC 8200 §4.5): next header TCP, offset in 8-byte units, M.
-            f[6] = 44;
-            let off = u16::try_from(start / 8).or_fail("fragment offset")? << 3 | u16::from(more);
-            f.extend_from_slice(&[6, 0]);
-            f.extend_from_slice(&off.to_be_bytes());
-            f.extend_from_slice(&0x7a7a_7a7a_u32.to_be_bytes());
-            let plen = u16::try_from(8 + chunk.len()).or_fail("fragment length")?;
-            f[4..6].copy_from_slice(&plen.to_be_bytes());
-        }
-        f.extend_from_slice(chunk);
-        if !v6 {
-            let total = u16::try_from(f.len()).or_fail("fragment length")?;
-            let offset = u16::try_from(start).or_fail("fragment offset")?;
-            let mut ip = Ipv4Packet::new_unchecked(&mut f[..]);
-            ip.set_total_len(total);
-            // DF off, MF on all but the last (RFC 791 §3.1).
-            ip.set_fragment(more, offset);
-            // The header checksum as the kernel writes it for IP_HDRINCL: the capture then
-            // holds these very bytes (the cross-check knows crafted fragments by them).
-            ip.fill_checksum();
-        }
-        out.push(f);
-    }
-    Ok(out)
 }
 
 fn options_server(p: &Peer<'_>) -> PeerResult {
@@ -830,58 +773,4 @@ fn no_ao_icmp_client(p: &Peer<'_>) -> PeerResult {
     let mut buf = [0u8; 8];
     read_exact(p, &sk, &mut buf)?;
     p.sync()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::programs::paths::RAW_PORT;
-
-    /// Each family's fragments: IP header and fragment fields right, the pieces in order make
-    /// the original TCP segment again, and the refimpl sees each as a fragment.
-    #[test]
-    fn fragments_rebuild_the_segment() {
-        let payload: Vec<u8> = (0..100u8).collect();
-        for (c, s, ip_len, frag_hdr) in [
-            ("10.0.1.1", "10.0.254.1", 20, 0),
-            ("2001:db8:1::1", "2001:db8:254::1", 40, 8),
-        ] {
-            let (c, s) = (
-                sa(c.parse().unwrap(), RAW_PORT),
-                sa(s.parse().unwrap(), 7010),
-            );
-            let pkt = Seg::new(c, s, 1000, 2000, TcpFlags::ACK)
-                .payload(&payload)
-                .unsigned()
-                .unwrap();
-            let frags = fragment(&pkt, 16).unwrap();
-            // The 20-byte TCP header rounded up to 24 in the first, then 16 bytes at a time.
-            assert_eq!(frags.len(), 1 + (120 - 24usize).div_ceil(16), "{s}");
-            assert_eq!(frags[0].len(), ip_len + frag_hdr + 24, "{s}");
-            let mut body = Vec::new();
-            for (i, f) in frags.iter().enumerate() {
-                let more = i + 1 < frags.len();
-                let chunk = &f[ip_len + frag_hdr..];
-                let (off, m) = if frag_hdr == 0 {
-                    assert!(Ipv4Packet::new_checked(&f[..]).unwrap().verify_checksum());
-                    let w = u16::from_be_bytes([f[6], f[7]]);
-                    assert_eq!(usize::from(u16::from_be_bytes([f[2], f[3]])), f.len());
-                    (usize::from(w & 0x1fff) * 8, w & 0x2000 != 0)
-                } else {
-                    assert_eq!((f[6], f[40]), (44, 6));
-                    assert_eq!(usize::from(u16::from_be_bytes([f[4], f[5]])), f.len() - 40);
-                    let w = u16::from_be_bytes([f[42], f[43]]);
-                    (usize::from(w >> 3) * 8, w & 1 != 0)
-                };
-                assert_eq!((off, m), (body.len(), more), "{s}: fragment {i}");
-                assert!(matches!(
-                    tcpao_refimpl::SegmentRef::parse(f),
-                    Err(tcpao_refimpl::wire::Error::Fragment)
-                ));
-                body.extend_from_slice(chunk);
-            }
-            assert_eq!(body, pkt[ip_len..], "{s}");
-        }
-        assert!(fragment(&[0x45, 0, 0], 8).is_err());
-    }
 }
