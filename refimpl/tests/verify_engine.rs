@@ -679,7 +679,8 @@ fn fragmented_segments_are_checked_after_reassembly() {
         };
         let keep = |_: &mut Vec<Vec<u8>>| {};
         // (name, packets, [good, bad, …], TCP segments, datagrams, fragments lost)
-        let rows: [(&str, Vec<Vec<u8>>, [u64; 8], u64, u64, u64); 4] = [
+        type Row<'a> = (&'a str, Vec<Vec<u8>>, [u64; 8], u64, u64, u64);
+        let rows: [Row<'_>; 4] = [
             ("whole", whole.clone(), counts(8, 0, 0, 0, 0), 8, 0, 0),
             ("fragmented", split(&keep), counts(8, 0, 0, 0, 0), 8, 2, 0),
             (
