@@ -275,6 +275,13 @@ pub struct VmArgs {
     /// reverted fix from `selftests/regress/`, for example); the image is cached per patch set.
     #[arg(long = "patch", value_name = "FILE", requires = "flavour")]
     pub patches: Vec<PathBuf>,
+
+    /// Patches (`patch -p1`) to the kernel's own tcp_ao selftests
+    /// (`tools/testing/selftests/net/tcp_ao` only: a new case or program, such as
+    /// `selftests/fixes/*-selftest.patch`), applied for their build; implies `--upstream`. The
+    /// programs are cached per patch set.
+    #[arg(long = "upstream-patch", value_name = "FILE")]
+    pub upstream_patches: Vec<PathBuf>,
     /// Also run the kernel's own tcp_ao selftests (built from the lab's tree) in the same
     /// guest, their results folded in as `upstream/<program>/<family>/...`.
     #[arg(long)]

@@ -207,16 +207,11 @@ impl Lab {
                 flavour::names()
             ))
         })?;
-        let mut hash = build::config_hash(&self.source, &f);
-        if !patches.is_empty() {
-            let mut all = String::new();
-            for p in patches {
-                all.push_str(edit::patch_body(
-                    &fs::read_to_string(p).map_err(io_err(p.display()))?,
-                ));
-            }
-            hash = format!("{hash}-p{}", &source::short_hash(&all)[..8]);
-        }
+        let hash = format!(
+            "{}{}",
+            build::config_hash(&self.source, &f),
+            patch_set_id(patches)?
+        );
         let cached = self.image_path(&f, &hash);
         let owned = matches!(self.source.origin, Origin::Debian { .. });
         if policy == BuildPolicy::IfMissing && owned {
@@ -317,13 +312,40 @@ impl Lab {
     /// # Errors
     /// Build errors.
     pub fn upstream_programs(&self) -> Result<PathBuf, VmError> {
-        upstream::build(self)
+        upstream::build(self, &[])
+    }
+
+    /// The kernel's own tcp_ao programs built with `patches` applied to their directory
+    /// (new or changed selftests; see [`upstream::build`]).
+    ///
+    /// # Errors
+    /// Build errors; a patch that does not apply or touches files outside the directory.
+    pub fn upstream_programs_patched(&self, patches: &[PathBuf]) -> Result<PathBuf, VmError> {
+        upstream::build(self, patches)
     }
 
     /// Where reports go: `~/.cache/tcpao/lab/reports/`.
     pub fn reports_dir(&self) -> PathBuf {
         self.root.join("reports")
     }
+}
+
+/// `-p<8 hex digits>` naming a set of patches by what they apply (their prose left out, see
+/// [`edit::patch_body`]); empty for none. Builds are cached under it.
+///
+/// # Errors
+/// A patch file that cannot be read.
+pub fn patch_set_id(patches: &[PathBuf]) -> Result<String, VmError> {
+    if patches.is_empty() {
+        return Ok(String::new());
+    }
+    let mut all = String::new();
+    for p in patches {
+        all.push_str(edit::patch_body(
+            &fs::read_to_string(p).map_err(io_err(p.display()))?,
+        ));
+    }
+    Ok(format!("-p{}", &source::short_hash(&all)[..8]))
 }
 
 /// Formats seconds as `1m23s`.

@@ -867,9 +867,9 @@ fn run_vm(args: &VmArgs) -> Result<i32, VmError> {
         }),
         None => steps.push(Step::suite("suite", suite_args)),
     }
-    if args.upstream {
+    if args.upstream || !args.upstream_patches.is_empty() {
         let lab = Lab::open(args.source.as_deref())?;
-        let dir = lab.upstream_programs()?;
+        let dir = lab.upstream_programs_patched(&args.upstream_patches)?;
         steps.push(Step::upstream("upstream", dir, Vec::new()));
     }
     // The default host-side limit grows with the kernel's slowdown and with `--repeat N`.

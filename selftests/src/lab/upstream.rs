@@ -29,16 +29,34 @@ use crate::vm::{VmError, io_err};
 /// Programs left out unless named: `bench-lookups` measures, it does not check.
 pub const BENCHMARKS: [&str; 1] = ["bench-lookups"];
 
-/// Builds the kernel's tcp_ao programs from the lab's tree (cached per source id) and returns
-/// the directory holding only the programs and upstream's `settings`.
+/// The directory of the kernel's tcp_ao selftests, relative to the tree.
+pub const TCP_AO_DIR: &str = "tools/testing/selftests/net/tcp_ao";
+
+/// Builds the kernel's tcp_ao programs from the lab's tree (cached per source id and patch
+/// set) and returns the directory holding only the programs and upstream's `settings`.
+/// `patches` (`patch -p1`, each touching only [`TCP_AO_DIR`]) are applied to the tree for the
+/// build and taken out again, as `vm --patch` does for the kernel.
 ///
 /// # Errors
-/// [`VmError::Build`] naming the failing target.
-pub fn build(lab: &Lab) -> Result<PathBuf, VmError> {
+/// [`VmError::Build`] naming the failing target; [`VmError::Usage`] for a patch that
+/// touches other files; [`VmError::Source`] for one that does not apply.
+pub fn build(lab: &Lab, patches: &[PathBuf]) -> Result<PathBuf, VmError> {
     let top = lab.root.join("upstream").join(&lab.source.id);
-    let progs = top.join("progs");
+    let id = super::patch_set_id(patches)?;
+    let progs = top.join(format!("progs{id}"));
     if progs.join("ready").is_file() {
         return Ok(progs);
+    }
+    for p in patches {
+        let text = fs::read_to_string(p).map_err(io_err(p.display()))?;
+        let outside = outside_tcp_ao(&text);
+        if !outside.is_empty() {
+            return Err(VmError::Usage(format!(
+                "{}: an upstream patch may only change {TCP_AO_DIR}; it touches {} (use --patch for the kernel)",
+                p.display(),
+                outside.join(", ")
+            )));
+        }
     }
     build::preflight()?;
     let _lock = lab.lock()?;
@@ -56,10 +74,15 @@ pub fn build(lab: &Lab) -> Result<PathBuf, VmError> {
         expect: None,
         progress: false,
     })?;
-    let out = top.join("build");
+    let out = top.join(format!("build{id}"));
     fs::create_dir_all(&out).map_err(io_err("upstream build dir"))?;
-    let dir = lab.source.tree.join("tools/testing/selftests/net/tcp_ao");
+    let dir = lab.source.tree.join(TCP_AO_DIR);
     let log = out.join("make.log");
+    // Restored when it drops, whatever happens below.
+    let applied = match patches.is_empty() {
+        true => None,
+        false => Some(super::edit::apply_patches(&lab.source.tree, patches)?),
+    };
     let o = Command::new("make")
         .arg("-C")
         .arg(&dir)
@@ -110,12 +133,23 @@ pub fn build(lab: &Lab) -> Result<PathBuf, VmError> {
     if let Ok(s) = fs::read_to_string(dir.join("settings")) {
         let _ = fs::write(progs.join("settings"), s);
     }
+    if let Some(a) = applied {
+        a.restore()?;
+    }
     fs::write(progs.join("ready"), format!("{n} programs\n")).map_err(io_err("ready marker"))?;
     eprintln!(
         "# lab: built {n} upstream tcp_ao programs into {}",
         progs.display()
     );
     Ok(progs)
+}
+
+/// The files `patch` touches outside [`TCP_AO_DIR`].
+fn outside_tcp_ao(patch: &str) -> Vec<String> {
+    super::edit::patch_files(patch)
+        .into_iter()
+        .filter(|f| !f.starts_with(&format!("{TCP_AO_DIR}/")))
+        .collect()
 }
 
 /// `connect-deny_ipv6` → (`connect-deny`, `ipv6`).
@@ -399,6 +433,27 @@ fn run_program(path: &Path, timeout: Duration) -> (String, Option<i32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_patches_may_only_change_the_tcp_ao_selftests() {
+        let new_file = "--- /dev/null\n+++ b/tools/testing/selftests/net/tcp_ao/ip-fragments.c\n";
+        let makefile = "--- a/tools/testing/selftests/net/tcp_ao/Makefile\n+++ b/tools/testing/selftests/net/tcp_ao/Makefile\n";
+        let kernel = "--- a/net/ipv4/tcp_ao.c\n+++ b/net/ipv4/tcp_ao.c\n";
+        let other = "--- a/tools/testing/selftests/net/tcp_ao_x/f\n+++ b/tools/testing/selftests/net/tcp_ao_x/f\n";
+        // (patch, files outside)
+        let rows: [(String, Vec<&str>); 4] = [
+            (format!("Prose.\n---\n{new_file}{makefile}"), vec![]),
+            (format!("{makefile}{kernel}"), vec!["net/ipv4/tcp_ao.c"]),
+            (
+                other.to_owned(),
+                vec!["tools/testing/selftests/net/tcp_ao_x/f"],
+            ),
+            (String::new(), vec![]),
+        ];
+        for (patch, want) in rows {
+            assert_eq!(outside_tcp_ao(&patch), want, "{patch}");
+        }
+    }
 
     #[test]
     fn program_names() {
