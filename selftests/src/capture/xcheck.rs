@@ -503,9 +503,9 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 });
             }
             Ok(None) => {}
-            // An IP fragment the test crafted and sent (registered byte for byte): nothing on
-            // the wire to verify until the receiver reassembles it, and then the reference
-            // cannot judge the whole segment: the receiver's verdict on it stands alone.
+            // An IP fragment the test crafted and sent (registered byte for byte): nothing to
+            // verify on its own. The one that completes its datagram brings the reassembled
+            // segment, which the reference judges like any crafted segment.
             Err(_)
                 if crafted
                     .iter()
