@@ -638,6 +638,17 @@ pub fn optmem(sk: &Socket) -> PeerResult<u32> {
     ]))
 }
 
+/// A client socket ([`client_socket`]) with a TCP-MD5 key, `password`, for the server's
+/// address ([`add_md5_key`]).
+///
+/// # Errors
+/// As [`client_socket`] and [`add_md5_key`].
+pub fn md5_client_socket(p: &Peer<'_>, password: &[u8]) -> PeerResult<Socket> {
+    let sk = client_socket(p)?;
+    add_md5_key(p, &sk, p.remote_addr(), p.family().host_prefix(), password)?;
+    Ok(sk)
+}
+
 /// Add a TCP-MD5 key for `peer_addr/prefix` to `sk` (`TCP_MD5SIG_EXT`) and register it with
 /// the capture.
 ///
@@ -679,18 +690,12 @@ pub struct ProcTcp {
     pub local_port: u16,
     /// The remote port (0 for a listener).
     pub remote_port: u16,
-    /// The state, in the kernel's `TCP_*` numbering (`TCP_ESTABLISHED` 1 … `TCP_NEW_SYN_RECV` 12).
+    /// The state, in the kernel's `TCP_*` numbering ([`tcpao_sys::uapi::TCP_ESTABLISHED`] 1 …
+    /// `TCP_NEW_SYN_RECV` 12).
     pub state: u8,
 }
 
 impl ProcTcp {
-    /// `TCP_TIME_WAIT`.
-    pub const TIME_WAIT: u8 = 6;
-    /// `TCP_CLOSE`.
-    pub const CLOSE: u8 = 7;
-    /// `TCP_LISTEN`.
-    pub const LISTEN: u8 = 10;
-
     /// The state's kernel name without `TCP_`.
     pub fn state_name(&self) -> &'static str {
         const NAMES: [&str; 13] = [
@@ -763,7 +768,7 @@ mod proc_tcp_tests {
             ),
             (
                 "   1: 00000000000000000000000000000000:1B5A 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2",
-                Some((7002, 0, ProcTcp::LISTEN, "LISTEN")),
+                Some((7002, 0, tcpao_sys::uapi::TCP_LISTEN, "LISTEN")),
             ),
             ("   2: 0100000A:1B5A", None),
             ("garbage", None),

@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use socket2::Socket;
+use tcpao_sys::uapi::TCP_CLOSE;
 use tcpao_sys::{AoInfo, TcpAoExt};
 
 use crate::counters::{Counters, NetnsMib};
@@ -734,9 +735,6 @@ pub(crate) fn abort_close(sk: Socket) {
     let _ = sk.set_linger(Some(Duration::ZERO));
     drop(sk);
 }
-
-/// `TCP_CLOSE` in `tcpi_state`.
-pub(crate) const TCP_CLOSE: u8 = 7;
 
 /// Wait until the peer's RST closed `sk` (see [`abort_close`]), then close it.
 ///

@@ -36,7 +36,7 @@ use nix::errno::Errno;
 use nix::poll::PollFlags;
 use socket2::{SockAddr, Socket};
 use tcpao_sys::repair::tcp_info;
-use tcpao_sys::uapi::{TCP_CLOSE, TCP_FIN_WAIT2, TCP_SYN_SENT, TCP_TIME_WAIT};
+use tcpao_sys::uapi::{TCP_CLOSE, TCP_FIN_WAIT2, TCP_LISTEN, TCP_SYN_SENT, TCP_TIME_WAIT};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
@@ -45,8 +45,7 @@ use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
 use crate::repair::{self, Checkpoint, Restore};
-use crate::sockets::{self, TestKey};
-use crate::topology::Family;
+use crate::sockets::{self, ProcTcp, TestKey};
 
 const PROGRAM: &str = "rst";
 /// Bytes served per connection (kernel `quota`) in messages of `PACKET_SIZE`.
@@ -183,27 +182,11 @@ fn wait_eof(p: &Peer<'_>, mut sk: &Socket) -> PeerResult {
 /// The state of this namespace's TCP socket (full or time-wait) with local port `port` that
 /// is not a listener, from `/proc/thread-self/net/tcp{,6}` (time-wait sockets show their
 /// substate there).
-fn port_state(family: Family, port: u16) -> PeerResult<Option<u8>> {
-    let path = match family {
-        Family::Ipv4 => "/proc/thread-self/net/tcp",
-        Family::Ipv6 => "/proc/thread-self/net/tcp6",
-    };
-    let text = std::fs::read_to_string(path).or_fail(&format!("reading {path} failed"))?;
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(st)) = (f.get(1), f.get(3)) else {
-            continue;
-        };
-        let lport = local
-            .rsplit(':')
-            .next()
-            .and_then(|h| u16::from_str_radix(h, 16).ok());
-        let st = u8::from_str_radix(st, 16).ok();
-        if lport == Some(port) && st != Some(10) {
-            return Ok(st);
-        }
-    }
-    Ok(None)
+fn port_state(port: u16) -> Option<u8> {
+    ProcTcp::all()
+        .into_iter()
+        .find(|s| s.local_port == port && s.state != TCP_LISTEN)
+        .map(|s| s.state)
 }
 
 /// Poll until this side's closed socket on local `port` is in `state` (for a time-wait
@@ -211,7 +194,7 @@ fn port_state(family: Family, port: u16) -> PeerResult<Option<u8>> {
 pub(crate) fn wait_port_state(p: &Peer<'_>, port: u16, state: u8, name: &str) -> PeerResult {
     let mut last = None;
     let got = p.wait_for(p.deadline(), || {
-        last = port_state(p.family(), port)?;
+        last = port_state(port);
         Ok((last == Some(state)).then_some(()))
     })?;
     if got.is_none() {

@@ -28,6 +28,7 @@ use crate::outcome::{Failure, OrFail, PeerResult};
 use crate::peers::Peer;
 use crate::sockets::ProcTcp;
 use crate::topology::Family;
+use tcpao_sys::uapi::{TCP_CLOSE, TCP_LISTEN, TCP_TIME_WAIT};
 
 /// Where `scripts/sid-bird.sh` puts the sid root: `$XDG_CACHE_HOME/tcpao/sid-bird` or
 /// `~/.cache/tcpao/sid-bird` (`TCPAO_SID_BIRD` overrides).
@@ -670,13 +671,6 @@ pub fn tcp_states(port: u16) -> PeerResult<Vec<u8>> {
         .map(|s| s.state)
         .collect())
 }
-
-/// `TCP_LISTEN` in `/proc/net/tcp`.
-pub const TCP_LISTEN: u8 = ProcTcp::LISTEN;
-/// `TCP_TIME_WAIT`.
-pub const TCP_TIME_WAIT: u8 = ProcTcp::TIME_WAIT;
-/// `TCP_CLOSE`.
-pub const TCP_CLOSE: u8 = ProcTcp::CLOSE;
 
 /// Wait until something listens on `port` in this namespace.
 ///

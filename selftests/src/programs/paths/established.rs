@@ -304,14 +304,7 @@ fn md5_payload(row: Option<usize>) -> Vec<u8> {
 }
 
 fn fragmented_md5_client(p: &Peer<'_>) -> PeerResult {
-    let sk = sockets::client_socket(p)?;
-    sockets::add_md5_key(
-        p,
-        &sk,
-        p.remote_addr(),
-        p.family().host_prefix(),
-        MD5_PASSWORD,
-    )?;
+    let sk = sockets::md5_client_socket(p, MD5_PASSWORD)?;
     p.sync()?;
     sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
     send_data(p, &sk)?;

@@ -290,7 +290,7 @@ fn optmem_client(p: &Peer<'_>) -> PeerResult {
     echo(p, &sk, Grew::GOOD)?;
     drop(sk);
     // TCP-MD5 with a TCP-AO key for another peer: connect() frees the TCP-AO state.
-    let sk = md5_client_socket(p)?;
+    let sk = sockets::md5_client_socket(p, MD5_PASSWORD)?;
     let with_md5 = sockets::optmem(&sk)?;
     charged(
         &sk,
@@ -461,19 +461,6 @@ fn repair_side(p: &Peer<'_>, side: Side) -> PeerResult {
 const MD5_PASSWORD: &[u8] = b"an MD5 secret for a whole network";
 
 /// The TCP-MD5 key for the test network (10.0.0.0/16, 2001::/16).
-/// A client socket with the TCP-MD5 key [`MD5_PASSWORD`] for the server's address.
-fn md5_client_socket(p: &Peer<'_>) -> PeerResult<Socket> {
-    let sk = sockets::client_socket(p)?;
-    sockets::add_md5_key(
-        p,
-        &sk,
-        p.remote_addr(),
-        p.family().host_prefix(),
-        MD5_PASSWORD,
-    )?;
-    Ok(sk)
-}
-
 fn md5_net(p: &Peer<'_>) -> PeerResult<Md5Key> {
     let (net, len) = p.family().network();
     Ok(Md5Key {
@@ -555,7 +542,7 @@ fn overlap_client(p: &Peer<'_>) -> PeerResult {
     sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
     echo(p, &sk, Grew::GOOD)?;
     drop(sk);
-    let md5 = md5_client_socket(p)?;
+    let md5 = sockets::md5_client_socket(p, MD5_PASSWORD)?;
     p.sync()?;
     let r = sockets::connect(p, &md5, p.remote_addr(), p.port(), p.deadline(), || {
         p.peer_signals() > 0
