@@ -25,7 +25,7 @@
 //! # use tcpao_selftests::repair::{self, Restore};
 //! # fn f(p: &Peer<'_>, sk: socket2::Socket) -> PeerResult {
 //! let key = TestKey::new(p.remote_addr(), 100, 100);
-//! let mut img = repair::freeze(sk)?;          // the old socket is gone, no FIN was sent
+//! let mut img = repair::freeze(p, sk)?;       // the old socket is gone, no FIN was sent
 //! img.ao.as_mut().unwrap().snd_sne += 1;      // corrupt the image (or move ports, SEQs)
 //! let sk = img.restore(p, &Restore::new(&[key]))?; // live again, repair mode off
 //! # Ok(()) }
@@ -308,23 +308,112 @@ pub fn snapshot(sk: &Socket) -> PeerResult<Checkpoint> {
     Ok(c)
 }
 
-/// Close `sk` without a FIN or RST: repair mode on, then close (kernel `test_kill_sk`).
+/// Close `sk` without a FIN or RST: repair mode on, then close (kernel `test_kill_sk`); return
+/// once the kernel has let go of the connection ([`Killed::wait_released`]), so its 4-tuple is
+/// free for a restore.
+///
+/// A socket closed in repair mode leaves the hash tables inside `close()`, but only when that
+/// `close()` drops the last reference to the file. A child that another test is spawning
+/// (`modprobe`, `birdc`) holds a copy of this process's fd table, and so of every socket in it,
+/// until it execs; until then the connection stays `ESTABLISHED` and a restore on its 4-tuple
+/// fails with `EADDRNOTAVAIL` (docs/lab.md, the restore flake; `restore/*/old-socket-still-open`).
+///
+/// # Errors
+/// When repair mode cannot be entered, or the connection is still listed at the deadline.
+pub fn kill(peer: &Peer<'_>, sk: Socket) -> PeerResult {
+    let Some(killed) = close_in_repair(sk)? else {
+        return Ok(()); // not connected: no 4-tuple to free
+    };
+    match killed.wait_released(peer, peer.deadline())? {
+        Some(waited) if !waited.is_zero() => {
+            peer.diag(format!(
+                "kill: {killed} stayed listed for {:.1} ms after close() in repair mode \
+                 (another reference to the socket's file was still open)",
+                waited.as_secs_f64() * 1e3
+            ));
+            Ok(())
+        }
+        Some(_) => Ok(()),
+        None => Err(failure!(
+            "kill: {killed} is still listed ({}) {:?} after close() in repair mode",
+            killed.listed().map_or("gone by now", |s| s.state_name()),
+            peer.timeout()
+        )),
+    }
+}
+
+/// A connection closed in repair mode, known by its ports in the calling thread's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Killed {
+    local: u16,
+    remote: u16,
+}
+
+impl std::fmt::Display for Killed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the connection {}->{}", self.local, self.remote)
+    }
+}
+
+impl Killed {
+    /// The connection as `/proc/net/tcp{,6}` lists it, while the kernel still holds it.
+    pub fn listed(&self) -> Option<sockets::ProcTcp> {
+        sockets::ProcTcp::all()
+            .into_iter()
+            .find(|s| (s.local_port, s.remote_port) == (self.local, self.remote))
+    }
+
+    /// Poll until the connection is no longer listed: how long that took after the first
+    /// look (zero when it was already gone), or `None` at `deadline`.
+    ///
+    /// # Errors
+    /// [`Failure::PeerFailed`].
+    pub fn wait_released(
+        &self,
+        peer: &Peer<'_>,
+        deadline: std::time::Instant,
+    ) -> PeerResult<Option<std::time::Duration>> {
+        let first = std::time::Instant::now();
+        let mut waited = false;
+        let gone = peer.wait_for(deadline, || {
+            if self.listed().is_some() {
+                waited = true;
+                return Ok(None);
+            }
+            Ok(Some(()))
+        })?;
+        Ok(gone.map(|()| {
+            if waited {
+                first.elapsed()
+            } else {
+                std::time::Duration::ZERO
+            }
+        }))
+    }
+}
+
+/// The first half of [`kill`]: repair mode on, then close, without waiting for the kernel to
+/// let go of the connection; `None` for a socket that had no peer.
 ///
 /// # Errors
 /// When repair mode cannot be entered.
-pub fn kill(sk: Socket) -> PeerResult {
+pub fn close_in_repair(sk: Socket) -> PeerResult<Option<Killed>> {
+    let port = |a: std::io::Result<SockAddr>| a.ok().and_then(|a| a.as_socket()).map(|a| a.port());
+    let killed = port(sk.local_addr())
+        .zip(port(sk.peer_addr()))
+        .map(|(local, remote)| Killed { local, remote });
     sys_repair::set_repair(&sk, RepairMode::On).map_err(|e| step("TCP_REPAIR on", &e))?;
     drop(sk);
-    Ok(())
+    Ok(killed)
 }
 
 /// [`checkpoint`] then [`kill`]: the connection now exists only in the image.
 ///
 /// # Errors
-/// As [`checkpoint`].
-pub fn freeze(sk: Socket) -> PeerResult<Checkpoint> {
+/// As [`checkpoint`] and [`kill`].
+pub fn freeze(peer: &Peer<'_>, sk: Socket) -> PeerResult<Checkpoint> {
     let c = checkpoint(&sk)?;
-    kill(sk)?;
+    kill(peer, sk)?;
     Ok(c)
 }
 

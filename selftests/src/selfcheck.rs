@@ -15,6 +15,7 @@
 //! | `selftest-self/any/hang` | never returns (2 s timeout) | `not ok … # TIMEOUT` |
 //! | `selftest-self/any/abort` | aborts the whole binary | truncated KTAP, exit 134; `vm` reports the missing results |
 //! | `selftest-self/any/kernel-panic` | in a `vm` guest only: `echo c > /proc/sysrq-trigger` | `vm` reports the kernel panic with its console lines |
+//! | `selftest-self/any/spawn-storm` | runs `true` over and over for 20 s: every child holds a copy of the fd table, and so every test's sockets, until it execs (load for the tests beside it: the restore flake, docs/lab.md) | `ok`, with the number of children |
 
 use std::fs;
 use std::io::{Read, Write};
@@ -62,8 +63,30 @@ pub fn tests() -> Vec<Test> {
         .hidden(),
         Test::new("selftest-self/any/abort", |_| std::process::abort()).hidden(),
         Test::new("selftest-self/any/kernel-panic", crash_guest_kernel).hidden(),
+        Test::new("selftest-self/any/spawn-storm", spawn_storm)
+            .timeout(Duration::from_secs(60))
+            .hidden(),
     ]
 }
+
+/// `selftest-self/any/spawn-storm`: spawn `true` for [`STORM`], one child at a time.
+fn spawn_storm(ctx: &Ctx) -> TestResult {
+    let start = Instant::now();
+    let mut children = 0u32;
+    while start.elapsed() < STORM {
+        let st = Command::new("true")
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run true: {e}"))?;
+        crate::ensure!(st.success(), "true ended with {st}");
+        children += 1;
+    }
+    ctx.diag(format!("{children} children spawned in {STORM:?}"));
+    Ok(Outcome::Pass)
+}
+
+/// How long `selftest-self/any/spawn-storm` spawns.
+const STORM: Duration = Duration::from_secs(20);
 
 /// Runs `ip ARGS` in the calling thread's network namespace.
 fn ip(args: &[&str]) -> Result<(), String> {

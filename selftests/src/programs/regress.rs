@@ -456,7 +456,7 @@ fn reqsk_ack(s: &SegmentRef<'_>, client_isn: u32) -> bool {
 /// the server request socket's window, away from 2^32 so the SNE stays 0 on both sides),
 /// send data and wait until the request socket's ACK verified. Returns the client's ISN.
 fn send_out_of_window(p: &Peer<'_>, sk: Socket, k: &TestKey) -> PeerResult<u32> {
-    let mut img = repair::freeze(sk)?;
+    let mut img = repair::freeze(p, sk)?;
     let isn = img
         .ao
         .ok_or_else(|| failure!("the checkpoint has no TCP-AO state"))?
@@ -486,7 +486,7 @@ fn send_out_of_window(p: &Peer<'_>, sk: Socket, k: &TestKey) -> PeerResult<u32> 
     after
         .assert_grew_exactly(&before, Grew::GOOD)
         .map_err(|e| failure!("client after the request socket's ACK: {e}"))?;
-    repair::kill(sk)?;
+    repair::kill(p, sk)?;
     Ok(isn)
 }
 

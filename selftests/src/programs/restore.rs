@@ -22,15 +22,19 @@
 //! view (its own, corrupted ISNs or SNEs) is registered with the capture, so the reference
 //! checks the client's post-restore segments with the values the client's kernel used.
 
-use socket2::Socket;
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use socket2::{SockAddr, Socket};
 
 use crate::counters::{Counters, Grew};
 use crate::failure;
-use crate::outcome::PeerResult;
+use crate::outcome::{OrFail, PeerResult};
 use crate::peers::Peer;
 use crate::programs::PairTest;
 use crate::registry::Test;
-use crate::repair::{self, Restore};
+use crate::repair::{self, Checkpoint, Restore};
 use crate::rng::Rng;
 use crate::sockets::{self, TestKey};
 
@@ -52,6 +56,9 @@ pub(crate) struct Case {
     slug: &'static str,
     upstream: &'static str,
     fault: Fault,
+    /// A child process still has the client's old socket open when it is closed in repair
+    /// mode ([`freeze_held`]).
+    held: bool,
     server: Grew,
     client: Grew,
 }
@@ -59,11 +66,12 @@ pub(crate) struct Case {
 /// The `migrate` case (no fault), which regress/repair-connect also runs.
 pub(crate) const MIGRATE: &Case = &CASES[0];
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     Case {
         slug: "migrate",
         upstream: "TCP-AO migrate to another socket",
         fault: Fault::None,
+        held: false,
         server: Grew::GOOD,
         client: Grew::GOOD,
     },
@@ -71,6 +79,7 @@ const CASES: [Case; 5] = [
         slug: "wrong-send-isn",
         upstream: "TCP-AO with wrong send ISN",
         fault: Fault::SendIsn,
+        held: false,
         server: Grew::BAD,
         client: Grew::BAD,
     },
@@ -78,6 +87,7 @@ const CASES: [Case; 5] = [
         slug: "wrong-receive-isn",
         upstream: "TCP-AO with wrong receive ISN",
         fault: Fault::RecvIsn,
+        held: false,
         server: Grew::BAD,
         client: Grew::BAD,
     },
@@ -85,6 +95,7 @@ const CASES: [Case; 5] = [
         slug: "wrong-send-sne",
         upstream: "TCP-AO with wrong send SEQ ext number",
         fault: Fault::SendSne,
+        held: false,
         server: Grew::BAD,
         client: Grew::GOOD,
     },
@@ -92,12 +103,21 @@ const CASES: [Case; 5] = [
         slug: "wrong-receive-sne",
         upstream: "TCP-AO with wrong receive SEQ ext number",
         fault: Fault::RecvSne,
+        held: false,
         server: Grew::GOOD,
         client: Grew::BAD,
     },
+    Case {
+        slug: "old-socket-still-open",
+        upstream: "TCP-AO migrate while the old socket is still open elsewhere",
+        fault: Fault::None,
+        held: true,
+        server: Grew::GOOD,
+        client: Grew::GOOD,
+    },
 ];
 
-/// The program's tests: 5 cases × 2 families.
+/// The program's tests: 6 cases × 2 families.
 pub fn tests() -> Vec<Test> {
     CASES
         .iter()
@@ -248,7 +268,11 @@ pub(crate) fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
         .map_err(|e| failure!("pre-migrate verify failed: {e}"))?;
     repair::wait_all_acked(p, &sk)?;
     p.sync()?; // 2a: the server got our last ACK too
-    let mut img = repair::freeze(sk)?;
+    let mut img = if case.held {
+        freeze_held(p, sk)?
+    } else {
+        repair::freeze(p, sk)?
+    };
     let ao = img
         .ao
         .as_mut()
@@ -342,4 +366,117 @@ pub(crate) fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
     ));
     p.sync()?; // 3
     Ok(())
+}
+
+/// How long the old connection is watched while the child holds it: long enough that a
+/// release would be seen, short beside the test's timeout.
+const HOLD: Duration = Duration::from_millis(300);
+
+/// A child process (`cat`) with a socket's file open (as its stderr), until [`Holder::release`]
+/// closes the child's stdin; killed if the test fails first.
+struct Holder {
+    child: Child,
+    stdin: Option<OwnedFd>,
+}
+
+impl Holder {
+    fn spawn(sk: &Socket) -> PeerResult<Self> {
+        // Close-on-exec, so no other child (of this test or another) inherits the write end.
+        let (read, stdin) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).or_fail("pipe2")?;
+        let file = OwnedFd::from(sk.try_clone().or_fail("dup of the client socket")?);
+        let child = Command::new("cat")
+            .stdin(read)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .or_fail("cannot run cat (coreutils)")?;
+        Ok(Self {
+            child,
+            stdin: Some(stdin),
+        })
+    }
+
+    /// Close the child's stdin and wait for it to exit.
+    fn release(mut self) -> PeerResult {
+        drop(self.stdin.take());
+        let st = self.child.wait().or_fail("waiting for cat")?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(failure!("the child holding the socket ended with {st}"))
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `old-socket-still-open`: checkpoint and close the client's socket in repair mode while a
+/// child process has its file open, as a child another test spawns has until it execs (the
+/// restore flake, docs/lab.md). Shows the kernel keeps the connection `ESTABLISHED` then, that a
+/// restore on its 4-tuple fails with `EADDRNOTAVAIL` and [`repair::Killed::wait_released`]
+/// does not return; then lets the child go, waits as [`repair::kill`] does, and returns the
+/// image for the usual migrate.
+fn freeze_held(p: &Peer<'_>, sk: Socket) -> PeerResult<Checkpoint> {
+    let img = repair::checkpoint(&sk)?;
+    let holder = Holder::spawn(&sk)?;
+    let killed = repair::close_in_repair(sk)?
+        .ok_or_else(|| failure!("the client's socket has no peer address"))?;
+    let listed = killed.listed().ok_or_else(|| {
+        failure!("{killed} left the kernel's tables while a child still had the socket open")
+    })?;
+    if listed.state != tcpao_sys::uapi::TCP_ESTABLISHED {
+        return Err(failure!(
+            "{killed} is {} while a child has the socket open, expected ESTABLISHED",
+            listed.state_name()
+        ));
+    }
+    if killed.wait_released(p, Instant::now() + HOLD)?.is_some() {
+        return Err(failure!(
+            "{killed} was released while a child still had the socket open"
+        ));
+    }
+    match connect_in_repair(&img) {
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EADDRNOTAVAIL as i32) => {}
+        other => {
+            return Err(failure!(
+                "a restore on {killed} while the old socket is held: connect() in repair \
+                 mode gave {other:?}, expected EADDRNOTAVAIL"
+            ));
+        }
+    }
+    holder.release()?;
+    let waited = killed.wait_released(p, p.deadline())?.ok_or_else(|| {
+        failure!(
+            "{killed} is still listed {:?} after the child that held it exited",
+            p.timeout()
+        )
+    })?;
+    p.diag(format!(
+        "{killed} stayed ESTABLISHED while a child held the old socket (a restore on it: \
+         EADDRNOTAVAIL) and was gone {:.1} ms after the child exited",
+        waited.as_secs_f64() * 1e3
+    ));
+    Ok(img)
+}
+
+/// `connect()` of a new socket in repair mode on `img`'s 4-tuple, the step of
+/// [`Checkpoint::restore`] that the held connection blocks; the socket is closed in repair mode.
+fn connect_in_repair(img: &Checkpoint) -> std::io::Result<()> {
+    let family = crate::topology::Family::of(img.local.ip());
+    let sk = sockets::tcp_socket(family).map_err(|e| std::io::Error::other(e.to_string()))?;
+    tcpao_sys::repair::set_repair(&sk, tcpao_sys::repair::RepairMode::On)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    sk.set_reuse_address(true)?;
+    if let Some(dev) = &img.device {
+        sk.bind_device(Some(dev))?;
+    }
+    sk.bind(&SockAddr::from(img.local))?;
+    sk.connect(&SockAddr::from(img.remote))
 }

@@ -384,7 +384,7 @@ fn passive_client(p: &Peer<'_>) -> PeerResult {
     p.sync()?; // 2
     wait_eof(p, &sk)?;
     p.sync()?; // 3: the server's socket is a FIN-WAIT-2 time-wait socket
-    repair::kill(sk)?;
+    repair::kill(p, sk)?;
     // In window, but new data after the server's half-duplex close.
     let sk = restore(p, &img, &k, 5)?;
     let c1 = Counters::of(&sk)?;
@@ -518,7 +518,7 @@ fn time_wait_client(p: &Peer<'_>) -> PeerResult {
         .assert_grew_exactly(&c1, Grew::GOOD)
         .map_err(|e| failure!("client: {e}"))?;
     p.diag("the TIME-WAIT socket answered with a signed ACK");
-    repair::kill(sk)?;
+    repair::kill(p, sk)?;
     p.sync()?; // 4
     netns_check(p, &ns_before)
 }

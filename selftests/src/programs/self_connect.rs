@@ -193,7 +193,7 @@ fn self_connect(p: &Peer<'_>, case: &Case) -> PeerResult {
         return Ok(());
     }
     repair::wait_all_acked(p, &sk)?;
-    let mut img = repair::freeze(sk)?;
+    let mut img = repair::freeze(p, sk)?;
     img.local.set_port(port + 1);
     img.remote.set_port(port + 1);
     let rks = keys(addr, case.different_keyids, true);

@@ -87,7 +87,7 @@ fn key(p: &Peer<'_>) -> TestKey {
 fn freeze_moved(p: &Peer<'_>, sk: Socket) -> PeerResult<Checkpoint> {
     repair::wait_all_acked(p, &sk)?;
     p.sync()?; // both quiet: nothing in flight
-    let mut img = repair::freeze(sk)?;
+    let mut img = repair::freeze(p, sk)?;
     if !img.send_queue.is_empty() || !img.recv_queue.is_empty() {
         return Err(failure!(
             "the checkpoint still has queued data ({} bytes to send, {} unread)",
@@ -102,7 +102,7 @@ fn freeze_moved(p: &Peer<'_>, sk: Socket) -> PeerResult<Checkpoint> {
 
 /// The `TCP_AO_REPAIR` dump of a live socket (repair mode on; the socket is killed after).
 fn dump_sne(p: &Peer<'_>, sk: Socket, want: u32) -> PeerResult {
-    let img = repair::freeze(sk)?;
+    let img = repair::freeze(p, sk)?;
     let ao = img
         .ao
         .ok_or_else(|| failure!("the socket has no TCP-AO state"))?;
@@ -219,7 +219,7 @@ fn server(p: &Peer<'_>, kind: Kind) -> PeerResult {
             }
             p.diag("server alive after a retransmission across the wrap");
             check_counters(p, &sk, &before, pre_good)?;
-            let img = repair::freeze(sk)?;
+            let img = repair::freeze(p, sk)?;
             let ao = img.ao.ok_or_else(|| failure!("no TCP-AO state"))?;
             if (ao.snd_sne, ao.rcv_sne) != (0, 1) {
                 return Err(failure!(
@@ -280,7 +280,7 @@ fn client(p: &Peer<'_>, kind: Kind) -> PeerResult {
                 .map_err(|e| failure!("post-wrap verify failed: {e}"))?;
             p.diag("post-migrate connection alive after a retransmission across the wrap");
             check_counters(p, &sk, &before, pre_good)?;
-            let img = repair::freeze(sk)?;
+            let img = repair::freeze(p, sk)?;
             let ao = img.ao.ok_or_else(|| failure!("no TCP-AO state"))?;
             if (ao.snd_sne, ao.rcv_sne) != (1, 0) {
                 return Err(failure!(
