@@ -15,7 +15,7 @@
 //! | `selftest-self/any/hang` | never returns (2 s timeout) | `not ok … # TIMEOUT` |
 //! | `selftest-self/any/abort` | aborts the whole binary | truncated KTAP, exit 134; `vm` reports the missing results |
 //! | `selftest-self/any/kernel-panic` | in a `vm` guest only: `echo c > /proc/sysrq-trigger` | `vm` reports the kernel panic with its console lines |
-//! | `selftest-self/any/spawn-storm` | runs `true` over and over for 20 s: every child holds a copy of the fd table, and so every test's sockets, until it execs (load for the tests beside it: the restore flake, docs/lab.md) | `ok`, with the number of children |
+//! | `selftest-self/any/spawn-storm` | runs `true` over and over for 20 s (`TCPAO_SPAWN_STORM_SECS` to change): every child holds a copy of the fd table, and so every test's sockets, until it execs (load for the tests beside it: the restore flake, docs/lab.md) | `ok`, with the number of children |
 
 use std::fs;
 use std::io::{Read, Write};
@@ -64,16 +64,18 @@ pub fn tests() -> Vec<Test> {
         Test::new("selftest-self/any/abort", |_| std::process::abort()).hidden(),
         Test::new("selftest-self/any/kernel-panic", crash_guest_kernel).hidden(),
         Test::new("selftest-self/any/spawn-storm", spawn_storm)
-            .timeout(Duration::from_secs(60))
+            .timeout(storm_length().unwrap_or(STORM) + Duration::from_secs(60))
             .hidden(),
     ]
 }
 
-/// `selftest-self/any/spawn-storm`: spawn `true` for [`STORM`], one child at a time.
+/// `selftest-self/any/spawn-storm`: spawn `true` for [`STORM`] (or `TCPAO_SPAWN_STORM_SECS`
+/// seconds), one child at a time. Its test timeout is the storm's length plus a minute.
 fn spawn_storm(ctx: &Ctx) -> TestResult {
+    let storm = storm_length()?;
     let start = Instant::now();
     let mut children = 0u32;
-    while start.elapsed() < STORM {
+    while start.elapsed() < storm {
         let st = Command::new("true")
             .stdin(Stdio::null())
             .status()
@@ -81,12 +83,23 @@ fn spawn_storm(ctx: &Ctx) -> TestResult {
         crate::ensure!(st.success(), "true ended with {st}");
         children += 1;
     }
-    ctx.diag(format!("{children} children spawned in {STORM:?}"));
+    ctx.diag(format!("{children} children spawned in {storm:?}"));
     Ok(Outcome::Pass)
 }
 
-/// How long `selftest-self/any/spawn-storm` spawns.
+/// How long `selftest-self/any/spawn-storm` spawns by default.
 const STORM: Duration = Duration::from_secs(20);
+
+/// The storm's length: `TCPAO_SPAWN_STORM_SECS` when set, else [`STORM`].
+fn storm_length() -> Result<Duration, String> {
+    match std::env::var("TCPAO_SPAWN_STORM_SECS") {
+        Err(_) => Ok(STORM),
+        Ok(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("TCPAO_SPAWN_STORM_SECS={v:?}: not a number of seconds: {e}")),
+    }
+}
 
 /// Runs `ip ARGS` in the calling thread's network namespace.
 fn ip(args: &[&str]) -> Result<(), String> {
