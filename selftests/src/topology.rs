@@ -619,6 +619,30 @@ fn configure(nl: &Netlink, veth: u32, mine: &[IpAddr], peers: &[IpAddr]) -> Resu
     Ok(())
 }
 
+/// Whether any of `addrs` is still tentative in the calling thread's namespace (IPv6
+/// `IFA_F_TENTATIVE` in `/proc/thread-self/net/if_inet6`). Even with `nodad` an address is
+/// tentative until the kernel's DAD work has run (a workqueue, late under load), and until then
+/// packets to it are dropped: a SYN-ACK to it costs a 1 s retransmission, a SYN gets no answer.
+///
+/// # Errors
+/// When the table cannot be read.
+pub fn any_tentative(addrs: &[IpAddr]) -> io::Result<bool> {
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    if addrs.iter().all(IpAddr::is_ipv4) {
+        return Ok(false);
+    }
+    let table = std::fs::read_to_string("/proc/thread-self/net/if_inet6")?;
+    Ok(table.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(hex), Some(flags)) = (f.first(), f.get(4)) else {
+            return false;
+        };
+        let flags = u32::from_str_radix(flags, 16).unwrap_or(0);
+        let addr = u128::from_str_radix(hex, 16).map(|a| IpAddr::V6(Ipv6Addr::from(a)));
+        flags & IFA_F_TENTATIVE != 0 && addr.is_ok_and(|a| addrs.contains(&a))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,20 @@ impl Topo {
         let r = configure_b();
         setns(&ns_a, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         r?;
+        // Ready before the first operation: the veth's qdisc attached (operationally up, in
+        // both namespaces) and no address tentative. Until then the kernel drops what it sends
+        // there, or what is sent to the address, and a replay under load judged a SYN that got
+        // no SYN-ACK (docs/lab.md).
+        let deadline = Instant::now() + READY_TIMEOUT;
+        nl.wait_oper_up(veth, deadline).map_err(nl_err)?;
+        wait_addresses(&["fd00:1::1", "fd00:2::1"], deadline)?;
+        setns(&ns_b, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        let r = Netlink::open()
+            .and_then(|nl| nl.wait_oper_up(nl.link_index("fz0")?, deadline))
+            .map_err(nl_err)
+            .and_then(|()| wait_addresses(&["fd00:1::2"], deadline));
+        setns(&ns_a, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        r?;
         Ok(Topo {
             ns_a,
             ns_b,
@@ -216,6 +230,29 @@ impl Topo {
         setns(&self.ns_a, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         s
     }
+}
+
+/// How long [`Topo::new`] waits for its links and addresses.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Poll until none of `addrs` (in the calling thread's namespace) is tentative.
+fn wait_addresses(addrs: &[&str], deadline: Instant) -> io::Result<()> {
+    let addrs: Vec<IpAddr> = addrs
+        .iter()
+        .map(|a| a.parse().map_err(io::Error::other))
+        .collect::<io::Result<_>>()?;
+    let mut pause = Duration::from_micros(200);
+    while crate::topology::any_tentative(&addrs)? {
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("addresses {addrs:?} still tentative after {READY_TIMEOUT:?}"),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// A socket's keys (all) and `(ao_required, accept_icmps, counters)` as the kernel reports.

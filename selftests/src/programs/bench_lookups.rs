@@ -352,26 +352,12 @@ fn wait_eof(p: &Peer<'_>, sk: &socket2::Socket) -> PeerResult {
     }
 }
 
-/// Wait until no address of `addrs` is tentative any more (IPv6 `IFA_F_TENTATIVE` in
-/// `/proc/net/if_inet6`; even with `nodad` an address is tentative until the kernel's DAD
-/// work ran, and a SYN-ACK to it is dropped, which cost a 1 s retransmission).
+/// Wait until no address of `addrs` is tentative any more ([`crate::topology::any_tentative`]).
 fn wait_not_tentative(p: &Peer<'_>, addrs: &std::collections::BTreeSet<IpAddr>) -> PeerResult {
-    const IFA_F_TENTATIVE: u32 = 0x40;
-    if addrs.iter().all(IpAddr::is_ipv4) {
-        return Ok(());
-    }
+    let addrs: Vec<IpAddr> = addrs.iter().copied().collect();
     let ok = p.wait_for(p.deadline(), || {
-        let table = std::fs::read_to_string("/proc/net/if_inet6")
-            .or_fail("reading /proc/net/if_inet6 failed")?;
-        let tentative = table.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (Some(hex), Some(flags)) = (f.first(), f.get(4)) else {
-                return false;
-            };
-            let flags = u32::from_str_radix(flags, 16).unwrap_or(0);
-            let addr = u128::from_str_radix(hex, 16).map(|a| IpAddr::V6(Ipv6Addr::from(a)));
-            flags & IFA_F_TENTATIVE != 0 && addr.is_ok_and(|a| addrs.contains(&a))
-        });
+        let tentative = crate::topology::any_tentative(&addrs)
+            .or_fail("reading /proc/thread-self/net/if_inet6 failed")?;
         Ok((!tentative).then_some(()))
     })?;
     ok.ok_or_else(|| {

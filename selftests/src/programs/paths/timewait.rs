@@ -297,9 +297,15 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
         Ok(Some(()))
     })?;
     if gone.is_none() {
+        let left: Vec<String> = sockets::ProcTcp::all()
+            .into_iter()
+            .filter(|s| peers.contains(&(s.local_port, s.remote_port)))
+            .map(|s| format!("{} {}->{}", s.state_name(), s.local_port, s.remote_port))
+            .collect();
         return Err(failure!(
-            "the TIME-WAIT sockets did not end after new data within {:?}",
-            p.timeout()
+            "the TIME-WAIT sockets did not end after new data within {:?}; still listed: {}",
+            p.timeout(),
+            left.join(", ")
         ));
     }
     let d = out_rsts()? - rsts;
