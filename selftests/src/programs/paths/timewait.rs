@@ -256,6 +256,20 @@ fn socket_present(lport: u16, rport: u16) -> PeerResult<bool> {
         .any(|s| s.local_port == lport && s.remote_port == rport))
 }
 
+/// The sockets of `peers` (local, remote port) still listed, with their states.
+fn describe_left(peers: &[(u16, u16)]) -> String {
+    let left: Vec<String> = sockets::ProcTcp::all()
+        .into_iter()
+        .filter(|s| peers.contains(&(s.local_port, s.remote_port)))
+        .map(|s| format!("{} {}->{}", s.state_name(), s.local_port, s.remote_port))
+        .collect();
+    if left.is_empty() {
+        "none".into()
+    } else {
+        left.join(", ")
+    }
+}
+
 /// `Tcp: OutRsts` of this namespace.
 fn out_rsts() -> PeerResult<u64> {
     Mib::Tcp.read("OutRsts")
@@ -285,6 +299,27 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
     // No listener for the client's FINs once the TIME-WAIT sockets are gone: it would check
     // them as syncookie ACKs and count them bad.
     drop((lsk, plain));
+    // Each FIN acknowledged: FIN-WAIT-2. The client's kernel may delay that ACK (it is in
+    // pingpong mode after a FIN), and the client's data could overtake it and reach a
+    // FIN-WAIT-1 socket instead of the TIME-WAIT socket under test; for the connection without
+    // TCP-AO that socket drops the signed data, and its TIME-WAIT socket then lives 60 s.
+    let in_fin_wait2 = p.wait_for(p.deadline(), || {
+        let listed = sockets::ProcTcp::all();
+        let ready = peers.iter().all(|(l, r)| {
+            listed.iter().any(|s| {
+                (s.local_port, s.remote_port) == (*l, *r)
+                    && s.state == tcpao_sys::uapi::TCP_FIN_WAIT2
+            })
+        });
+        Ok(ready.then_some(()))
+    })?;
+    if in_fin_wait2.is_none() {
+        return Err(failure!(
+            "not every closed connection reached FIN-WAIT-2 within {:?}: {}",
+            p.timeout(),
+            describe_left(&peers)
+        ));
+    }
     p.sync()?; // closed
     let rsts = out_rsts()?;
     p.sync()?; // the client sent the data
@@ -297,15 +332,10 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
         Ok(Some(()))
     })?;
     if gone.is_none() {
-        let left: Vec<String> = sockets::ProcTcp::all()
-            .into_iter()
-            .filter(|s| peers.contains(&(s.local_port, s.remote_port)))
-            .map(|s| format!("{} {}->{}", s.state_name(), s.local_port, s.remote_port))
-            .collect();
         return Err(failure!(
             "the TIME-WAIT sockets did not end after new data within {:?}; still listed: {}",
             p.timeout(),
-            left.join(", ")
+            describe_left(&peers)
         ));
     }
     let d = out_rsts()? - rsts;
