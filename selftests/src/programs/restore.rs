@@ -2,7 +2,7 @@
 //! `restore`: migrate a live TCP-AO connection to another socket with `TCP_REPAIR`, and
 //! corrupt the `TCP_AO_REPAIR` image on the way (kernel `restore.c`, all five cases, both
 //! sides), plus `old-socket-still-open`: migrate while a child process still has the old socket
-//! open ([`freeze_held`]).
+//! open (`freeze_held`).
 //!
 //! The client echoes 20 messages of 100 bytes; both sides wait until the other acknowledged
 //! everything (so no segment of the old socket is in flight), the client freezes its socket ([`crate::repair::freeze`]: no FIN), changes the image as the
