@@ -742,9 +742,15 @@ impl ProcTcp {
     /// The sockets with local or remote port `port`, for a failure message:
     /// `"ESTABLISHED 7010->41234, TIME_WAIT …"`, or `"none"`.
     pub fn describe_port(port: u16) -> String {
+        Self::describe(|s| s.local_port == port || s.remote_port == port)
+    }
+
+    /// The sockets `keep` selects, for a failure message: `"FIN_WAIT2 7010->41234, …"`, or
+    /// `"none"`.
+    pub fn describe(keep: impl Fn(&ProcTcp) -> bool) -> String {
         let v: Vec<String> = Self::all()
             .into_iter()
-            .filter(|s| s.local_port == port || s.remote_port == port)
+            .filter(|s| keep(s))
             .map(|s| format!("{} {}->{}", s.state_name(), s.local_port, s.remote_port))
             .collect();
         if v.is_empty() {

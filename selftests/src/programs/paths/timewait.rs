@@ -258,16 +258,7 @@ fn socket_present(lport: u16, rport: u16) -> PeerResult<bool> {
 
 /// The sockets of `peers` (local, remote port) still listed, with their states.
 fn describe_left(peers: &[(u16, u16)]) -> String {
-    let left: Vec<String> = sockets::ProcTcp::all()
-        .into_iter()
-        .filter(|s| peers.contains(&(s.local_port, s.remote_port)))
-        .map(|s| format!("{} {}->{}", s.state_name(), s.local_port, s.remote_port))
-        .collect();
-    if left.is_empty() {
-        "none".into()
-    } else {
-        left.join(", ")
-    }
+    sockets::ProcTcp::describe(|s| peers.contains(&(s.local_port, s.remote_port)))
 }
 
 /// `Tcp: OutRsts` of this namespace.
