@@ -125,9 +125,14 @@ pub struct RestoredView {
     /// frames (same 4-tuple: the socket before the checkpoint) keep the previous view.
     /// [`Capture::register_restored_view`] sets it: it first makes every reader drain what
     /// its packet socket holds, so every segment the kernel handled before the call is
-    /// before the boundary. (Until a segment verifies with this view, one that fails with it
-    /// but verifies with the previous view is still taken as the old socket's.)
+    /// before the boundary.
     pub since_frame: usize,
+    /// Every reader drained in time, so the boundary is exact: no frame from `since_frame` on
+    /// was handled by the old socket. When it is not, then until a segment verifies with this
+    /// view, one that fails with it but verifies with the previous view is still taken as the
+    /// old socket's (in both directions, which can hide a segment the new view rightly
+    /// rejects: so only then).
+    pub exact: bool,
 }
 
 #[derive(Debug, Default)]
@@ -413,16 +418,17 @@ impl Capture {
 
     /// Register one side's own view of a connection it restored with `TCP_REPAIR` (its
     /// ISNs, SEQs and SNEs, which may deliberately differ from the other side's, e.g. a
-    /// corrupted `TCP_AO_REPAIR` image). Call it before the restored socket can send (still
-    /// in repair mode): the readers first read everything their sockets hold, and segments of
+    /// corrupted `TCP_AO_REPAIR` image). Call it before the restored socket is in the hash
+    /// tables (before its `connect()`), so that it can neither send nor receive yet: the
+    /// readers first read everything their sockets hold, and segments of
     /// that 4-tuple captured from then on are checked with the view on that side
     /// (`view.since_frame` is set here). The other side keeps its own view (its handshake, or
     /// its own registered view). [`crate::repair`] registers every restore.
     pub fn register_restored_view(&self, mut view: RestoredView) {
         // Everything the kernel handled so far is in the readers' sockets: read it first. If
         // a reader does not answer in time the boundary may be early; the fallback to the
-        // previous view still covers the old socket's segments.
-        let _ = self.shared.drain_all(Duration::from_secs(5));
+        // previous view then covers the old socket's segments.
+        view.exact = self.shared.drain_all(Duration::from_secs(5));
         view.since_frame = self.shared.next_frame.load(Ordering::SeqCst);
         self.views
             .lock()

@@ -40,6 +40,8 @@ pub const TCPEXT_COUNTERS: [&str; 8] = [
 pub enum Mib {
     /// `TcpExt:` lines of `/proc/net/netstat` (`TCPAOGood`, `ListenDrops`, ...).
     TcpExt,
+    /// `Ip:` lines of `/proc/net/snmp` (`InDiscards`, `InAddrErrors`, ...).
+    Ip,
     /// `Tcp:` lines of `/proc/net/snmp` (`CurrEstab`, `OutRsts`, ...).
     Tcp,
     /// `Icmp:` lines of `/proc/net/snmp` (`InDestUnreachs`, ...).
@@ -53,7 +55,7 @@ impl Mib {
     pub fn file(self) -> &'static str {
         match self {
             Self::TcpExt => "/proc/thread-self/net/netstat",
-            Self::Tcp | Self::Icmp => "/proc/thread-self/net/snmp",
+            Self::Ip | Self::Tcp | Self::Icmp => "/proc/thread-self/net/snmp",
             Self::Ipv6 => "/proc/thread-self/net/snmp6",
         }
     }
@@ -62,6 +64,7 @@ impl Mib {
     fn prefix(self) -> Option<&'static str> {
         match self {
             Self::TcpExt => Some("TcpExt:"),
+            Self::Ip => Some("Ip:"),
             Self::Tcp => Some("Tcp:"),
             Self::Icmp => Some("Icmp:"),
             Self::Ipv6 => None,
@@ -134,6 +137,72 @@ impl Mib {
         std::fs::read_to_string(self.file())
             .and_then(|text| self.find(&text, name))
             .map_err(|e| failure!("reading {} of {}: {e}", name, self.file()))
+    }
+}
+
+/// Every counter of the IP and TCP tables of the calling thread's namespace (`Ip`, `Tcp`,
+/// `TcpExt`, `snmp6`), for a diagnostic that says which of them moved around an event nothing
+/// else explains ([`MibSnapshot::changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MibSnapshot {
+    values: BTreeMap<String, u64>,
+}
+
+impl MibSnapshot {
+    const TABLES: [Mib; 4] = [Mib::Ip, Mib::Tcp, Mib::TcpExt, Mib::Ipv6];
+
+    /// Read the calling thread's namespace counters.
+    ///
+    /// # Errors
+    /// When procfs cannot be read or a table is malformed.
+    pub fn read() -> io::Result<Self> {
+        let mut values = BTreeMap::new();
+        let mut texts: Vec<(&str, String)> = Vec::new();
+        for t in Self::TABLES {
+            let text = match texts.iter().find(|(f, _)| *f == t.file()) {
+                Some((_, text)) => text.clone(),
+                None => {
+                    let text = std::fs::read_to_string(t.file())?;
+                    texts.push((t.file(), text.clone()));
+                    text
+                }
+            };
+            values.extend(Self::parse(t, &text)?);
+        }
+        Ok(Self { values })
+    }
+
+    /// `(table:name, value)` pairs of table `t` in `text` (exposed for unit tests).
+    ///
+    /// # Errors
+    /// As [`Mib::pairs`].
+    pub fn parse(t: Mib, text: &str) -> io::Result<Vec<(String, u64)>> {
+        Ok(t.pairs(text)?
+            .into_iter()
+            .map(|(n, v)| (format!("{}{n}", t.prefix().unwrap_or("")), v))
+            .collect())
+    }
+
+    /// The counters that changed since `before`, as `name +delta` (or `-delta`), in name
+    /// order; `"none"` when none did.
+    pub fn changes(&self, before: &MibSnapshot) -> String {
+        let moved: Vec<String> = self
+            .values
+            .iter()
+            .filter_map(|(n, v)| {
+                let b = before.values.get(n).copied().unwrap_or(0);
+                match v.cmp(&b) {
+                    std::cmp::Ordering::Equal => None,
+                    std::cmp::Ordering::Greater => Some(format!("{n} +{}", v - b)),
+                    std::cmp::Ordering::Less => Some(format!("{n} -{}", b - v)),
+                }
+            })
+            .collect();
+        if moved.is_empty() {
+            "none".to_owned()
+        } else {
+            moved.join(", ")
+        }
     }
 }
 
@@ -611,6 +680,29 @@ IpExt: InNoRoutes\nIpExt: 0\n";
         // Only the TCP-AO/MD5 counters are kept.
         assert!(!m.has("SyncookiesSent"));
         assert!(NetnsMib::parse("TcpExt: A B\nTcpExt: 1\n").is_err());
+    }
+
+    #[test]
+    fn a_mib_snapshot_names_what_moved() {
+        let snap = |snmp: &str, netstat: &str| MibSnapshot {
+            values: MibSnapshot::parse(Mib::Tcp, snmp)
+                .unwrap()
+                .into_iter()
+                .chain(MibSnapshot::parse(Mib::TcpExt, netstat).unwrap())
+                .chain(MibSnapshot::parse(Mib::Ipv6, SNMP6).unwrap())
+                .collect(),
+        };
+        let before = snap(SNMP, NETSTAT);
+        assert_eq!(before.changes(&before), "none");
+        let after = snap(
+            "Tcp: RtoAlgorithm MaxConn CurrEstab\nTcp: 1 -1 1\n",
+            &NETSTAT.replace("0 1 2 3 4 5 6 7 8", "2 1 2 3 4 5 6 7 8"),
+        );
+        assert_eq!(
+            after.changes(&before),
+            "Tcp:CurrEstab -2, TcpExt:SyncookiesSent +2"
+        );
+        assert!(MibSnapshot::parse(Mib::Ip, "Ip: A B\nIp: 1\n").is_err());
     }
 
     #[test]

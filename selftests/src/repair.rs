@@ -126,6 +126,10 @@ impl Checkpoint {
         let recv_start = self.recv_seq.wrapping_sub(queue_len(&self.recv_queue));
         set_queue_seq(&sk, Queue::Recv, recv_start)?;
         set_queue_seq(&sk, Queue::Send, self.send_una())?;
+        // Register before connect(): from then on the kernel hands this 4-tuple's segments to
+        // the new socket (and with a corrupted image judges them with the new view), so a
+        // segment of the peer's still in flight must be judged with the view too.
+        self.register_view(peer);
         sk.connect(&SockAddr::from(self.remote)).map_err(|e| {
             // EADDRNOTAVAIL: the namespace still holds this 4-tuple; say what holds it.
             failure!(
@@ -157,8 +161,6 @@ impl Checkpoint {
         }
         sys_repair::set_repair_queue(&sk, Queue::None)
             .map_err(|e| step("TCP_REPAIR_QUEUE none", &e))?;
-        // Register before leaving repair mode: nothing can be sent before that.
-        self.register_view(peer);
         let off = if opts.window_probe {
             RepairMode::Off
         } else {
@@ -196,6 +198,7 @@ impl Checkpoint {
             },
             // Set by the capture when registered.
             since_frame: 0,
+            exact: false,
         })
     }
 

@@ -27,8 +27,9 @@
 //! ([`super::Capture::register_restored_view`]): from the view's time on, that side's validator
 //! uses the view's ISNs, SEQs and SNEs, so a deliberately corrupted restore (wrong ISN or SNE on
 //! one side) is still checked segment by segment. The view starts at a frame index the
-//! capture fixed after draining its sockets; should a segment of the old socket (same 4-tuple)
-//! still come later, then until the side sent a segment that verifies with the view, a segment
+//! capture fixed after draining its sockets, before the restored socket's `connect()`. Only if
+//! a reader did not drain in time (the boundary may be early: a segment of the old socket may
+//! come later) then, until the side sent a segment that verifies with the view, a segment
 //! that fails with it is checked with the previous view too. A
 //! socket connected to itself (loopback, both ends one socket) has one ISN for both
 //! directions; its SYN sets both.
@@ -641,7 +642,8 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
                 let isn = [Some(v.flow.server_isn), Some(v.flow.client_isn)];
                 match build_side(&key, side, isn, Some(&v.flow), keys) {
                     Ok((_, validator)) => {
-                        check.previous[i] = std::mem::replace(&mut check.validators[i], validator);
+                        let previous = std::mem::replace(&mut check.validators[i], validator);
+                        check.previous[i] = if v.exact { None } else { previous };
                     }
                     Err(err) => r.fail(err),
                 }
@@ -920,7 +922,7 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let view = client_view(1001);
+        let view = client_view(1001, false);
         let r = run(&frames, &[view], &[None, None]);
         assert_eq!(r.failure, None, "{r:?}");
         assert_eq!(r.verified, 5);
@@ -929,6 +931,38 @@ mod tests {
         assert!(
             r.failure
                 .is_some_and(|f| f.contains("rejected by tcpao-refimpl"))
+        );
+    }
+
+    /// `restore/*/wrong-receive-isn`: the client restored with a wrong receive ISN, and the
+    /// server's first segment after the restore reached it before the client sent anything.
+    /// The client's kernel counted it bad; with an exact boundary the reference rejects it
+    /// with the client's view (rule 2 holds). The fallback to the previous view, kept only
+    /// for a boundary that may be early, would take it for the old socket's and find every
+    /// segment sent to the client valid.
+    #[test]
+    fn an_exact_restore_boundary_keeps_no_fallback() {
+        let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
+        let mut frames = handshake(1, (1000, 5000));
+        let mut s = signer(srv, cli, (5000, 1000));
+        s.set_sne_state(5001, 0);
+        frames.push(frame(
+            Side::Server,
+            6,
+            &mut s,
+            (7010, 40000, 5001, 1001, TcpFlags::ACK | TcpFlags::PSH),
+        ));
+        // The client believes the server's ISN is 5001.
+        let mut view = client_view(1000, true);
+        view.flow.server_isn = 5001;
+        let mibs = [None, Some((mib_with_bad(0), mib_with_bad(1)))];
+        let r = run(&frames, &[view], &mibs);
+        assert_eq!(r.failure, None, "{r:?}");
+        view.exact = false;
+        let r = run(&frames, &[view], &mibs);
+        assert!(
+            r.failure.as_deref().is_some_and(|f| f.contains("TCPAOBad")),
+            "{r:?}"
         );
     }
 
@@ -969,7 +1003,7 @@ mod tests {
             &mut c,
             (40000, 7010, 1001, 5001, TcpFlags::ACK),
         ));
-        let view = client_view(1000);
+        let view = client_view(1000, true);
         let crafted = vec![bad.data[14..].to_vec(), syn.data[14..].to_vec()];
         let input = CaptureInput {
             family: Family::Ipv4,
@@ -1025,8 +1059,9 @@ mod tests {
         })
     }
 
-    /// The client's view of the test flow restored at frame 3 with client ISN `client_isn`.
-    fn client_view(client_isn: u32) -> RestoredView {
+    /// The client's view of the test flow restored at frame 3 with client ISN `client_isn`;
+    /// `exact`: the capture drained in time.
+    fn client_view(client_isn: u32, exact: bool) -> RestoredView {
         let (srv, cli) = (addr("10.0.254.1:7010"), addr("10.0.1.1:40000"));
         RestoredView {
             side: Side::Client,
@@ -1041,6 +1076,7 @@ mod tests {
                 client_sne: 0,
             },
             since_frame: 3,
+            exact,
         }
     }
 

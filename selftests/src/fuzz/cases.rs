@@ -187,6 +187,9 @@ fn replay(ctx: &Ctx, case: &str) -> Result<Replay, String> {
         "{} operations, {} calls judged by the model",
         r.ops, r.judged.0
     ));
+    for n in &r.notes {
+        ctx.diag(n);
+    }
     Ok(match r.finding {
         Some(f) => Replay::Finding(f),
         None => Replay::Clean,

@@ -289,6 +289,9 @@ fn run(args: &FuzzArgs) -> i32 {
         ops_total += r.ops as u64;
         judged.0 += r.judged.0;
         judged.1 += r.judged.1;
+        for n in &r.notes {
+            eprintln!("# fuzz: exec {execs}: {n}");
+        }
         let (e, pcs) = edges(&r.pcs);
         let new = e.iter().filter(|x| !all_edges.contains(x)).count();
         all_edges.extend(e);

@@ -72,6 +72,8 @@ pub struct ExecResult {
     pub judged: (u64, u64),
     /// Operations run.
     pub ops: usize,
+    /// What the run noticed that is not a finding (a reply that came late).
+    pub notes: Vec<String>,
 }
 
 /// The namespaces, devices and descriptors a worker fuzzes in.
@@ -214,10 +216,41 @@ impl Topo {
         self.tun.as_ref().map(peer::drain).unwrap_or_default()
     }
 
-    fn send(&self, packet: &[u8]) {
-        if let Some(t) = &self.tun {
-            let _ = t.send(packet);
+    /// Write one packet to the TUN device (nothing without one).
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
+        match &self.tun {
+            Some(t) => t.send(packet).map(drop),
+            None => Ok(()),
         }
+    }
+
+    /// Wait up to `limit` for a reply `wanted` accepts, keeping every reply read meanwhile;
+    /// returns them and how long it waited when one came.
+    fn wait_reply(
+        &self,
+        limit: Duration,
+        wanted: impl Fn(&peer::Reply) -> bool,
+    ) -> (Vec<peer::Reply>, Option<Duration>) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let Some(tun) = &self.tun else {
+            return (Vec::new(), None);
+        };
+        let start = Instant::now();
+        let mut got = Vec::new();
+        while let Some(left) = limit.checked_sub(start.elapsed()) {
+            let mut fds = [PollFd::new(tun.as_fd(), PollFlags::POLLIN)];
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            if matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(0)) {
+                break;
+            }
+            let replies = peer::drain(tun);
+            let hit = replies.iter().any(&wanted);
+            got.extend(replies);
+            if hit {
+                return (got, Some(start.elapsed()));
+            }
+        }
+        (got, None)
     }
 
     fn socket_in(&self, ns: Ns, v6: bool) -> io::Result<Socket> {
@@ -234,6 +267,10 @@ impl Topo {
 
 /// How long [`Topo::new`] waits for its links and addresses.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a peer's good SYN waits for its SYN-ACK when it was not there at once: under the
+/// 30 s test timeout, beyond any scheduling delay seen under TCG.
+const SYNACK_WAIT: Duration = Duration::from_secs(3);
 
 /// Poll until none of `addrs` (in the calling thread's namespace) is tentative.
 fn wait_addresses(addrs: &[&str], deadline: Instant) -> io::Result<()> {
@@ -376,6 +413,7 @@ struct Run<'a> {
     child_of_peer: Option<u8>,
     peer_conns: u16,
     judged: (u64, u64),
+    notes: Vec<String>,
 }
 
 impl Executor {
@@ -442,6 +480,7 @@ impl Executor {
             child_of_peer: None,
             peer_conns: 0,
             judged: (0, 0),
+            notes: Vec::new(),
         };
         if let Some(k) = &self.kcov {
             k.reset();
@@ -470,6 +509,7 @@ impl Executor {
             let _ = s.sock.set_linger(Some(Duration::ZERO));
         }
         let judged = run.judged;
+        let notes = std::mem::take(&mut run.notes);
         drop(run);
         let _ = self.topo.drain();
         ExecResult {
@@ -477,6 +517,7 @@ impl Executor {
             pcs,
             judged,
             ops,
+            notes,
         }
     }
 }
@@ -1137,12 +1178,40 @@ impl Run<'_> {
             conn.unknown_id = id;
         }
         let _ = self.topo.drain();
-        self.topo.send(&syn);
-        let replies = self.topo.drain();
-        let synack = replies
-            .iter()
-            .find(|r| r.flags.contains(tcpao_refimpl::wire::TcpFlags::SYN) && r.dport == sport);
+        let mib_before = crate::counters::MibSnapshot::read().ok();
+        self.topo.send(&syn).map_err(|e| {
+            other(
+                "tun",
+                op,
+                format!("peer-connect: writing the SYN to the TUN device failed: {e}"),
+            )
+        })?;
+        let mut replies = self.topo.drain();
+        let is_synack = |r: &peer::Reply| {
+            r.flags.contains(tcpao_refimpl::wire::TcpFlags::SYN) && r.dport == sport
+        };
         let good = auth == SegAuth::Good;
+        // The kernel answers a SYN from the TUN device in the writer's context, so the
+        // SYN-ACK is normally there at once. TCP does not promise that: when one is due and
+        // did not come, wait for it (and say so) before calling it missing.
+        let mut missing = None;
+        if k.is_some() && good && !replies.iter().any(is_synack) {
+            let (late, waited) = self.topo.wait_reply(SYNACK_WAIT, is_synack);
+            replies.extend(late);
+            let moved = match (&mib_before, crate::counters::MibSnapshot::read()) {
+                (Some(b), Ok(a)) => a.changes(b),
+                (_, Err(e)) => format!("unreadable ({e})"),
+                (None, _) => "unreadable".to_owned(),
+            };
+            match waited {
+                Some(t) => self.notes.push(format!(
+                    "peer-connect: the SYN-ACK came {t:?} after the SYN, not at once \
+                     (counters that moved: {moved})"
+                )),
+                None => missing = Some(moved),
+            }
+        }
+        let synack = replies.iter().find(|r| is_synack(r));
         match (synack, k.is_some(), good) {
             (Some(sa), _, _) => {
                 conn.kisn = sa.seq;
@@ -1182,7 +1251,13 @@ impl Run<'_> {
                 };
                 let sne = conn.sne.sne_for(conn.snd_nxt);
                 if let Some(p) = peer::sign(&conn, &ack, SegAuth::Good, None, sne) {
-                    self.topo.send(&p);
+                    self.topo.send(&p).map_err(|e| {
+                        other(
+                            "tun",
+                            op,
+                            format!("peer-connect: writing the handshake's ACK failed: {e}"),
+                        )
+                    })?;
                 }
                 conn.established = true;
                 // What answers the handshake's ACK is checked too: a child that inherited the
@@ -1198,8 +1273,9 @@ impl Run<'_> {
                 op,
                 format!(
                     "peer-connect: a good SYN signed with a key of the listener got no \
-                         SYN-ACK ({} replies)",
-                    replies.len()
+                         SYN-ACK within {SYNACK_WAIT:?} ({} replies; counters that moved: {})",
+                    replies.len(),
+                    missing.as_deref().unwrap_or("not read")
                 ),
             )),
             _ => Ok(()),
@@ -1234,7 +1310,13 @@ impl Run<'_> {
         let Some(pkt) = peer::segment(&mut conn, seg) else {
             return Ok(());
         };
-        self.topo.send(&pkt);
+        self.topo.send(&pkt).map_err(|e| {
+            other(
+                "tun",
+                op,
+                format!("peer-send: writing the segment to the TUN device failed: {e}"),
+            )
+        })?;
         let replies = self.topo.drain();
         // Predicted counter deltas on the accepted child (the only socket the segment reaches).
         if let (Some(c), Some(b), Some(st)) = (child, before, child_state) {

@@ -7,9 +7,11 @@
 //! The client echoes 20 messages of 100 bytes; both sides wait until the other acknowledged
 //! everything (so no segment of the old socket is in flight), the client freezes its socket ([`crate::repair::freeze`]: no FIN), changes the image as the
 //! case says and restores it on a new socket with the same 4-tuple. The server keeps its
-//! accepted socket. After the restore the server first sends one message of its own, then
-//! the client sends; so both directions carry segments in every case, and each side's
-//! counters are deterministic:
+//! accepted socket. After the restore the server first sends one message of its own, and
+//! the client sends only once that message moved its counters (so it reaches the restored
+//! socket before the client sent anything: the cross-check must judge it with the client's
+//! view alone); so both directions carry segments in every case, and each side's counters
+//! are deterministic:
 //!
 //! | case | server | client |
 //! |---|---|---|
@@ -310,10 +312,12 @@ pub(crate) fn client(p: &Peer<'_>, case: &Case) -> PeerResult {
             case.upstream
         )
     } else {
+        // The server's message first: it reaches the restored socket before this side sent
+        // anything, so the cross-check must judge it with this side's view alone.
+        wait_grew(p, &sk, &before, case.client, false)?;
         let mut msg = vec![0u8; MESSAGE_LEN];
         Rng::from_clock().fill(&mut msg);
         sockets::write_all(p, &sk, &msg, deadline)?;
-        wait_grew(p, &sk, &before, case.client, false)?;
         if p.wait_for(deadline, || Ok((p.peer_signals() > 0).then_some(())))?
             .is_none()
         {

@@ -689,15 +689,30 @@ pub fn wait_listening(p: &Peer<'_>, port: u16, deadline: Instant) -> PeerResult 
 /// # Errors
 /// Some connection stayed open until `deadline`.
 pub fn wait_closed(p: &Peer<'_>, port: u16, deadline: Instant) -> PeerResult {
-    let mut last = Vec::new();
     let done = p.wait_for(deadline, || {
-        last = tcp_states(port)?;
-        Ok(last
+        Ok(tcp_states(port)?
             .iter()
             .all(|s| matches!(*s, TCP_LISTEN | TCP_TIME_WAIT | TCP_CLOSE))
             .then_some(()))
     })?;
-    done.ok_or_else(|| failure!("connections on port {port} stayed open (states {last:x?})"))
+    done.ok_or_else(|| {
+        // What is left, and whether segments were dropped for their signatures (a closing
+        // socket whose last ACK or FIN the other end cannot verify never ends).
+        let mib = crate::counters::NetnsMib::read().map_or_else(
+            |e| format!("unreadable: {e}"),
+            |m| {
+                crate::counters::TCPEXT_COUNTERS
+                    .iter()
+                    .map(|n| format!("{n} {}", m.get(n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
+        failure!(
+            "connections on port {port} stayed open: {}; this namespace's counters: {mib}",
+            ProcTcp::describe_port(port)
+        )
+    })
 }
 
 #[cfg(test)]
