@@ -732,6 +732,12 @@ pub fn analyze_capture(input: &CaptureInput<'_>) -> XcheckReport {
             }
         }
     }
+    for v in views.iter().filter(|v| !v.exact) {
+        r.notes.push(format!(
+            "xcheck: the {}'s restored view may start early (a capture reader did not drain in time): until it sent a segment that verifies with it, segments failing with it were also checked with its previous view",
+            v.side.name()
+        ));
+    }
     if !crafted.is_empty() {
         r.notes.push(format!(
             "xcheck: {crafted_seen} captured segments were crafted by the test (rule 1 not applied; {} registered)",

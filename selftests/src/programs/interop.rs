@@ -1382,12 +1382,20 @@ fn md5_speaker(p: &Peer<'_>) -> PeerResult {
         }
     }
     p.sync()?;
+    // Our sockets stay open until BIRD has stopped: closed now, one could become a TIME-WAIT
+    // socket before BIRD sends its own NOTIFICATION on it, and for TCP-MD5 that socket can
+    // answer the data with no RST (`paths/*/fin-wait2-md5-reset`): BIRD's socket would stay
+    // in LAST-ACK for minutes.
+    let mut ended = Vec::new();
     for s in sessions {
-        s.shutdown()
-            .map_err(|e| failure!("speaker: NOTIFICATION: {e}"))?;
+        ended.push(
+            s.shutdown()
+                .map_err(|e| failure!("speaker: NOTIFICATION: {e}"))?,
+        );
     }
     p.sync()?; // BIRD stops
     p.sync()?;
+    drop(ended);
     drop(stuck);
     wait_closed(p, BGP, soon(p))?;
     p.sync()?;

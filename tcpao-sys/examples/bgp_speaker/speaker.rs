@@ -336,14 +336,19 @@ impl Session {
         }
     }
 
-    /// End the session: NOTIFICATION Cease / Administrative Shutdown (RFC 4486), then close.
+    /// End the session: NOTIFICATION Cease / Administrative Shutdown (RFC 4486), then our
+    /// FIN. The stream is handed back, still open: dropping it closes the socket. A caller that
+    /// keeps it until the peer closed too leaves no orphan socket behind. (For TCP-MD5 that
+    /// matters: an orphan that became a TIME-WAIT socket cannot sign a RST, see
+    /// `paths/*/fin-wait2-md5-reset` in the selftests, so a peer that still sends it data,
+    /// such as its own NOTIFICATION, gets no answer and stays in LAST-ACK for minutes.)
     ///
     /// # Errors
     /// The stream failed.
-    pub fn shutdown(mut self) -> Result<(), SpeakerError> {
+    pub fn shutdown(mut self) -> Result<TcpStream, SpeakerError> {
         self.send(&notification_message(6, 2))?;
         self.stream.shutdown(std::net::Shutdown::Write)?;
-        Ok(())
+        Ok(self.stream)
     }
 
     fn send(&mut self, m: &[u8]) -> Result<(), SpeakerError> {

@@ -689,12 +689,25 @@ pub fn wait_listening(p: &Peer<'_>, port: u16, deadline: Instant) -> PeerResult 
 /// # Errors
 /// Some connection stayed open until `deadline`.
 pub fn wait_closed(p: &Peer<'_>, port: u16, deadline: Instant) -> PeerResult {
+    let start = Instant::now();
+    let mut first_open = None;
     let done = p.wait_for(deadline, || {
-        Ok(tcp_states(port)?
+        let closed = tcp_states(port)?
             .iter()
-            .all(|s| matches!(*s, TCP_LISTEN | TCP_TIME_WAIT | TCP_CLOSE))
-            .then_some(()))
+            .all(|s| matches!(*s, TCP_LISTEN | TCP_TIME_WAIT | TCP_CLOSE));
+        if !closed && first_open.is_none() {
+            first_open = Some(ProcTcp::describe_port(port));
+        }
+        Ok(closed.then_some(()))
     })?;
+    // A close that takes seconds on a veth is a retransmission nobody answers.
+    if done.is_some() && start.elapsed() > Duration::from_secs(5) {
+        p.diag(format!(
+            "connections on port {port} took {:.1?} to close (open at first: {})",
+            start.elapsed(),
+            first_open.as_deref().unwrap_or("none")
+        ));
+    }
     done.ok_or_else(|| {
         // What is left, and whether segments were dropped for their signatures (a closing
         // socket whose last ACK or FIN the other end cannot verify never ends).

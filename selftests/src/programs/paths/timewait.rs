@@ -26,6 +26,20 @@
 //! RST; asking for RNextKeyID 77 (no such key) gets none, and neither does TCP-AO-signed data to
 //! the TIME-WAIT socket of a connection without TCP-AO: both TIME-WAIT sockets still end
 //! (`/proc/net/tcp`), only one RST is counted (`Tcp: OutRsts`).
+//!
+//! `fin-wait2-md5-reset`: the same path for TCP-MD5, where the key of the RST is found another
+//! way. For a socket that is not a full socket (TIME-WAIT) `tcp_v{4,6}_send_reset()` ignores
+//! the TIME-WAIT socket's own copy of the key and looks for a *listener on the peer's port*
+//! (the "active side is lost" branch, made for BGP, where both ends listen on 179), verifies
+//! the segment with that listener's key and signs the RST with it; with no such listener it
+//! sends nothing. The server closes two TCP-MD5 connections (both TIME-WAIT sockets in
+//! FIN-WAIT-2), then listens, with the client's key, on the client port of the second one;
+//! the client writes on both. The first TIME-WAIT socket ends without a RST, and the client's
+//! connection stays in CLOSE-WAIT, its data unanswered; the second gets a RST signed with the
+//! listener's key (the cross-check verifies it), and the client's read sees the reset. Only
+//! one RST is counted, and no TCP-MD5 counter moves on either side. (A BGP daemon that does
+//! not listen on the peer's port, the suite's speaker, leaves the peer in LAST-ACK this way:
+//! `interop/*/bird-md5-range`.)
 
 use socket2::Socket;
 use tcpao_refimpl::wire::TcpFlags;
@@ -55,7 +69,216 @@ pub(super) fn tests() -> Vec<Test> {
             .ao()
             .build(fw2_server, fw2_client),
     );
+    v.extend(
+        PairTest::new(PROGRAM, "fin-wait2-md5-reset")
+            .requires(&[crate::probe::Feature::TcpMd5])
+            .build(md5_server, md5_client),
+    );
     v
+}
+
+/// The TCP-MD5 password of `fin-wait2-md5-reset`.
+const MD5_PASSWORD: &[u8] = b"tcpao-fin-wait2-md5";
+
+/// The local and remote port of a connected socket.
+fn ports(sk: &Socket) -> PeerResult<(u16, u16)> {
+    let addr = |a: std::io::Result<socket2::SockAddr>, what: &str| {
+        a.or_fail(&format!("{what} failed"))?
+            .as_socket()
+            .map(|a| a.port())
+            .ok_or_else(|| failure!("{what} returned no IP address"))
+    };
+    Ok((
+        addr(sk.local_addr(), "getsockname()")?,
+        addr(sk.peer_addr(), "getpeername()")?,
+    ))
+}
+
+/// Wait until every connection of `peers` (local, remote port) is listed in FIN-WAIT-2.
+fn wait_fin_wait2(p: &Peer<'_>, peers: &[(u16, u16)]) -> PeerResult {
+    let ready = p.wait_for(p.deadline(), || {
+        let listed = sockets::ProcTcp::all();
+        Ok(peers
+            .iter()
+            .all(|(l, r)| {
+                listed.iter().any(|s| {
+                    (s.local_port, s.remote_port) == (*l, *r)
+                        && s.state == tcpao_sys::uapi::TCP_FIN_WAIT2
+                })
+            })
+            .then_some(()))
+    })?;
+    ready.ok_or_else(|| {
+        failure!(
+            "not every closed connection reached FIN-WAIT-2 within {:?}: {}",
+            p.timeout(),
+            describe_left(peers)
+        )
+    })
+}
+
+/// Wait until no connection of `peers` is listed any more.
+fn wait_gone(p: &Peer<'_>, peers: &[(u16, u16)], what: &str) -> PeerResult {
+    let gone = p.wait_for(p.deadline(), || {
+        for (l, r) in peers {
+            if socket_present(*l, *r)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })?;
+    gone.ok_or_else(|| {
+        failure!(
+            "{what} within {:?}; still listed: {}",
+            p.timeout(),
+            describe_left(peers)
+        )
+    })
+}
+
+fn md5_server(p: &Peer<'_>) -> PeerResult {
+    let prefix = p.family().host_prefix();
+    let lsk = sockets::listen(p, p.port(), 2)?;
+    sockets::add_md5_key(p, &lsk, p.remote_addr(), prefix, MD5_PASSWORD)?;
+    p.sync()?; // 1: listening
+    let mut peers = Vec::new();
+    for _ in 0..2 {
+        let sk = extras::accept_one(p, &lsk)?;
+        peers.push(ports(&sk)?);
+        drop(sk); // FIN; the client does not close: FIN-WAIT-2, as TIME-WAIT
+    }
+    // Nothing listens on the server's port any more (a late segment would meet it).
+    drop(lsk);
+    // The only key a TIME-WAIT socket's RST can have: a listener's on the peer's port.
+    let helper = sockets::listen(p, peers[1].1, 1)?;
+    sockets::add_md5_key(p, &helper, p.remote_addr(), prefix, MD5_PASSWORD)?;
+    wait_fin_wait2(p, &peers)?;
+    let before = Counters::netns()?;
+    let rsts = out_rsts()?;
+    p.sync()?; // 2: closed, both TIME-WAIT in FIN-WAIT-2
+    p.sync()?; // 3: the client wrote on both
+    wait_gone(
+        p,
+        &peers,
+        "the TIME-WAIT sockets did not end after new data",
+    )?;
+    let d = out_rsts()? - rsts;
+    if d != 1 {
+        return Err(failure!(
+            "Tcp OutRsts grew by {d} for two TCP-MD5 FIN-WAIT-2 TIME-WAIT sockets, expected 1 (only the one with a listener on the client's port has a key for its RST)"
+        ));
+    }
+    Counters::netns()?.assert_grew_exactly(&before, Grew::empty())?;
+    p.sync()?; // 4: the TIME-WAIT sockets ended
+    drop(helper);
+    p.sync() // 5: the client checked
+}
+
+fn md5_client(p: &Peer<'_>) -> PeerResult {
+    let mut socks = Vec::new();
+    p.sync()?; // 1
+    for _ in 0..2 {
+        let sk = sockets::client_socket(p)?;
+        sockets::add_md5_key(
+            p,
+            &sk,
+            p.remote_addr(),
+            p.family().host_prefix(),
+            MD5_PASSWORD,
+        )?;
+        sockets::connect_ok(p, &sk, p.remote_addr(), p.port())?;
+        socks.push(sk);
+    }
+    for sk in &socks {
+        wait_eof(p, sk)?;
+    }
+    let conns = [ports(&socks[0])?, ports(&socks[1])?];
+    p.sync()?; // 2: the server's TIME-WAIT sockets are in FIN-WAIT-2
+    let before = Counters::netns()?;
+    let m = super::mark(p)?;
+    for sk in &socks {
+        sockets::write_all(p, sk, b"after FIN", p.deadline())?;
+    }
+    p.sync()?; // 3: written
+    // The second connection is reset. In CLOSE-WAIT `tcp_reset()` sets EPIPE, and a read
+    // after the FIN returns 0 whatever the error: ask `SO_ERROR`.
+    let reset = p.wait_for(p.deadline(), || {
+        match socks[1].take_error().or_fail("getsockopt(SO_ERROR)")? {
+            None => Ok(None),
+            Some(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => Ok(Some(())),
+            Some(e) => Err(failure!(
+                "the second connection failed with {e}, expected a reset (EPIPE)"
+            )),
+        }
+    })?;
+    if reset.is_none() {
+        let seen: Vec<String> = super::capture_frames(p)?
+            .iter()
+            .skip(m)
+            .map(|f| format!("{}: {}", f.from.name(), describe(f)))
+            .collect();
+        return Err(failure!(
+            "the connection whose client port has a TCP-MD5 listener on the server was not reset within {:?}; since the data: {}; counters: {}",
+            p.timeout(),
+            seen.join("; "),
+            Counters::netns()?
+                .assert_grew_exactly(&before, Grew::empty())
+                .err()
+                .map_or_else(|| "none moved".to_owned(), |e| e.to_string())
+        ));
+    }
+    p.sync()?; // 4: the server's TIME-WAIT sockets ended
+    for (i, (cport, sport)) in conns.iter().enumerate() {
+        let rsts: Vec<Frame> = since(p, m, Side::Server, *sport, *cport)?
+            .into_iter()
+            .filter(|f| segment(f).is_some_and(|s| s.tcp_packet().rst()))
+            .collect();
+        let want = usize::from(i == 1);
+        if rsts.len() != want {
+            return Err(failure!(
+                "the FIN-WAIT-2 TIME-WAIT socket of connection {} ({}) answered new data with {} RSTs, expected {want}: {}",
+                i + 1,
+                [
+                    "no listener on the client's port",
+                    "a TCP-MD5 listener on the client's port"
+                ][i],
+                rsts.len(),
+                rsts.iter().map(describe).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        if let Some(r) = rsts.first() {
+            let signed = segment(r)
+                .and_then(|s| s.tcp_packet().auth_options().ok())
+                .is_some_and(|a| a.md5.is_some());
+            if !signed {
+                return Err(failure!(
+                    "the TIME-WAIT socket's RST carries no TCP-MD5 option: {}",
+                    describe(r)
+                ));
+            }
+        }
+    }
+    // The first connection: no RST came, its data stays unanswered.
+    let state = sockets::ProcTcp::all()
+        .into_iter()
+        .find(|s| (s.local_port, s.remote_port) == conns[0])
+        .map(|s| s.state_name());
+    if let Some(e) = socks[0].take_error().or_fail("getsockopt(SO_ERROR)")? {
+        return Err(failure!(
+            "the client's first connection failed with {e}, though no RST was sent to it"
+        ));
+    }
+    if state != Some("CLOSE_WAIT") {
+        return Err(failure!(
+            "the client's first connection is {}, expected CLOSE_WAIT (no RST reached it)",
+            state.unwrap_or("gone")
+        ));
+    }
+    Counters::netns()?.assert_grew_exactly(&before, Grew::empty())?;
+    // Abort it (its RST meets no socket and no listener: nothing answers).
+    let _ = socks[0].set_linger(Some(std::time::Duration::ZERO));
+    drop(socks);
+    p.sync() // 5
 }
 
 fn server(p: &Peer<'_>) -> PeerResult {
@@ -274,17 +497,7 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
     let mut peers = Vec::new();
     for l in [&lsk, &lsk, &plain] {
         let sk = extras::accept_one(p, l)?;
-        let peer = sk
-            .peer_addr()
-            .or_fail("getpeername() failed")?
-            .as_socket()
-            .ok_or_else(|| failure!("getpeername() returned no IP address"))?;
-        let local = sk
-            .local_addr()
-            .or_fail("getsockname() failed")?
-            .as_socket()
-            .ok_or_else(|| failure!("getsockname() returned no IP address"))?;
-        peers.push((local.port(), peer.port()));
+        peers.push(ports(&sk)?);
         drop(sk); // FIN; the client does not close: FIN-WAIT-2, as TIME-WAIT
     }
     // No listener for the client's FINs once the TIME-WAIT sockets are gone: it would check
@@ -294,41 +507,15 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
     // pingpong mode after a FIN), and the client's data could overtake it and reach a
     // FIN-WAIT-1 socket instead of the TIME-WAIT socket under test; for the connection without
     // TCP-AO that socket drops the signed data, and its TIME-WAIT socket then lives 60 s.
-    let in_fin_wait2 = p.wait_for(p.deadline(), || {
-        let listed = sockets::ProcTcp::all();
-        let ready = peers.iter().all(|(l, r)| {
-            listed.iter().any(|s| {
-                (s.local_port, s.remote_port) == (*l, *r)
-                    && s.state == tcpao_sys::uapi::TCP_FIN_WAIT2
-            })
-        });
-        Ok(ready.then_some(()))
-    })?;
-    if in_fin_wait2.is_none() {
-        return Err(failure!(
-            "not every closed connection reached FIN-WAIT-2 within {:?}: {}",
-            p.timeout(),
-            describe_left(&peers)
-        ));
-    }
+    wait_fin_wait2(p, &peers)?;
     p.sync()?; // closed
     let rsts = out_rsts()?;
     p.sync()?; // the client sent the data
-    let gone = p.wait_for(p.deadline(), || {
-        for (l, r) in &peers {
-            if socket_present(*l, *r)? {
-                return Ok(None);
-            }
-        }
-        Ok(Some(()))
-    })?;
-    if gone.is_none() {
-        return Err(failure!(
-            "the TIME-WAIT sockets did not end after new data within {:?}; still listed: {}",
-            p.timeout(),
-            describe_left(&peers)
-        ));
-    }
+    wait_gone(
+        p,
+        &peers,
+        "the TIME-WAIT sockets did not end after new data",
+    )?;
     let d = out_rsts()? - rsts;
     if d != 1 {
         return Err(failure!(
