@@ -693,6 +693,20 @@ pub struct ProcTcp {
     /// The state, in the kernel's `TCP_*` numbering ([`tcpao_sys::uapi::TCP_ESTABLISHED`] 1 …
     /// `TCP_NEW_SYN_RECV` 12).
     pub state: u8,
+    /// The inode of the socket's file ([`inode_of`]); 0 once no descriptor refers to it
+    /// (orphaned, TIME-WAIT, request sockets).
+    pub inode: u64,
+}
+
+/// The inode of a socket descriptor's file, as `/proc/net/tcp{,6}` lists it
+/// ([`ProcTcp::inode`]): once the last descriptor is closed no entry has it any more.
+///
+/// # Errors
+/// `fstat` failed.
+pub fn inode_of(fd: &impl AsFd) -> io::Result<u64> {
+    nix::sys::stat::fstat(fd.as_fd())
+        .map(|st| st.st_ino)
+        .map_err(io::Error::from)
 }
 
 impl ProcTcp {
@@ -732,10 +746,15 @@ impl ProcTcp {
     fn parse(line: &str) -> Option<ProcTcp> {
         let mut it = line.split_whitespace().skip(1);
         let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+        let (local_port, remote_port) = (port(it.next()?)?, port(it.next()?)?);
+        let state = u8::from_str_radix(it.next()?, 16).ok()?;
+        // tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+        let inode = it.nth(5)?.parse().ok()?;
         Some(ProcTcp {
-            local_port: port(it.next()?)?,
-            remote_port: port(it.next()?)?,
-            state: u8::from_str_radix(it.next()?, 16).ok()?,
+            local_port,
+            remote_port,
+            state,
+            inode,
         })
     }
 
@@ -770,18 +789,33 @@ mod proc_tcp_tests {
         let rows = [
             (
                 "   0: 0100000A:1B5A 0200000A:A0F2 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0 10 0 0 10 -1",
-                Some((7002, 41202, 1, "ESTABLISHED")),
+                Some((7002, 41202, 1, "ESTABLISHED", 1)),
             ),
             (
                 "   1: 00000000000000000000000000000000:1B5A 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2",
-                Some((7002, 0, tcpao_sys::uapi::TCP_LISTEN, "LISTEN")),
+                Some((7002, 0, tcpao_sys::uapi::TCP_LISTEN, "LISTEN", 2)),
+            ),
+            (
+                "   3: 0100000A:1B5A 0200000A:A0F2 06 00000000:00000000 03:00001234 00000000     0        0 0 3 0",
+                Some((7002, 41202, tcpao_sys::uapi::TCP_TIME_WAIT, "TIME_WAIT", 0)),
             ),
             ("   2: 0100000A:1B5A", None),
+            (
+                "   4: 0100000A:1B5A 0200000A:A0F2 01 00000000:00000000 00:00000000 00000000     0",
+                None,
+            ),
             ("garbage", None),
         ];
         for (line, want) in rows {
-            let got = ProcTcp::parse(line)
-                .map(|s| (s.local_port, s.remote_port, s.state, s.state_name()));
+            let got = ProcTcp::parse(line).map(|s| {
+                (
+                    s.local_port,
+                    s.remote_port,
+                    s.state,
+                    s.state_name(),
+                    s.inode,
+                )
+            });
             assert_eq!(got, want, "{line}");
         }
     }

@@ -619,33 +619,82 @@ fn configure(nl: &Netlink, veth: u32, mine: &[IpAddr], peers: &[IpAddr]) -> Resu
     Ok(())
 }
 
-/// Whether any of `addrs` is still tentative in the calling thread's namespace (IPv6
-/// `IFA_F_TENTATIVE` in `/proc/thread-self/net/if_inet6`). Even with `nodad` an address is
-/// tentative until the kernel's DAD work has run (a workqueue, late under load), and until then
-/// packets to it are dropped: a SYN-ACK to it costs a 1 s retransmission, a SYN gets no answer.
+/// Whether any of `addrs` cannot take packets yet in the calling thread's namespace: an IPv6
+/// address that is still tentative (`IFA_F_TENTATIVE` in `/proc/thread-self/net/if_inet6`) or
+/// has no local route yet (`RTF_LOCAL` in `/proc/thread-self/net/ipv6_route`). Even with
+/// `nodad` an address is tentative until the kernel's DAD work has run (a workqueue, late under
+/// load), and that work clears the flag *before* it inserts the address's local route
+/// (`addrconf_dad_work()`: flags, unlock, then `addrconf_dad_completed()` →
+/// `ipv6_ifa_notify(RTM_NEWADDR)` → `ip6_ins_rt()`). Until both are done a packet to the
+/// address is dropped as not ours (`Ip6InAddrErrors`): a SYN-ACK to it costs a 1 s
+/// retransmission, a SYN gets no answer. IPv4 addresses are ready when added.
 ///
 /// # Errors
-/// When the table cannot be read.
-pub fn any_tentative(addrs: &[IpAddr]) -> io::Result<bool> {
+/// When a table cannot be read.
+pub fn any_unready(addrs: &[IpAddr]) -> io::Result<bool> {
     const IFA_F_TENTATIVE: u32 = 0x40;
-    if addrs.iter().all(IpAddr::is_ipv4) {
+    let v6: Vec<Ipv6Addr> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    if v6.is_empty() {
         return Ok(false);
     }
     let table = std::fs::read_to_string("/proc/thread-self/net/if_inet6")?;
-    Ok(table.lines().any(|l| {
+    let tentative = table.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         let (Some(hex), Some(flags)) = (f.first(), f.get(4)) else {
             return false;
         };
         let flags = u32::from_str_radix(flags, 16).unwrap_or(0);
-        let addr = u128::from_str_radix(hex, 16).map(|a| IpAddr::V6(Ipv6Addr::from(a)));
-        flags & IFA_F_TENTATIVE != 0 && addr.is_ok_and(|a| addrs.contains(&a))
-    }))
+        let addr = u128::from_str_radix(hex, 16).map(Ipv6Addr::from);
+        flags & IFA_F_TENTATIVE != 0 && addr.is_ok_and(|a| v6.contains(&a))
+    });
+    if tentative {
+        return Ok(true);
+    }
+    let local = local_routes(&std::fs::read_to_string(
+        "/proc/thread-self/net/ipv6_route",
+    )?);
+    Ok(v6.iter().any(|a| !local.contains(a)))
+}
+
+/// The addresses with a local host route (`/128`, `RTF_LOCAL`) in a `/proc/net/ipv6_route`
+/// table: `dest dest_len src src_len next_hop metric refcnt use flags dev`, all hex.
+fn local_routes(table: &str) -> Vec<Ipv6Addr> {
+    const RTF_LOCAL: u32 = 0x8000_0000;
+    table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (dest, len, flags) = (f.first()?, f.get(1)?, f.get(8)?);
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            (*len == "80" && flags & RTF_LOCAL != 0)
+                .then(|| u128::from_str_radix(dest, 16).ok().map(Ipv6Addr::from))
+                .flatten()
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_routes_are_read_from_ipv6_route() {
+        let table = "\
+fd000002000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001    fztun
+fd000002000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001    fztun
+fd000001000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000001 00000000 00000001      fz0
+garbage
+";
+        let want: Ipv6Addr = "fd00:2::1".parse().unwrap();
+        // The /64 prefix route and a /128 without RTF_LOCAL are not local routes.
+        assert_eq!(local_routes(table), vec![want]);
+    }
 
     #[test]
     fn kernel_address_constants() {

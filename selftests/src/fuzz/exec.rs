@@ -183,7 +183,7 @@ impl Topo {
         setns(&ns_a, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         r?;
         // Ready before the first operation: the veth's qdisc attached (operationally up, in
-        // both namespaces) and no address tentative. Until then the kernel drops what it sends
+        // both namespaces) and every address usable (not tentative, its local route in). Until then the kernel drops what it sends
         // there, or what is sent to the address, and a replay under load judged a SYN that got
         // no SYN-ACK (docs/lab.md).
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -253,6 +253,55 @@ impl Topo {
         (got, None)
     }
 
+    /// Wait up to `limit` until no socket of `inodes` (each in its namespace) is listed in
+    /// `/proc/net/tcp{,6}` any more: until the kernel released each closed descriptor's socket.
+    /// A process forked elsewhere in the suite holds a copy of every descriptor until it execs,
+    /// and the `close()` that ends the socket (a listener's RSTs to its children, a FIN) is
+    /// then that copy's. Returns how long it waited when it had to, and the inodes still
+    /// listed at the limit.
+    fn wait_released(&self, inodes: &[(u64, Ns)], limit: Duration) -> (Option<Duration>, Vec<u64>) {
+        let listed = |ns: Ns| -> Vec<u64> {
+            let read = || {
+                crate::sockets::ProcTcp::all()
+                    .into_iter()
+                    .map(|t| t.inode)
+                    .collect()
+            };
+            if ns == Ns::A {
+                return read();
+            }
+            if setns(&self.ns_b, CloneFlags::CLONE_NEWNET).is_err() {
+                return Vec::new();
+            }
+            let v = read();
+            let _ = setns(&self.ns_a, CloneFlags::CLONE_NEWNET);
+            v
+        };
+        let left = || -> Vec<u64> {
+            let (a, b) = (listed(Ns::A), listed(Ns::B));
+            inodes
+                .iter()
+                .filter(|(ino, ns)| {
+                    let there = if *ns == Ns::A { &a } else { &b };
+                    *ino != 0 && there.contains(ino)
+                })
+                .map(|(ino, _)| *ino)
+                .collect()
+        };
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        let mut still = left();
+        if still.is_empty() {
+            return (None, still);
+        }
+        while !still.is_empty() && start.elapsed() < limit {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+            still = left();
+        }
+        (Some(start.elapsed()), still)
+    }
+
     fn socket_in(&self, ns: Ns, v6: bool) -> io::Result<Socket> {
         let d = if v6 { Domain::IPV6 } else { Domain::IPV4 };
         if ns == Ns::A {
@@ -268,22 +317,28 @@ impl Topo {
 /// How long [`Topo::new`] waits for its links and addresses.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a close waits for the kernel to release the socket ([`Topo::wait_released`]).
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a peer's good SYN waits for its SYN-ACK when it was not there at once: under the
 /// 30 s test timeout, beyond any scheduling delay seen under TCG.
 const SYNACK_WAIT: Duration = Duration::from_secs(3);
 
-/// Poll until none of `addrs` (in the calling thread's namespace) is tentative.
+/// Poll until every address of `addrs` (in the calling thread's namespace) takes packets
+/// ([`crate::topology::any_unready`]).
 fn wait_addresses(addrs: &[&str], deadline: Instant) -> io::Result<()> {
     let addrs: Vec<IpAddr> = addrs
         .iter()
         .map(|a| a.parse().map_err(io::Error::other))
         .collect::<io::Result<_>>()?;
     let mut pause = Duration::from_micros(200);
-    while crate::topology::any_tentative(&addrs)? {
+    while crate::topology::any_unready(&addrs)? {
         if Instant::now() >= deadline {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("addresses {addrs:?} still tentative after {READY_TIMEOUT:?}"),
+                format!(
+                    "addresses {addrs:?} still tentative or without a local route after {READY_TIMEOUT:?}"
+                ),
             ));
         }
         std::thread::sleep(pause);
@@ -504,11 +559,16 @@ impl Executor {
             }
         }
         let pcs = self.kcov.as_ref().map(Kcov::collect).unwrap_or_default();
-        // Close everything (aborting connections) and drain the device.
+        // Close everything (aborting connections), wait until the kernel released it all (so
+        // nothing it sends arrives during the next program), and drain the device.
+        let mut inodes = Vec::new();
         for s in run.slots.iter_mut().flatten() {
             let _ = s.sock.set_linger(Some(Duration::ZERO));
+            inodes.extend(crate::sockets::inode_of(&s.sock).ok().map(|i| (i, s.ns)));
         }
         let judged = run.judged;
+        run.slots.clear();
+        run.released(&inodes, "the closes at the program's end");
         let notes = std::mem::take(&mut run.notes);
         drop(run);
         let _ = self.topo.drain();
@@ -621,14 +681,20 @@ impl Run<'_> {
                 Ok(())
             }
             Op::Close { s, abort } => {
+                let mut inode = None;
                 if let Some(x) = self.slot(s) {
                     if abort {
                         let _ = x.sock.set_linger(Some(Duration::ZERO));
                     }
+                    inode = crate::sockets::inode_of(&x.sock).ok().map(|i| (i, x.ns));
                 }
                 self.forget_child(s);
                 self.slots[usize::from(s)] = None;
                 self.model.close(s);
+                // The close takes effect only when the kernel releases the socket.
+                if let Some(i) = inode {
+                    self.released(&[i], &format!("close of slot {s}"));
+                }
                 // What the close sent (a FIN, or the RST of an abort, also for the children a
                 // closed listener had not handed out) is checked now, with the keys the
                 // connection had (resolved divergence 22, docs/fuzz.md).
@@ -1398,6 +1464,21 @@ impl Run<'_> {
     /// keys are kept for what it sends on the way out, and a child in repair mode goes without
     /// a word (`tcp_disconnect()` sends nothing in repair mode), so the listener answers for
     /// the connection from then on (resolved divergence 31, docs/fuzz.md).
+    /// Wait until the kernel released the sockets of `inodes` ([`Topo::wait_released`]) and
+    /// note it when that took a wait, or did not happen.
+    fn released(&mut self, inodes: &[(u64, Ns)], what: &str) {
+        let (waited, still) = self.topo.wait_released(inodes, RELEASE_WAIT);
+        match waited {
+            None => {}
+            Some(t) if still.is_empty() => self.notes.push(format!(
+                "{what}: the kernel released the socket {t:?} after close() (another process held the descriptor)"
+            )),
+            Some(t) => self.notes.push(format!(
+                "{what}: sockets {still:?} (inodes) still listed {t:?} after close()"
+            )),
+        }
+    }
+
     fn forget_child(&mut self, s: u8) {
         if self.child_of_peer != Some(s) {
             return;

@@ -352,17 +352,17 @@ fn wait_eof(p: &Peer<'_>, sk: &socket2::Socket) -> PeerResult {
     }
 }
 
-/// Wait until no address of `addrs` is tentative any more ([`crate::topology::any_tentative`]).
+/// Wait until every address of `addrs` takes packets ([`crate::topology::any_unready`]).
 fn wait_not_tentative(p: &Peer<'_>, addrs: &std::collections::BTreeSet<IpAddr>) -> PeerResult {
     let addrs: Vec<IpAddr> = addrs.iter().copied().collect();
     let ok = p.wait_for(p.deadline(), || {
-        let tentative = crate::topology::any_tentative(&addrs)
-            .or_fail("reading /proc/thread-self/net/if_inet6 failed")?;
-        Ok((!tentative).then_some(()))
+        let unready = crate::topology::any_unready(&addrs)
+            .or_fail("reading /proc/thread-self/net/if_inet6 or ipv6_route failed")?;
+        Ok((!unready).then_some(()))
     })?;
     ok.ok_or_else(|| {
         failure!(
-            "the client's addresses stayed tentative for {:?}",
+            "the client's addresses stayed tentative or without a local route for {:?}",
             p.timeout()
         )
     })

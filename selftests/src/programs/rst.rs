@@ -509,9 +509,27 @@ fn time_wait_client(p: &Peer<'_>) -> PeerResult {
         Ok((c.sock.map_or(0, |s| s.good) > c1.sock.map_or(0, |s| s.good)).then_some(c))
     })?;
     let Some(acked) = acked else {
+        // What the restored socket holds now against what it was given (a checkpoint of it
+        // reads them back), for a failure the counters alone cannot explain.
+        let now = repair::snapshot(&sk).map_or_else(
+            |e| format!("unreadable: {e}"),
+            |c| {
+                format!(
+                    "now AO {:?}, recv SEQ {}, send SEQ {}",
+                    c.ao, c.recv_seq, c.send_seq
+                )
+            },
+        );
         return Err(failure!(
-            "client: no signed segment from the TIME-WAIT socket within {:?}",
-            p.timeout()
+            "client: no signed segment from the TIME-WAIT socket within {:?}; restored with AO {:?}, recv SEQ {}, send SEQ {}; {now}; counters {}",
+            p.timeout(),
+            img.ao,
+            img.recv_seq,
+            img.send_seq,
+            Counters::of(&sk)?
+                .assert_grew_exactly(&c1, Grew::GOOD)
+                .err()
+                .map_or_else(|| "as expected".to_owned(), |e| e.to_string())
         ));
     };
     acked
