@@ -96,6 +96,33 @@ fn ports(sk: &Socket) -> PeerResult<(u16, u16)> {
     ))
 }
 
+/// Close `sk` so that it becomes a TIME-WAIT socket in FIN-WAIT-2 for certain: `shutdown(SHUT_WR)`,
+/// wait until the peer acknowledged our FIN (`FIN_WAIT2`, still a full socket of ours), then
+/// `close()`, which turns a FIN-WAIT-2 socket into a TIME-WAIT socket at once (`tcp_close()`).
+/// A plain `close()` leaves it to timing: the peer's ACK of the FIN can arrive while `close()`
+/// still holds the socket lock (over a veth it is sent and received inside our own transmit),
+/// and processed from the backlog with the socket owned, `tcp_rcv_state_process()` keeps a
+/// full orphan in FIN-WAIT-2 instead (keepalive timer, 60 s). That socket verifies what it gets
+/// and drops what it cannot verify, where a TIME-WAIT socket answers with a RST.
+fn close_to_time_wait(p: &Peer<'_>, sk: Socket) -> PeerResult {
+    sk.shutdown(std::net::Shutdown::Write)
+        .or_fail("shutdown(SHUT_WR) failed")?;
+    let acked = p.wait_for(p.deadline(), || {
+        let st = tcpao_sys::repair::tcp_info(&sk)
+            .or_fail("TCP_INFO failed")?
+            .state;
+        Ok((st == tcpao_sys::uapi::TCP_FIN_WAIT2).then_some(()))
+    })?;
+    if acked.is_none() {
+        return Err(failure!(
+            "our FIN was not acknowledged within {:?}",
+            p.timeout()
+        ));
+    }
+    drop(sk);
+    Ok(())
+}
+
 /// Wait until every connection of `peers` (local, remote port) is listed in FIN-WAIT-2.
 fn wait_fin_wait2(p: &Peer<'_>, peers: &[(u16, u16)]) -> PeerResult {
     let ready = p.wait_for(p.deadline(), || {
@@ -147,7 +174,8 @@ fn md5_server(p: &Peer<'_>) -> PeerResult {
     for _ in 0..2 {
         let sk = extras::accept_one(p, &lsk)?;
         peers.push(ports(&sk)?);
-        drop(sk); // FIN; the client does not close: FIN-WAIT-2, as TIME-WAIT
+        // The client does not close: FIN-WAIT-2, as TIME-WAIT.
+        close_to_time_wait(p, sk)?;
     }
     // Nothing listens on the server's port any more (a late segment would meet it).
     drop(lsk);
@@ -527,15 +555,13 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
     for l in [&lsk, &lsk, &plain] {
         let sk = extras::accept_one(p, l)?;
         peers.push(ports(&sk)?);
-        drop(sk); // FIN; the client does not close: FIN-WAIT-2, as TIME-WAIT
+        // The client does not close: FIN-WAIT-2, as TIME-WAIT.
+        close_to_time_wait(p, sk)?;
     }
     // No listener for the client's FINs once the TIME-WAIT sockets are gone: it would check
     // them as syncookie ACKs and count them bad.
     drop((lsk, plain));
-    // Each FIN acknowledged: FIN-WAIT-2. The client's kernel may delay that ACK (it is in
-    // pingpong mode after a FIN), and the client's data could overtake it and reach a
-    // FIN-WAIT-1 socket instead of the TIME-WAIT socket under test; for the connection without
-    // TCP-AO that socket drops the signed data, and its TIME-WAIT socket then lives 60 s.
+    // Every one a TIME-WAIT socket in FIN-WAIT-2 ([`close_to_time_wait`]), as listed.
     wait_fin_wait2(p, &peers)?;
     p.sync()?; // closed
     let rsts = out_rsts()?;
