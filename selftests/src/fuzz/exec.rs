@@ -277,8 +277,11 @@ impl Topo {
             let _ = setns(&self.ns_a, CloneFlags::CLONE_NEWNET);
             v
         };
+        // Namespace B is entered only when one of the sockets lives there.
+        let in_b = inodes.iter().any(|(_, ns)| *ns == Ns::B);
         let left = || -> Vec<u64> {
-            let (a, b) = (listed(Ns::A), listed(Ns::B));
+            let a = listed(Ns::A);
+            let b = if in_b { listed(Ns::B) } else { Vec::new() };
             inodes
                 .iter()
                 .filter(|(ino, ns)| {
