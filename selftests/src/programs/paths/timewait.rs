@@ -197,23 +197,14 @@ fn md5_server(p: &Peer<'_>) -> PeerResult {
     // one more for each retransmission of the client's data that got there after it (the
     // listener answers those too, with no socket on the 4-tuple). None for the first.
     let d = out_rsts()? - rsts;
-    let is_rst = |f: &Frame| segment(f).is_some_and(|s| s.tcp_packet().rst());
-    let mut sent = Vec::new();
-    let seen = p.wait_for(p.deadline(), || {
-        sent = super::capture_frames(p)?
-            .into_iter()
-            .skip(m)
-            .filter(|f| f.from == Side::Server && is_rst(f))
-            .collect();
-        Ok((sent.len() as u64 >= d).then_some(()))
-    })?;
+    let sent = rsts_sent_since(p, m, d)?;
     let second = |f: &Frame| {
         segment(f).is_some_and(|s| {
             let t = s.tcp_packet();
             (t.src_port(), t.dst_port()) == peers[1]
         })
     };
-    if d == 0 || seen.is_none() || sent.len() as u64 != d || !sent.iter().all(second) {
+    if d == 0 || sent.len() as u64 != d || !sent.iter().all(second) {
         return Err(failure!(
             "Tcp OutRsts grew by {d} for two TCP-MD5 FIN-WAIT-2 TIME-WAIT sockets; expected at least 1, all to the second connection (ports {:?}), the only one with a listener on the client's port; the capture has: {}",
             peers[1],
@@ -546,6 +537,21 @@ fn out_rsts() -> PeerResult<u64> {
     Mib::Tcp.read("OutRsts")
 }
 
+/// The RSTs this side sent since capture `mark`, once there are `counted` of them (the
+/// `OutRsts` the kernel counted) or at the deadline (fewer, then).
+fn rsts_sent_since(p: &Peer<'_>, mark: usize, counted: u64) -> PeerResult<Vec<Frame>> {
+    let mut sent = Vec::new();
+    p.wait_for(p.deadline(), || {
+        sent = super::capture_frames(p)?
+            .into_iter()
+            .skip(mark)
+            .filter(|f| f.from == p.side() && segment(f).is_some_and(|s| s.tcp_packet().rst()))
+            .collect();
+        Ok((sent.len() as u64 >= counted).then_some(()))
+    })?;
+    Ok(sent)
+}
+
 fn fw2_server(p: &Peer<'_>) -> PeerResult {
     let lsk = sockets::listen(p, p.port(), 4)?;
     sockets::add_key(p, &lsk, &key(p, 100, 100))?;
@@ -563,8 +569,9 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
     drop((lsk, plain));
     // Every one a TIME-WAIT socket in FIN-WAIT-2 ([`close_to_time_wait`]), as listed.
     wait_fin_wait2(p, &peers)?;
-    p.sync()?; // closed
     let rsts = out_rsts()?;
+    let m = super::mark(p)?;
+    p.sync()?; // closed
     p.sync()?; // the client sent the data
     wait_gone(
         p,
@@ -572,9 +579,18 @@ fn fw2_server(p: &Peer<'_>) -> PeerResult {
         "the TIME-WAIT sockets did not end after new data",
     )?;
     let d = out_rsts()? - rsts;
-    if d != 1 {
+    // The one RST counted is in the capture; when not, everything since the close is shown.
+    let sent = rsts_sent_since(p, m, d)?;
+    if d != 1 || sent.len() != 1 {
         return Err(failure!(
-            "Tcp OutRsts grew by {d} for three FIN-WAIT-2 TIME-WAIT sockets, expected 1 (only the data asking for key 100 can get a signed RST)"
+            "Tcp OutRsts grew by {d} for three FIN-WAIT-2 TIME-WAIT sockets (ports {peers:?}), expected 1 (only the data asking for key 100 can get a signed RST); the capture has {} RSTs from the server, and since the sockets were closed: {}",
+            sent.len(),
+            super::capture_frames(p)?
+                .iter()
+                .skip(m)
+                .map(|f| format!("{}: {}", f.from.name(), describe(f)))
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     p.sync()?; // the TIME-WAIT sockets ended
