@@ -301,13 +301,18 @@ pub fn classify(run: &GuestRun) -> Verdict {
     notes.extend(console_or_dmesg(run, user_faults).into_iter().map(|f| {
         format!("a user-space process faulted (not a kernel report; its test judges it): {f}")
     }));
-    if let Some(k) = run.kmemleak.as_deref().filter(|k| !k.trim().is_empty()) {
-        let leaks = k
-            .lines()
-            .filter(|l| l.starts_with("unreferenced object"))
-            .count();
-        problems.push(format!("kmemleak: {leaks} suspected memory leak(s)"));
-        crash.extend(k.lines().take(40).map(|l| format!("kmemleak: {l}")));
+    match run.kmemleak.as_deref() {
+        Some(k) if !k.trim().is_empty() => {
+            let leaks = k
+                .lines()
+                .filter(|l| l.starts_with("unreferenced object"))
+                .count();
+            problems.push(format!("kmemleak: {leaks} suspected memory leak(s)"));
+            crash.extend(k.lines().take(40).map(|l| format!("kmemleak: {l}")));
+        }
+        // Said, so that a clean run on a kmemleak kernel shows the scan did run.
+        Some(_) => notes.push("kmemleak: the final scan found no suspected leak".into()),
+        None => {}
     }
     if run.timed_out {
         problems.push("host timeout: the guest hung (killed)".into());
@@ -585,8 +590,16 @@ mod tests {
     #[test]
     fn kmemleak_reports_fail_and_an_empty_report_does_not() {
         let mut r = ok_run();
+        assert!(!classify(&r).notes.iter().any(|n| n.contains("kmemleak")));
         r.kmemleak = Some(String::new());
-        assert_eq!(classify(&r).exit, 0);
+        let v = classify(&r);
+        assert_eq!(v.exit, 0);
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| n.contains("found no suspected leak")),
+            "{v:?}"
+        );
         r.kmemleak = Some(
             "unreferenced object 0xffff888003a1c000 (size 256):\n  comm \"t\", pid 7\n  backtrace:\n    tcp_ao_info_cmd+0x1/0x2\n"
                 .into(),
