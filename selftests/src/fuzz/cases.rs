@@ -19,7 +19,7 @@ use crate::probe::Feature;
 use crate::registry::{Ctx, Test};
 
 /// Resolved divergences: `(name, case)`; each must replay without a finding.
-pub const RESOLVED: [(&str, &str); 32] = [
+pub const RESOLVED: [(&str, &str); 33] = [
     (
         "connect-any-is-loopback",
         include_str!("../../fuzz-cases/connect-any-is-loopback.json"),
@@ -147,6 +147,10 @@ pub const RESOLVED: [(&str, &str); 32] = [
     (
         "second-peer-connection",
         include_str!("../../fuzz-cases/second-peer-connection.json"),
+    ),
+    (
+        "child-keeps-key-deleted-from-listener",
+        include_str!("../../fuzz-cases/child-keeps-key-deleted-from-listener.json"),
     ),
 ];
 

@@ -949,11 +949,13 @@ impl Run<'_> {
         }
         let Some(child) = got else { return Ok(()) };
         let (v6, ns) = (x.v6, x.ns);
+        // The listener's keys, and those deleted since: the child copied the matching ones
+        // when its handshake completed, which may be before a deletion.
         let listener_keys = self
             .model
             .sock(s)
             .and_then(|m| m.ao.as_ref())
-            .map(|a| a.keys.clone());
+            .map(|a| [a.keys.as_slice(), a.deleted.as_slice()].concat());
         let _ = child.set_nonblocking(true);
         let peer_sa = child.peer_addr().ok().and_then(|a| a.as_socket());
         let peer_port = peer_sa.map(|a| a.port());
@@ -992,7 +994,7 @@ impl Run<'_> {
                     return Err(div(
                         op,
                         format!(
-                            "accept: the child has a key the listener does not have: {:?}",
+                            "accept: the child has a key the listener never had: {:?}",
                             k.key
                         ),
                     ));

@@ -113,6 +113,10 @@ pub struct AoM {
     /// in repair mode), or what `TCP_AO_REPAIR` set. Traffic keys (RFC 5925 §5.2) and MACs use
     /// these (resolved divergence 29, docs/fuzz.md).
     pub repaired: Option<(u32, u32, u32)>,
+    /// Keys deleted from this socket. A listener's child copies the matching keys when the
+    /// handshake completes (`tcp_ao_copy_all_matching()`), so a child accepted after such a
+    /// deletion may still hold one (found by the `debug` fuzz run, docs/fuzz.md).
+    pub deleted: Vec<KeyM>,
     next_uid: u32,
 }
 
@@ -1056,6 +1060,7 @@ fn del_cmd(sk: &mut SockM, optval: Option<&[u8]>, optlen: usize, ctx: Ctx) -> Re
         return Err(ENOENT);
     };
     let key = ao.keys.remove(pos);
+    ao.deleted.push(key.clone());
     if del_async {
         if ao.current == Some(key.uid) {
             ao.current = None;
@@ -1073,6 +1078,7 @@ fn del_cmd(sk: &mut SockM, optval: Option<&[u8]>, optlen: usize, ctx: Ctx) -> Re
     }
     if ao.current == Some(key.uid) || ao.rnext == Some(key.uid) {
         // tcp_ao_delete_key: put back at the head, EBUSY (the replacements stay set).
+        ao.deleted.pop();
         ao.keys.insert(0, key);
         return Err(EBUSY);
     }
@@ -1819,6 +1825,18 @@ mod tests {
         assert_eq!(all_keys(&m, 0)[0].0, 2);
         assert_eq!(del(&mut m, 0, &del_of(&key(1, 1)), EST), Expect::Err(EBUSY));
         assert_eq!(all_keys(&m, 0), [(1, 1, true, true), (2, 2, false, false)]);
+        let deleted = |m: &Model| -> Vec<u8> {
+            m.sock(0)
+                .unwrap()
+                .ao
+                .as_ref()
+                .unwrap()
+                .deleted
+                .iter()
+                .map(|k| k.sndid)
+                .collect()
+        };
+        assert!(deleted(&m).is_empty(), "a refused delete is no deletion");
         // Forced delete with replacements.
         let d = DelArg {
             set_current: true,
@@ -1829,6 +1847,7 @@ mod tests {
         };
         assert_eq!(del(&mut m, 0, &d, EST), Expect::Ok);
         assert_eq!(all_keys(&m, 0), [(2, 2, true, true)]);
+        assert_eq!(deleted(&m), [1], "a child may still hold a copy");
         // The replacement cannot be the key deleted.
         let d = DelArg {
             set_current: true,
