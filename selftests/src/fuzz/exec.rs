@@ -183,9 +183,9 @@ impl Topo {
         setns(&ns_a, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         r?;
         // Ready before the first operation: the veth's qdisc attached (operationally up, in
-        // both namespaces) and every address usable (not tentative, its local route in). Until then the kernel drops what it sends
-        // there, or what is sent to the address, and a replay under load judged a SYN that got
-        // no SYN-ACK (docs/lab.md).
+        // both namespaces) and every address usable (not tentative, its local route in).
+        // Until then the kernel drops what it sends there, or what is sent to the address,
+        // and a replay under load judged a SYN that got no SYN-ACK (docs/lab.md).
         let deadline = Instant::now() + READY_TIMEOUT;
         nl.wait_oper_up(veth, deadline).map_err(nl_err)?;
         wait_addresses(&["fd00:1::1", "fd00:2::1"], deadline)?;
@@ -1465,10 +1465,6 @@ impl Run<'_> {
         self.check_replies(op, &replies)
     }
 
-    /// The socket in slot `s` is about to be closed: if it is the virtual peer's child, its
-    /// keys are kept for what it sends on the way out, and a child in repair mode goes without
-    /// a word (`tcp_disconnect()` sends nothing in repair mode), so the listener answers for
-    /// the connection from then on (resolved divergence 31, docs/fuzz.md).
     /// Wait until the kernel released the sockets of `inodes` ([`Topo::wait_released`]) and
     /// note it when that took a wait, or did not happen.
     fn released(&mut self, inodes: &[(u64, Ns)], what: &str) {
@@ -1484,6 +1480,10 @@ impl Run<'_> {
         }
     }
 
+    /// The socket in slot `s` is about to be closed: if it is the virtual peer's child, its
+    /// keys are kept for what it sends on the way out, and a child in repair mode goes without
+    /// a word (`tcp_disconnect()` sends nothing in repair mode), so the listener answers for
+    /// the connection from then on (resolved divergence 31, docs/fuzz.md).
     fn forget_child(&mut self, s: u8) {
         if self.child_of_peer != Some(s) {
             return;
