@@ -3,10 +3,10 @@
 # Wall time of the whole suite in the VM, several variants in ONE boot: a variant is a build
 # of the suite and a `--jobs` value, `head:2` (this tree's release build at --jobs 2) or
 # `base:2` (the release build of git revision BASE_REV at --jobs 2); `head-dev:2` and
-# `base-dev:2` are the dev-profile builds, the ones scripts/test.sh runs in CI. The runs alternate (v1 v2 v3 v1 v2 v3 …), so whatever
-# else loads the machine loads every variant alike, and the table gives each variant's best
-# and median time and its ratio to the first variant's median. Every number printed comes
-# from this one run.
+# `base-dev:2` are the dev-profile builds, the ones scripts/test.sh runs in CI. The runs
+# alternate (v1 v2 v3 v1 v2 v3 …), so whatever else loads the machine loads every variant
+# alike, and the table gives each variant's best and median time and its ratio to the first
+# variant's median. Every number printed comes from this one run.
 #
 #   bash scripts/bench-suite.sh                                  # VARIANTS="head:2 head:3 head:4"
 #   VARIANTS="base:2 head:2" BASE_REV=5a8d371 ROUNDS=3 bash scripts/bench-suite.sh
