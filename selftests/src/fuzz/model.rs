@@ -1060,7 +1060,6 @@ fn del_cmd(sk: &mut SockM, optval: Option<&[u8]>, optlen: usize, ctx: Ctx) -> Re
         return Err(ENOENT);
     };
     let key = ao.keys.remove(pos);
-    ao.deleted.push(key.clone());
     if del_async {
         if ao.current == Some(key.uid) {
             ao.current = None;
@@ -1068,6 +1067,7 @@ fn del_cmd(sk: &mut SockM, optval: Option<&[u8]>, optlen: usize, ctx: Ctx) -> Re
         if ao.rnext == Some(key.uid) {
             ao.rnext = None;
         }
+        ao.deleted.push(key);
         return Ok(());
     }
     if new_current.is_some() {
@@ -1078,10 +1078,10 @@ fn del_cmd(sk: &mut SockM, optval: Option<&[u8]>, optlen: usize, ctx: Ctx) -> Re
     }
     if ao.current == Some(key.uid) || ao.rnext == Some(key.uid) {
         // tcp_ao_delete_key: put back at the head, EBUSY (the replacements stay set).
-        ao.deleted.pop();
         ao.keys.insert(0, key);
         return Err(EBUSY);
     }
+    ao.deleted.push(key);
     Ok(())
 }
 
