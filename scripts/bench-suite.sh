@@ -48,7 +48,7 @@ cases=
 for v in $variants; do
     case $v in
     head:[0-9]* | base:[0-9]* | head-dev:[0-9]* | base-dev:[0-9]*)
-        cases+="  ${v%%:*}:*) bin=$(printf %q "$(build "${v%%:*}")") ;;"$'\n' ;;
+        cases+="  $v) bin=$(printf %q "$(build "${v%%:*}")") ;;"$'\n' ;;
     *) echo "bench-suite: variant '$v' is not head:N, base:N, head-dev:N or base-dev:N" >&2; exit 2 ;;
     esac
 done
